@@ -1,0 +1,106 @@
+// The two interfaces every connector implements: a Source lists people, a
+// Target holds one collection (address book, contact folder) per target user
+// and writes to it with preconditions. The sync engine knows only these.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/contact.h"
+#include "core/result.h"
+
+namespace roster {
+
+// One person as a source sees them. `key` is the stable identity (a CSV column,
+// a vCard UID, an LDAP entryUUID); `attributes` keeps the raw fields so that
+// filters can test values the contact model does not carry.
+struct SourceRecord {
+  std::string key;
+  Contact contact;
+  std::map<std::string, std::string> attributes;
+};
+
+class Source {
+ public:
+  virtual ~Source() = default;
+  // Reads every record, or fails as a whole: a partly read source must never
+  // reach the planner, since missing records would look like departures.
+  virtual Result<std::vector<SourceRecord>> ReadAll() = 0;
+};
+
+// Marks an item as roster's own: which rule wrote it for which source identity.
+struct ManagedTag {
+  std::string rule;
+  std::string key;
+  bool operator==(const ManagedTag&) const = default;
+};
+
+struct ItemRef {
+  std::string href;
+  std::string etag;
+};
+
+// What changed in a collection since a sync token (or everything, when `full`).
+struct Listing {
+  bool full = false;                 // `changed` is the complete membership
+  std::vector<ItemRef> changed;      // new or modified members
+  std::vector<std::string> removed;  // hrefs gone since the token (delta only)
+  std::string sync_token;            // token for next time; empty if unsupported
+};
+
+// An item read back from a target.
+struct RemoteItem {
+  std::string href;
+  std::string etag;
+  std::optional<ManagedTag> tag;  // set only when the item carries roster's marker
+  Contact contact;
+  std::string content_hash;  // ContentHash(contact), marker and server fields excluded
+  std::string parse_error;   // non-empty when the body could not be read; item is left alone
+};
+
+struct WriteResult {
+  std::string href;
+  std::string etag;  // empty when the server did not say; the next listing fills it in
+};
+
+// One collection of one target user. Not thread-safe: one thread at a time.
+class Collection {
+ public:
+  virtual ~Collection() = default;
+  // A stable description for messages and the state store ("http://.../alice/book/").
+  virtual std::string id() const = 0;
+  // Changes since `sync_token`; a full listing when the token is empty, unknown
+  // to the server, or the server has no incremental listing.
+  virtual Result<Listing> List(const std::string& sync_token) = 0;
+  // Reads the named items; missing ones are left out of the answer.
+  virtual Result<std::vector<RemoteItem>> Fetch(const std::vector<std::string>& hrefs) = 0;
+  // Creates `name` (a resource name, not a URL) only if it does not exist yet.
+  virtual Result<WriteResult> Create(const std::string& name, const ManagedTag& tag,
+                                     const Contact& contact) = 0;
+  // Replaces `href` only if its etag is still `if_match`.
+  virtual Result<WriteResult> Update(const std::string& href, const std::string& if_match,
+                                     const ManagedTag& tag, const Contact& contact) = 0;
+  // Deletes `href` only if its etag is still `if_match`; NotFound counts as done.
+  virtual Status Delete(const std::string& href, const std::string& if_match) = 0;
+};
+
+struct CollectionSpec {
+  std::string user;          // target user as configured ("alice")
+  std::string display_name;  // "Company Contacts"
+  std::string rule;          // rule name: makes the collection's resource name deterministic
+  std::string known_url;     // where the state store last found it; empty if unknown
+};
+
+class Target {
+ public:
+  virtual ~Target() = default;
+  // Finds the user's collection; creates it when `create` is true and it is
+  // missing, else answers NotFound.
+  virtual Result<std::unique_ptr<Collection>> Open(const CollectionSpec& spec, bool create) = 0;
+  // How many requests this target's server may have in flight at once.
+  virtual int max_in_flight() const = 0;
+};
+
+}  // namespace roster
