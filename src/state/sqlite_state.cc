@@ -1,0 +1,429 @@
+// The SQLite state store: one file, WAL journal, one connection shared by the
+// engine's threads behind a mutex (SQLite serialises writers anyway).
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <ctime>
+#include <mutex>
+
+#include "migrations.h"
+#include "state/state.h"
+
+namespace roster {
+namespace {
+
+Error SqlError(sqlite3* db, const std::string& what) {
+  return MakeError(ErrorKind::kInternal,
+                   "state store: " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+}
+
+std::string NowUtc() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// A prepared statement, reset on destruction so it can be cached.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK) {
+      stmt_ = nullptr;
+    }
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  bool ok() const { return stmt_ != nullptr; }
+  Stmt& Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    return *this;
+  }
+  Stmt& Bind(int i, const std::string& s) {
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindNullable(int i, const std::string& s) {
+    if (s.empty()) {
+      sqlite3_bind_null(stmt_, i);
+      return *this;
+    }
+    return Bind(i, s);
+  }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  std::string Text(int col) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, sqlite3_column_bytes(stmt_, col)) : std::string();
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+class SqliteStateStore final : public StateStore {
+ public:
+  explicit SqliteStateStore(sqlite3* db) : db_(db) {}
+  ~SqliteStateStore() override { sqlite3_close_v2(db_); }
+
+  Status Init() {
+    for (const char* pragma :
+         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON",
+          "PRAGMA secure_delete=ON", "PRAGMA busy_timeout=10000"}) {
+      ROSTER_RETURN_IF_ERROR(Exec(pragma));
+    }
+    ROSTER_RETURN_IF_ERROR(Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+    int64_t current = 0;
+    {
+      Stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+      if (!s.ok() || s.Step() != SQLITE_ROW) return SqlError(db_, "reading schema version");
+      current = s.Int(0);
+    }
+    const auto& migrations = Migrations();
+    int64_t newest = migrations.empty() ? 0 : migrations.back().version;
+    if (current > newest) {
+      return MakeError(ErrorKind::kInvalidData,
+                       "state store: schema version " + std::to_string(current) +
+                           " is newer than this roster understands (" + std::to_string(newest) +
+                           "); use a newer roster");
+    }
+    for (const Migration& m : migrations) {
+      if (m.version <= current) continue;
+      ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+      Status st = Exec(m.sql);
+      if (st.ok()) {
+        st = Exec("INSERT INTO schema_version (version) VALUES (" + std::to_string(m.version) + ")");
+      }
+      if (!st.ok()) {
+        (void)Exec("ROLLBACK");
+        return MakeError(ErrorKind::kInternal,
+                         std::string("state store: migration ") + m.name + " failed: " +
+                             st.error().message);
+      }
+      ROSTER_RETURN_IF_ERROR(Exec("COMMIT"));
+    }
+    return {};
+  }
+
+  Result<CollectionState> OpenCollection(const CollectionKey& key) override {
+    std::lock_guard lock(mu_);
+    Stmt ins(db_,
+             "INSERT INTO collections (rule, target, user) VALUES (?, ?, ?) "
+             "ON CONFLICT (rule, target, user) DO NOTHING");
+    if (!ins.ok()) return SqlError(db_, "preparing collection insert");
+    ins.Bind(1, key.rule).Bind(2, key.target).Bind(3, key.user);
+    if (ins.Step() != SQLITE_DONE) return SqlError(db_, "creating collection");
+    return FindLocked(key);
+  }
+
+  Result<CollectionState> FindCollection(const CollectionKey& key) override {
+    std::lock_guard lock(mu_);
+    return FindLocked(key);
+  }
+
+  Status SetCollectionUrl(int64_t collection, const std::string& url) override {
+    return UpdateCollection("UPDATE collections SET url = ? WHERE id = ?", collection, url);
+  }
+  Status SetSyncToken(int64_t collection, const std::string& token) override {
+    return UpdateCollection("UPDATE collections SET sync_token = ? WHERE id = ?", collection,
+                            token);
+  }
+  Status SetSyncedSnapshot(int64_t collection, const std::string& fingerprint) override {
+    return UpdateCollection("UPDATE collections SET synced_snapshot = ? WHERE id = ?", collection,
+                            fingerprint);
+  }
+
+  Result<std::vector<ItemState>> LoadItems(int64_t collection) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_,
+           "SELECT href, etag_seen, etag, COALESCE(key, ''), hash FROM items "
+           "WHERE collection_id = ? ORDER BY href");
+    if (!s.ok()) return SqlError(db_, "preparing item query");
+    s.Bind(1, collection);
+    std::vector<ItemState> items;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) items.push_back(ReadItem(s));
+    if (rc != SQLITE_DONE) return SqlError(db_, "reading items");
+    return items;
+  }
+
+  Result<std::vector<ItemState>> LoadItemsByKeys(int64_t collection,
+                                                 const std::vector<std::string>& keys) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_,
+           "SELECT href, etag_seen, etag, key, hash FROM items "
+           "WHERE collection_id = ? AND key = ?");
+    if (!s.ok()) return SqlError(db_, "preparing item query");
+    std::vector<ItemState> items;
+    for (const std::string& key : keys) {
+      s.Reset().Bind(1, collection).Bind(2, key);
+      int rc;
+      while ((rc = s.Step()) == SQLITE_ROW) items.push_back(ReadItem(s));
+      if (rc != SQLITE_DONE) return SqlError(db_, "reading items");
+    }
+    return items;
+  }
+
+  Result<int64_t> CountManaged(int64_t collection) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_, "SELECT COUNT(*) FROM items WHERE collection_id = ? AND key IS NOT NULL");
+    if (!s.ok()) return SqlError(db_, "preparing count");
+    s.Bind(1, collection);
+    if (s.Step() != SQLITE_ROW) return SqlError(db_, "counting items");
+    return s.Int(0);
+  }
+
+  Status ApplyItems(int64_t collection, const std::vector<ItemState>& upserts,
+                    const std::vector<std::string>& deleted_hrefs,
+                    const std::string& sync_token) override {
+    std::lock_guard lock(mu_);
+    ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      Stmt put(db_, kUpsertSql);
+      Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href = ?");
+      if (!put.ok() || !del.ok()) return SqlError(db_, "preparing item update");
+      for (const ItemState& item : upserts) {
+        BindItem(put.Reset(), collection, item);
+        if (put.Step() != SQLITE_DONE) return SqlError(db_, "storing item");
+      }
+      for (const std::string& href : deleted_hrefs) {
+        del.Reset().Bind(1, collection).Bind(2, href);
+        if (del.Step() != SQLITE_DONE) return SqlError(db_, "deleting item");
+      }
+      if (!sync_token.empty()) {
+        Stmt tok(db_, "UPDATE collections SET sync_token = ? WHERE id = ?");
+        tok.Bind(1, sync_token).Bind(2, collection);
+        if (tok.Step() != SQLITE_DONE) return SqlError(db_, "storing sync token");
+      }
+      return {};
+    }();
+    if (!st.ok()) {
+      (void)Exec("ROLLBACK");
+      return st;
+    }
+    return Exec("COMMIT");
+  }
+
+  Status PutItem(int64_t collection, const ItemState& item) override {
+    std::lock_guard lock(mu_);
+    Stmt put(db_, kUpsertSql);
+    if (!put.ok()) return SqlError(db_, "preparing item update");
+    BindItem(put, collection, item);
+    if (put.Step() != SQLITE_DONE) return SqlError(db_, "storing item");
+    return {};
+  }
+
+  Status DeleteItem(int64_t collection, const std::string& href) override {
+    std::lock_guard lock(mu_);
+    Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href = ?");
+    if (!del.ok()) return SqlError(db_, "preparing item delete");
+    del.Bind(1, collection).Bind(2, href);
+    if (del.Step() != SQLITE_DONE) return SqlError(db_, "deleting item");
+    return {};
+  }
+
+  Result<Snapshot> LoadSnapshot(const std::string& rule) override {
+    std::lock_guard lock(mu_);
+    Snapshot snap;
+    Stmt head(db_, "SELECT fingerprint FROM snapshots WHERE rule = ?");
+    if (!head.ok()) return SqlError(db_, "preparing snapshot query");
+    head.Bind(1, rule);
+    int rc = head.Step();
+    if (rc == SQLITE_DONE) return snap;
+    if (rc != SQLITE_ROW) return SqlError(db_, "reading snapshot");
+    snap.fingerprint = head.Text(0);
+    Stmt s(db_, "SELECT key, hash FROM snapshot_items WHERE rule = ? ORDER BY key");
+    if (!s.ok()) return SqlError(db_, "preparing snapshot query");
+    s.Bind(1, rule);
+    while ((rc = s.Step()) == SQLITE_ROW) snap.entries.push_back({s.Text(0), s.Text(1)});
+    if (rc != SQLITE_DONE) return SqlError(db_, "reading snapshot");
+    return snap;
+  }
+
+  Status SaveSnapshot(const std::string& rule, const Snapshot& snapshot) override {
+    std::lock_guard lock(mu_);
+    ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      Stmt clear(db_, "DELETE FROM snapshot_items WHERE rule = ?");
+      Stmt head(db_,
+                "INSERT INTO snapshots (rule, fingerprint) VALUES (?, ?) "
+                "ON CONFLICT (rule) DO UPDATE SET fingerprint = excluded.fingerprint");
+      Stmt ins(db_, "INSERT INTO snapshot_items (rule, key, hash) VALUES (?, ?, ?)");
+      if (!clear.ok() || !head.ok() || !ins.ok()) return SqlError(db_, "preparing snapshot");
+      clear.Bind(1, rule);
+      if (clear.Step() != SQLITE_DONE) return SqlError(db_, "clearing snapshot");
+      head.Bind(1, rule).Bind(2, snapshot.fingerprint);
+      if (head.Step() != SQLITE_DONE) return SqlError(db_, "storing snapshot");
+      for (const SnapshotEntry& e : snapshot.entries) {
+        ins.Reset().Bind(1, rule).Bind(2, e.key).Bind(3, e.hash);
+        if (ins.Step() != SQLITE_DONE) return SqlError(db_, "storing snapshot");
+      }
+      return {};
+    }();
+    if (!st.ok()) {
+      (void)Exec("ROLLBACK");
+      return st;
+    }
+    return Exec("COMMIT");
+  }
+
+  Result<int64_t> BeginRun(const std::string& mode) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_, "INSERT INTO runs (mode, started_at) VALUES (?, ?)");
+    if (!s.ok()) return SqlError(db_, "preparing run");
+    s.Bind(1, mode).Bind(2, NowUtc());
+    if (s.Step() != SQLITE_DONE) return SqlError(db_, "recording run");
+    return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+  }
+
+  Status RecordResult(int64_t run, const TargetRunResult& r) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_,
+           "INSERT INTO run_results (run_id, rule, target, user, created, updated, deleted, "
+           "unchanged, conflicts, errors, adopted, message) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    if (!s.ok()) return SqlError(db_, "preparing run result");
+    const Counts& c = r.counts;
+    s.Bind(1, run).Bind(2, r.collection.rule).Bind(3, r.collection.target).Bind(4, r.collection.user);
+    s.Bind(5, c.created).Bind(6, c.updated).Bind(7, c.deleted).Bind(8, c.unchanged);
+    s.Bind(9, c.conflicts).Bind(10, c.errors).Bind(11, c.adopted).Bind(12, r.message);
+    if (s.Step() != SQLITE_DONE) return SqlError(db_, "recording run result");
+    return {};
+  }
+
+  Status FinishRun(int64_t run, int exit_code) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_, "UPDATE runs SET finished_at = ?, exit_code = ? WHERE id = ?");
+    if (!s.ok()) return SqlError(db_, "preparing run");
+    s.Bind(1, NowUtc()).Bind(2, static_cast<int64_t>(exit_code)).Bind(3, run);
+    if (s.Step() != SQLITE_DONE) return SqlError(db_, "finishing run");
+    return {};
+  }
+
+  Result<std::vector<RunSummary>> LastResults() override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_,
+           "SELECT r.id, r.mode, r.started_at, COALESCE(r.finished_at, ''), "
+           "COALESCE(r.exit_code, -1), x.rule, x.target, x.user, x.created, x.updated, "
+           "x.deleted, x.unchanged, x.conflicts, x.errors, x.adopted, x.message "
+           "FROM run_results x JOIN runs r ON r.id = x.run_id "
+           "WHERE x.run_id = (SELECT MAX(y.run_id) FROM run_results y WHERE y.rule = x.rule "
+           "AND y.target = x.target AND y.user = x.user) "
+           "ORDER BY x.rule, x.target, x.user");
+    if (!s.ok()) return SqlError(db_, "preparing status query");
+    std::vector<RunSummary> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      RunSummary r;
+      r.run_id = s.Int(0);
+      r.mode = s.Text(1);
+      r.started_at = s.Text(2);
+      r.finished_at = s.Text(3);
+      r.exit_code = static_cast<int>(s.Int(4));
+      r.result.collection = {s.Text(5), s.Text(6), s.Text(7)};
+      Counts& c = r.result.counts;
+      c.created = s.Int(8);
+      c.updated = s.Int(9);
+      c.deleted = s.Int(10);
+      c.unchanged = s.Int(11);
+      c.conflicts = s.Int(12);
+      c.errors = s.Int(13);
+      c.adopted = s.Int(14);
+      r.result.message = s.Text(15);
+      out.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return SqlError(db_, "reading status");
+    return out;
+  }
+
+ private:
+  static constexpr const char* kUpsertSql =
+      "INSERT INTO items (collection_id, href, etag_seen, etag, key, hash) "
+      "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection_id, href) DO UPDATE SET "
+      "etag_seen = excluded.etag_seen, etag = excluded.etag, key = excluded.key, "
+      "hash = excluded.hash";
+
+  static void BindItem(Stmt& s, int64_t collection, const ItemState& item) {
+    s.Bind(1, collection).Bind(2, item.href).Bind(3, item.etag_seen).Bind(4, item.etag);
+    s.BindNullable(5, item.key).Bind(6, item.hash);
+  }
+  static ItemState ReadItem(const Stmt& s) {
+    return ItemState{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4)};
+  }
+
+  Status Exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "unknown error";
+      sqlite3_free(err);
+      return MakeError(ErrorKind::kInternal, "state store: " + msg);
+    }
+    return {};
+  }
+
+  Result<CollectionState> FindLocked(const CollectionKey& key) {
+    Stmt s(db_,
+           "SELECT id, url, sync_token, synced_snapshot FROM collections "
+           "WHERE rule = ? AND target = ? AND user = ?");
+    if (!s.ok()) return SqlError(db_, "preparing collection query");
+    s.Bind(1, key.rule).Bind(2, key.target).Bind(3, key.user);
+    int rc = s.Step();
+    if (rc == SQLITE_DONE) {
+      return MakeError(ErrorKind::kNotFound, "state store: no collection for rule " + key.rule +
+                                                 ", user " + key.user);
+    }
+    if (rc != SQLITE_ROW) return SqlError(db_, "reading collection");
+    return CollectionState{s.Int(0), s.Text(1), s.Text(2), s.Text(3)};
+  }
+
+  Status UpdateCollection(const char* sql, int64_t collection, const std::string& value) {
+    std::lock_guard lock(mu_);
+    Stmt s(db_, sql);
+    if (!s.ok()) return SqlError(db_, "preparing collection update");
+    s.Bind(1, value).Bind(2, collection);
+    if (s.Step() != SQLITE_DONE) return SqlError(db_, "updating collection");
+    return {};
+  }
+
+  std::mutex mu_;
+  sqlite3* db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path) {
+  sqlite3* db = nullptr;
+  // The state names people's identities: keep it private to the service account.
+  mode_t old_mask = umask(077);
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  umask(old_mask);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close_v2(db);
+    return MakeError(ErrorKind::kInvalidArgument,
+                     "cannot open state file " + path + ": " + msg);
+  }
+  auto store = std::make_unique<SqliteStateStore>(db);
+  Status st = store->Init();
+  if (!st.ok()) {
+    Error e = st.take_error();
+    e.message = "state file " + path + ": " + e.message;
+    return e;
+  }
+  return std::unique_ptr<StateStore>(std::move(store));
+}
+
+}  // namespace roster

@@ -1,0 +1,127 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "state/state.h"
+
+namespace roster {
+namespace {
+
+std::unique_ptr<StateStore> Open(const std::string& path = ":memory:") {
+  auto store = OpenSqliteStateStore(path);
+  EXPECT_TRUE(store.ok()) << (store.ok() ? "" : store.error().message);
+  return std::move(store).value();
+}
+
+TEST(SqliteStateStore, CollectionsAreCreatedOnceAndRemembered) {
+  auto store = Open();
+  CollectionKey key{"company", "dav", "alice"};
+  EXPECT_FALSE(store->FindCollection(key).ok());
+  auto a = store->OpenCollection(key);
+  ASSERT_TRUE(a.ok());
+  auto b = store->OpenCollection(key);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(a->id, b->id);
+  ASSERT_TRUE(store->SetCollectionUrl(a->id, "http://h/alice/book/").ok());
+  ASSERT_TRUE(store->SetSyncToken(a->id, "tok-1").ok());
+  ASSERT_TRUE(store->SetSyncedSnapshot(a->id, "fp").ok());
+  auto c = store->FindCollection(key);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->url, "http://h/alice/book/");
+  EXPECT_EQ(c->sync_token, "tok-1");
+  EXPECT_EQ(c->synced_snapshot, "fp");
+}
+
+TEST(SqliteStateStore, ItemsUpsertDeleteAndLookupByKey) {
+  auto store = Open();
+  auto col = store->OpenCollection({"r", "t", "u"});
+  ASSERT_TRUE(col.ok());
+  int64_t id = col->id;
+  std::vector<ItemState> items = {{"/b.vcf", "e1", "e1", "k1", "h1"},
+                                  {"/a.vcf", "e2", "e2", "", "h2"},
+                                  {"/c.vcf", "e3", "", "", ""}};
+  ASSERT_TRUE(store->ApplyItems(id, items, {}, "tok").ok());
+  auto loaded = store->LoadItems(id);
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->size(), 3u);
+  EXPECT_EQ((*loaded)[0].href, "/a.vcf");  // sorted by href
+  EXPECT_FALSE((*loaded)[0].managed());
+  EXPECT_TRUE((*loaded)[1].managed());
+  EXPECT_FALSE((*loaded)[2].known());
+  EXPECT_EQ(*store->CountManaged(id), 1);
+  EXPECT_EQ(store->FindCollection({"r", "t", "u"})->sync_token, "tok");
+
+  ASSERT_TRUE(store->PutItem(id, {"/b.vcf", "e9", "e9", "k1", "h9"}).ok());
+  auto by_key = store->LoadItemsByKeys(id, {"k1", "missing"});
+  ASSERT_TRUE(by_key.ok());
+  ASSERT_EQ(by_key->size(), 1u);
+  EXPECT_EQ((*by_key)[0].hash, "h9");
+
+  ASSERT_TRUE(store->ApplyItems(id, {}, {"/a.vcf", "/c.vcf"}, "").ok());
+  EXPECT_EQ(store->LoadItems(id)->size(), 1u);
+  EXPECT_EQ(store->FindCollection({"r", "t", "u"})->sync_token, "tok");  // empty keeps it
+  ASSERT_TRUE(store->DeleteItem(id, "/b.vcf").ok());
+  EXPECT_TRUE(store->LoadItems(id)->empty());
+}
+
+TEST(SqliteStateStore, SnapshotsReplaceWhole) {
+  auto store = Open();
+  auto empty = store->LoadSnapshot("r");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->fingerprint.empty());
+  ASSERT_TRUE(store->SaveSnapshot("r", {"fp1", {{"a", "1"}, {"b", "2"}}}).ok());
+  ASSERT_TRUE(store->SaveSnapshot("r", {"fp2", {{"c", "3"}}}).ok());
+  auto snap = store->LoadSnapshot("r");
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(snap->fingerprint, "fp2");
+  ASSERT_EQ(snap->entries.size(), 1u);
+  EXPECT_EQ(snap->entries[0].key, "c");
+}
+
+TEST(SqliteStateStore, LastResultsShowNewestRunPerCollection) {
+  auto store = Open();
+  auto r1 = store->BeginRun("sync");
+  ASSERT_TRUE(r1.ok());
+  TargetRunResult res{{"r", "t", "alice"}, {}, ""};
+  res.counts.created = 5;
+  ASSERT_TRUE(store->RecordResult(*r1, res).ok());
+  ASSERT_TRUE(store->FinishRun(*r1, 0).ok());
+  auto r2 = store->BeginRun("sync");
+  res.counts.created = 0;
+  res.counts.unchanged = 5;
+  ASSERT_TRUE(store->RecordResult(*r2, res).ok());
+  auto last = store->LastResults();
+  ASSERT_TRUE(last.ok());
+  ASSERT_EQ(last->size(), 1u);
+  EXPECT_EQ((*last)[0].run_id, *r2);
+  EXPECT_EQ((*last)[0].exit_code, -1);  // not finished: shows as interrupted
+  EXPECT_EQ((*last)[0].result.counts.unchanged, 5);
+}
+
+TEST(SqliteStateStore, FileIsPrivateAndSurvivesReopen) {
+  auto dir = std::filesystem::temp_directory_path() / ("roster-state-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "roster.db").string();
+  {
+    auto store = Open(path);
+    ASSERT_TRUE(store->OpenCollection({"r", "t", "u"}).ok());
+  }
+  auto perms = std::filesystem::status(path).permissions();
+  EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+            std::filesystem::perms::none);
+  {
+    auto store = Open(path);  // migrations are not re-applied
+    EXPECT_TRUE(store->FindCollection({"r", "t", "u"}).ok());
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SqliteStateStore, UnopenablePathIsAClearError) {
+  auto store = OpenSqliteStateStore("/nonexistent-dir/roster.db");
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.error().message.find("/nonexistent-dir/roster.db"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace roster

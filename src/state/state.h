@@ -1,0 +1,117 @@
+// The state store: what roster remembers between runs, behind one interface so
+// that SQLite (embedded, the default) and later PostgreSQL can serve it. Every
+// SQL statement of the project lives behind this interface.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace roster {
+
+// Identifies one managed collection: rule × target × target user.
+struct CollectionKey {
+  std::string rule;
+  std::string target;
+  std::string user;
+};
+
+struct CollectionState {
+  int64_t id = 0;
+  std::string url;         // where the collection was last found
+  std::string sync_token;  // the server's token after our last complete listing
+  // Fingerprint of the source snapshot this collection fully matched at the end
+  // of its last clean run; empty when the last run did not finish cleanly.
+  std::string synced_snapshot;
+};
+
+// What roster knows of one item in a collection. `etag_seen` is the newest etag
+// a listing reported; `etag` is the one whose content `key`/`hash` describe.
+// When they differ the item changed on the server and must be read again.
+struct ItemState {
+  std::string href;
+  std::string etag_seen;
+  std::string etag;
+  std::string key;   // source identity when roster manages the item, else empty
+  std::string hash;  // content hash of the known content
+
+  bool known() const { return !etag.empty() && etag == etag_seen; }
+  bool managed() const { return !key.empty(); }
+};
+
+// A rule's selected source items as of its last sync: key and content hash.
+struct SnapshotEntry {
+  std::string key;
+  std::string hash;
+};
+
+struct Snapshot {
+  std::string fingerprint;  // empty when the rule has never synced
+  std::vector<SnapshotEntry> entries;  // sorted by key
+};
+
+struct Counts {
+  int64_t created = 0, updated = 0, deleted = 0, unchanged = 0, conflicts = 0, errors = 0;
+  int64_t adopted = 0;
+  Counts& operator+=(const Counts& o);
+};
+
+struct TargetRunResult {
+  CollectionKey collection;
+  Counts counts;
+  std::string message;  // first error, if any
+};
+
+struct RunSummary {
+  int64_t run_id = 0;
+  std::string mode;  // "sync"
+  std::string started_at, finished_at;  // UTC, ISO 8601
+  int exit_code = -1;                    // -1 while running or after a crash
+  TargetRunResult result;
+};
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // Collections. OpenCollection creates the row on first use.
+  virtual Result<CollectionState> OpenCollection(const CollectionKey& key) = 0;
+  // Reads without creating; NotFound when absent.
+  virtual Result<CollectionState> FindCollection(const CollectionKey& key) = 0;
+  virtual Status SetCollectionUrl(int64_t collection, const std::string& url) = 0;
+  virtual Status SetSyncToken(int64_t collection, const std::string& token) = 0;
+  virtual Status SetSyncedSnapshot(int64_t collection, const std::string& fingerprint) = 0;
+
+  // Items, sorted by href.
+  virtual Result<std::vector<ItemState>> LoadItems(int64_t collection) = 0;
+  // The items managed for these keys (any order), for incremental planning.
+  virtual Result<std::vector<ItemState>> LoadItemsByKeys(int64_t collection,
+                                                         const std::vector<std::string>& keys) = 0;
+  virtual Result<int64_t> CountManaged(int64_t collection) = 0;
+  // Upserts and deletes in one transaction, then stores the token if non-empty.
+  virtual Status ApplyItems(int64_t collection, const std::vector<ItemState>& upserts,
+                            const std::vector<std::string>& deleted_hrefs,
+                            const std::string& sync_token) = 0;
+  // One item, committed at once: used right after each write succeeds.
+  virtual Status PutItem(int64_t collection, const ItemState& item) = 0;
+  virtual Status DeleteItem(int64_t collection, const std::string& href) = 0;
+
+  // Source snapshots per rule.
+  virtual Result<Snapshot> LoadSnapshot(const std::string& rule) = 0;
+  virtual Status SaveSnapshot(const std::string& rule, const Snapshot& snapshot) = 0;
+
+  // Run history for `roster status`.
+  virtual Result<int64_t> BeginRun(const std::string& mode) = 0;
+  virtual Status RecordResult(int64_t run, const TargetRunResult& result) = 0;
+  virtual Status FinishRun(int64_t run, int exit_code) = 0;
+  // The newest result per collection, over all runs.
+  virtual Result<std::vector<RunSummary>> LastResults() = 0;
+};
+
+// Opens (creating and migrating) the SQLite store at `path`. ":memory:" works.
+Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path);
+
+}  // namespace roster
