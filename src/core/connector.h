@@ -76,6 +76,8 @@ class Collection {
   virtual Result<Listing> List(const std::string& sync_token) = 0;
   // Reads the named items; missing ones are left out of the answer.
   virtual Result<std::vector<RemoteItem>> Fetch(const std::vector<std::string>& hrefs) = 0;
+  // The href a resource name gets in this collection (as List reports hrefs).
+  virtual std::string HrefOf(const std::string& name) const { return name; }
   // Creates `name` (a resource name, not a URL) only if it does not exist yet.
   virtual Result<WriteResult> Create(const std::string& name, const ManagedTag& tag,
                                      const Contact& contact) = 0;
@@ -101,6 +103,12 @@ class Target {
   virtual Result<std::unique_ptr<Collection>> Open(const CollectionSpec& spec, bool create) = 0;
   // How many requests this target's server may have in flight at once.
   virtual int max_in_flight() const = 0;
+  // The resource name a create uses for a managed item: deterministic per
+  // (rule, key), so that a create retried after a crash finds the first copy.
+  virtual std::string ResourceName(const ManagedTag& tag) const { return DefaultResourceName(tag); }
+
+  // "roster-" + 32 hex digits of BLAKE2b(rule, NUL, key).
+  static std::string DefaultResourceName(const ManagedTag& tag);
 };
 
 }  // namespace roster

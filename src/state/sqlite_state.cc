@@ -215,6 +215,53 @@ class SqliteStateStore final : public StateStore {
     return Exec("COMMIT");
   }
 
+  Status ApplyListing(int64_t collection, const std::vector<ItemRef>& seen,
+                      const std::vector<std::string>& removed,
+                      const std::string& sync_token) override {
+    std::lock_guard lock(mu_);
+    ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      Stmt put(db_,
+               "INSERT INTO items (collection_id, href, etag_seen) VALUES (?, ?, ?) "
+               "ON CONFLICT (collection_id, href) DO UPDATE SET etag_seen = excluded.etag_seen");
+      Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href = ?");
+      if (!put.ok() || !del.ok()) return SqlError(db_, "preparing listing update");
+      for (const ItemRef& ref : seen) {
+        put.Reset().Bind(1, collection).Bind(2, ref.href).Bind(3, ref.etag);
+        if (put.Step() != SQLITE_DONE) return SqlError(db_, "storing listing");
+      }
+      for (const std::string& href : removed) {
+        del.Reset().Bind(1, collection).Bind(2, href);
+        if (del.Step() != SQLITE_DONE) return SqlError(db_, "deleting item");
+      }
+      if (!sync_token.empty()) {
+        Stmt tok(db_, "UPDATE collections SET sync_token = ? WHERE id = ?");
+        tok.Bind(1, sync_token).Bind(2, collection);
+        if (tok.Step() != SQLITE_DONE) return SqlError(db_, "storing sync token");
+      }
+      return {};
+    }();
+    if (!st.ok()) {
+      (void)Exec("ROLLBACK");
+      return st;
+    }
+    return Exec("COMMIT");
+  }
+
+  Status ResetCollection(int64_t collection) override {
+    std::lock_guard lock(mu_);
+    ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Stmt del(db_, "DELETE FROM items WHERE collection_id = ?");
+    Stmt upd(db_, "UPDATE collections SET sync_token = '', synced_snapshot = '' WHERE id = ?");
+    if (!del.ok() || !upd.ok() || del.Bind(1, collection).Step() != SQLITE_DONE ||
+        upd.Bind(1, collection).Step() != SQLITE_DONE) {
+      Error e = SqlError(db_, "resetting collection");
+      (void)Exec("ROLLBACK");
+      return e;
+    }
+    return Exec("COMMIT");
+  }
+
   Status PutItem(int64_t collection, const ItemState& item) override {
     std::lock_guard lock(mu_);
     Stmt put(db_, kUpsertSql);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/connector.h"
 #include "core/result.h"
 
 namespace roster {
@@ -95,6 +96,14 @@ class StateStore {
   virtual Status ApplyItems(int64_t collection, const std::vector<ItemState>& upserts,
                             const std::vector<std::string>& deleted_hrefs,
                             const std::string& sync_token) = 0;
+  // Records what a listing reported: `seen` hrefs get etag_seen (a new row when
+  // unknown), `removed` rows go, and the token is stored if non-empty; one
+  // transaction. Known content (etag, key, hash) is left as it was.
+  virtual Status ApplyListing(int64_t collection, const std::vector<ItemRef>& seen,
+                              const std::vector<std::string>& removed,
+                              const std::string& sync_token) = 0;
+  // Forgets every item and the sync token (the collection moved or was recreated).
+  virtual Status ResetCollection(int64_t collection) = 0;
   // One item, committed at once: used right after each write succeeds.
   virtual Status PutItem(int64_t collection, const ItemState& item) = 0;
   virtual Status DeleteItem(int64_t collection, const std::string& href) = 0;

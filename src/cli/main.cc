@@ -1,0 +1,201 @@
+// roster's command line: plan (dry run), sync, status.
+//
+// Exit codes: 0 everything synced; 1 some item or collection failed; 2 bad
+// usage or configuration; 3 a deletion guard stopped a rule or collection.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "app/engine.h"
+#include "app/wiring.h"
+#include "config/config.h"
+#include "state/state.h"
+
+namespace roster {
+namespace {
+
+using nlohmann::json;
+
+json CountsJson(const Counts& c) {
+  return json{{"created", c.created},     {"updated", c.updated}, {"deleted", c.deleted},
+              {"unchanged", c.unchanged}, {"conflicts", c.conflicts},
+              {"errors", c.errors},       {"adopted", c.adopted}};
+}
+
+std::string CountsText(const Counts& c, bool plan) {
+  std::string s = plan ? "to create " : "created ";
+  s += std::to_string(c.created) + ", " + (plan ? "to update " : "updated ") +
+       std::to_string(c.updated) + ", " + (plan ? "to delete " : "deleted ") +
+       std::to_string(c.deleted) + ", unchanged " + std::to_string(c.unchanged);
+  if (c.adopted) s += ", adopted " + std::to_string(c.adopted);
+  if (c.conflicts) s += ", conflicts " + std::to_string(c.conflicts);
+  if (c.errors) s += ", errors " + std::to_string(c.errors);
+  return s;
+}
+
+void PrintJson(const RunReport& report, bool plan) {
+  json targets = json::array();
+  for (const CollectionReport& c : report.collections) {
+    json t = CountsJson(c.counts);
+    t["rule"] = c.key.rule;
+    t["target"] = c.key.target;
+    t["user"] = c.key.user;
+    // A collection that failed as a whole counts as one error.
+    if (!c.errors.empty() && c.counts.errors == 0) t["errors"] = 1;
+    t["messages"] = c.errors;
+    if (!c.conflicts.empty()) t["conflict_messages"] = c.conflicts;
+    if (!c.warnings.empty()) t["warnings"] = c.warnings;
+    if (plan) t["actions"] = c.planned;
+    targets.push_back(std::move(t));
+  }
+  Counts totals = report.Totals();
+  for (const CollectionReport& c : report.collections) {
+    if (!c.errors.empty() && c.counts.errors == 0) ++totals.errors;
+  }
+  totals.errors += static_cast<int64_t>(report.errors.size());
+  json out{{"mode", plan ? "plan" : "sync"},
+           {"totals", CountsJson(totals)},
+           {"targets", std::move(targets)},
+           {"errors", report.errors},
+           {"exit_code", report.ExitCode()}};
+  std::cout << out.dump(2) << "\n";
+}
+
+void PrintText(const RunReport& report, bool plan, bool verbose) {
+  if (plan) std::cout << "Plan (dry run: nothing was written)\n";
+  for (const CollectionReport& c : report.collections) {
+    std::cout << "  " << c.key.rule << " -> " << c.key.target << "/" << c.key.user << ": "
+              << CountsText(c.counts, plan) << "\n";
+    size_t shown = 0;
+    for (const std::string& a : c.planned) {
+      if (!verbose && shown == 10) {
+        std::cout << "      ... " << (c.planned.size() - shown)
+                  << " more (--verbose lists them all)\n";
+        break;
+      }
+      std::cout << "      " << a << "\n";
+      ++shown;
+    }
+    for (const std::string& e : c.errors) std::cout << "      error: " << e << "\n";
+    for (const std::string& e : c.conflicts) std::cout << "      conflict: " << e << "\n";
+    for (const std::string& w : c.warnings) std::cout << "      warning: " << w << "\n";
+  }
+  for (const std::string& e : report.errors) std::cout << "error: " << e << "\n";
+  std::cout << (plan ? "Total: " : "Total: ") << CountsText(report.Totals(), plan) << "\n";
+}
+
+// A one-line progress bar on stderr when it is a terminal.
+void Progress(const CollectionReport& c, size_t done, size_t total) {
+  constexpr int kWidth = 30;
+  int filled = total ? static_cast<int>(done * kWidth / total) : kWidth;
+  std::fprintf(stderr, "\r[%-*s] %zu/%zu  %s/%s%s", kWidth, std::string(filled, '#').c_str(),
+               done, total, c.key.target.c_str(), c.key.user.c_str(), "\033[K");
+  if (done == total) std::fprintf(stderr, "\n");
+  std::fflush(stderr);
+}
+
+int Status(const Config& config, bool as_json) {
+  auto store = OpenSqliteStateStore(config.state_path);
+  if (!store.ok()) {
+    std::cerr << "roster: " << store.error().message << "\n";
+    return 2;
+  }
+  auto rows = (*store)->LastResults();
+  if (!rows.ok()) {
+    std::cerr << "roster: " << rows.error().message << "\n";
+    return 1;
+  }
+  if (as_json) {
+    json out = json::array();
+    for (const RunSummary& r : *rows) {
+      json t = CountsJson(r.result.counts);
+      t["rule"] = r.result.collection.rule;
+      t["target"] = r.result.collection.target;
+      t["user"] = r.result.collection.user;
+      t["run"] = r.run_id;
+      t["started_at"] = r.started_at;
+      t["finished_at"] = r.finished_at;
+      t["exit_code"] = r.exit_code;
+      t["message"] = r.result.message;
+      out.push_back(std::move(t));
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  if (rows->empty()) std::cout << "No sync has run yet with state " << config.state_path << "\n";
+  for (const RunSummary& r : *rows) {
+    std::cout << r.result.collection.rule << " -> " << r.result.collection.target << "/"
+              << r.result.collection.user << ": run " << r.run_id << " at " << r.started_at
+              << (r.exit_code < 0 ? " (did not finish)" : "") << ": "
+              << CountsText(r.result.counts, false)
+              << (r.result.message.empty() ? "" : "; " + r.result.message) << "\n";
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"roster: keeps an organisation's people in every user's address book"};
+  std::string config_path = "roster.toml";
+  bool as_json = false, force = false, verbose = false;
+  app.add_option("-c,--config", config_path, "configuration file (TOML)");
+  app.add_flag("--json", as_json, "print one JSON object instead of text");
+  app.add_flag("-v,--verbose", verbose, "list every planned action");
+  app.require_subcommand(1);
+  auto* plan_cmd = app.add_subcommand("plan", "show what a sync would change; writes nothing");
+  auto* sync_cmd = app.add_subcommand("sync", "bring every target address book up to date");
+  sync_cmd->add_flag("--force", force, "let the deletion guard pass");
+  plan_cmd->add_flag("--force", force, "plan as if the deletion guard were overridden");
+  auto* status_cmd = app.add_subcommand("status", "show the last result per address book");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  auto config = LoadConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << "roster: " << config.error().message << "\n";
+    return 2;
+  }
+  if (status_cmd->parsed()) return Status(*config, as_json);
+
+  auto engine_config = BuildEngineConfig(*config);
+  if (!engine_config.ok()) {
+    std::cerr << "roster: " << engine_config.error().message << "\n";
+    return 2;
+  }
+  auto store = OpenSqliteStateStore(config->state_path);
+  if (!store.ok()) {
+    std::cerr << "roster: " << store.error().message << "\n";
+    return 2;
+  }
+  bool plan = plan_cmd->parsed();
+  RunOptions options;
+  options.dry_run = plan;
+  options.force = force;
+  if (isatty(STDERR_FILENO)) options.on_collection = Progress;
+  Engine engine(std::move(engine_config).value(), **store);
+  RunReport report = engine.Run(options);
+  if (as_json) {
+    PrintJson(report, plan);
+  } else {
+    PrintText(report, plan, verbose);
+  }
+  // The reasons go to stderr too, one line each, for logs and cron mail.
+  for (const std::string& e : report.errors) std::cerr << "roster: " << e << "\n";
+  for (const CollectionReport& c : report.collections) {
+    for (const std::string& e : c.errors) {
+      std::cerr << "roster: " << c.key.target << "/" << c.key.user << ": " << e << "\n";
+    }
+  }
+  return report.ExitCode();
+}
+
+}  // namespace
+}  // namespace roster
+
+int main(int argc, char** argv) { return roster::Main(argc, argv); }

@@ -1,0 +1,62 @@
+// An in-memory target: collections held in process memory, with counters of
+// every request and a hook to inject failures. For tests and benchmarks of the
+// planner, executor and state store without a server.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/connector.h"
+
+namespace roster {
+
+struct MemoryItem {
+  std::string etag;
+  std::optional<ManagedTag> tag;
+  Contact contact;
+};
+
+struct MemoryCounters {
+  int64_t lists = 0, fetched = 0, creates = 0, updates = 0, deletes = 0;
+  int64_t writes() const { return creates + updates + deletes; }
+};
+
+// The shared store behind a MemoryTarget. Thread-safe.
+class MemoryServer {
+ public:
+  // Items of one user's collection, by href. Empty if the collection is missing.
+  std::map<std::string, MemoryItem> Items(const std::string& user);
+  // Puts an item as a user's phone would (no marker unless given).
+  std::string PutByHand(const std::string& user, const std::string& href, const Contact& contact,
+                        std::optional<ManagedTag> tag = std::nullopt);
+  void RemoveByHand(const std::string& user, const std::string& href);
+  bool HasCollection(const std::string& user);
+  std::string SyncToken(const std::string& user);
+  MemoryCounters counters();
+  void ResetCounters();
+  // Called before each write (op is "create", "update" or "delete"); a returned
+  // error is answered instead of doing the write.
+  void SetFault(std::function<std::optional<Error>(const std::string& op, const std::string& href)>
+                    fault);
+
+ private:
+  friend class MemoryCollection;
+  struct Book {
+    std::map<std::string, MemoryItem> items;
+    int64_t version = 1;
+    std::map<std::string, int64_t> changed_at;  // href -> version of last change (incl. deletes)
+  };
+  std::mutex mu_;
+  std::map<std::string, Book> books_;
+  MemoryCounters counters_;
+  int64_t next_etag_ = 1;
+  std::function<std::optional<Error>(const std::string&, const std::string&)> fault_;
+};
+
+std::unique_ptr<Target> NewMemoryTarget(std::shared_ptr<MemoryServer> server, int max_in_flight = 4);
+
+}  // namespace roster

@@ -1,0 +1,172 @@
+#include <gtest/gtest.h>
+
+#include "connectors/memory/memory.h"
+#include "sync/sync.h"
+
+namespace roster {
+namespace {
+
+class FakeClock final : public Clock {
+ public:
+  std::chrono::steady_clock::time_point Now() override { return now_; }
+  void SleepFor(std::chrono::milliseconds d) override {
+    sleeps.push_back(d);
+    now_ += d;
+  }
+  std::vector<std::chrono::milliseconds> sleeps;
+
+ private:
+  std::chrono::steady_clock::time_point now_{};
+};
+
+struct Fixture {
+  std::shared_ptr<MemoryServer> server = std::make_shared<MemoryServer>();
+  std::unique_ptr<Target> target = NewMemoryTarget(server);
+  std::unique_ptr<StateStore> store = std::move(OpenSqliteStateStore(":memory:")).value();
+  std::unique_ptr<Collection> collection;
+  int64_t id = 0;
+  FakeClock clock;
+  std::map<std::string, DesiredItem> desired;
+
+  Fixture() {
+    collection = std::move(target->Open({"alice", "Book", "r", ""}, true)).value();
+    id = store->OpenCollection({"r", "t", "alice"})->id;
+  }
+  void Want(const std::string& key, const std::string& name) {
+    Contact c;
+    c.formatted_name = name;
+    auto p = std::make_shared<const Contact>(c);
+    desired[key] = DesiredItem{key, ContentHash(*p), p};
+  }
+  ExecuteResult Execute(const Plan& plan) {
+    ExecuteContext ctx;
+    ctx.collection = collection.get();
+    ctx.store = store.get();
+    ctx.collection_id = id;
+    ctx.rule = "r";
+    ctx.desired = [&](const std::string& k) -> const DesiredItem* {
+      auto it = desired.find(k);
+      return it == desired.end() ? nullptr : &it->second;
+    };
+    ctx.resource_name = [](const std::string& k) { return "roster-" + k; };
+    ctx.clock = &clock;
+    ctx.retry.initial_backoff = std::chrono::milliseconds(100);
+    return ExecutePlan(plan, ctx);
+  }
+};
+
+TEST(Executor, CreatesAndRecordsEachItem) {
+  Fixture f;
+  f.Want("a", "Ann");
+  Plan plan;
+  plan.actions.push_back(CreateAction{"a"});
+  ExecuteResult r = f.Execute(plan);
+  EXPECT_EQ(r.counts.created, 1);
+  EXPECT_TRUE(r.errors.empty());
+  auto items = f.store->LoadItems(f.id);
+  ASSERT_EQ(items->size(), 1u);
+  EXPECT_EQ((*items)[0].href, "/alice/roster-a");
+  EXPECT_EQ((*items)[0].key, "a");
+  EXPECT_TRUE((*items)[0].known());
+  EXPECT_EQ(f.server->Items("alice").begin()->second.tag->key, "a");
+}
+
+TEST(Executor, RetriesTransientFailuresWithBackoffAndRetryAfter) {
+  Fixture f;
+  f.Want("a", "Ann");
+  int calls = 0;
+  f.server->SetFault([&](const std::string&, const std::string&) -> std::optional<Error> {
+    ++calls;
+    if (calls == 1) return MakeError(ErrorKind::kTransient, "HTTP 502");
+    if (calls == 2) return Error{ErrorKind::kThrottled, "HTTP 429", std::chrono::seconds(7)};
+    return std::nullopt;
+  });
+  Plan plan;
+  plan.actions.push_back(CreateAction{"a"});
+  ExecuteResult r = f.Execute(plan);
+  EXPECT_EQ(r.counts.created, 1);
+  ASSERT_EQ(f.clock.sleeps.size(), 2u);
+  EXPECT_EQ(f.clock.sleeps[0], std::chrono::milliseconds(100));
+  EXPECT_EQ(f.clock.sleeps[1], std::chrono::seconds(7));  // the server's Retry-After
+}
+
+TEST(Executor, PermanentFailureIsRecordedAsErrorAndNothingIsStored) {
+  Fixture f;
+  f.Want("a", "Ann");
+  f.Want("b", "Bob");
+  f.server->SetFault([&](const std::string&, const std::string& href) -> std::optional<Error> {
+    if (href.ends_with("roster-a")) return MakeError(ErrorKind::kAccessDenied, "HTTP 403");
+    return std::nullopt;
+  });
+  Plan plan;
+  plan.actions.push_back(CreateAction{"a"});
+  plan.actions.push_back(CreateAction{"b"});
+  ExecuteResult r = f.Execute(plan);
+  EXPECT_EQ(r.counts.errors, 1);
+  EXPECT_EQ(r.counts.created, 1);  // one failure does not stop the run
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("HTTP 403"), std::string::npos);
+  auto items = f.store->LoadItems(f.id);
+  ASSERT_EQ(items->size(), 1u);
+  EXPECT_EQ((*items)[0].key, "b");
+}
+
+TEST(Executor, CreateThatFindsItsOwnEarlierCopyAdoptsIt) {
+  // A crash after the server stored the create but before roster recorded it.
+  Fixture f;
+  f.Want("a", "Ann");
+  Contact ann;
+  ann.formatted_name = "Ann";
+  f.server->PutByHand("alice", "/alice/roster-a", ann, ManagedTag{"r", "a"});
+  Plan plan;
+  plan.actions.push_back(CreateAction{"a"});
+  ExecuteResult r = f.Execute(plan);
+  EXPECT_EQ(r.counts.created, 0);
+  EXPECT_EQ(r.counts.adopted, 1);
+  EXPECT_EQ(r.counts.errors, 0);
+  EXPECT_EQ(f.server->Items("alice").size(), 1u);
+  EXPECT_EQ(f.store->LoadItems(f.id)->size(), 1u);
+}
+
+TEST(Executor, CreateOntoSomeoneElsesItemIsAConflictAndLeavesItAlone) {
+  Fixture f;
+  f.Want("a", "Ann");
+  Contact mine;
+  mine.formatted_name = "Mine";
+  f.server->PutByHand("alice", "/alice/roster-a", mine);
+  Plan plan;
+  plan.actions.push_back(CreateAction{"a"});
+  ExecuteResult r = f.Execute(plan);
+  EXPECT_EQ(r.counts.conflicts, 1);
+  EXPECT_EQ(f.server->Items("alice").begin()->second.contact.formatted_name, "Mine");
+}
+
+TEST(Executor, UpdateWithStaleEtagReReadsAndReplans) {
+  Fixture f;
+  f.Want("a", "Ann New");
+  Contact old;
+  old.formatted_name = "Ann";
+  f.server->PutByHand("alice", "/alice/roster-a", old, ManagedTag{"r", "a"});
+  Plan plan;
+  plan.actions.push_back(UpdateAction{"a", "/alice/roster-a", "\"stale\"", false});
+  ExecuteResult r = f.Execute(plan);
+  EXPECT_EQ(r.counts.updated, 1);
+  EXPECT_EQ(r.counts.errors, 0);
+  EXPECT_EQ(f.server->Items("alice").begin()->second.contact.formatted_name, "Ann New");
+}
+
+TEST(Executor, DeleteOfAnItemThatLostItsMarkerIsRefused) {
+  Fixture f;
+  Contact c;
+  c.formatted_name = "Taken over";
+  f.server->PutByHand("alice", "/alice/roster-a", c);  // the user removed the marker
+  Plan plan;
+  plan.actions.push_back(DeleteAction{"a", "/alice/roster-a", "\"old\"", false});
+  ExecuteResult r = f.Execute(plan);
+  EXPECT_EQ(r.counts.deleted, 0);
+  EXPECT_EQ(r.counts.conflicts, 1);
+  EXPECT_EQ(f.server->Items("alice").size(), 1u);
+}
+
+}  // namespace
+}  // namespace roster

@@ -1,0 +1,144 @@
+// The sync engine's two halves, independent of the item kind: a pure planner
+// that turns (desired items, current collection, policy) into actions that are
+// data, and an executor that runs them with preconditions and retries and
+// records each item's status right after its write succeeds.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/connector.h"
+#include "core/contact.h"
+#include "state/state.h"
+
+namespace roster {
+
+// What the source says one collection should hold for a rule.
+struct DesiredItem {
+  std::string key;
+  std::string hash;
+  std::shared_ptr<const Contact> contact;
+};
+
+// One item of the collection as roster knows it now.
+struct CurrentItem {
+  std::string href;
+  std::string etag;
+  std::string key;   // source identity when the item carries this rule's marker, else empty
+  std::string hash;  // content hash of what is on the server
+  // True when the state store already recorded this managed item before this
+  // run; false when it was found only by reading the collection (state lost,
+  // or a crash between a write and its record): such items are adopted.
+  bool recorded = true;
+};
+
+struct CreateAction {
+  std::string key;
+};
+struct UpdateAction {
+  std::string key;
+  std::string href;
+  std::string etag;  // If-Match
+  bool adopt = false;
+};
+struct DeleteAction {
+  std::string key;
+  std::string href;
+  std::string etag;  // If-Match
+  bool duplicate = false;  // a second managed copy of a key that stays
+};
+struct AdoptAction {  // a managed item found on the server, already right: record it only
+  std::string key;
+  std::string href;
+  std::string etag;
+  std::string hash;
+};
+struct ConflictAction {
+  std::string key;
+  std::string href;
+  std::string reason;
+};
+using Action = std::variant<CreateAction, UpdateAction, DeleteAction, AdoptAction, ConflictAction>;
+
+struct PlanInput {
+  // Sorted by key, unique. In incremental planning only the keys that changed.
+  const std::vector<DesiredItem>* desired = nullptr;
+  // The collection's items (or, incrementally, those managed for the same keys).
+  const std::vector<CurrentItem>* current = nullptr;
+  // The resource name a Create would use for a key: when duplicates are found,
+  // the copy whose href ends in it is kept. May be empty.
+  std::function<std::string(const std::string& key)> preferred_name;
+  // Managed items in the whole collection, and desired items left out of this
+  // (incremental) input because they are known to be unchanged.
+  int64_t managed_total = 0;
+  int64_t unchanged_outside = 0;
+  int max_delete_percent = 100;
+  bool force = false;
+};
+
+struct Plan {
+  std::vector<Action> actions;
+  int64_t unchanged = 0;
+  // Set when the deletions exceed max_delete_percent of the managed items and
+  // force is off: the plan must not run.
+  std::string guard;
+
+  Counts Predicted() const;  // counts as if every action succeeds
+};
+
+// The planner: pure, no I/O. Every (desired, current) pairing lands in exactly
+// one action or the unchanged count.
+Plan PlanCollection(const PlanInput& input);
+
+// Describes an action for the dry-run listing: "create alice@example.com".
+std::string DescribeAction(const Action& action);
+
+struct RetryPolicy {
+  int max_attempts = 5;
+  std::chrono::milliseconds initial_backoff{500};
+  std::chrono::milliseconds max_backoff{30000};
+};
+
+// Runs `op` until it succeeds, fails with a non-retryable error, or attempts
+// run out; waits with exponential backoff, or the server's Retry-After.
+template <typename T>
+Result<T> WithRetries(const RetryPolicy& policy, Clock& clock,
+                      const std::function<Result<T>()>& op);
+
+struct ExecuteContext {
+  Collection* collection = nullptr;
+  StateStore* store = nullptr;
+  int64_t collection_id = 0;
+  std::string rule;
+  // Payload per key, for creates and updates.
+  std::function<const DesiredItem*(const std::string& key)> desired;
+  // Resource name a create uses for a key (deterministic, so a retried create
+  // after a crash cannot make a second copy).
+  std::function<std::string(const std::string& key)> resource_name;
+  RetryPolicy retry;
+  Clock* clock = nullptr;
+  // Called after each action, with its outcome.
+  std::function<void(const Action&, const Status&)> on_done;
+};
+
+struct ExecuteResult {
+  Counts counts;
+  std::vector<ItemState> written;      // what this run wrote, as recorded
+  std::vector<std::string> deleted;    // hrefs this run deleted
+  std::vector<std::string> errors;     // one sentence each
+  std::vector<std::string> conflicts;  // items left alone, one sentence each
+};
+
+// Runs the plan's actions one after another on one collection. An item's
+// failure is recorded and the run goes on; nothing is recorded as done that
+// was not done.
+ExecuteResult ExecutePlan(const Plan& plan, ExecuteContext& context);
+
+}  // namespace roster
+
+#include "sync/retry_inl.h"
