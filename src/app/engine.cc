@@ -62,17 +62,25 @@ Result<RuleInput> SelectRule(const RuleSpec& rule, const std::vector<SourceRecor
                                                     in.desired[i].key + "\"");
     }
   }
+  for (const DesiredItem& d : in.desired) in.by_key.emplace(d.key, &d);
+  in.fingerprint = SelectionFingerprint(in.desired);
+  return in;
+}
+
+}  // namespace
+
+std::string SelectionFingerprint(const std::vector<DesiredItem>& sorted) {
   std::string material;
-  for (const DesiredItem& d : in.desired) {
+  for (const DesiredItem& d : sorted) {
     material += d.key;
     material.push_back('\0');
     material += d.hash;
     material.push_back('\n');
-    in.by_key.emplace(d.key, &d);
   }
-  in.fingerprint = HashHex(material);
-  return in;
+  return HashHex(material);
 }
+
+namespace {
 
 // Keys whose desired state differs between the previous snapshot and now.
 std::vector<std::string> DiffKeys(const std::vector<SnapshotEntry>& before,

@@ -65,6 +65,10 @@ struct RunOptions {
   Clock* clock = nullptr;
 };
 
+// The fingerprint of a rule's selection (sorted by key): equal fingerprints
+// mean the same people with the same content.
+std::string SelectionFingerprint(const std::vector<DesiredItem>& sorted);
+
 class Engine {
  public:
   Engine(EngineConfig config, StateStore& store);

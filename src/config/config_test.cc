@@ -1,0 +1,134 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+namespace roster {
+namespace {
+
+constexpr const char* kExample = R"([state]
+path = "roster.db"
+
+[sources.staff]
+type = "csv"            # or "vcard-dir"
+path = "staff.csv"
+key = "id"
+[sources.staff.columns]
+given_name = "first_name"
+family_name = "last_name"
+email = "email"
+mobile = "mobile"
+work_phone = "phone"
+organization = "company"
+department = "department"
+title = "title"
+
+[targets.dav]
+type = "carddav"
+url = "http://127.0.0.1:5232/"
+username = "roster"
+password_env = "ROSTER_DAV_PASSWORD"
+users = ["alice", "bob"]
+
+[[rules]]
+name = "company"
+source = "staff"
+target = "dav"
+addressbook = "Company Contacts"
+filter = "department != 'Contractors'"
+max_delete_percent = 20
+)";
+
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  auto pos = s.find(from);
+  EXPECT_NE(pos, std::string::npos) << from;
+  return s.replace(pos, from.size(), to);
+}
+
+std::string ErrorOf(const std::string& text) {
+  auto c = ParseConfig(text, "/etc/roster/roster.toml");
+  EXPECT_FALSE(c.ok());
+  return c.ok() ? "" : c.error().message;
+}
+
+TEST(Config, TheDocumentedExampleLoads) {
+  auto c = ParseConfig(kExample, "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->state_path, "/etc/roster/roster.db");
+  const SourceConfig& s = c->sources.at("staff");
+  EXPECT_EQ(s.path, "/etc/roster/staff.csv");
+  EXPECT_EQ(s.key, "id");
+  EXPECT_EQ(s.columns.at("given_name"), "first_name");
+  const TargetConfig& t = c->targets.at("dav");
+  EXPECT_EQ(t.users, (std::vector<std::string>{"alice", "bob"}));
+  EXPECT_EQ(t.password_env, "ROSTER_DAV_PASSWORD");
+  ASSERT_EQ(c->rules.size(), 1u);
+  EXPECT_EQ(c->rules[0].addressbook, "Company Contacts");
+  EXPECT_EQ(c->rules[0].max_delete_percent, 20);
+}
+
+TEST(Config, UnknownKeyIsNamedWithItsLine) {
+  std::string e = ErrorOf(Replace(kExample, "key = \"id\"", "key = \"id\"\ncolour = \"red\""));
+  EXPECT_EQ(e, "/etc/roster/roster.toml:8: unknown key \"colour\" in [sources.staff]");
+}
+
+TEST(Config, UnknownKeyInRuleAndTopLevel) {
+  EXPECT_NE(ErrorOf(std::string(kExample) + "max_delete = 5\n").find("unknown key \"max_delete\""),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kExample) + "[extra]\n").find("unknown key \"extra\" in the top level"),
+            std::string::npos);
+}
+
+TEST(Config, MissingKeyIsNamed) {
+  std::string e = ErrorOf(Replace(kExample, "addressbook = \"Company Contacts\"\n", ""));
+  EXPECT_NE(e.find("missing key \"addressbook\" in [[rules]] \"company\""), std::string::npos) << e;
+}
+
+TEST(Config, WrongTypeIsNamedWithItsLine) {
+  std::string e = ErrorOf(Replace(kExample, "max_delete_percent = 20", "max_delete_percent = \"20\""));
+  EXPECT_EQ(e, "/etc/roster/roster.toml:31: max_delete_percent in [[rules]] \"company\" must be an integer");
+  e = ErrorOf(Replace(kExample, "users = [\"alice\", \"bob\"]", "users = \"alice\""));
+  EXPECT_NE(e.find("users in [targets.dav] must be an array of strings"), std::string::npos) << e;
+}
+
+TEST(Config, UnknownContactFieldIsNamed) {
+  std::string e = ErrorOf(Replace(kExample, "title = \"title\"", "job = \"title\""));
+  EXPECT_NE(e.find("unknown contact field \"job\""), std::string::npos) << e;
+}
+
+TEST(Config, SyntaxErrorGivesLine) {
+  std::string e = ErrorOf("[state\npath = 1\n");
+  EXPECT_EQ(e.rfind("/etc/roster/roster.toml:1:", 0), 0u) << e;
+}
+
+TEST(Config, PasswordInTheFileIsRefused) {
+  std::string e = ErrorOf(Replace(kExample, "username = \"roster\"", "username = \"roster\"\npassword = \"hunter2\""));
+  EXPECT_NE(e.find("must not hold a password"), std::string::npos) << e;
+  EXPECT_EQ(e.find("hunter2"), std::string::npos);
+}
+
+TEST(Config, BadFilterIsReportedWithColumn) {
+  std::string e = ErrorOf(Replace(kExample, "department != 'Contractors'", "department != "));
+  EXPECT_NE(e.find("rule company: filter: column"), std::string::npos) << e;
+}
+
+TEST(Config, RulesMustNameDefinedSourcesAndTargets) {
+  std::string e = ErrorOf(Replace(kExample, "source = \"staff\"", "source = \"people\""));
+  EXPECT_NE(e.find("names source \"people\", which is not defined"), std::string::npos) << e;
+}
+
+TEST(Config, PasswordComesFromTheEnvironment) {
+  auto c = ParseConfig(kExample, "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok());
+  unsetenv("ROSTER_DAV_PASSWORD");
+  auto missing = ReadTargetPassword(c->targets.at("dav"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().message,
+            "target dav: environment variable ROSTER_DAV_PASSWORD is not set");
+  setenv("ROSTER_DAV_PASSWORD", "s3cret", 1);
+  EXPECT_EQ(*ReadTargetPassword(c->targets.at("dav")), "s3cret");
+  unsetenv("ROSTER_DAV_PASSWORD");
+}
+
+}  // namespace
+}  // namespace roster

@@ -1,1 +1,238 @@
-// placeholder until implemented
+// HttpClient over one libcurl easy handle. Reusing the handle keeps the
+// connection (and TLS session) alive between requests to the same server.
+#include <curl/curl.h>
+#include <strings.h>
+
+#include <cstring>
+#include <mutex>
+#include <string>
+
+#include "http/http.h"
+
+namespace roster {
+namespace {
+
+void GlobalInitOnce() {
+  // curl_global_init is not thread-safe itself; call_once makes it so.
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return std::string(s);
+}
+
+// "scheme://authority/" of a URL, for messages about the server as a whole.
+std::string Origin(const std::string& url) {
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return url;
+  size_t path = url.find_first_of("/?#", scheme_end + 3);
+  std::string origin = url.substr(0, path);
+  // Never echo credentials embedded in a URL.
+  size_t at = origin.rfind('@');
+  if (at != std::string::npos && at > scheme_end) {
+    origin = origin.substr(0, scheme_end + 3) + origin.substr(at + 1);
+  }
+  return origin + "/";
+}
+
+class CurlHttpClient : public HttpClient {
+ public:
+  explicit CurlHttpClient(const HttpOptions& options) : options_(options) {
+    GlobalInitOnce();
+    curl_ = curl_easy_init();
+  }
+  ~CurlHttpClient() override {
+    if (curl_ != nullptr) curl_easy_cleanup(curl_);
+  }
+  CurlHttpClient(const CurlHttpClient&) = delete;
+  CurlHttpClient& operator=(const CurlHttpClient&) = delete;
+
+  Result<HttpResponse> Send(const HttpRequest& request) override;
+
+ private:
+  struct Transfer {
+    HttpResponse* response;
+    size_t max_bytes;
+    bool too_large = false;
+  };
+
+  static size_t OnBody(char* data, size_t size, size_t count, void* user) {
+    auto* transfer = static_cast<Transfer*>(user);
+    size_t bytes = size * count;
+    if (transfer->response->body.size() + bytes > transfer->max_bytes) {
+      transfer->too_large = true;
+      return 0;  // makes curl abort with CURLE_WRITE_ERROR
+    }
+    transfer->response->body.append(data, bytes);
+    return bytes;
+  }
+
+  static size_t OnHeader(char* data, size_t size, size_t count, void* user) {
+    auto* transfer = static_cast<Transfer*>(user);
+    size_t bytes = size * count;
+    std::string_view line(data, bytes);
+    if (line.starts_with("HTTP/")) {
+      // A new status line (after 1xx or a redirect): forget earlier headers.
+      transfer->response->headers.clear();
+      return bytes;
+    }
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return bytes;
+    std::string name(line.substr(0, colon));
+    for (char& c : name) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    transfer->response->headers.emplace_back(std::move(name), Trim(line.substr(colon + 1)));
+    return bytes;
+  }
+
+  Error TransportError(CURLcode code, const HttpRequest& request, const char* detail,
+                       bool too_large) const;
+
+  HttpOptions options_;
+  CURL* curl_ = nullptr;
+};
+
+Result<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
+  if (curl_ == nullptr) return MakeError(ErrorKind::kInternal, "cannot initialise libcurl");
+  // Reset clears options from the previous request but keeps live connections,
+  // the DNS cache and TLS sessions.
+  curl_easy_reset(curl_);
+
+  HttpResponse response;
+  Transfer transfer{&response, options_.max_response_bytes};
+  char error_buffer[CURL_ERROR_SIZE] = {0};
+
+  curl_easy_setopt(curl_, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, error_buffer);
+  curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_file.empty()) curl_easy_setopt(curl_, CURLOPT_CAINFO, options_.ca_file.c_str());
+  curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT,
+                   static_cast<long>(options_.connect_timeout.count()));
+  curl_easy_setopt(curl_, CURLOPT_TIMEOUT, static_cast<long>(options_.timeout.count()));
+  curl_easy_setopt(curl_, CURLOPT_MAXFILESIZE_LARGE,
+                   static_cast<curl_off_t>(options_.max_response_bytes));
+  curl_easy_setopt(curl_, CURLOPT_ACCEPT_ENCODING, "");  // whatever curl can decode
+  if (!options_.username.empty()) {
+    curl_easy_setopt(curl_, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(curl_, CURLOPT_USERNAME, options_.username.c_str());
+    curl_easy_setopt(curl_, CURLOPT_PASSWORD, options_.password.c_str());
+  }
+  curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &CurlHttpClient::OnBody);
+  curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &transfer);
+  curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &CurlHttpClient::OnHeader);
+  curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &transfer);
+
+  const bool has_body = !request.body.empty() || request.method == "PUT" ||
+                        request.method == "POST" || request.method == "PATCH";
+  if (request.method == "HEAD") {
+    curl_easy_setopt(curl_, CURLOPT_NOBODY, 1L);
+  } else if (has_body) {
+    // POSTFIELDS with an explicit size sends exactly these bytes, also when
+    // there are none (Content-Length: 0), without a read callback.
+    curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(request.body.size()));
+    curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, request.body.data());
+    if (request.method != "POST") {
+      curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    }
+  } else {
+    curl_easy_setopt(curl_, CURLOPT_HTTPGET, 1L);
+    if (request.method != "GET") {
+      curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    }
+  }
+
+  struct curl_slist* headers = nullptr;
+  bool has_content_type = false;
+  for (const auto& [name, value] : request.headers) {
+    std::string line = name + ": " + value;
+    has_content_type = has_content_type || strcasecmp(name.c_str(), "content-type") == 0;
+    headers = curl_slist_append(headers, line.c_str());
+  }
+  if (has_body) {
+    // Radicale never answers "Expect: 100-continue", so curl would stall a
+    // second before every upload; an empty header stops curl sending it.
+    headers = curl_slist_append(headers, "Expect:");
+    // POSTFIELDS would otherwise add a form content type.
+    if (!has_content_type) headers = curl_slist_append(headers, "Content-Type:");
+  }
+  curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
+
+  CURLcode code = curl_easy_perform(curl_);
+  curl_slist_free_all(headers);
+
+  if (code != CURLE_OK) {
+    return TransportError(code, request, error_buffer, transfer.too_large);
+  }
+  long status = 0;
+  curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
+  response.status = static_cast<int>(status);
+  char* effective = nullptr;
+  curl_easy_getinfo(curl_, CURLINFO_EFFECTIVE_URL, &effective);
+  response.effective_url = effective != nullptr ? effective : request.url;
+  return response;
+}
+
+Error CurlHttpClient::TransportError(CURLcode code, const HttpRequest& request, const char* detail,
+                                     bool too_large) const {
+  const std::string what = request.method + " " + request.url;
+  std::string text = (detail != nullptr && *detail) ? detail : curl_easy_strerror(code);
+  long os_errno = 0;
+  curl_easy_getinfo(curl_, CURLINFO_OS_ERRNO, &os_errno);
+  switch (code) {
+    case CURLE_WRITE_ERROR:
+    case CURLE_FILESIZE_EXCEEDED:
+      if (too_large || code == CURLE_FILESIZE_EXCEEDED) {
+        return MakeError(ErrorKind::kInvalidData, what + ": response larger than " +
+                                                      std::to_string(options_.max_response_bytes) +
+                                                      " bytes");
+      }
+      return MakeError(ErrorKind::kTransient, what + ": " + text);
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return MakeError(ErrorKind::kUnavailable,
+                       "cannot connect to " + Origin(request.url) + ": host name not found");
+    case CURLE_COULDNT_CONNECT:
+      return MakeError(ErrorKind::kUnavailable,
+                       "cannot connect to " + Origin(request.url) + ": " +
+                           (os_errno != 0 ? std::strerror(static_cast<int>(os_errno)) : text));
+    case CURLE_OPERATION_TIMEDOUT:
+      return MakeError(ErrorKind::kTransient, what + ": timed out (" + text + ")");
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+      return MakeError(ErrorKind::kUnavailable,
+                       "cannot verify the TLS certificate of " + Origin(request.url) + ": " + text);
+    case CURLE_SSL_CONNECT_ERROR:
+      return MakeError(ErrorKind::kUnavailable,
+                       "TLS handshake with " + Origin(request.url) + " failed: " + text);
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      return MakeError(ErrorKind::kInvalidArgument, "invalid URL " + request.url + ": " + text);
+    case CURLE_LOGIN_DENIED:
+      return MakeError(ErrorKind::kAccessDenied, what + ": the server rejected the credentials");
+    default:
+      // Resets, partial transfers, empty replies: a retry may well succeed.
+      return MakeError(ErrorKind::kTransient, what + ": " + text);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<HttpClient> NewCurlHttpClient(const HttpOptions& options) {
+  return std::make_unique<CurlHttpClient>(options);
+}
+
+}  // namespace roster

@@ -1,1 +1,315 @@
-// placeholder until implemented
+// Transport-independent HTTP helpers: header lookup, status-to-error mapping
+// and URL resolution with one canonical percent-encoding.
+#include "http/http.h"
+
+#include <curl/curl.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+namespace roster {
+namespace {
+
+char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (LowerAscii(a[i]) != LowerAscii(b[i])) return false;
+  }
+  return true;
+}
+
+const char* ReasonPhrase(int status) {
+  switch (status) {
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Content";
+    case 423:
+      return "Locked";
+    case 424:
+      return "Failed Dependency";
+    case 429:
+      return "Too Many Requests";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 507:
+      return "Insufficient Storage";
+    default:
+      return "";
+  }
+}
+
+// Retry-After is either delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+std::chrono::milliseconds ParseRetryAfter(const std::string& value) {
+  if (value.empty()) return std::chrono::milliseconds(0);
+  bool digits = true;
+  for (char c : value) digits = digits && c >= '0' && c <= '9';
+  if (digits) {
+    if (value.size() > 9) return std::chrono::hours(24);  // absurd; cap rather than overflow
+    return std::chrono::seconds(std::strtol(value.c_str(), nullptr, 10));
+  }
+  time_t when = curl_getdate(value.c_str(), nullptr);
+  if (when < 0) return std::chrono::milliseconds(0);
+  auto delta = std::chrono::system_clock::from_time_t(when) - std::chrono::system_clock::now();
+  if (delta <= std::chrono::system_clock::duration::zero()) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(delta);
+}
+
+bool IsUnreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+// Characters a path segment may carry unencoded (RFC 3986 pchar minus '%').
+bool IsPathChar(unsigned char c) {
+  if (IsUnreserved(c)) return true;
+  switch (c) {
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case '+':
+    case ',':
+    case ';':
+    case '=':
+    case ':':
+    case '@':
+      return true;
+    default:
+      return false;
+  }
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+void AppendEncoded(std::string& out, unsigned char c) {
+  static const char kHex[] = "0123456789ABCDEF";
+  out += '%';
+  out += kHex[c >> 4];
+  out += kHex[c & 15];
+}
+
+// One canonical spelling for a path: servers differ in what they escape
+// ("%40" or "@", "%2c" or ","), and hrefs must compare equal whichever way a
+// server wrote them. Bytes that may stand bare are decoded, everything else is
+// encoded with upper-case hex; "%2F" stays encoded since it is not a slash.
+std::string CanonicalPath(std::string_view path) {
+  std::string out;
+  out.reserve(path.size());
+  for (size_t i = 0; i < path.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(path[i]);
+    if (c == '%' && i + 2 < path.size() && HexValue(path[i + 1]) >= 0 &&
+        HexValue(path[i + 2]) >= 0) {
+      unsigned char decoded =
+          static_cast<unsigned char>(HexValue(path[i + 1]) * 16 + HexValue(path[i + 2]));
+      if (IsPathChar(decoded)) {
+        out += static_cast<char>(decoded);
+      } else {
+        AppendEncoded(out, decoded);
+      }
+      i += 2;
+    } else if (c == '/' || IsPathChar(c)) {
+      out += static_cast<char>(c);
+    } else {
+      AppendEncoded(out, c);
+    }
+  }
+  return out;
+}
+
+// RFC 3986 §5.2.4 remove_dot_segments.
+std::string RemoveDotSegments(std::string_view in) {
+  std::string out;
+  while (!in.empty()) {
+    if (in.starts_with("../")) {
+      in.remove_prefix(3);
+    } else if (in.starts_with("./")) {
+      in.remove_prefix(2);
+    } else if (in.starts_with("/./")) {
+      in.remove_prefix(2);
+    } else if (in == "/.") {
+      in = "/";
+    } else if (in.starts_with("/../") || in == "/..") {
+      in = in.size() == 3 ? std::string_view("/") : in.substr(3);
+      size_t slash = out.rfind('/');
+      out.erase(slash == std::string::npos ? 0 : slash);
+    } else if (in == "." || in == "..") {
+      in = {};
+    } else {
+      size_t next = in.find('/', in.starts_with('/') ? 1 : 0);
+      if (next == std::string_view::npos) next = in.size();
+      out.append(in.substr(0, next));
+      in.remove_prefix(next);
+    }
+  }
+  return out;
+}
+
+struct UrlParts {
+  std::string scheme;     // "http"
+  std::string authority;  // "host:port" (may include userinfo)
+  std::string path;       // "/a/b"
+  std::string rest;       // "?query#fragment"
+};
+
+bool SplitAbsolute(std::string_view url, UrlParts* parts) {
+  size_t colon = url.find("://");
+  if (colon == std::string_view::npos || colon == 0) return false;
+  for (size_t i = 0; i < colon; ++i) {
+    char c = url[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (i > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+    if (!ok) return false;
+  }
+  parts->scheme = std::string(url.substr(0, colon));
+  for (char& c : parts->scheme) c = LowerAscii(c);
+  std::string_view after = url.substr(colon + 3);
+  size_t end = after.find_first_of("/?#");
+  if (end == std::string_view::npos) end = after.size();
+  parts->authority = std::string(after.substr(0, end));
+  std::string_view tail = after.substr(end);
+  size_t q = tail.find_first_of("?#");
+  if (q == std::string_view::npos) q = tail.size();
+  parts->path = std::string(tail.substr(0, q));
+  parts->rest = std::string(tail.substr(q));
+  if (parts->path.empty()) parts->path = "/";
+  return true;
+}
+
+std::string Join(const UrlParts& parts) {
+  return parts.scheme + "://" + parts.authority + CanonicalPath(RemoveDotSegments(parts.path)) +
+         parts.rest;
+}
+
+}  // namespace
+
+std::string HttpResponse::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (EqualsIgnoreCase(key, name)) return value;
+  }
+  return "";
+}
+
+Error HttpStatusError(const HttpResponse& response, const std::string& what) {
+  const int status = response.status;
+  std::string code = "HTTP " + std::to_string(status);
+  const char* reason = ReasonPhrase(status);
+  std::string with_reason = *reason ? code + " " + reason : code;
+
+  if (status == 401) {
+    return MakeError(ErrorKind::kAccessDenied,
+                     what + ": the server rejected the credentials (" + code + ")");
+  }
+  if (status == 403) {
+    return MakeError(ErrorKind::kAccessDenied, what + ": access denied (" + with_reason + ")");
+  }
+  if (status == 404 || status == 410) {
+    return MakeError(ErrorKind::kNotFound, what + ": " + with_reason);
+  }
+  if (status == 412) {
+    return MakeError(ErrorKind::kPreconditionFailed, what + ": " + with_reason);
+  }
+  if (status == 429 || status == 503) {
+    Error error = MakeError(ErrorKind::kThrottled, what + ": " + with_reason);
+    error.retry_after = ParseRetryAfter(response.Header("retry-after"));
+    return error;
+  }
+  if (status >= 300 && status < 400) {
+    std::string location = response.Header("location");
+    return MakeError(ErrorKind::kInvalidArgument,
+                     what + ": " + with_reason +
+                         (location.empty() ? std::string()
+                                           : "; the server redirects to " + location +
+                                                 ", configure that URL instead"));
+  }
+  if (status == 507) {
+    return MakeError(ErrorKind::kConflict, what + ": " + with_reason);
+  }
+  if (status >= 500) return MakeError(ErrorKind::kTransient, what + ": " + with_reason);
+  if (status >= 400) return MakeError(ErrorKind::kConflict, what + ": " + with_reason);
+  return MakeError(ErrorKind::kInvalidData, what + ": unexpected " + with_reason);
+}
+
+std::string ResolveUrl(const std::string& base, const std::string& href) {
+  UrlParts parts;
+  if (SplitAbsolute(href, &parts)) return Join(parts);
+  UrlParts base_parts;
+  if (!SplitAbsolute(base, &base_parts)) return href;  // nothing to resolve against
+  if (href.starts_with("//")) return ResolveUrl(base_parts.scheme + ":" + href, "");
+  if (href.empty()) return Join(base_parts);
+
+  std::string_view ref = href;
+  std::string rest;
+  size_t q = ref.find_first_of("?#");
+  if (q != std::string_view::npos) {
+    rest = std::string(ref.substr(q));
+    ref = ref.substr(0, q);
+  }
+  if (ref.empty()) {
+    // "?x" or "#x": same path, new query/fragment.
+    if (rest[0] == '#') {
+      base_parts.rest = base_parts.rest.substr(0, base_parts.rest.find('#')) + rest;
+    } else {
+      base_parts.rest = rest;
+    }
+    return Join(base_parts);
+  }
+  if (ref.starts_with('/')) {
+    base_parts.path = std::string(ref);
+  } else {
+    size_t slash = base_parts.path.rfind('/');
+    base_parts.path = base_parts.path.substr(0, slash + 1) + std::string(ref);
+  }
+  base_parts.rest = rest;
+  return Join(base_parts);
+}
+
+}  // namespace roster

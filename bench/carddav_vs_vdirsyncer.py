@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""roster side by side with vdirsyncer against the same Radicale, in one run:
+1,000 contacts into 5 address books each.
+
+  bench/carddav_vs_vdirsyncer.py [--contacts 1000] [--books 5]
+
+Measures, for roster and vdirsyncer alike: the initial sync, a sync with
+nothing changed, and a sync after 1% of the source changed. It also times the
+server's own bound: the same cards PUT one after another over one kept-alive
+connection. Needs the roster binary (build/src/cli/roster), radicale and
+vdirsyncer (scripts/deps installs them). Traffic stays on 127.0.0.1."""
+import argparse
+import http.client
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
+import harness  # noqa: E402
+
+BOOK = "Company Contacts"
+
+
+def vcard(row):
+    def esc(v):
+        return v.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;")
+    return ("BEGIN:VCARD\r\nVERSION:3.0\r\n"
+            f"UID:{row['id']}\r\n"
+            f"FN:{esc(row['first_name'])} {esc(row['last_name'])}\r\n"
+            f"N:{esc(row['last_name'])};{esc(row['first_name'])};;;\r\n"
+            f"ORG:{esc(row['company'])};{esc(row['department'])}\r\n"
+            f"TITLE:{esc(row['title'])}\r\n"
+            f"EMAIL;TYPE=work:{row['email']}\r\n"
+            f"TEL;TYPE=cell:{row['mobile']}\r\n"
+            f"TEL;TYPE=work,voice:{row['phone']}\r\n"
+            "END:VCARD\r\n")
+
+
+def mkbook(radicale, user, name):
+    radicale.request("MKCOL", f"/{user}/")
+    body = ('<?xml version="1.0"?><D:mkcol xmlns:D="DAV:" '
+            'xmlns:C="urn:ietf:params:xml:ns:carddav"><D:set><D:prop><D:resourcetype>'
+            '<D:collection/><C:addressbook/></D:resourcetype>'
+            f'<D:displayname>{name}</D:displayname></D:prop></D:set></D:mkcol>')
+    status, text = radicale.request("MKCOL", f"/{user}/book/", body.encode())
+    assert status == 201, (status, text)
+    return f"/{user}/book/"
+
+
+def timed(fn):
+    t0 = time.time()
+    fn()
+    return time.time() - t0
+
+
+def run(cmd, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--contacts", type=int, default=1000)
+    ap.add_argument("--books", type=int, default=5)
+    ap.add_argument("--in-flight", type=int, default=1,
+                    help="roster's max_in_flight (Radicale serialises writes)")
+    args = ap.parse_args()
+    work = os.path.abspath(os.path.join(harness.ROOT, ".bench", "vdirsyncer"))
+    subprocess.run(["rm", "-rf", work])
+    os.makedirs(work)
+    radicale = harness.Radicale(work)
+    try:
+        rows = harness.write_people(os.path.join(work, "staff.csv"), args.contacts, seed=3)
+        cards = [vcard(r) for r in rows]
+
+        # 1. The server's own bound: bare PUTs over one kept-alive connection.
+        bare_books = [mkbook(radicale, f"bare{i}", BOOK) for i in range(args.books)]
+
+        def bare():
+            conn = http.client.HTTPConnection("127.0.0.1", radicale.port)
+            for book in bare_books:
+                for r, card in zip(rows, cards):
+                    conn.request("PUT", f"{book}{r['id']}.vcf", card.encode(),
+                                 {"Content-Type": "text/vcard", "If-None-Match": "*"})
+                    resp = conn.getresponse()
+                    resp.read()
+                    assert resp.status in (201, 204), resp.status
+            conn.close()
+        t_bare = timed(bare)
+
+        # 2. roster.
+        users = [f"roster{i}" for i in range(args.books)]
+        config = harness.write_config(os.path.join(work, "roster.toml"), radicale.url,
+                                      os.path.join(work, "staff.csv"), users, filter="",
+                                      in_flight=args.in_flight)
+
+        def roster_sync():
+            code, out, err = harness.roster(config, "sync")
+            if code != 0:
+                sys.exit(f"roster failed: {err}")
+        t_roster = [timed(roster_sync)]
+
+        # 3. vdirsyncer: one pair per book, the cards as a folder of .vcf files.
+        conf = os.path.join(work, "vdirsyncer.conf")
+        with open(conf, "w") as f:
+            f.write(f'[general]\nstatus_path = "{work}/vd-status/"\n')
+            for i in range(args.books):
+                book = mkbook(radicale, f"vd{i}", BOOK)
+                local = os.path.join(work, "vd-local", str(i))
+                os.makedirs(local)
+                f.write(f'\n[pair p{i}]\na = "l{i}"\nb = "r{i}"\ncollections = null\n'
+                        f'\n[storage l{i}]\ntype = "filesystem"\npath = "{local}"\n'
+                        f'fileext = ".vcf"\n'
+                        f'\n[storage r{i}]\ntype = "carddav"\nurl = "{radicale.url.rstrip("/")}{book}"\n'
+                        f'username = "vd{i}"\npassword = "x"\n')
+        for i in range(args.books):
+            local = os.path.join(work, "vd-local", str(i))
+            for r, card in zip(rows, cards):
+                with open(os.path.join(local, r["id"] + ".vcf"), "w", newline="") as f:
+                    f.write(card)
+        vd = ["vdirsyncer", "-c", conf]
+        run(vd + ["discover"], input="y\n" * 100)
+        t_vd = [timed(lambda: run(vd + ["sync"]))]
+
+        # Nothing changed.
+        t_roster.append(timed(roster_sync))
+        t_vd.append(timed(lambda: run(vd + ["sync"])))
+
+        # 1% changed.
+        changed = rows[:: 100][: max(1, args.contacts // 100)]
+        ids = {r["id"] for r in changed}
+
+        def mutate(rs):
+            for r in rs:
+                if r["id"] in ids:
+                    r["title"] = "Changed " + r["title"]
+            return rs
+        rows2 = harness.write_people(os.path.join(work, "staff.csv"), args.contacts, seed=3,
+                                     mutate=mutate)
+        for i in range(args.books):
+            local = os.path.join(work, "vd-local", str(i))
+            for r in rows2:
+                if r["id"] in ids:
+                    with open(os.path.join(local, r["id"] + ".vcf"), "w", newline="") as f:
+                        f.write(vcard(r))
+        t_roster.append(timed(roster_sync))
+        t_vd.append(timed(lambda: run(vd + ["sync"])))
+    finally:
+        radicale.stop()
+
+    n = args.contacts * args.books
+    print(f"{args.contacts} contacts into {args.books} address books ({n} cards), Radicale "
+          f"on 127.0.0.1, roster max_in_flight={args.in_flight}")
+    print(f"  server bound (bare kept-alive PUTs): {t_bare:8.2f} s")
+    print(f"  {'':28} {'roster':>9} {'vdirsyncer':>11} {'ratio':>7}")
+    for label, r, v in zip(["initial sync", "nothing changed", "1% changed"], t_roster, t_vd):
+        print(f"  {label:28} {r:8.2f}s {v:10.2f}s {r / v:7.3f}")
+    print(f"  initial sync vs server bound: {t_roster[0] / t_bare:.3f}x (goal <= 1.1)")
+    ok = (t_roster[0] <= t_vd[0] and t_roster[0] <= 1.1 * t_bare and
+          t_roster[1] <= 0.1 * t_vd[1] and t_roster[2] <= 0.5 * t_vd[2])
+    print("  goals met" if ok else "  GOALS NOT MET")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

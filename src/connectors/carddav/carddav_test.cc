@@ -1,0 +1,787 @@
+#include "connectors/carddav/carddav.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "connectors/carddav/webdav.h"
+#include "core/hash.h"
+
+extern char** environ;
+
+namespace roster {
+namespace {
+
+// ---------------------------------------------------------------------------
+// A scripted HTTP fake: each expected request (method, URL) with its answer.
+
+struct Step {
+  std::string method;
+  std::string url;
+  int status = 207;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct Script {
+  std::mutex mu;
+  std::deque<Step> steps;
+  std::vector<HttpRequest> seen;
+  int clients = 0;
+
+  void Add(std::string method, std::string url, int status, std::string body = "",
+           std::vector<std::pair<std::string, std::string>> headers = {}) {
+    steps.push_back(
+        {std::move(method), std::move(url), status, std::move(body), std::move(headers)});
+  }
+};
+
+class FakeHttp : public HttpClient {
+ public:
+  explicit FakeHttp(Script* script) : script_(script) {}
+  Result<HttpResponse> Send(const HttpRequest& request) override {
+    std::lock_guard<std::mutex> lock(script_->mu);
+    script_->seen.push_back(request);
+    if (script_->steps.empty()) {
+      ADD_FAILURE() << "unexpected request " << request.method << " " << request.url;
+      return MakeError(ErrorKind::kInternal, "script exhausted");
+    }
+    Step step = script_->steps.front();
+    script_->steps.pop_front();
+    EXPECT_EQ(request.method, step.method);
+    EXPECT_EQ(request.url, step.url);
+    HttpResponse response;
+    response.status = step.status;
+    response.body = step.body;
+    response.headers = step.headers;
+    response.effective_url = request.url;
+    return response;
+  }
+
+ private:
+  Script* script_;
+};
+
+std::string RequestHeader(const HttpRequest& request, const std::string& name) {
+  for (const auto& [key, value] : request.headers) {
+    if (strcasecmp(key.c_str(), name.c_str()) == 0) return value;
+  }
+  return "";
+}
+
+// A multistatus with a prefix other than "D:" on purpose: names are matched by URI.
+std::string Ms(const std::string& inner, const std::string& sync_token = "") {
+  return "<?xml version=\"1.0\"?>\n<d:multistatus xmlns:d=\"DAV:\" "
+         "xmlns:card=\"urn:ietf:params:xml:ns:carddav\">" +
+         (sync_token.empty() ? "" : "<d:sync-token>" + sync_token + "</d:sync-token>") + inner +
+         "</d:multistatus>";
+}
+
+std::string Resp(const std::string& href, const std::string& props) {
+  return "<d:response><d:href>" + href + "</d:href><d:propstat><d:prop>" + props +
+         "</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>";
+}
+
+std::string Gone(const std::string& href) {
+  return "<d:response><d:href>" + href +
+         "</d:href><d:status>HTTP/1.1 404 Not Found</d:status></d:response>";
+}
+
+const char kBookType[] = "<d:resourcetype><d:collection/><card:addressbook/></d:resourcetype>";
+const char kSyncReports[] =
+    "<d:supported-report-set><d:supported-report><d:report><d:sync-collection/></d:report>"
+    "</d:supported-report></d:supported-report-set>";
+
+std::string Etag(const std::string& etag) { return "<d:getetag>\"" + etag + "\"</d:getetag>"; }
+
+class CardDavFakeTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Target> MakeTarget(bool with_template = true, int max_in_flight = 2) {
+    CardDavOptions options;
+    options.url = "http://h/";
+    if (with_template) options.home_template = "http://h/{user}/";
+    options.max_in_flight = max_in_flight;
+    return NewCardDavTarget(options, [this] {
+      ++script_.clients;
+      return std::make_unique<FakeHttp>(&script_);
+    });
+  }
+
+  // Opens alice's book at http://h/alice/book/ (found by display name).
+  std::unique_ptr<Collection> OpenBook(bool sync = true) {
+    target_ = MakeTarget();
+    script_.Add("PROPFIND", "http://h/alice/", 207,
+                Ms(Resp("/alice/", "<d:resourcetype><d:collection/></d:resourcetype>") +
+                   Resp("/alice/book/", std::string(kBookType) +
+                                            "<d:displayname>Company Contacts</d:displayname>" +
+                                            (sync ? kSyncReports : ""))));
+    auto opened = target_->Open({"alice", "Company Contacts", "staff", ""}, true);
+    EXPECT_TRUE(opened.ok()) << opened.error().message;
+    script_.seen.clear();
+    return opened.ok() ? std::move(opened).value() : nullptr;
+  }
+
+  void TearDown() override {
+    EXPECT_TRUE(script_.steps.empty()) << script_.steps.size() << " scripted requests not made";
+  }
+
+  Script script_;
+  std::unique_ptr<Target> target_;
+};
+
+std::string Deterministic(const std::string& rule) {
+  return "roster-" + HashHex(rule).substr(0, 16);
+}
+
+TEST(CardDavResourceNameTest, IsDeterministicHex) {
+  std::string name = CardDavResourceName("staff", "e-17");
+  EXPECT_EQ(name, "roster-" + HashHex(std::string("staff\0e-17", 10)) + ".vcf");
+  EXPECT_EQ(name.size(), 7u + 32u + 4u);
+  EXPECT_NE(name, CardDavResourceName("staff", "e-18"));
+  EXPECT_NE(CardDavResourceName("a", "bc"), CardDavResourceName("ab", "c"));
+  auto target = NewCardDavTarget({}, [] { return std::unique_ptr<HttpClient>(); });
+  EXPECT_EQ(target->ResourceName({"staff", "e-17"}), name);
+}
+
+TEST_F(CardDavFakeTest, DiscoversHomeThroughPrincipal) {
+  auto target = MakeTarget(/*with_template=*/false);
+  script_.Add("PROPFIND", "http://h/alice/", 207,
+              Ms(Resp("/alice/",
+                      "<card:addressbook-home-set><d:href>/homes/alice/</d:href>"
+                      "</card:addressbook-home-set>")));
+  script_.Add("PROPFIND", "http://h/homes/alice/", 207,
+              Ms(Resp("/homes/alice/", "<d:resourcetype><d:collection/></d:resourcetype>") +
+                 Resp("/homes/alice/other/",
+                      std::string(kBookType) + "<d:displayname>Private</d:displayname>") +
+                 Resp("/homes/alice/b2/",
+                      std::string(kBookType) + "<d:displayname>Company Contacts</d:displayname>")));
+  auto book = target->Open({"alice", "Company Contacts", "staff", ""}, false);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  EXPECT_EQ((*book)->id(), "http://h/homes/alice/b2/");
+  ASSERT_EQ(script_.seen.size(), 2u);
+  EXPECT_EQ(RequestHeader(script_.seen[0], "Depth"), "0");
+  EXPECT_NE(script_.seen[0].body.find("addressbook-home-set"), std::string::npos);
+  EXPECT_EQ(RequestHeader(script_.seen[1], "Depth"), "1");
+}
+
+TEST_F(CardDavFakeTest, PrefersDeterministicBookOverDisplayName) {
+  auto target = MakeTarget();
+  const std::string det = Deterministic("staff");
+  script_.Add("PROPFIND", "http://h/alice/", 207,
+              Ms(Resp("/alice/a/",
+                      std::string(kBookType) + "<d:displayname>Company Contacts</d:displayname>") +
+                 Resp("/alice/" + det + "/",
+                      std::string(kBookType) + "<d:displayname>Renamed</d:displayname>")));
+  auto book = target->Open({"alice", "Company Contacts", "staff", ""}, false);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  EXPECT_EQ((*book)->id(), "http://h/alice/" + det + "/");
+}
+
+TEST_F(CardDavFakeTest, MissingHomeAndBookAreCreated) {
+  auto target = MakeTarget(/*with_template=*/false);
+  const std::string det = Deterministic("staff");
+  // "%40" and "@" are the same path; URLs are spelled one canonical way.
+  script_.Add("PROPFIND", "http://h/alice@corp/", 404);
+  // The logged-in principal belongs to a service account: not alice's.
+  script_.Add("PROPFIND", "http://h/", 207,
+              Ms(Resp("/",
+                      "<d:current-user-principal><d:href>/roster/</d:href>"
+                      "</d:current-user-principal>")));
+  script_.Add("PROPFIND", "http://h/alice@corp/", 404);
+  script_.Add("MKCOL", "http://h/alice@corp/", 201);
+  script_.Add("MKCOL", "http://h/alice@corp/" + det + "/", 201);
+  script_.Add("PROPFIND", "http://h/alice@corp/" + det + "/", 207,
+              Ms(Resp("/alice@corp/" + det + "/", std::string(kBookType) + kSyncReports)));
+  auto book = target->Open({"alice@corp", "Company & Contacts", "staff", ""}, true);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  EXPECT_EQ((*book)->id(), "http://h/alice@corp/" + det + "/");
+  ASSERT_EQ(script_.seen.size(), 6u);
+  EXPECT_EQ(script_.seen[3].body, "");  // a plain MKCOL for the home
+  const std::string& mkcol = script_.seen[4].body;
+  EXPECT_NE(mkcol.find("<D:mkcol"), std::string::npos);
+  EXPECT_NE(mkcol.find("<C:addressbook/>"), std::string::npos);
+  EXPECT_NE(mkcol.find("<D:displayname>Company &amp; Contacts</D:displayname>"), std::string::npos);
+}
+
+TEST_F(CardDavFakeTest, CurrentUserPrincipalUsedWhenItIsTheUsers) {
+  auto target = MakeTarget(/*with_template=*/false);
+  script_.Add("PROPFIND", "http://h/alice/", 404);
+  script_.Add("PROPFIND", "http://h/", 207,
+              Ms(Resp("/",
+                      "<d:current-user-principal><d:href>/principals/alice/</d:href>"
+                      "</d:current-user-principal>")));
+  script_.Add("PROPFIND", "http://h/principals/alice/", 207,
+              Ms(Resp("/principals/alice/",
+                      "<card:addressbook-home-set><d:href>http://h/books/alice/</d:href>"
+                      "</card:addressbook-home-set>")));
+  script_.Add("PROPFIND", "http://h/books/alice/", 207,
+              Ms(Resp("/books/alice/c/",
+                      std::string(kBookType) + "<d:displayname>Company Contacts</d:displayname>")));
+  auto book = target->Open({"alice", "Company Contacts", "staff", ""}, false);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  EXPECT_EQ((*book)->id(), "http://h/books/alice/c/");
+}
+
+TEST_F(CardDavFakeTest, MissingBookWithoutCreateIsNotFound) {
+  auto target = MakeTarget();
+  script_.Add("PROPFIND", "http://h/alice/", 207,
+              Ms(Resp("/alice/", "<d:resourcetype><d:collection/></d:resourcetype>")));
+  auto book = target->Open({"alice", "Company Contacts", "staff", ""}, false);
+  ASSERT_FALSE(book.ok());
+  EXPECT_EQ(book.error().kind, ErrorKind::kNotFound);
+  EXPECT_EQ(book.error().message, "no address book \"Company Contacts\" in http://h/alice/");
+}
+
+TEST_F(CardDavFakeTest, KnownUrlIsTriedFirst) {
+  auto target = MakeTarget();
+  script_.Add("PROPFIND", "http://h/alice/x/", 207,
+              Ms(Resp("/alice/x/", std::string(kBookType) + kSyncReports)));
+  auto book = target->Open({"alice", "Company Contacts", "staff", "http://h/alice/x/"}, true);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  EXPECT_EQ((*book)->id(), "http://h/alice/x/");
+  EXPECT_EQ(script_.seen.size(), 1u);
+}
+
+TEST_F(CardDavFakeTest, StaleKnownUrlFallsBackToSearch) {
+  auto target = MakeTarget();
+  script_.Add("PROPFIND", "http://h/alice/gone/", 404);
+  script_.Add("PROPFIND", "http://h/alice/", 207,
+              Ms(Resp("/alice/book/",
+                      std::string(kBookType) + "<d:displayname>Company Contacts</d:displayname>")));
+  auto book = target->Open({"alice", "Company Contacts", "staff", "/alice/gone/"}, true);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  EXPECT_EQ((*book)->id(), "http://h/alice/book/");
+}
+
+TEST_F(CardDavFakeTest, HttpErrorsAreOneSentence) {
+  auto target = MakeTarget();
+  script_.Add("PROPFIND", "http://h/alice/", 401);
+  auto book = target->Open({"alice", "Company Contacts", "staff", ""}, true);
+  ASSERT_FALSE(book.ok());
+  EXPECT_EQ(book.error().kind, ErrorKind::kAccessDenied);
+  EXPECT_EQ(book.error().message,
+            "PROPFIND http://h/alice/: the server rejected the credentials (HTTP 401)");
+}
+
+TEST_F(CardDavFakeTest, BrokenXmlIsInvalidData) {
+  auto target = MakeTarget();
+  script_.Add("PROPFIND", "http://h/alice/", 207, "<d:multistatus xmlns:d=\"DAV:\"><d:response>");
+  auto book = target->Open({"alice", "Company Contacts", "staff", ""}, true);
+  ASSERT_FALSE(book.ok());
+  EXPECT_EQ(book.error().kind, ErrorKind::kInvalidData);
+  EXPECT_TRUE(
+      book.error().message.starts_with("malformed XML in PROPFIND response from http://h/alice/: "))
+      << book.error().message;
+}
+
+TEST_F(CardDavFakeTest, SyncFullListing) {
+  auto book = OpenBook();
+  script_.Add(
+      "REPORT", "http://h/alice/book/", 207,
+      Ms(Resp("/alice/book/", Etag("col")) + Resp("/alice/book/a.vcf", Etag("1")) +
+             Resp("/alice/book/sub/", Etag("9")) + Resp("http://h/alice/book/b%2Dx.vcf", Etag("2")),
+         "tok-1"));
+  auto listing = book->List("");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  EXPECT_TRUE(listing->full);
+  EXPECT_EQ(listing->sync_token, "tok-1");
+  ASSERT_EQ(listing->changed.size(), 2u);
+  EXPECT_EQ(listing->changed[0].href, "/alice/book/a.vcf");
+  EXPECT_EQ(listing->changed[0].etag, "\"1\"");
+  EXPECT_EQ(listing->changed[1].href, "/alice/book/b-x.vcf");
+  EXPECT_TRUE(listing->removed.empty());
+  const HttpRequest& report = script_.seen.at(0);
+  EXPECT_EQ(RequestHeader(report, "Depth"), "0");
+  EXPECT_NE(report.body.find("<D:sync-token/>"), std::string::npos);
+  EXPECT_NE(report.body.find("<D:sync-level>1</D:sync-level>"), std::string::npos);
+}
+
+TEST_F(CardDavFakeTest, SyncDelta) {
+  auto book = OpenBook();
+  script_.Add("REPORT", "http://h/alice/book/", 207,
+              Ms(Resp("/alice/book/a.vcf", Etag("3")) + Gone("/alice/book/c.vcf"), "tok-2"));
+  auto listing = book->List("tok-1");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  EXPECT_FALSE(listing->full);
+  EXPECT_EQ(listing->sync_token, "tok-2");
+  ASSERT_EQ(listing->changed.size(), 1u);
+  EXPECT_EQ(listing->changed[0].href, "/alice/book/a.vcf");
+  EXPECT_EQ(listing->removed, std::vector<std::string>{"/alice/book/c.vcf"});
+  EXPECT_NE(script_.seen.at(0).body.find("<D:sync-token>tok-1</D:sync-token>"), std::string::npos);
+}
+
+TEST_F(CardDavFakeTest, TruncatedSyncIsContinued) {
+  auto book = OpenBook();
+  script_.Add("REPORT", "http://h/alice/book/", 207,
+              Ms(Resp("/alice/book/a.vcf", Etag("1")) +
+                     "<d:response><d:href>/alice/book/</d:href><d:status>HTTP/1.1 507 "
+                     "Insufficient Storage</d:status></d:response>",
+                 "tok-p1"));
+  script_.Add("REPORT", "http://h/alice/book/", 207,
+              Ms(Resp("/alice/book/b.vcf", Etag("2")), "tok-p2"));
+  auto listing = book->List("");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  EXPECT_TRUE(listing->full);
+  EXPECT_EQ(listing->changed.size(), 2u);
+  EXPECT_EQ(listing->sync_token, "tok-p2");
+}
+
+TEST_F(CardDavFakeTest, InvalidTokenFallsBackToFullListing) {
+  auto book = OpenBook();
+  script_.Add("REPORT", "http://h/alice/book/", 403,
+              "<?xml version=\"1.0\"?><error xmlns=\"DAV:\"><valid-sync-token/></error>");
+  script_.Add("REPORT", "http://h/alice/book/", 207,
+              Ms(Resp("/alice/book/a.vcf", Etag("1")), "tok-new"));
+  auto listing = book->List("tok-old");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  EXPECT_TRUE(listing->full);
+  EXPECT_EQ(listing->sync_token, "tok-new");
+  EXPECT_EQ(listing->changed.size(), 1u);
+}
+
+TEST_F(CardDavFakeTest, AccessDeniedOnSyncIsNotATokenProblem) {
+  auto book = OpenBook();
+  script_.Add("REPORT", "http://h/alice/book/", 401);
+  auto listing = book->List("tok");
+  ASSERT_FALSE(listing.ok());
+  EXPECT_EQ(listing.error().kind, ErrorKind::kAccessDenied);
+}
+
+TEST_F(CardDavFakeTest, PropfindListingWithoutSyncSupport) {
+  auto book = OpenBook(/*sync=*/false);
+  script_.Add(
+      "PROPFIND", "http://h/alice/book/", 207,
+      Ms(Resp("/alice/book/", std::string(kBookType)) +
+         Resp("/alice/book/a.vcf", Etag("1") + "<d:getcontenttype>text/vcard</d:getcontenttype>") +
+         Resp("/alice/book/notes.txt",
+              Etag("5") + "<d:getcontenttype>text/plain</d:getcontenttype>") +
+         Resp("/alice/book/sub", "<d:resourcetype><d:collection/></d:resourcetype>")));
+  auto listing = book->List("ignored");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  EXPECT_TRUE(listing->full);
+  EXPECT_EQ(listing->sync_token, "");
+  ASSERT_EQ(listing->changed.size(), 1u);
+  EXPECT_EQ(listing->changed[0].href, "/alice/book/a.vcf");
+  EXPECT_EQ(RequestHeader(script_.seen.at(0), "Depth"), "1");
+}
+
+std::string Card(const std::string& fn, const std::string& extra = "") {
+  return "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:x\r\nFN:" + fn + "\r\nN:;" + fn + ";;;\r\n" + extra +
+         "END:VCARD\r\n";
+}
+
+TEST_F(CardDavFakeTest, MultigetParsesCardsTagsAndErrors) {
+  auto book = OpenBook();
+  script_.Add(
+      "REPORT", "http://h/alice/book/", 207,
+      Ms(Resp("/alice/book/a.vcf", Etag("1") + "<card:address-data>" +
+                                       Card("Ann", "X-ROSTER-RULE:staff\r\nX-ROSTER-KEY:e-1\r\n") +
+                                       "</card:address-data>") +
+         Resp("/alice/book/b.vcf", Etag("2") + "<card:address-data><![CDATA[" + Card("Bob") +
+                                       "]]></card:address-data>") +
+         Resp("/alice/book/c.vcf",
+              Etag("3") + "<card:address-data>not a vcard</card:address-data>") +
+         Gone("/alice/book/d.vcf") + Resp("/alice/book/unasked.vcf", Etag("4"))));
+  auto items = book->Fetch(
+      {"/alice/book/a.vcf", "/alice/book/b.vcf", "/alice/book/c.vcf", "/alice/book/d.vcf"});
+  ASSERT_TRUE(items.ok()) << items.error().message;
+  ASSERT_EQ(items->size(), 3u);
+  const RemoteItem& a = (*items)[0];
+  EXPECT_EQ(a.href, "/alice/book/a.vcf");
+  EXPECT_EQ(a.etag, "\"1\"");
+  ASSERT_TRUE(a.tag.has_value());
+  EXPECT_EQ(*a.tag, (ManagedTag{"staff", "e-1"}));
+  EXPECT_EQ(a.contact.formatted_name, "Ann");
+  EXPECT_EQ(a.content_hash, ContentHash(a.contact));
+  EXPECT_TRUE(a.parse_error.empty());
+  EXPECT_FALSE((*items)[1].tag.has_value());
+  EXPECT_EQ((*items)[1].contact.formatted_name, "Bob");
+  EXPECT_FALSE((*items)[2].parse_error.empty());
+
+  const HttpRequest& report = script_.seen.at(0);
+  EXPECT_NE(report.body.find("<C:addressbook-multiget"), std::string::npos);
+  EXPECT_NE(report.body.find("<D:href>/alice/book/d.vcf</D:href>"), std::string::npos);
+  EXPECT_NE(report.body.find("<C:address-data/>"), std::string::npos);
+}
+
+TEST_F(CardDavFakeTest, MultigetInChunksOf100) {
+  auto book = OpenBook();
+  std::vector<std::string> hrefs;
+  for (int i = 0; i < 150; ++i) hrefs.push_back("/alice/book/" + std::to_string(i) + ".vcf");
+  script_.Add("REPORT", "http://h/alice/book/", 207, Ms(""));
+  script_.Add("REPORT", "http://h/alice/book/", 207, Ms(""));
+  auto items = book->Fetch(hrefs);
+  ASSERT_TRUE(items.ok()) << items.error().message;
+  ASSERT_EQ(script_.seen.size(), 2u);
+  EXPECT_NE(script_.seen[0].body.find("/99.vcf<"), std::string::npos);
+  EXPECT_EQ(script_.seen[0].body.find("/100.vcf<"), std::string::npos);
+  EXPECT_NE(script_.seen[1].body.find("/149.vcf<"), std::string::npos);
+}
+
+TEST_F(CardDavFakeTest, CreatePutsWithIfNoneMatch) {
+  auto book = OpenBook();
+  const std::string name = CardDavResourceName("staff", "e-1");
+  script_.Add("PUT", "http://h/alice/book/" + name, 201, "", {{"etag", "\"e1\""}});
+  Contact ann;
+  ann.formatted_name = "Ann";
+  ann.given_name = "Ann";
+  auto written = book->Create(name, {"staff", "e-1"}, ann);
+  ASSERT_TRUE(written.ok()) << written.error().message;
+  EXPECT_EQ(written->href, "/alice/book/" + name);
+  EXPECT_EQ(written->etag, "\"e1\"");
+  const HttpRequest& put = script_.seen.at(0);
+  EXPECT_EQ(RequestHeader(put, "If-None-Match"), "*");
+  EXPECT_EQ(RequestHeader(put, "Content-Type"), "text/vcard; charset=utf-8");
+  EXPECT_NE(put.body.find("X-ROSTER-RULE:staff"), std::string::npos);
+  EXPECT_NE(put.body.find("X-ROSTER-KEY:e-1"), std::string::npos);
+  EXPECT_NE(put.body.find("UID:" + name.substr(0, name.size() - 4)), std::string::npos);
+
+  script_.Add("PUT", "http://h/alice/book/" + name, 412);
+  auto again = book->Create(name, {"staff", "e-1"}, ann);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().kind, ErrorKind::kPreconditionFailed);
+  EXPECT_EQ(again.error().message,
+            "PUT http://h/alice/book/" + name + ": HTTP 412 Precondition Failed");
+}
+
+TEST_F(CardDavFakeTest, UpdateAndDeleteUseIfMatch) {
+  auto book = OpenBook();
+  Contact ann;
+  ann.formatted_name = "Ann";
+  script_.Add("PUT", "http://h/alice/book/a.vcf", 204);  // no ETag from this server
+  auto updated = book->Update("/alice/book/a.vcf", "\"1\"", {"staff", "e-1"}, ann);
+  ASSERT_TRUE(updated.ok()) << updated.error().message;
+  EXPECT_EQ(updated->etag, "");
+  EXPECT_EQ(RequestHeader(script_.seen.at(0), "If-Match"), "\"1\"");
+  EXPECT_NE(script_.seen.at(0).body.find("UID:a\r\n"), std::string::npos);
+
+  script_.Add("PUT", "http://h/alice/book/a.vcf", 412);
+  auto stale = book->Update("/alice/book/a.vcf", "\"0\"", {"staff", "e-1"}, ann);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.error().kind, ErrorKind::kPreconditionFailed);
+
+  script_.Add("DELETE", "http://h/alice/book/a.vcf", 204);
+  EXPECT_TRUE(book->Delete("/alice/book/a.vcf", "\"2\"").ok());
+  EXPECT_EQ(RequestHeader(script_.seen.back(), "If-Match"), "\"2\"");
+  script_.Add("DELETE", "http://h/alice/book/a.vcf", 404);
+  EXPECT_TRUE(book->Delete("/alice/book/a.vcf", "\"2\"").ok());
+  script_.Add("DELETE", "http://h/alice/book/a.vcf", 412);
+  Status deleted = book->Delete("/alice/book/a.vcf", "\"1\"");
+  ASSERT_FALSE(deleted.ok());
+  EXPECT_EQ(deleted.error().kind, ErrorKind::kPreconditionFailed);
+  script_.Add("DELETE", "http://h/alice/book/a.vcf", 500);
+  deleted = book->Delete("/alice/book/a.vcf", "\"1\"");
+  ASSERT_FALSE(deleted.ok());
+  EXPECT_EQ(deleted.error().kind, ErrorKind::kTransient);
+  EXPECT_EQ(deleted.error().message,
+            "DELETE http://h/alice/book/a.vcf: HTTP 500 Internal Server Error");
+}
+
+TEST_F(CardDavFakeTest, ClientsArePooled) {
+  auto target = MakeTarget(true, /*max_in_flight=*/2);
+  EXPECT_EQ(target->max_in_flight(), 2);
+  std::vector<std::unique_ptr<Collection>> books;
+  for (int i = 0; i < 3; ++i) {
+    script_.Add("PROPFIND", "http://h/alice/", 207,
+                Ms(Resp("/alice/b/", std::string(kBookType) +
+                                         "<d:displayname>Company Contacts</d:displayname>")));
+    auto book = target->Open({"alice", "Company Contacts", "staff", ""}, false);
+    ASSERT_TRUE(book.ok());
+    books.push_back(std::move(book).value());
+  }
+  // Requests from several threads at once never need more than the pool.
+  for (int i = 0; i < 6; ++i) script_.Add("DELETE", "http://h/alice/b/x.vcf", 204);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&books, i] { (void)books[i % 3]->Delete("/alice/b/x.vcf", "\"1\""); });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_LE(script_.clients, 2);
+}
+
+// ---------------------------------------------------------------------------
+// The multistatus parser on its own.
+
+TEST(MultistatusTest, NamespacesByUriNotPrefix) {
+  auto ms = webdav::ParseMultistatus(
+      "<multistatus xmlns='DAV:'><response><href> /a/ </href><propstat><prop>"
+      "<resourcetype><collection/><x:addressbook xmlns:x='urn:ietf:params:xml:ns:carddav'/>"
+      "<y:addressbook xmlns:y='urn:other'/></resourcetype></prop>"
+      "<status>HTTP/1.1 200 OK</status></propstat><propstat><prop><displayname/></prop>"
+      "<status>HTTP/1.1 404 Not Found</status></propstat></response>"
+      "<D:response xmlns:D='urn:not-dav'><D:href>/b/</D:href></D:response></multistatus>",
+      "test");
+  ASSERT_TRUE(ms.ok()) << ms.error().message;
+  ASSERT_EQ(ms->responses.size(), 1u);  // the second "response" is not DAV's
+  EXPECT_EQ(ms->responses[0].href, "/a/");
+  EXPECT_TRUE(ms->responses[0].IsAddressBook());
+  EXPECT_TRUE(ms->responses[0].IsCollection());
+  EXPECT_EQ(ms->responses[0].Find("DAV:", "displayname"), nullptr);  // 404 propstat
+}
+
+TEST(MultistatusTest, RejectsWrongRootAndDeepNesting) {
+  auto wrong = webdav::ParseMultistatus("<html><body>Login</body></html>", "PROPFIND response");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.error().kind, ErrorKind::kInvalidData);
+
+  std::string deep =
+      "<d:multistatus xmlns:d='DAV:'><d:response><d:href>/a</d:href><d:propstat>"
+      "<d:status>HTTP/1.1 200 OK</d:status><d:prop><d:x>";
+  for (int i = 0; i < 5000; ++i) deep += "<d:y>";
+  for (int i = 0; i < 5000; ++i) deep += "</d:y>";
+  deep += "</d:x></d:prop></d:propstat></d:response></d:multistatus>";
+  auto nested = webdav::ParseMultistatus(deep, "test");
+  ASSERT_FALSE(nested.ok());
+  EXPECT_EQ(nested.error().kind, ErrorKind::kInvalidData);
+
+  EXPECT_FALSE(webdav::ParseMultistatus("", "test").ok());
+  EXPECT_FALSE(webdav::ParseMultistatus(std::string("\0\xff<", 3), "test").ok());
+}
+
+// ---------------------------------------------------------------------------
+// Against a real Radicale, started here on a free port.
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool PortAnswers(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+class RadicaleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::system("command -v radicale >/dev/null 2>&1") != 0) {
+      GTEST_SKIP() << "radicale is not on the PATH";
+    }
+    char dir_template[] = "/tmp/roster-radicale-XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template), nullptr);
+    dir_ = dir_template;
+    port_ = FreePort();
+    std::ofstream(dir_ + "/config") << "[server]\nhosts = 127.0.0.1:" << port_
+                                    << "\n[auth]\ntype = none\n[rights]\ntype = authenticated\n"
+                                    << "[storage]\nfilesystem_folder = " << dir_ << "/data\n";
+    const std::string config = dir_ + "/config";
+    const std::string log = dir_ + "/log";
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    const char* argv[] = {"radicale", "--config", config.c_str(), nullptr};
+    int rc = posix_spawnp(&pid_, "radicale", &actions, nullptr, const_cast<char**>(argv), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ASSERT_EQ(rc, 0);
+    for (int i = 0; i < 200 && !PortAnswers(port_); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(PortAnswers(port_)) << "radicale did not start; see " << log;
+    base_ = "http://127.0.0.1:" + std::to_string(port_) + "/";
+  }
+
+  void TearDown() override {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  CardDavOptions Options() const {
+    CardDavOptions options;
+    options.url = base_;
+    options.http.username = "roster";  // [auth] type = none accepts any login
+    options.http.password = "unused";
+    return options;
+  }
+
+  std::string dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+  std::string base_;
+};
+
+Contact Person(const std::string& given, const std::string& family) {
+  Contact c;
+  c.given_name = given;
+  c.family_name = family;
+  c.formatted_name = given + " " + family;
+  std::string local = given;
+  for (char& ch : local) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+  c.emails.push_back({local + "@example.com", {"work"}, false});
+  return c;
+}
+
+TEST_F(RadicaleTest, EndToEnd) {
+  auto target = NewCardDavTarget(Options());
+  const CollectionSpec alice_spec{"alice", "Company Contacts", "staff", ""};
+  auto missing = target->Open(alice_spec, /*create=*/false);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().kind, ErrorKind::kNotFound);
+
+  auto alice_or = target->Open(alice_spec, true);
+  ASSERT_TRUE(alice_or.ok()) << alice_or.error().message;
+  auto alice = std::move(alice_or).value();
+  auto bob_or = target->Open({"bob", "Company Contacts", "staff", ""}, true);
+  ASSERT_TRUE(bob_or.ok()) << bob_or.error().message;
+  auto bob = std::move(bob_or).value();
+  EXPECT_NE(alice->id(), bob->id());
+  EXPECT_EQ(alice->id(), base_ + "alice/roster-" + HashHex("staff").substr(0, 16) + "/");
+
+  // Opening again finds the same book, by known URL and by search.
+  auto again = target->Open({"alice", "Company Contacts", "staff", alice->id()}, false);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ((*again)->id(), alice->id());
+  again = target->Open(alice_spec, false);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ((*again)->id(), alice->id());
+
+  std::map<std::string, WriteResult> written;  // key -> result
+  const std::vector<std::pair<std::string, Contact>> people = {
+      {"e-1", Person("Ann", "Lee")}, {"e-2", Person("Bo", "Chan")}, {"e-3", Person("Cy", "Díaz")}};
+  for (const auto& [key, contact] : people) {
+    auto w = alice->Create(CardDavResourceName("staff", key), {"staff", key}, contact);
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    written[key] = *w;
+  }
+  auto dup = alice->Create(CardDavResourceName("staff", "e-1"), {"staff", "e-1"}, people[0].second);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().kind, ErrorKind::kPreconditionFailed);
+
+  auto full = alice->List("");
+  ASSERT_TRUE(full.ok()) << full.error().message;
+  EXPECT_TRUE(full->full);
+  EXPECT_FALSE(full->sync_token.empty());
+  ASSERT_EQ(full->changed.size(), 3u);
+  for (const ItemRef& ref : full->changed) {
+    bool matched = false;
+    for (const auto& [key, w] : written) {
+      if (w.href == ref.href) {
+        matched = true;
+        if (!w.etag.empty()) {
+          EXPECT_EQ(w.etag, ref.etag);
+        }
+      }
+    }
+    EXPECT_TRUE(matched) << ref.href;
+  }
+  auto bob_list = bob->List("");
+  ASSERT_TRUE(bob_list.ok()) << bob_list.error().message;
+  EXPECT_TRUE(bob_list->changed.empty());
+
+  // One update, then a delta from the token.
+  Contact ann2 = people[0].second;
+  ann2.title = "Engineer";
+  auto updated = alice->Update(written["e-1"].href, written["e-1"].etag, {"staff", "e-1"}, ann2);
+  ASSERT_TRUE(updated.ok()) << updated.error().message;
+  auto delta = alice->List(full->sync_token);
+  ASSERT_TRUE(delta.ok()) << delta.error().message;
+  EXPECT_FALSE(delta->full);
+  ASSERT_EQ(delta->changed.size(), 1u);
+  EXPECT_EQ(delta->changed[0].href, written["e-1"].href);
+  EXPECT_TRUE(delta->removed.empty());
+  EXPECT_NE(delta->sync_token, full->sync_token);
+
+  // Multiget reads them back with roster's marker.
+  std::vector<std::string> hrefs;
+  for (const auto& [key, w] : written) hrefs.push_back(w.href);
+  hrefs.push_back(alice->id() + "missing.vcf");
+  auto items = alice->Fetch(hrefs);
+  ASSERT_TRUE(items.ok()) << items.error().message;
+  ASSERT_EQ(items->size(), 3u);
+  for (const RemoteItem& item : *items) {
+    ASSERT_TRUE(item.tag.has_value()) << item.href;
+    EXPECT_TRUE(item.parse_error.empty()) << item.parse_error;
+    EXPECT_EQ(item.href, written[item.tag->key].href);
+    EXPECT_EQ(item.content_hash, ContentHash(item.contact));
+    if (item.tag->key == "e-1") {
+      EXPECT_EQ(item.contact.title, "Engineer");
+      EXPECT_EQ(item.content_hash, ContentHash(ann2));
+    }
+    if (item.tag->key == "e-3") {
+      EXPECT_EQ(item.contact.family_name, "Díaz");
+    }
+  }
+
+  // A stale etag is refused.
+  auto stale = alice->Update(written["e-1"].href, written["e-1"].etag, {"staff", "e-1"}, ann2);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.error().kind, ErrorKind::kPreconditionFailed);
+
+  // Delete, then the delta reports it removed; deleting again is fine.
+  auto before_delete = alice->List("");
+  ASSERT_TRUE(before_delete.ok());
+  std::string e2_etag;
+  for (const ItemRef& ref : before_delete->changed) {
+    if (ref.href == written["e-2"].href) e2_etag = ref.etag;
+  }
+  ASSERT_FALSE(e2_etag.empty());
+  EXPECT_EQ(alice->Delete(written["e-2"].href, "\"stale\"").error().kind,
+            ErrorKind::kPreconditionFailed);
+  ASSERT_TRUE(alice->Delete(written["e-2"].href, e2_etag).ok());
+  EXPECT_TRUE(alice->Delete(written["e-2"].href, e2_etag).ok());
+  auto after_delete = alice->List(before_delete->sync_token);
+  ASSERT_TRUE(after_delete.ok()) << after_delete.error().message;
+  EXPECT_EQ(after_delete->removed, std::vector<std::string>{written["e-2"].href});
+
+  // A card a person put there by hand has no marker.
+  HttpOptions http = Options().http;
+  auto raw = NewCurlHttpClient(http);
+  auto put = raw->Send({"PUT",
+                        alice->id() + "by%20hand.vcf",
+                        {{"Content-Type", "text/vcard"}},
+                        "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:by-hand\r\nFN:Hand Made\r\n"
+                        "N:Made;Hand;;;\r\nEND:VCARD\r\n"});
+  ASSERT_TRUE(put.ok()) << put.error().message;
+  EXPECT_EQ(put->status, 201);
+  auto with_hand = alice->List(after_delete->sync_token);
+  ASSERT_TRUE(with_hand.ok()) << with_hand.error().message;
+  ASSERT_EQ(with_hand->changed.size(), 1u);
+  const std::string hand_href = with_hand->changed[0].href;
+  auto hand = alice->Fetch({hand_href});
+  ASSERT_TRUE(hand.ok()) << hand.error().message;
+  ASSERT_EQ(hand->size(), 1u);
+  EXPECT_EQ((*hand)[0].href, hand_href);
+  EXPECT_FALSE((*hand)[0].tag.has_value());
+  EXPECT_EQ((*hand)[0].contact.formatted_name, "Hand Made");
+
+  // An unknown token costs a full listing, not an error.
+  auto reset = alice->List("http://radicale.org/ns/sync/0000");
+  ASSERT_TRUE(reset.ok()) << reset.error().message;
+  EXPECT_TRUE(reset->full);
+  EXPECT_EQ(reset->changed.size(), 3u);  // e-1, e-3, by hand
+}
+
+}  // namespace
+}  // namespace roster

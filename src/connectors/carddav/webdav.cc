@@ -1,0 +1,359 @@
+// Multistatus parsing and WebDAV requests. pugixml knows nothing of
+// namespaces, so element names are resolved to namespace URIs here by walking
+// the xmlns declarations in scope: servers pick any prefix they like.
+#include "connectors/carddav/webdav.h"
+
+#include <cstdlib>
+#include <exception>
+#include <new>
+#include <pugixml.hpp>
+
+namespace roster::webdav {
+namespace {
+
+constexpr char kXmlDecl[] = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n";
+
+std::string_view TrimWs(std::string_view s) {
+  while (!s.empty() &&
+         (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// The namespace URI bound to `prefix` at `node` (empty prefix: the default).
+std::string_view LookupNamespace(pugi::xml_node node, std::string_view prefix) {
+  if (prefix == "xml") return "http://www.w3.org/XML/1998/namespace";
+  std::string attr_name = prefix.empty() ? "xmlns" : "xmlns:" + std::string(prefix);
+  for (; node; node = node.parent()) {
+    if (node.type() != pugi::node_element) continue;
+    pugi::xml_attribute attr = node.attribute(attr_name.c_str());
+    if (attr) return attr.value();
+  }
+  return "";
+}
+
+struct Name {
+  std::string_view ns;
+  std::string_view local;
+};
+
+Name Resolve(pugi::xml_node node) {
+  std::string_view qname = node.name();
+  size_t colon = qname.find(':');
+  if (colon == std::string_view::npos) return {LookupNamespace(node, ""), qname};
+  return {LookupNamespace(node, qname.substr(0, colon)), qname.substr(colon + 1)};
+}
+
+bool Is(pugi::xml_node node, std::string_view ns, std::string_view local) {
+  if (node.type() != pugi::node_element) return false;
+  Name name = Resolve(node);
+  return name.local == local && name.ns == ns;
+}
+
+pugi::xml_node Child(pugi::xml_node node, std::string_view ns, std::string_view local) {
+  for (pugi::xml_node child : node.children()) {
+    if (Is(child, ns, local)) return child;
+  }
+  return {};
+}
+
+// Text directly inside `node` (PCDATA and CDATA children, concatenated).
+std::string DirectText(pugi::xml_node node) {
+  std::string text;
+  for (pugi::xml_node child : node.children()) {
+    if (child.type() == pugi::node_pcdata || child.type() == pugi::node_cdata) {
+      text += child.value();
+    }
+  }
+  return text;
+}
+
+// "HTTP/1.1 404 Not Found" -> 404; 0 when unreadable.
+int ParseStatusLine(std::string_view line) {
+  line = TrimWs(line);
+  size_t space = line.find(' ');
+  if (space == std::string_view::npos) return 0;
+  std::string_view rest = line.substr(space + 1);
+  int code = 0;
+  for (size_t i = 0; i < rest.size() && i < 3; ++i) {
+    if (rest[i] < '0' || rest[i] > '9') return 0;
+    code = code * 10 + (rest[i] - '0');
+  }
+  return code >= 100 && code <= 999 ? code : 0;
+}
+
+// Gathers descendant element names and hrefs of a property, bounded in depth
+// so that a hostile document cannot overflow the stack.
+bool Collect(pugi::xml_node node, int depth, DavProp* prop) {
+  if (depth > kMaxXmlDepth) return false;
+  for (pugi::xml_node child : node.children()) {
+    if (child.type() != pugi::node_element) continue;
+    Name name = Resolve(child);
+    prop->elements.insert(Clark(name.ns, name.local));
+    if (name.ns == kDav && name.local == "href") {
+      prop->hrefs.emplace_back(TrimWs(DirectText(child)));
+    }
+    if (!Collect(child, depth + 1, prop)) return false;
+  }
+  return true;
+}
+
+Error Malformed(const std::string& context, const std::string& what) {
+  return MakeError(ErrorKind::kInvalidData, "malformed XML in " + context + ": " + what);
+}
+
+Result<Multistatus> ParseDocument(const pugi::xml_document& doc, const std::string& context) {
+  pugi::xml_node root = doc.document_element();
+  if (!Is(root, kDav, "multistatus")) {
+    return Malformed(context, "the root element is not DAV:multistatus");
+  }
+  Multistatus result;
+  for (pugi::xml_node node : root.children()) {
+    if (Is(node, kDav, "sync-token")) {
+      result.sync_token = std::string(TrimWs(DirectText(node)));
+      continue;
+    }
+    if (!Is(node, kDav, "response")) continue;
+    if (result.responses.size() >= kMaxResponses) {
+      return MakeError(ErrorKind::kInvalidData, "too many responses in " + context +
+                                                    " (more than " + std::to_string(kMaxResponses) +
+                                                    ")");
+    }
+    DavResponse response;
+    response.href = std::string(TrimWs(DirectText(Child(node, kDav, "href"))));
+    if (response.href.empty()) return Malformed(context, "a DAV:response without DAV:href");
+    if (pugi::xml_node status = Child(node, kDav, "status")) {
+      response.status = ParseStatusLine(DirectText(status));
+    }
+    for (pugi::xml_node propstat : node.children()) {
+      if (!Is(propstat, kDav, "propstat")) continue;
+      int status = ParseStatusLine(DirectText(Child(propstat, kDav, "status")));
+      if (status < 200 || status > 299) continue;
+      pugi::xml_node props = Child(propstat, kDav, "prop");
+      for (pugi::xml_node prop_node : props.children()) {
+        if (prop_node.type() != pugi::node_element) continue;
+        Name name = Resolve(prop_node);
+        DavProp prop;
+        prop.text = DirectText(prop_node);
+        if (!Collect(prop_node, 0, &prop)) return Malformed(context, "elements nested too deeply");
+        response.props[Clark(name.ns, name.local)] = std::move(prop);
+      }
+    }
+    result.responses.push_back(std::move(response));
+  }
+  return result;
+}
+
+std::string PropElement(const std::string& clark) {
+  // "{ns}name" -> "<D:name/>" for the two namespaces declared on the root.
+  size_t close = clark.find('}');
+  std::string ns = clark.substr(1, close - 1);
+  std::string name = clark.substr(close + 1);
+  if (ns == kDav) return "<D:" + name + "/>";
+  if (ns == kCardDav) return "<C:" + name + "/>";
+  return "<X:" + name + " xmlns:X=\"" + XmlEscape(ns) + "\"/>";
+}
+
+}  // namespace
+
+std::string Clark(std::string_view ns, std::string_view name) {
+  std::string out;
+  out.reserve(ns.size() + name.size() + 2);
+  out += '{';
+  out += ns;
+  out += '}';
+  out += name;
+  return out;
+}
+
+const DavProp* DavResponse::Find(std::string_view ns, std::string_view name) const {
+  auto it = props.find(Clark(ns, name));
+  return it == props.end() ? nullptr : &it->second;
+}
+
+bool DavResponse::IsCollection() const {
+  const DavProp* type = Find(kDav, "resourcetype");
+  return type != nullptr && type->elements.count(Clark(kDav, "collection")) > 0;
+}
+
+bool DavResponse::IsAddressBook() const {
+  const DavProp* type = Find(kDav, "resourcetype");
+  return type != nullptr && type->elements.count(Clark(kCardDav, "addressbook")) > 0;
+}
+
+Result<Multistatus> ParseMultistatus(std::string_view xml, const std::string& context) {
+  try {
+    pugi::xml_document doc;
+    pugi::xml_parse_result parsed =
+        doc.load_buffer(xml.data(), xml.size(), pugi::parse_default, pugi::encoding_utf8);
+    if (!parsed) return Malformed(context, parsed.description());
+    return ParseDocument(doc, context);
+  } catch (const std::bad_alloc&) {
+    return MakeError(ErrorKind::kInvalidData, context + " is too large to parse");
+  } catch (const std::exception& e) {
+    return Malformed(context, e.what());
+  }
+}
+
+std::string XmlEscape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string EncodeSegment(std::string_view text) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char ch : text) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += ch;
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string DecodePercent(std::string_view text) {
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+std::string UrlOrigin(const std::string& url) {
+  size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return "";
+  size_t path = url.find_first_of("/?#", scheme + 3);
+  return url.substr(0, path);
+}
+
+std::string UrlPath(const std::string& base, const std::string& href) {
+  std::string absolute = ResolveUrl(base, href);
+  std::string origin = UrlOrigin(absolute);
+  std::string path = absolute.substr(origin.size());
+  size_t query = path.find_first_of("?#");
+  if (query != std::string::npos) path.erase(query);
+  return path.empty() ? "/" : path;
+}
+
+std::string PropfindBody(const std::vector<std::string>& props) {
+  std::string body = kXmlDecl;
+  body += "<D:propfind xmlns:D=\"DAV:\" xmlns:C=\"urn:ietf:params:xml:ns:carddav\"><D:prop>";
+  for (const std::string& prop : props) body += PropElement(prop);
+  body += "</D:prop></D:propfind>\n";
+  return body;
+}
+
+std::string SyncCollectionBody(const std::string& sync_token) {
+  std::string body = kXmlDecl;
+  body += "<D:sync-collection xmlns:D=\"DAV:\">";
+  body += sync_token.empty() ? "<D:sync-token/>"
+                             : "<D:sync-token>" + XmlEscape(sync_token) + "</D:sync-token>";
+  body += "<D:sync-level>1</D:sync-level><D:prop><D:getetag/><D:getcontenttype/></D:prop>";
+  body += "</D:sync-collection>\n";
+  return body;
+}
+
+std::string MultigetBody(const std::vector<std::string>& hrefs) {
+  std::string body = kXmlDecl;
+  body += "<C:addressbook-multiget xmlns:D=\"DAV:\" xmlns:C=\"urn:ietf:params:xml:ns:carddav\">";
+  body += "<D:prop><D:getetag/><C:address-data/></D:prop>";
+  for (const std::string& href : hrefs) body += "<D:href>" + XmlEscape(href) + "</D:href>";
+  body += "</C:addressbook-multiget>\n";
+  return body;
+}
+
+Result<HttpResponse> DavClient::Send(const std::string& method, const std::string& url,
+                                     std::vector<std::pair<std::string, std::string>> headers,
+                                     std::string body) {
+  HttpRequest request;
+  request.method = method;
+  request.url = url;
+  request.headers = std::move(headers);
+  request.body = std::move(body);
+  return http_->Send(request);
+}
+
+Result<Multistatus> DavClient::ParseResponse(const HttpResponse& response,
+                                             const std::string& method, const std::string& url) {
+  if (response.status != 207) return HttpStatusError(response, method + " " + url);
+  return ParseMultistatus(response.body, method + " response from " + url);
+}
+
+Result<Multistatus> DavClient::Propfind(const std::string& url, int depth,
+                                        const std::vector<std::string>& props) {
+  ROSTER_ASSIGN_OR_RETURN(
+      HttpResponse response,
+      Send("PROPFIND", url,
+           {{"Depth", std::to_string(depth)}, {"Content-Type", "application/xml; charset=utf-8"}},
+           PropfindBody(props)));
+  return ParseResponse(response, "PROPFIND", url);
+}
+
+Status DavClient::Mkcol(const std::string& url, bool addressbook, const std::string& displayname,
+                        bool exists_ok) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  if (addressbook) {
+    headers.emplace_back("Content-Type", "application/xml; charset=utf-8");
+    body = kXmlDecl;
+    body +=
+        "<D:mkcol xmlns:D=\"DAV:\" xmlns:C=\"urn:ietf:params:xml:ns:carddav\"><D:set><D:prop>"
+        "<D:resourcetype><D:collection/><C:addressbook/></D:resourcetype>";
+    if (!displayname.empty()) {
+      body += "<D:displayname>" + XmlEscape(displayname) + "</D:displayname>";
+    }
+    body += "</D:prop></D:set></D:mkcol>\n";
+  }
+  ROSTER_ASSIGN_OR_RETURN(HttpResponse response,
+                          Send("MKCOL", url, std::move(headers), std::move(body)));
+  if (response.status >= 200 && response.status <= 299) return {};
+  if (exists_ok && response.status == 405) return {};
+  return HttpStatusError(response, "MKCOL " + url);
+}
+
+}  // namespace roster::webdav

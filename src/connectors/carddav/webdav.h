@@ -1,0 +1,99 @@
+// The WebDAV/CardDAV protocol client (RFC 4918, 6352, 6578, 5689): requests,
+// multistatus parsing and URL helpers. Knows nothing of roster's Collection;
+// carddav.cc maps it onto that interface.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+#include "http/http.h"
+
+namespace roster::webdav {
+
+inline constexpr char kDav[] = "DAV:";
+inline constexpr char kCardDav[] = "urn:ietf:params:xml:ns:carddav";
+
+// "{namespace-uri}local-name", the Clark notation used as property keys.
+std::string Clark(std::string_view ns, std::string_view name);
+
+// One property from a 2xx propstat.
+struct DavProp {
+  std::string text;                // concatenated text of the element (getetag, address-data)
+  std::vector<std::string> hrefs;  // DAV:href children at any depth (home sets, principals)
+  std::set<std::string> elements;  // Clark names of all descendant elements (resourcetype)
+};
+
+struct DavResponse {
+  std::string href;  // as written by the server
+  int status = 0;    // response-level DAV:status (e.g. 404 in a sync report), else 0
+  std::map<std::string, DavProp> props;  // keyed by Clark name; only 2xx propstats
+
+  const DavProp* Find(std::string_view ns, std::string_view name) const;
+  bool IsCollection() const;
+  bool IsAddressBook() const;
+};
+
+struct Multistatus {
+  std::vector<DavResponse> responses;
+  std::string sync_token;  // top-level DAV:sync-token, if any
+};
+
+// Limits that keep a hostile server from exhausting memory or the stack.
+inline constexpr size_t kMaxResponses = 200000;
+inline constexpr int kMaxXmlDepth = 64;
+
+// Parses a DAV:multistatus body, resolving namespaces by URI (not prefix).
+// `context` names the exchange for messages ("PROPFIND response from http://...").
+// Never throws; malformed or oversized input is kInvalidData.
+Result<Multistatus> ParseMultistatus(std::string_view xml, const std::string& context);
+
+// Escapes text for an XML element body or attribute.
+std::string XmlEscape(std::string_view text);
+
+// Percent-encodes everything but RFC 3986 unreserved characters (for one path segment).
+std::string EncodeSegment(std::string_view text);
+std::string DecodePercent(std::string_view text);
+
+// The path (with canonical escaping) of an absolute URL or href: "/alice/book/".
+std::string UrlPath(const std::string& base, const std::string& href);
+
+// "http://host:port" of an absolute URL, without a trailing slash.
+std::string UrlOrigin(const std::string& url);
+
+// A thin request layer over one HttpClient. Every failure is one sentence that
+// names the method and URL.
+class DavClient {
+ public:
+  explicit DavClient(HttpClient* http) : http_(http) {}
+
+  // PROPFIND with Depth `depth` asking for `props` (Clark names). A 404 is
+  // returned as kNotFound so callers can branch on it.
+  Result<Multistatus> Propfind(const std::string& url, int depth,
+                               const std::vector<std::string>& props);
+  // Any request; transport failures are errors, every HTTP status a response.
+  Result<HttpResponse> Send(const std::string& method, const std::string& url,
+                            std::vector<std::pair<std::string, std::string>> headers,
+                            std::string body);
+  // A 207 parsed as multistatus; any other status is HttpStatusError.
+  Result<Multistatus> ParseResponse(const HttpResponse& response, const std::string& method,
+                                    const std::string& url);
+  // A plain MKCOL, or with `addressbook` an extended MKCOL (RFC 5689) whose
+  // resourcetype is collection+addressbook. With `exists_ok`, 405 (something
+  // is already there) counts as success.
+  Status Mkcol(const std::string& url, bool addressbook, const std::string& displayname,
+               bool exists_ok);
+
+ private:
+  HttpClient* http_;
+};
+
+// Request bodies.
+std::string PropfindBody(const std::vector<std::string>& props);
+std::string SyncCollectionBody(const std::string& sync_token);
+std::string MultigetBody(const std::vector<std::string>& hrefs);
+
+}  // namespace roster::webdav
