@@ -234,8 +234,8 @@ class CollectionRun {
         s.key = r.parse_error.empty() && r.tag && r.tag->rule == rule_.name ? r.tag->key : "";
         s.hash = r.content_hash;
         if (!r.parse_error.empty()) {
-          report_.warnings.push_back(r.href + " could not be read and is left alone: " +
-                                     r.parse_error);
+          report_.warnings.push_back(r.href +
+                                     " could not be read and is left alone: " + r.parse_error);
         }
         learned.push_back(s);
       }
@@ -376,7 +376,8 @@ class CollectionRun {
 
 }  // namespace
 
-Engine::Engine(EngineConfig config, StateStore& store) : config_(std::move(config)), store_(store) {}
+Engine::Engine(EngineConfig config, StateStore& store)
+    : config_(std::move(config)), store_(store) {}
 
 RunReport Engine::Run(const RunOptions& options_in) {
   RunOptions options = options_in;
@@ -439,9 +440,9 @@ RunReport Engine::Run(const RunOptions& options_in) {
         report.guard_tripped = true;
         report.errors.push_back(
             "deletion guard: rule " + rule.name + ": source " + rule.source + " lost " +
-            std::to_string(gone) + " of " + std::to_string(before) + " people since the last sync (" +
-            std::to_string(gone * 100 / before) + "%), more than max_delete_percent = " +
-            std::to_string(rule.max_delete_percent) +
+            std::to_string(gone) + " of " + std::to_string(before) +
+            " people since the last sync (" + std::to_string(gone * 100 / before) +
+            "%), more than max_delete_percent = " + std::to_string(rule.max_delete_percent) +
             "; no address book was changed (use --force if this is intended)");
         continue;
       }
@@ -465,8 +466,8 @@ RunReport Engine::Run(const RunOptions& options_in) {
         }
       }
     };
-    int threads = std::max(1, std::min<int>(entry.target->max_in_flight(),
-                                            static_cast<int>(entry.users.size())));
+    int threads = std::max(
+        1, std::min<int>(entry.target->max_in_flight(), static_cast<int>(entry.users.size())));
     std::vector<std::thread> pool;
     for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
     worker();

@@ -20,9 +20,9 @@ namespace {
 using nlohmann::json;
 
 json CountsJson(const Counts& c) {
-  return json{{"created", c.created},     {"updated", c.updated}, {"deleted", c.deleted},
-              {"unchanged", c.unchanged}, {"conflicts", c.conflicts},
-              {"errors", c.errors},       {"adopted", c.adopted}};
+  return json{{"created", c.created},     {"updated", c.updated},     {"deleted", c.deleted},
+              {"unchanged", c.unchanged}, {"conflicts", c.conflicts}, {"errors", c.errors},
+              {"adopted", c.adopted}};
 }
 
 std::string CountsText(const Counts& c, bool plan) {
@@ -91,8 +91,8 @@ void PrintText(const RunReport& report, bool plan, bool verbose) {
 void Progress(const CollectionReport& c, size_t done, size_t total) {
   constexpr int kWidth = 30;
   int filled = total ? static_cast<int>(done * kWidth / total) : kWidth;
-  std::fprintf(stderr, "\r[%-*s] %zu/%zu  %s/%s%s", kWidth, std::string(filled, '#').c_str(),
-               done, total, c.key.target.c_str(), c.key.user.c_str(), "\033[K");
+  std::fprintf(stderr, "\r[%-*s] %zu/%zu  %s/%s%s", kWidth, std::string(filled, '#').c_str(), done,
+               total, c.key.target.c_str(), c.key.user.c_str(), "\033[K");
   if (done == total) std::fprintf(stderr, "\n");
   std::fflush(stderr);
 }

@@ -1,11 +1,12 @@
 #include "config/config.h"
 
+#include <toml++/toml.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "core/contact.h"
 #include "filter/filter.h"
@@ -45,9 +46,9 @@ class TableReader {
     if (!node->is_integer()) return WrongType(*node, key, "an integer");
     int64_t v = *node->value<int64_t>();
     if (v < min || v > max) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       At(*node) + ": " + key + " in " + where_ + " must be between " +
-                           std::to_string(min) + " and " + std::to_string(max));
+      return MakeError(ErrorKind::kInvalidArgument, At(*node) + ": " + key + " in " + where_ +
+                                                        " must be between " + std::to_string(min) +
+                                                        " and " + std::to_string(max));
     }
     return static_cast<int>(v);
   }
@@ -141,9 +142,9 @@ Result<SourceConfig> ReadSource(const std::string& name, const toml::table& t,
       ROSTER_ASSIGN_OR_RETURN(s.columns[field], cr.String(field, true));
     }
   } else if (s.type != "vcard-dir") {
-    return MakeError(ErrorKind::kInvalidArgument,
-                     r.At() + ": type in " + r.where() + " must be \"csv\" or \"vcard-dir\", not \"" +
-                         s.type + "\"");
+    return MakeError(ErrorKind::kInvalidArgument, r.At() + ": type in " + r.where() +
+                                                      " must be \"csv\" or \"vcard-dir\", not \"" +
+                                                      s.type + "\"");
   }
   ROSTER_RETURN_IF_ERROR(r.NoUnknownKeys());
   return s;
@@ -156,9 +157,9 @@ Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
   c.name = name;
   ROSTER_ASSIGN_OR_RETURN(c.type, r.String("type", true));
   if (c.type != "carddav") {
-    return MakeError(ErrorKind::kInvalidArgument,
-                     r.At() + ": type in " + r.where() + " must be \"carddav\", not \"" + c.type +
-                         "\"");
+    return MakeError(
+        ErrorKind::kInvalidArgument,
+        r.At() + ": type in " + r.where() + " must be \"carddav\", not \"" + c.type + "\"");
   }
   ROSTER_ASSIGN_OR_RETURN(c.url, r.String("url", true));
   if (!c.url.starts_with("http://") && !c.url.starts_with("https://")) {
@@ -171,9 +172,9 @@ Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
   ROSTER_ASSIGN_OR_RETURN(std::string pw_file, r.String("password_file", false));
   c.password_file = Resolve(dir, pw_file);
   if (r.String("password", false).value() != "") {
-    return MakeError(ErrorKind::kInvalidArgument,
-                     r.At() + ": " + r.where() +
-                         " must not hold a password; use password_env or password_file");
+    return MakeError(
+        ErrorKind::kInvalidArgument,
+        r.At() + ": " + r.where() + " must not hold a password; use password_env or password_file");
   }
   if (!c.password_env.empty() && !c.password_file.empty()) {
     return MakeError(ErrorKind::kInvalidArgument,
@@ -212,9 +213,9 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
   try {
     root = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
-    return MakeError(ErrorKind::kInvalidArgument,
-                     path + ":" + std::to_string(e.source().begin.line) + ": " +
-                         std::string(e.description()));
+    return MakeError(
+        ErrorKind::kInvalidArgument,
+        path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
   std::string dir = fs::path(path).parent_path().string();
   Config config;
@@ -307,18 +308,18 @@ Result<std::string> ReadTargetPassword(const TargetConfig& target) {
   if (!target.password_env.empty()) {
     const char* v = std::getenv(target.password_env.c_str());
     if (!v) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       "target " + target.name + ": environment variable " + target.password_env +
-                           " is not set");
+      return MakeError(ErrorKind::kInvalidArgument, "target " + target.name +
+                                                        ": environment variable " +
+                                                        target.password_env + " is not set");
     }
     return std::string(v);
   }
   if (!target.password_file.empty()) {
     std::ifstream in(target.password_file, std::ios::binary);
     if (!in) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       "target " + target.name + ": cannot read password_file " +
-                           target.password_file);
+      return MakeError(
+          ErrorKind::kInvalidArgument,
+          "target " + target.name + ": cannot read password_file " + target.password_file);
     }
     std::string pw;
     std::getline(in, pw);

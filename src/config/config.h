@@ -12,9 +12,9 @@ namespace roster {
 
 struct SourceConfig {
   std::string name;
-  std::string type;  // "csv" | "vcard-dir"
-  std::string path;  // resolved against the config file's folder
-  std::string key;   // csv: column with the stable identity
+  std::string type;                            // "csv" | "vcard-dir"
+  std::string path;                            // resolved against the config file's folder
+  std::string key;                             // csv: column with the stable identity
   std::map<std::string, std::string> columns;  // csv: contact field -> column
   std::string delimiter = ",";
 };

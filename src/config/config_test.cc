@@ -75,8 +75,9 @@ TEST(Config, UnknownKeyIsNamedWithItsLine) {
 TEST(Config, UnknownKeyInRuleAndTopLevel) {
   EXPECT_NE(ErrorOf(std::string(kExample) + "max_delete = 5\n").find("unknown key \"max_delete\""),
             std::string::npos);
-  EXPECT_NE(ErrorOf(std::string(kExample) + "[extra]\n").find("unknown key \"extra\" in the top level"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(std::string(kExample) + "[extra]\n").find("unknown key \"extra\" in the top level"),
+      std::string::npos);
 }
 
 TEST(Config, MissingKeyIsNamed) {
@@ -85,8 +86,11 @@ TEST(Config, MissingKeyIsNamed) {
 }
 
 TEST(Config, WrongTypeIsNamedWithItsLine) {
-  std::string e = ErrorOf(Replace(kExample, "max_delete_percent = 20", "max_delete_percent = \"20\""));
-  EXPECT_EQ(e, "/etc/roster/roster.toml:31: max_delete_percent in [[rules]] \"company\" must be an integer");
+  std::string e =
+      ErrorOf(Replace(kExample, "max_delete_percent = 20", "max_delete_percent = \"20\""));
+  EXPECT_EQ(
+      e,
+      "/etc/roster/roster.toml:31: max_delete_percent in [[rules]] \"company\" must be an integer");
   e = ErrorOf(Replace(kExample, "users = [\"alice\", \"bob\"]", "users = \"alice\""));
   EXPECT_NE(e.find("users in [targets.dav] must be an array of strings"), std::string::npos) << e;
 }
@@ -102,7 +106,8 @@ TEST(Config, SyntaxErrorGivesLine) {
 }
 
 TEST(Config, PasswordInTheFileIsRefused) {
-  std::string e = ErrorOf(Replace(kExample, "username = \"roster\"", "username = \"roster\"\npassword = \"hunter2\""));
+  std::string e = ErrorOf(
+      Replace(kExample, "username = \"roster\"", "username = \"roster\"\npassword = \"hunter2\""));
   EXPECT_NE(e.find("must not hold a password"), std::string::npos) << e;
   EXPECT_EQ(e.find("hunter2"), std::string::npos);
 }

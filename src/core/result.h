@@ -42,7 +42,7 @@ inline Error MakeError(ErrorKind kind, std::string message) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : v_(std::move(error)) {}  // NOLINT
 
   bool ok() const { return v_.index() == 0; }
@@ -81,9 +81,9 @@ using Status = Result<void>;
 }  // namespace roster
 
 // Propagates an error from an expression returning Result<...>.
-#define ROSTER_RETURN_IF_ERROR(expr)                        \
-  do {                                                      \
-    auto roster_status_ = (expr);                           \
+#define ROSTER_RETURN_IF_ERROR(expr)                              \
+  do {                                                            \
+    auto roster_status_ = (expr);                                 \
     if (!roster_status_.ok()) return roster_status_.take_error(); \
   } while (0)
 

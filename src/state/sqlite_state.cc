@@ -83,7 +83,8 @@ class SqliteStateStore final : public StateStore {
           "PRAGMA secure_delete=ON", "PRAGMA busy_timeout=10000"}) {
       ROSTER_RETURN_IF_ERROR(Exec(pragma));
     }
-    ROSTER_RETURN_IF_ERROR(Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+    ROSTER_RETURN_IF_ERROR(
+        Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
     int64_t current = 0;
     {
       Stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
@@ -103,13 +104,13 @@ class SqliteStateStore final : public StateStore {
       ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
       Status st = Exec(m.sql);
       if (st.ok()) {
-        st = Exec("INSERT INTO schema_version (version) VALUES (" + std::to_string(m.version) + ")");
+        st =
+            Exec("INSERT INTO schema_version (version) VALUES (" + std::to_string(m.version) + ")");
       }
       if (!st.ok()) {
         (void)Exec("ROLLBACK");
-        return MakeError(ErrorKind::kInternal,
-                         std::string("state store: migration ") + m.name + " failed: " +
-                             st.error().message);
+        return MakeError(ErrorKind::kInternal, std::string("state store: migration ") + m.name +
+                                                   " failed: " + st.error().message);
       }
       ROSTER_RETURN_IF_ERROR(Exec("COMMIT"));
     }
@@ -342,7 +343,10 @@ class SqliteStateStore final : public StateStore {
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return SqlError(db_, "preparing run result");
     const Counts& c = r.counts;
-    s.Bind(1, run).Bind(2, r.collection.rule).Bind(3, r.collection.target).Bind(4, r.collection.user);
+    s.Bind(1, run)
+        .Bind(2, r.collection.rule)
+        .Bind(3, r.collection.target)
+        .Bind(4, r.collection.user);
     s.Bind(5, c.created).Bind(6, c.updated).Bind(7, c.deleted).Bind(8, c.unchanged);
     s.Bind(9, c.conflicts).Bind(10, c.errors).Bind(11, c.adopted).Bind(12, r.message);
     if (s.Step() != SQLITE_DONE) return SqlError(db_, "recording run result");
@@ -427,8 +431,8 @@ class SqliteStateStore final : public StateStore {
     s.Bind(1, key.rule).Bind(2, key.target).Bind(3, key.user);
     int rc = s.Step();
     if (rc == SQLITE_DONE) {
-      return MakeError(ErrorKind::kNotFound, "state store: no collection for rule " + key.rule +
-                                                 ", user " + key.user);
+      return MakeError(ErrorKind::kNotFound,
+                       "state store: no collection for rule " + key.rule + ", user " + key.user);
     }
     if (rc != SQLITE_ROW) return SqlError(db_, "reading collection");
     return CollectionState{s.Int(0), s.Text(1), s.Text(2), s.Text(3)};
@@ -453,15 +457,13 @@ Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path
   sqlite3* db = nullptr;
   // The state names people's identities: keep it private to the service account.
   mode_t old_mask = umask(077);
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   umask(old_mask);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close_v2(db);
-    return MakeError(ErrorKind::kInvalidArgument,
-                     "cannot open state file " + path + ": " + msg);
+    return MakeError(ErrorKind::kInvalidArgument, "cannot open state file " + path + ": " + msg);
   }
   auto store = std::make_unique<SqliteStateStore>(db);
   Status st = store->Init();

@@ -50,7 +50,7 @@ struct SnapshotEntry {
 };
 
 struct Snapshot {
-  std::string fingerprint;  // empty when the rule has never synced
+  std::string fingerprint;             // empty when the rule has never synced
   std::vector<SnapshotEntry> entries;  // sorted by key
 };
 
@@ -68,9 +68,9 @@ struct TargetRunResult {
 
 struct RunSummary {
   int64_t run_id = 0;
-  std::string mode;  // "sync"
+  std::string mode;                     // "sync"
   std::string started_at, finished_at;  // UTC, ISO 8601
-  int exit_code = -1;                    // -1 while running or after a crash
+  int exit_code = -1;                   // -1 while running or after a crash
   TargetRunResult result;
 };
 

@@ -111,7 +111,8 @@ class Runner {
   Status Do(const AdoptAction& a, int) {
     ++result_.counts.unchanged;
     ++result_.counts.adopted;
-    return ctx_.store->PutItem(ctx_.collection_id, ItemState{a.href, a.etag, a.etag, a.key, a.hash});
+    return ctx_.store->PutItem(ctx_.collection_id,
+                               ItemState{a.href, a.etag, a.etag, a.key, a.hash});
   }
 
   Status Do(const ConflictAction&, int) {
@@ -123,9 +124,8 @@ class Runner {
   Status ForgetOwnership(const RemoteItem& item) {
     return ctx_.store->PutItem(
         ctx_.collection_id,
-        ItemState{item.href, item.etag, item.etag, item.tag && item.tag->rule == ctx_.rule
-                                                       ? item.tag->key
-                                                       : std::string(),
+        ItemState{item.href, item.etag, item.etag,
+                  item.tag && item.tag->rule == ctx_.rule ? item.tag->key : std::string(),
                   item.content_hash});
   }
 

@@ -8,9 +8,8 @@ namespace {
 TEST(Planner, GuardCountsAgainstManagedTotalNotTheInput) {
   // Incremental input: 3 departures out of 1000 managed items is 0.3%.
   std::vector<DesiredItem> desired;
-  std::vector<CurrentItem> current = {{"/1", "e", "a", "h", true},
-                                      {"/2", "e", "b", "h", true},
-                                      {"/3", "e", "c", "h", true}};
+  std::vector<CurrentItem> current = {
+      {"/1", "e", "a", "h", true}, {"/2", "e", "b", "h", true}, {"/3", "e", "c", "h", true}};
   PlanInput in;
   in.desired = &desired;
   in.current = &current;
@@ -43,8 +42,8 @@ TEST(Planner, PrefersTheCopyAtTheDeterministicName) {
 
 TEST(Planner, IsDeterministic) {
   std::vector<DesiredItem> desired = {{"a", "1", nullptr}, {"b", "2", nullptr}};
-  std::vector<CurrentItem> current = {{"/z", "e", "c", "3", true}, {"/y", "e", "d", "4", true},
-                                      {"/x", "e", "a", "0", true}};
+  std::vector<CurrentItem> current = {
+      {"/z", "e", "c", "3", true}, {"/y", "e", "d", "4", true}, {"/x", "e", "a", "0", true}};
   PlanInput in;
   in.desired = &desired;
   in.current = &current;

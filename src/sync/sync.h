@@ -49,7 +49,7 @@ struct UpdateAction {
 struct DeleteAction {
   std::string key;
   std::string href;
-  std::string etag;  // If-Match
+  std::string etag;        // If-Match
   bool duplicate = false;  // a second managed copy of a key that stays
 };
 struct AdoptAction {  // a managed item found on the server, already right: record it only

@@ -137,6 +137,9 @@ class CardDavCollection : public Collection {
         sync_supported_(sync_supported) {}
 
   std::string id() const override { return url_; }
+  std::string HrefOf(const std::string& name) const override {
+    return webdav::UrlPath(url_, url_ + webdav::EncodeSegment(name));
+  }
 
   Result<Listing> List(const std::string& sync_token) override {
     auto lease = pool_->Borrow();

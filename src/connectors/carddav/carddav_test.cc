@@ -678,6 +678,8 @@ TEST_F(RadicaleTest, EndToEnd) {
   auto dup = alice->Create(CardDavResourceName("staff", "e-1"), {"staff", "e-1"}, people[0].second);
   ASSERT_FALSE(dup.ok());
   EXPECT_EQ(dup.error().kind, ErrorKind::kPreconditionFailed);
+  // The executor finds what is at a name after a 412 through HrefOf.
+  EXPECT_EQ(alice->HrefOf(CardDavResourceName("staff", "e-1")), written["e-1"].href);
 
   auto full = alice->List("");
   ASSERT_TRUE(full.ok()) << full.error().message;

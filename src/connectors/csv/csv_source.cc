@@ -35,7 +35,8 @@ class CsvSource final : public Source {
   Result<std::vector<SourceRecord>> ReadAll() override {
     ROSTER_ASSIGN_OR_RETURN(std::string text, ReadFile(opt_.path, kMaxCsvBytes));
     auto table = ParseCsv(text, opt_.delimiter);
-    if (!table.ok()) return MakeError(ErrorKind::kInvalidData, opt_.path + ": " + table.error().message);
+    if (!table.ok())
+      return MakeError(ErrorKind::kInvalidData, opt_.path + ": " + table.error().message);
     int key_col = table->Column(opt_.key_column);
     if (key_col < 0) {
       return MakeError(ErrorKind::kInvalidData, opt_.path + ": the key column \"" +
@@ -58,9 +59,9 @@ class CsvSource final : public Source {
       SourceRecord r;
       r.key = row.fields[key_col];
       if (r.key.empty()) {
-        return MakeError(ErrorKind::kInvalidData, opt_.path + ": line " +
-                                                      std::to_string(row.line) + ": the key column \"" +
-                                                      opt_.key_column + "\" is empty");
+        return MakeError(ErrorKind::kInvalidData, opt_.path + ": line " + std::to_string(row.line) +
+                                                      ": the key column \"" + opt_.key_column +
+                                                      "\" is empty");
       }
       auto [it, fresh] = line_of_key.emplace(r.key, row.line);
       if (!fresh) {

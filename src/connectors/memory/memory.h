@@ -40,8 +40,8 @@ class MemoryServer {
   void ResetCounters();
   // Called before each write (op is "create", "update" or "delete"); a returned
   // error is answered instead of doing the write.
-  void SetFault(std::function<std::optional<Error>(const std::string& op, const std::string& href)>
-                    fault);
+  void SetFault(
+      std::function<std::optional<Error>(const std::string& op, const std::string& href)> fault);
 
  private:
   friend class MemoryCollection;
@@ -57,6 +57,7 @@ class MemoryServer {
   std::function<std::optional<Error>(const std::string&, const std::string&)> fault_;
 };
 
-std::unique_ptr<Target> NewMemoryTarget(std::shared_ptr<MemoryServer> server, int max_in_flight = 4);
+std::unique_ptr<Target> NewMemoryTarget(std::shared_ptr<MemoryServer> server,
+                                        int max_in_flight = 4);
 
 }  // namespace roster

@@ -22,7 +22,8 @@ class VCardDirSource final : public Source {
     for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
       if (it->is_regular_file() && it->path().extension() == ".vcf") files.push_back(it->path());
     }
-    if (ec) return MakeError(ErrorKind::kNotFound, "cannot read folder " + dir_ + ": " + ec.message());
+    if (ec)
+      return MakeError(ErrorKind::kNotFound, "cannot read folder " + dir_ + ": " + ec.message());
     std::sort(files.begin(), files.end());
     std::vector<SourceRecord> records;
     std::map<std::string, std::string> file_of_key;
@@ -32,18 +33,19 @@ class VCardDirSource final : public Source {
       in.read(text.data(), static_cast<std::streamsize>(text.size()));
       text.resize(static_cast<size_t>(in.gcount()));
       if (text.size() > kMaxVCardBytes) {
-        return MakeError(ErrorKind::kInvalidData,
-                         file.string() + ": larger than " + std::to_string(kMaxVCardBytes) + " bytes");
+        return MakeError(ErrorKind::kInvalidData, file.string() + ": larger than " +
+                                                      std::to_string(kMaxVCardBytes) + " bytes");
       }
       auto cards = ParseVCards(text);
-      if (!cards.ok()) return MakeError(ErrorKind::kInvalidData, file.string() + ": " + cards.error().message);
+      if (!cards.ok())
+        return MakeError(ErrorKind::kInvalidData, file.string() + ": " + cards.error().message);
       for (ParsedVCard& card : *cards) {
         SourceRecord r;
         r.key = card.uid.empty() ? file.stem().string() : card.uid;
         auto [it, fresh] = file_of_key.emplace(r.key, file.filename().string());
         if (!fresh) {
-          return MakeError(ErrorKind::kInvalidData, file.string() + ": UID \"" + r.key +
-                                                        "\" is also used in " + it->second);
+          return MakeError(ErrorKind::kInvalidData,
+                           file.string() + ": UID \"" + r.key + "\" is also used in " + it->second);
         }
         r.contact = std::move(card.contact);
         for (const VCardProperty& p : card.other) r.attributes.emplace(p.name, p.value);
