@@ -1,1 +1,576 @@
-// placeholder until implemented
+// A tokenizer and recursive-descent parser for the filter language
+// (docs/filters.md), and the evaluator of the tree it builds.
+#include "filter/filter.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <exception>
+#include <regex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace roster {
+
+struct Filter::Node {
+  enum class Kind { kAnd, kOr, kNot, kHas, kCompare };
+  enum class Op { kEq, kNe, kContains, kStartsWith, kEndsWith, kMatches, kNotMatches, kIn };
+
+  Kind kind = Kind::kAnd;
+  std::vector<Node> children;         // kAnd, kOr (two or more), kNot (one)
+  std::string field;                  // kHas, kCompare
+  Op op = Op::kEq;                    // kCompare
+  std::vector<std::string> literals;  // kCompare, lower-cased; one unless kIn
+  std::regex regex;                   // kMatches, kNotMatches
+};
+
+namespace {
+
+using Node = Filter::Node;
+
+// Nesting is bounded so that a hostile expression cannot exhaust the stack of
+// the recursive parser (or of evaluation and destruction, which follow the tree).
+constexpr int kMaxDepth = 64;
+
+// std::regex compiles bounded repetition by copying states, so `(a{1000}){1000}`
+// would build a million of them, and matching costs states times value length.
+// The expanded size is estimated as the pattern's length times the product of
+// its `{}` counts: exact for nesting, pessimistic for repetitions side by side.
+constexpr size_t kMaxRegexBytes = 1000;
+constexpr unsigned long kMaxRegexExpandedSize = 20000;
+
+// ASCII only: full Unicode case folding would need ICU, and the values we filter
+// on (departments, domains, flags) are overwhelmingly ASCII.
+char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+std::string LowerAscii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = LowerAscii(c);
+  return out;
+}
+
+bool IsIdentStart(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+
+bool IsIdentChar(char c) {
+  return IsIdentStart(c) || (c >= '0' && c <= '9') || c == '.' || c == ':' || c == '-';
+}
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+bool IsOperatorChar(char c) { return c == '=' || c == '!' || c == '~' || c == '<' || c == '>'; }
+
+enum class TokenKind { kEnd, kLParen, kRParen, kComma, kWord, kString, kNumber, kOperator, kError };
+
+struct Token {
+  TokenKind kind = TokenKind::kEnd;
+  std::string text;  // the word, number or operator as written; a string unescaped;
+                     // for kError, what went wrong
+  size_t column = 0;
+};
+
+bool IsKeyword(std::string_view lower) {
+  return lower == "and" || lower == "or" || lower == "not" || lower == "has" || lower == "in" ||
+         lower == "contains" || lower == "startswith" || lower == "endswith";
+}
+
+// Splits the expression into tokens. A lexical error becomes a kError token
+// that ends the list, so the parser reports whichever error comes first.
+std::vector<Token> Tokenize(std::string_view s) {
+  std::vector<Token> tokens;
+  size_t column = 1;  // counts code points, not bytes, to match what an editor shows
+  size_t pos = 0;
+  auto advance = [&](size_t to) {
+    for (; pos < to; ++pos) {
+      if ((static_cast<unsigned char>(s[pos]) & 0xC0) != 0x80) ++column;
+    }
+  };
+  for (;;) {
+    while (pos < s.size() &&
+           (s[pos] == ' ' || s[pos] == '\t' || s[pos] == '\n' || s[pos] == '\r')) {
+      advance(pos + 1);
+    }
+    Token token;
+    token.column = column;
+    if (pos == s.size()) {
+      tokens.push_back(std::move(token));
+      return tokens;
+    }
+    const char c = s[pos];
+    size_t end = pos + 1;
+    if (c == '(' || c == ')' || c == ',') {
+      token.kind = c == '('   ? TokenKind::kLParen
+                   : c == ')' ? TokenKind::kRParen
+                              : TokenKind::kComma;
+      token.text = std::string(1, c);
+    } else if (c == '\'' || c == '"') {
+      token.kind = TokenKind::kString;
+      bool closed = false;
+      while (end < s.size()) {
+        const char d = s[end];
+        if (d == c) {
+          closed = true;
+          ++end;
+          break;
+        }
+        // Only these three are escapes; any other backslash is kept, so that
+        // regular expressions such as '\d+' can be written without doubling.
+        if (d == '\\' && end + 1 < s.size() &&
+            (s[end + 1] == '\\' || s[end + 1] == '\'' || s[end + 1] == '"')) {
+          token.text += s[end + 1];
+          end += 2;
+          continue;
+        }
+        token.text += d;
+        ++end;
+      }
+      if (!closed) {
+        token.kind = TokenKind::kError;
+        token.text = "unterminated string";
+        tokens.push_back(std::move(token));
+        return tokens;
+      }
+    } else if (IsDigit(c) || (c == '-' && pos + 1 < s.size() && IsDigit(s[pos + 1]))) {
+      token.kind = TokenKind::kNumber;
+      while (end < s.size() && IsDigit(s[end])) ++end;
+      if (end + 1 < s.size() && s[end] == '.' && IsDigit(s[end + 1])) {
+        end += 2;
+        while (end < s.size() && IsDigit(s[end])) ++end;
+      }
+      if (end < s.size() && IsIdentChar(s[end])) {
+        // "555-1234" or "1.2.3": almost certainly meant as a string.
+        while (end < s.size() && IsIdentChar(s[end])) ++end;
+        token.kind = TokenKind::kError;
+        token.text = "malformed number '" + std::string(s.substr(pos, end - pos)) +
+                     "' (quote it to compare text)";
+        tokens.push_back(std::move(token));
+        return tokens;
+      }
+      token.text = std::string(s.substr(pos, end - pos));
+    } else if (IsIdentStart(c)) {
+      token.kind = TokenKind::kWord;
+      while (end < s.size() && IsIdentChar(s[end])) ++end;
+      token.text = std::string(s.substr(pos, end - pos));
+    } else if (IsOperatorChar(c)) {
+      token.kind = TokenKind::kOperator;
+      while (end < s.size() && IsOperatorChar(s[end])) ++end;
+      token.text = std::string(s.substr(pos, end - pos));
+    } else {
+      token.kind = TokenKind::kError;
+      token.text = c >= 0x21 && c <= 0x7E ? "unexpected character '" + std::string(1, c) + "'"
+                                          : std::string("unexpected character");
+      tokens.push_back(std::move(token));
+      return tokens;
+    }
+    advance(end);
+    tokens.push_back(std::move(token));
+  }
+}
+
+// A short phrase for a std::regex error code; the library's own text is long
+// and implementation-specific.
+const char* RegexErrorText(std::regex_constants::error_type code) {
+  namespace rc = std::regex_constants;
+  switch (code) {
+    case rc::error_collate:
+      return "invalid collating element";
+    case rc::error_ctype:
+      return "invalid character class";
+    case rc::error_escape:
+      return "invalid escape";
+    case rc::error_backref:
+      return "invalid back-reference";
+    case rc::error_brack:
+      return "unbalanced '['";
+    case rc::error_paren:
+      // libstdc++ also reports a leading '*' this way.
+      return "unbalanced parentheses, or '*', '+', '?' or '{' with nothing to repeat";
+    case rc::error_brace:
+      return "unbalanced '{'";
+    case rc::error_badbrace:
+      return "invalid range in '{}'";
+    case rc::error_range:
+      return "invalid character range";
+    case rc::error_space:
+      return "too large";
+    case rc::error_badrepeat:
+      return "'*', '+', '?' or '{' with nothing to repeat";
+    case rc::error_complexity:
+      // libstdc++'s linear-time matcher refuses back-references this way.
+      return "too complex (back-references are not supported)";
+    case rc::error_stack:
+      return "too complex";
+    default:
+      return "invalid";
+  }
+}
+
+// Whether the pattern's estimated size with `{}` counts expanded is within
+// kMaxRegexExpandedSize.
+bool ExpandedSizeIsBounded(std::string_view pattern) {
+  const unsigned long length = std::max<unsigned long>(pattern.size(), 1);
+  unsigned long product = 1;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\') {
+      ++i;
+    } else if (in_class) {
+      if (c == ']') in_class = false;
+    } else if (c == '[') {
+      in_class = true;
+    } else if (c == '{') {
+      unsigned long largest = 0;
+      unsigned long value = 0;
+      for (++i; i < pattern.size() && pattern[i] != '}'; ++i) {
+        if (IsDigit(pattern[i])) {
+          value = value * 10 + static_cast<unsigned long>(pattern[i] - '0');
+          if (value > kMaxRegexExpandedSize) return false;  // and no overflow
+        } else {
+          value = 0;
+        }
+        largest = std::max(largest, value);
+      }
+      product *= std::max(largest, 1UL);
+      if (product * length > kMaxRegexExpandedSize) return false;
+    }
+  }
+  return true;
+}
+
+std::regex_constants::syntax_option_type RegexFlags() {
+  auto flags = std::regex::ECMAScript | std::regex::icase | std::regex::nosubs;
+#if defined(__GLIBCXX__)
+  // libstdc++'s default matcher backtracks recursively: `((a*)*)*c` takes
+  // exponential time and a long value overflows the stack. This extension
+  // selects its breadth-first matcher, linear in the value's length.
+  flags |= std::regex_constants::__polynomial;
+#endif
+  return flags;
+}
+
+class Parser {
+ public:
+  explicit Parser(std::string_view text) : tokens_(Tokenize(text)) {}
+
+  Result<Node> ParseAll() {
+    ROSTER_ASSIGN_OR_RETURN(Node node, ParseOr());
+    const Token& t = Peek();
+    if (t.kind == TokenKind::kEnd) return node;
+    if (t.kind == TokenKind::kError) return Fail(t, t.text);
+    if (t.kind == TokenKind::kRParen) return Fail(t, "unbalanced ')'");
+    return Fail(t, "expected 'and', 'or' or the end of the expression");
+  }
+
+ private:
+  const Token& Peek() const { return tokens_[next_]; }
+  // Never moves past the kEnd or kError token that closes the list.
+  const Token& Take() {
+    const Token& t = tokens_[next_];
+    if (next_ + 1 < tokens_.size()) ++next_;
+    return t;
+  }
+
+  static Error Fail(const Token& at, std::string_view what) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     "filter: column " + std::to_string(at.column) + ": " + std::string(what));
+  }
+
+  bool PeekKeyword(std::string_view keyword) const {
+    return Peek().kind == TokenKind::kWord && LowerAscii(Peek().text) == keyword;
+  }
+
+  Result<Node> ParseOr() { return ParseList("or", Node::Kind::kOr); }
+
+  Result<Node> ParseAnd() { return ParseList("and", Node::Kind::kAnd); }
+
+  // operand (keyword operand)*, flattened into one node.
+  Result<Node> ParseList(std::string_view keyword, Node::Kind kind) {
+    auto operand = [&]() { return kind == Node::Kind::kOr ? ParseAnd() : ParseUnary(); };
+    ROSTER_ASSIGN_OR_RETURN(Node first, operand());
+    if (!PeekKeyword(keyword)) return first;
+    Node list;
+    list.kind = kind;
+    list.children.push_back(std::move(first));
+    while (PeekKeyword(keyword)) {
+      Take();
+      ROSTER_ASSIGN_OR_RETURN(Node next, operand());
+      list.children.push_back(std::move(next));
+    }
+    return list;
+  }
+
+  Status Enter(const Token& at) {
+    if (++depth_ > kMaxDepth) {
+      return Fail(at, "nesting deeper than " + std::to_string(kMaxDepth) + " levels");
+    }
+    return {};
+  }
+
+  Result<Node> ParseUnary() {
+    if (!PeekKeyword("not")) return ParsePrimary();
+    ROSTER_RETURN_IF_ERROR(Enter(Take()));
+    ROSTER_ASSIGN_OR_RETURN(Node operand, ParseUnary());
+    --depth_;
+    Node node;
+    node.kind = Node::Kind::kNot;
+    node.children.push_back(std::move(operand));
+    return node;
+  }
+
+  Result<Node> ParsePrimary() {
+    const Token& t = Take();
+    switch (t.kind) {
+      case TokenKind::kEnd:
+        return Fail(t, "unexpected end of expression");
+      case TokenKind::kError:
+        return Fail(t, t.text);
+      case TokenKind::kLParen: {
+        ROSTER_RETURN_IF_ERROR(Enter(t));
+        ROSTER_ASSIGN_OR_RETURN(Node inner, ParseOr());
+        --depth_;
+        const Token& close = Take();
+        if (close.kind == TokenKind::kError) return Fail(close, close.text);
+        if (close.kind != TokenKind::kRParen) {
+          return Fail(close, "expected ')' to close the '(' at column " + std::to_string(t.column));
+        }
+        return inner;
+      }
+      case TokenKind::kRParen:
+        return Fail(t, "unexpected ')'");
+      case TokenKind::kWord:
+        break;
+      default:
+        return Fail(t, "expected a field name");
+    }
+    const std::string lower = LowerAscii(t.text);
+    if (lower == "has") return ParseHas(t);
+    if (IsKeyword(lower)) return Fail(t, "expected a field name, not the keyword '" + lower + "'");
+    return ParseComparison(t);
+  }
+
+  Result<Node> ParseHas(const Token& has) {
+    if (Peek().kind != TokenKind::kLParen) return Fail(Peek(), "expected '(' after 'has'");
+    Take();
+    const Token& field = Take();
+    if (field.kind == TokenKind::kError) return Fail(field, field.text);
+    if (field.kind != TokenKind::kWord || IsKeyword(LowerAscii(field.text))) {
+      return Fail(field, "expected a field name after 'has('");
+    }
+    const Token& close = Take();
+    if (close.kind == TokenKind::kError) return Fail(close, close.text);
+    if (close.kind != TokenKind::kRParen) {
+      return Fail(close, "expected ')' to close the '(' after 'has' at column " +
+                             std::to_string(has.column));
+    }
+    Node node;
+    node.kind = Node::Kind::kHas;
+    node.field = field.text;
+    return node;
+  }
+
+  // A literal: a quoted string or a bare number.
+  Result<std::string> ParseLiteral(std::string_view what) {
+    const Token& t = Take();
+    if (t.kind == TokenKind::kError) return Fail(t, t.text);
+    if (t.kind != TokenKind::kString && t.kind != TokenKind::kNumber) return Fail(t, what);
+    return t.text;
+  }
+
+  Result<Node> ParseComparison(const Token& field) {
+    Node node;
+    node.kind = Node::Kind::kCompare;
+    node.field = field.text;
+    const Token& op = Take();
+    std::string op_name;
+    if (op.kind == TokenKind::kOperator) {
+      op_name = op.text;
+      if (op.text == "==" || op.text == "=") {
+        node.op = Node::Op::kEq;
+      } else if (op.text == "!=") {
+        node.op = Node::Op::kNe;
+      } else if (op.text == "=~") {
+        node.op = Node::Op::kMatches;
+      } else if (op.text == "!~") {
+        node.op = Node::Op::kNotMatches;
+      } else {
+        return Fail(op, "unknown operator '" + op.text + "'");
+      }
+    } else if (op.kind == TokenKind::kWord) {
+      op_name = LowerAscii(op.text);
+      if (op_name == "contains") {
+        node.op = Node::Op::kContains;
+      } else if (op_name == "startswith") {
+        node.op = Node::Op::kStartsWith;
+      } else if (op_name == "endswith") {
+        node.op = Node::Op::kEndsWith;
+      } else if (op_name == "in") {
+        node.op = Node::Op::kIn;
+        ROSTER_RETURN_IF_ERROR(ParseInList(&node));
+        return node;
+      } else {
+        return Fail(op, "unknown operator '" + op.text + "'");
+      }
+    } else if (op.kind == TokenKind::kError) {
+      return Fail(op, op.text);
+    } else {
+      return Fail(op, "expected an operator after '" + field.text + "'");
+    }
+
+    const Token& literal_token = Peek();
+    ROSTER_ASSIGN_OR_RETURN(std::string literal,
+                            ParseLiteral("expected a quoted string after '" + op_name + "'"));
+    if (node.op == Node::Op::kMatches || node.op == Node::Op::kNotMatches) {
+      ROSTER_RETURN_IF_ERROR(CompileRegex(literal_token, literal, &node.regex));
+    }
+    node.literals.push_back(LowerAscii(literal));
+    return node;
+  }
+
+  Status ParseInList(Node* node) {
+    if (Peek().kind != TokenKind::kLParen) return Fail(Peek(), "expected '(' after 'in'");
+    Take();
+    for (;;) {
+      ROSTER_ASSIGN_OR_RETURN(std::string literal,
+                              ParseLiteral("expected a quoted string in the 'in' list"));
+      node->literals.push_back(LowerAscii(literal));
+      const Token& t = Take();
+      if (t.kind == TokenKind::kRParen) return {};
+      if (t.kind == TokenKind::kError) return Fail(t, t.text);
+      if (t.kind != TokenKind::kComma) return Fail(t, "expected ',' or ')' in the 'in' list");
+    }
+  }
+
+  static Status CompileRegex(const Token& at, const std::string& pattern, std::regex* out) {
+    if (pattern.size() > kMaxRegexBytes) {
+      return Fail(at,
+                  "regular expression longer than " + std::to_string(kMaxRegexBytes) + " bytes");
+    }
+    if (!ExpandedSizeIsBounded(pattern)) {
+      return Fail(at, "regular expression too large once its '{}' counts are expanded");
+    }
+    try {
+      // Compiled alone first, so that a pattern such as `a)|(b` is reported
+      // rather than changing the meaning of the wrapper below.
+      std::regex check(pattern, RegexFlags());
+      // A whole-value match with `[\s\S]*` on both sides finds the pattern
+      // anywhere in one linear pass, where regex_search would restart the
+      // matcher at every position (quadratic).
+      *out = std::regex("[\\s\\S]*(?:" + pattern + ")[\\s\\S]*", RegexFlags());
+    } catch (const std::regex_error& e) {
+      return Fail(at, std::string("invalid regular expression: ") + RegexErrorText(e.code()));
+    } catch (const std::exception&) {
+      return Fail(at, "invalid regular expression: too large");
+    }
+    return {};
+  }
+
+  std::vector<Token> tokens_;
+  size_t next_ = 0;
+  int depth_ = 0;
+};
+
+bool RegexMatches(const std::regex& regex, const std::string& value) {
+  try {
+    return std::regex_match(value, regex);
+  } catch (const std::exception&) {
+    // Only resource exhaustion can land here; a value we cannot examine does not match.
+    return false;
+  }
+}
+
+// Whether one (lower-cased) value satisfies the positive form of the operator.
+bool ValueMatches(const Node& node, const std::string& value) {
+  switch (node.op) {
+    case Node::Op::kEq:
+    case Node::Op::kNe:
+    case Node::Op::kIn:
+      for (const std::string& literal : node.literals) {
+        if (value == literal) return true;
+      }
+      return false;
+    case Node::Op::kContains:
+      return value.find(node.literals[0]) != std::string::npos;
+    case Node::Op::kStartsWith:
+      return value.starts_with(node.literals[0]);
+    case Node::Op::kEndsWith:
+      return value.ends_with(node.literals[0]);
+    case Node::Op::kMatches:
+    case Node::Op::kNotMatches:
+      return RegexMatches(node.regex, value);
+  }
+  return false;
+}
+
+bool Evaluate(const Node& node, const FieldLookup& lookup) {
+  switch (node.kind) {
+    case Node::Kind::kAnd:
+      for (const Node& child : node.children) {
+        if (!Evaluate(child, lookup)) return false;
+      }
+      return true;
+    case Node::Kind::kOr:
+      for (const Node& child : node.children) {
+        if (Evaluate(child, lookup)) return true;
+      }
+      return false;
+    case Node::Kind::kNot:
+      return !Evaluate(node.children[0], lookup);
+    case Node::Kind::kHas:
+      for (const std::string& value : lookup(node.field)) {
+        if (!value.empty()) return true;
+      }
+      return false;
+    case Node::Kind::kCompare: {
+      // The regex carries icase itself, so values go to it unchanged.
+      const bool is_regex = node.op == Node::Op::kMatches || node.op == Node::Op::kNotMatches;
+      bool any = false;
+      for (const std::string& value : lookup(node.field)) {
+        if (ValueMatches(node, is_regex ? value : LowerAscii(value))) {
+          any = true;
+          break;
+        }
+      }
+      const bool negative = node.op == Node::Op::kNe || node.op == Node::Op::kNotMatches;
+      return negative ? !any : any;
+    }
+  }
+  return false;
+}
+
+void CollectFields(const Node& node, std::set<std::string>* fields) {
+  if (!node.field.empty()) fields->insert(node.field);
+  for (const Node& child : node.children) CollectFields(child, fields);
+}
+
+}  // namespace
+
+Result<Filter> Filter::Parse(std::string_view expression) {
+  Filter filter;
+  filter.text_ = std::string(expression);
+  if (expression.find_first_not_of(" \t\r\n") == std::string_view::npos) return filter;
+  Parser parser(expression);
+  ROSTER_ASSIGN_OR_RETURN(Node root, parser.ParseAll());
+  filter.root_ = std::make_shared<const Node>(std::move(root));
+  return filter;
+}
+
+Filter::Filter() = default;
+Filter::~Filter() = default;
+Filter::Filter(Filter&&) noexcept = default;
+Filter& Filter::operator=(Filter&&) noexcept = default;
+Filter::Filter(const Filter&) = default;
+Filter& Filter::operator=(const Filter&) = default;
+
+bool Filter::Matches(const FieldLookup& lookup) const {
+  return root_ == nullptr || Evaluate(*root_, lookup);
+}
+
+std::vector<std::string> Filter::Fields() const {
+  std::set<std::string> fields;
+  if (root_ != nullptr) CollectFields(*root_, &fields);
+  return {fields.begin(), fields.end()};
+}
+
+}  // namespace roster
