@@ -10,7 +10,6 @@ server's own bound: the same cards PUT one after another over one kept-alive
 connection. Needs the roster binary (build/src/cli/roster), radicale and
 vdirsyncer (scripts/deps installs them). Traffic stays on 127.0.0.1."""
 import argparse
-import http.client
 import os
 import subprocess
 import sys
@@ -69,7 +68,7 @@ def main():
     ap.add_argument("--in-flight", type=int, default=1,
                     help="roster's max_in_flight (Radicale serialises writes)")
     args = ap.parse_args()
-    work = os.path.abspath(os.path.join(harness.ROOT, ".bench", "vdirsyncer"))
+    work = os.path.abspath(os.path.join(harness.ROOT, ".bench", "vdirsyncer-run"))
     subprocess.run(["rm", "-rf", work])
     os.makedirs(work)
     radicale = harness.Radicale(work)
@@ -80,16 +79,18 @@ def main():
         # 1. The server's own bound: bare PUTs over one kept-alive connection.
         bare_books = [mkbook(radicale, f"bare{i}", BOOK) for i in range(args.books)]
 
+        # bench/bare_put: libcurl, one connection kept alive where the server allows.
+        bare_dir = os.path.join(work, "bare-cards")
+        os.makedirs(bare_dir)
+        for r, card in zip(rows, cards):
+            with open(os.path.join(bare_dir, r["id"] + ".vcf"), "w", newline="") as f:
+                f.write(card)
+        bare_put = os.environ.get("ROSTER_BARE_PUT",
+                                  os.path.join(harness.ROOT, "build", "bench", "bare_put"))
+
         def bare():
-            conn = http.client.HTTPConnection("127.0.0.1", radicale.port)
             for book in bare_books:
-                for r, card in zip(rows, cards):
-                    conn.request("PUT", f"{book}{r['id']}.vcf", card.encode(),
-                                 {"Content-Type": "text/vcard", "If-None-Match": "*"})
-                    resp = conn.getresponse()
-                    resp.read()
-                    assert resp.status in (201, 204), resp.status
-            conn.close()
+                run([bare_put, radicale.url.rstrip("/") + book, bare_dir])
         t_bare = timed(bare)
 
         # 2. roster.

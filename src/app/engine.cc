@@ -118,25 +118,11 @@ class CollectionRun {
     return WithRetries<T>(opt_.retry, *opt_.clock, op);
   }
 
-  Status RunInner(const std::string& user) {
-    const CollectionKey& key = report_.key;
-    CollectionState state;
-    if (opt_.dry_run) {
-      auto found = store_.FindCollection(key);
-      if (found.ok()) state = *found;
-    } else {
-      ROSTER_ASSIGN_OR_RETURN(state, store_.OpenCollection(key));
-    }
-    CollectionSpec spec{user, rule_.display_name, rule_.name, state.url};
-    auto opened = target_.Open(spec, /*create=*/!opt_.dry_run);
-    if (!opened.ok()) {
-      if (opt_.dry_run && opened.error().kind == ErrorKind::kNotFound) {
-        // Nothing there yet: the plan is to create everything.
-        return PlanAndRun(nullptr, state, {}, in_.desired, 0, 0);
-      }
-      return opened.take_error();
-    }
-    collection_ = std::move(opened).value();
+  // Opens the collection and lists it from the stored token (from scratch when
+  // it is not the collection the state describes).
+  Result<Listing> OpenAndList(const CollectionSpec& spec, CollectionState& state) {
+    collection_.reset();
+    ROSTER_ASSIGN_OR_RETURN(collection_, target_.Open(spec, /*create=*/!opt_.dry_run));
     if (!state.url.empty() && state.url != collection_->id()) {
       // A different collection than last time (recreated or moved): what we
       // knew of the old one says nothing about this one.
@@ -148,13 +134,42 @@ class CollectionRun {
     }
     if (!opt_.dry_run && state.url != collection_->id()) {
       ROSTER_RETURN_IF_ERROR(store_.SetCollectionUrl(state.id, collection_->id()));
+      state.url = collection_->id();
     }
+    const std::string token = state.sync_token;
+    auto listing = Retry<Listing>([&] { return collection_->List(token); });
+    if (!listing.ok() && listing.error().kind == ErrorKind::kNotFound) collection_.reset();
+    return listing;
+  }
 
-    ROSTER_ASSIGN_OR_RETURN(Listing listing, Retry<Listing>([&] {
-                              return collection_->List(state.url == collection_->id()
-                                                           ? state.sync_token
-                                                           : std::string());
-                            }));
+  Status RunInner(const std::string& user) {
+    const CollectionKey& key = report_.key;
+    CollectionState state;
+    if (opt_.dry_run) {
+      auto found = store_.FindCollection(key);
+      if (found.ok()) state = *found;
+    } else {
+      ROSTER_ASSIGN_OR_RETURN(state, store_.OpenCollection(key));
+    }
+    CollectionSpec spec{user, rule_.display_name, rule_.name, state.url};
+    Result<Listing> listed = OpenAndList(spec, state);
+    if (!listed.ok() && listed.error().kind == ErrorKind::kNotFound && !spec.known_url.empty()) {
+      // The book we knew is gone (deleted by the user or an admin): find or
+      // create it again; nothing we knew of the old one applies.
+      spec.known_url.clear();
+      if (!opt_.dry_run) ROSTER_RETURN_IF_ERROR(store_.ResetCollection(state.id));
+      state.sync_token.clear();
+      state.synced_snapshot.clear();
+      listed = OpenAndList(spec, state);
+    }
+    if (!listed.ok()) {
+      if (opt_.dry_run && listed.error().kind == ErrorKind::kNotFound && !collection_) {
+        // Nothing there yet: the plan is to create everything.
+        return PlanAndRun(nullptr, state, {}, in_.desired, 0, 0);
+      }
+      return listed.take_error();
+    }
+    Listing listing = std::move(listed).value();
     token_ = listing.sync_token;
 
     bool quiet = !listing.full && listing.changed.empty() && listing.removed.empty() &&
@@ -188,83 +203,98 @@ class CollectionRun {
   }
 
   Status PlanFull(const CollectionState& state, const Listing& listing) {
+    // Everything we knew of the collection, sorted by href, merged with the
+    // listing. `recorded` remembers which managed items we knew before this run.
+    struct Work {
+      ItemState s;
+      bool recorded = false;
+      bool gone = false;
+    };
     ROSTER_ASSIGN_OR_RETURN(auto stored, store_.LoadItems(state.id));
-    std::unordered_map<std::string, ItemState> items;
+    std::vector<Work> items;
     items.reserve(stored.size() + listing.changed.size());
-    std::unordered_map<std::string, std::string> previous_key;  // href -> managed key before
     for (ItemState& s : stored) {
-      if (!s.key.empty()) previous_key[s.href] = s.key;
-      std::string href = s.href;
-      items.emplace(std::move(href), std::move(s));
+      bool recorded = !s.key.empty();
+      items.push_back(Work{std::move(s), recorded, false});
     }
+    stored.clear();
+    size_t known_end = items.size();
+    auto find = [&](const std::string& href) -> Work* {
+      auto it = std::lower_bound(items.begin(), items.begin() + known_end, href,
+                                 [](const Work& w, const std::string& h) { return w.s.href < h; });
+      return it != items.begin() + known_end && it->s.href == href ? &*it : nullptr;
+    };
     std::vector<std::string> removed;
     if (listing.full) {
-      std::unordered_set<std::string> listed;
-      for (const ItemRef& r : listing.changed) listed.insert(r.href);
-      for (const auto& [href, s] : items) {
-        if (!listed.count(href)) removed.push_back(href);
-      }
-    } else {
-      removed = listing.removed;
+      for (Work& w : items) w.gone = true;  // until the listing names it
     }
-    for (const std::string& href : removed) items.erase(href);
+    for (const std::string& href : listing.removed) {
+      if (Work* w = find(href)) w->gone = true;
+    }
     for (const ItemRef& r : listing.changed) {
-      ItemState& s = items[r.href];
-      s.href = r.href;
-      s.etag_seen = r.etag;
+      if (Work* w = find(r.href)) {
+        w->gone = false;
+        w->s.etag_seen = r.etag;
+      } else {
+        items.push_back(Work{ItemState{r.href, r.etag, "", "", ""}, false, false});
+      }
+    }
+    for (size_t i = 0; i < known_end; ++i) {
+      if (items[i].gone) removed.push_back(items[i].s.href);
     }
 
     // Read what we do not know yet: new items, and items changed since we knew them.
     std::vector<std::string> unknown;
-    for (const auto& [href, s] : items) {
-      if (!s.known()) unknown.push_back(href);
+    std::unordered_map<std::string_view, Work*> unknown_at;
+    for (Work& w : items) {
+      if (!w.gone && !w.s.known()) {
+        unknown.push_back(w.s.href);
+        unknown_at[w.s.href] = &w;
+      }
     }
-    std::sort(unknown.begin(), unknown.end());
     std::vector<ItemState> learned;
     if (!unknown.empty()) {
       ROSTER_ASSIGN_OR_RETURN(auto fetched, Retry<std::vector<RemoteItem>>(
                                                 [&] { return collection_->Fetch(unknown); }));
-      std::unordered_set<std::string> got;
       for (RemoteItem& r : fetched) {
-        auto it = items.find(r.href);
-        if (it == items.end()) continue;
-        got.insert(r.href);
-        ItemState& s = it->second;
-        s.etag = s.etag_seen = r.etag;
-        s.key = r.parse_error.empty() && r.tag && r.tag->rule == rule_.name ? r.tag->key : "";
-        s.hash = r.content_hash;
+        auto it = unknown_at.find(r.href);
+        if (it == unknown_at.end()) continue;
+        Work& w = *it->second;
+        std::string key =
+            r.parse_error.empty() && r.tag && r.tag->rule == rule_.name ? r.tag->key : "";
+        w.recorded = w.recorded && key == w.s.key;
+        w.s.etag = w.s.etag_seen = r.etag;
+        w.s.key = std::move(key);
+        w.s.hash = r.content_hash;
         if (!r.parse_error.empty()) {
-          report_.warnings.push_back(r.href +
-                                     " could not be read and is left alone: " + r.parse_error);
+          report_.warnings.push_back(r.href + " could not be read and is left alone: " +
+                                     r.parse_error);
         }
-        learned.push_back(s);
+        learned.push_back(w.s);
+        unknown_at.erase(it);
       }
-      for (const std::string& href : unknown) {
-        if (!got.count(href)) {  // gone between the listing and the read
-          items.erase(href);
-          removed.push_back(href);
-        }
+      for (auto& [href, w] : unknown_at) {  // gone between the listing and the read
+        w->gone = true;
+        removed.push_back(w->s.href);
       }
     }
     if (!opt_.dry_run) {
       // Persist what the listing and the reads taught us before writing
       // anything, together with the token they belong to.
-      std::vector<ItemRef> seen;
-      for (const ItemRef& r : listing.changed) seen.push_back(r);
-      ROSTER_RETURN_IF_ERROR(store_.ApplyListing(state.id, seen, removed, ""));
+      ROSTER_RETURN_IF_ERROR(store_.ApplyListing(state.id, listing.changed, removed, ""));
       ROSTER_RETURN_IF_ERROR(store_.ApplyItems(state.id, learned, {}, token_));
     }
 
     std::vector<CurrentItem> current;
     current.reserve(items.size());
     int64_t managed = 0;
-    for (const auto& [href, s] : items) {
-      if (s.key.empty()) continue;
+    for (Work& w : items) {
+      if (w.gone || w.s.key.empty()) continue;
       ++managed;
-      auto pk = previous_key.find(href);
-      bool recorded = pk != previous_key.end() && pk->second == s.key;
-      current.push_back({s.href, s.etag, s.key, s.hash, recorded});
+      current.push_back({std::move(w.s.href), std::move(w.s.etag), std::move(w.s.key),
+                         std::move(w.s.hash), w.recorded});
     }
+    items.clear();
     return PlanAndRun(collection_.get(), state, current, in_.desired, managed, 0);
   }
 
@@ -481,7 +511,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
         Status st = store_.RecordResult(run_id, res);
         if (!st.ok()) report.errors.push_back(st.error().message);
       }
-      if (!guard) {
+      if (!guard && in.fingerprint != in.previous.fingerprint) {
         Snapshot snap{in.fingerprint, {}};
         snap.entries.reserve(in.desired.size());
         for (const DesiredItem& d : in.desired) snap.entries.push_back({d.key, d.hash});

@@ -2,6 +2,8 @@
 //
 // Exit codes: 0 everything synced; 1 some item or collection failed; 2 bad
 // usage or configuration; 3 a deletion guard stopped a rule or collection.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -168,12 +170,29 @@ int Main(int argc, char** argv) {
     std::cerr << "roster: " << engine_config.error().message << "\n";
     return 2;
   }
+  bool plan = plan_cmd->parsed();
+  // Two syncs of one configuration at once would race each other's writes;
+  // the second one stops with a clear message instead. The lock goes with
+  // the process, even when it is killed.
+  std::string lock_path = config->state_path + ".lock";
+  int lock_fd = -1;
+  if (!plan) {
+    lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0) {
+      std::cerr << "roster: cannot create lock file " << lock_path << "\n";
+      return 2;
+    }
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+      std::cerr << "roster: another sync with state " << config->state_path
+                << " is running (lock " << lock_path << "); try again when it has finished\n";
+      return 2;
+    }
+  }
   auto store = OpenSqliteStateStore(config->state_path);
   if (!store.ok()) {
     std::cerr << "roster: " << store.error().message << "\n";
     return 2;
   }
-  bool plan = plan_cmd->parsed();
   RunOptions options;
   options.dry_run = plan;
   options.force = force;

@@ -188,7 +188,7 @@ Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
     return MakeError(ErrorKind::kInvalidArgument,
                      r.At() + ": vcard_version in " + r.where() + " must be \"3.0\" or \"4.0\"");
   }
-  ROSTER_ASSIGN_OR_RETURN(c.max_in_flight, r.Int("max_in_flight", 2, 1, 64));
+  ROSTER_ASSIGN_OR_RETURN(c.max_in_flight, r.Int("max_in_flight", 1, 1, 64));
   ROSTER_ASSIGN_OR_RETURN(c.timeout_seconds, r.Int("timeout_seconds", 120, 1, 3600));
   ROSTER_ASSIGN_OR_RETURN(c.users, r.Strings("users", true));
   std::set<std::string> seen;

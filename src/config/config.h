@@ -29,7 +29,7 @@ struct TargetConfig {
   std::string home_template;  // optional: "{url}{user}/" style override of discovery
   std::string ca_file;
   std::string vcard_version = "3.0";
-  int max_in_flight = 2;
+  int max_in_flight = 1;
   int timeout_seconds = 120;
   std::vector<std::string> users;
 };

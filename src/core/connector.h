@@ -92,7 +92,10 @@ struct CollectionSpec {
   std::string user;          // target user as configured ("alice")
   std::string display_name;  // "Company Contacts"
   std::string rule;          // rule name: makes the collection's resource name deterministic
-  std::string known_url;     // where the state store last found it; empty if unknown
+  // Where the state store last found it; empty if unknown. A target may open
+  // it without asking the server; if it is gone, List answers NotFound and the
+  // caller opens again with known_url empty.
+  std::string known_url;
 };
 
 class Target {

@@ -163,7 +163,9 @@ class SqliteStateStore final : public StateStore {
                                                  const std::vector<std::string>& keys) override {
     std::lock_guard lock(mu_);
     Stmt s(db_,
-           "SELECT href, etag_seen, etag, key, hash FROM items "
+           // Without statistics SQLite may pick the primary key and scan the
+           // whole collection for every key; the key index makes it a lookup.
+           "SELECT href, etag_seen, etag, key, hash FROM items INDEXED BY items_by_key "
            "WHERE collection_id = ? AND key = ?");
     if (!s.ok()) return SqlError(db_, "preparing item query");
     std::vector<ItemState> items;

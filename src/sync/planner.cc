@@ -1,6 +1,5 @@
 // The planner: pairs desired items with the collection's managed items by key.
 #include <algorithm>
-#include <unordered_map>
 
 #include "sync/sync.h"
 
@@ -59,41 +58,41 @@ Plan PlanCollection(const PlanInput& input) {
   const auto& desired = input.desired ? *input.desired : kNoDesired;
   const auto& current = input.current ? *input.current : kNoCurrent;
 
-  // Managed items grouped by key. Items without this rule's marker never enter
-  // the plan: roster does not change what it does not manage.
-  std::unordered_map<std::string_view, std::vector<const CurrentItem*>> by_key;
-  by_key.reserve(current.size());
+  // Managed items sorted by (key, href), merged with the desired items (sorted
+  // by key). Items without this rule's marker never enter the plan: roster
+  // does not change what it does not manage.
+  std::vector<const CurrentItem*> managed;
+  managed.reserve(current.size());
   for (const CurrentItem& item : current) {
-    if (!item.key.empty()) by_key[item.key].push_back(&item);
+    if (!item.key.empty()) managed.push_back(&item);
   }
+  std::sort(managed.begin(), managed.end(), [](const CurrentItem* a, const CurrentItem* b) {
+    int c = a->key.compare(b->key);
+    return c != 0 ? c < 0 : a->href < b->href;
+  });
 
-  auto delete_item = [&](const CurrentItem& item, bool duplicate) {
-    plan.actions.push_back(DeleteAction{item.key, item.href, item.etag, duplicate});
-  };
-
+  std::vector<const CurrentItem*> departed;  // managed items whose key is not desired
+  size_t j = 0;
   for (const DesiredItem& want : desired) {
-    auto it = by_key.find(want.key);
-    if (it == by_key.end()) {
+    while (j < managed.size() && managed[j]->key < want.key) departed.push_back(managed[j++]);
+    size_t end = j;
+    while (end < managed.size() && managed[end]->key == want.key) ++end;
+    if (end == j) {
       plan.actions.push_back(CreateAction{want.key});
       continue;
     }
-    std::vector<const CurrentItem*>& copies = it->second;
-    // Keep one copy: the one at the deterministic href if any, else the first
+    // Keep one copy: the one at the deterministic name if any, else the first
     // by href, so that the choice is stable from run to run.
-    std::sort(copies.begin(), copies.end(),
-              [](const CurrentItem* a, const CurrentItem* b) { return a->href < b->href; });
-    const CurrentItem* keep = copies.front();
-    if (input.preferred_name && copies.size() > 1) {
+    const CurrentItem* keep = managed[j];
+    if (input.preferred_name && end - j > 1) {
       std::string name = "/" + input.preferred_name(want.key);
-      for (const CurrentItem* c : copies) {
-        if (c->href.size() >= name.size() &&
-            c->href.compare(c->href.size() - name.size(), name.size(), name) == 0) {
-          keep = c;
-        }
+      for (size_t k = j; k < end; ++k) {
+        if (managed[k]->href.ends_with(name)) keep = managed[k];
       }
     }
-    for (const CurrentItem* c : copies) {
-      if (c != keep) delete_item(*c, /*duplicate=*/true);
+    for (size_t k = j; k < end; ++k) {
+      const CurrentItem* c = managed[k];
+      if (c != keep) plan.actions.push_back(DeleteAction{c->key, c->href, c->etag, true});
     }
     if (keep->hash != want.hash) {
       plan.actions.push_back(UpdateAction{want.key, keep->href, keep->etag, !keep->recorded});
@@ -102,25 +101,17 @@ Plan PlanCollection(const PlanInput& input) {
     } else {
       ++plan.unchanged;
     }
-    by_key.erase(it);
+    j = end;
   }
+  while (j < managed.size()) departed.push_back(managed[j++]);
 
-  // Managed items whose key is no longer desired: the person left the source
-  // (or the filter). Sorted for a stable plan.
-  std::vector<const CurrentItem*> leftovers;
-  for (auto& [key, copies] : by_key) {
-    for (const CurrentItem* c : copies) leftovers.push_back(c);
-  }
-  std::sort(leftovers.begin(), leftovers.end(), [](const CurrentItem* a, const CurrentItem* b) {
-    return std::tie(a->key, a->href) < std::tie(b->key, b->href);
-  });
-  int64_t departures = 0;
-  for (const CurrentItem* c : leftovers) {
-    delete_item(*c, /*duplicate=*/false);
-    ++departures;
+  // The person left the source (or the filter): delete every managed copy.
+  for (const CurrentItem* c : departed) {
+    plan.actions.push_back(DeleteAction{c->key, c->href, c->etag, false});
   }
 
   // The deletion guard counts departures only: removing duplicates is repair.
+  int64_t departures = static_cast<int64_t>(departed.size());
   if (!input.force && departures > 0 && input.managed_total > 0 &&
       departures * 100 > static_cast<int64_t>(input.max_delete_percent) * input.managed_total) {
     plan.guard = "would delete " + std::to_string(departures) + " of " +

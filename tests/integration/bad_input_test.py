@@ -156,6 +156,32 @@ def test_vcard_with_a_1mb_line(s):
     check(code == 0 and out["totals"]["created"] == 1, f"after removing it: {code} {err}")
 
 
+def test_second_concurrent_sync_is_refused(s):
+    import fcntl
+    harness.write_people(s.csv, 10)
+    with open(s.state + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        code, out, err = harness.roster(s.config, "sync")
+        check(code == 2, f"exit {code}")
+        check("another sync" in err and len(one_line(err)) == 1, f"message: {err!r}")
+    code, out, err = harness.roster(s.config, "sync")
+    check(code == 0, f"after the lock is gone: exit {code}: {err}")
+
+
+def test_deleted_book_is_recreated(s):
+    harness.write_people(s.csv, 10)
+    code, out, err = harness.roster(s.config, "sync")
+    check(code == 0, f"exit {code}: {err}")
+    book = os.path.basename(s.radicale.book_dir("alice", BOOK))
+    status, _ = s.radicale.request("DELETE", f"/alice/{book}/")
+    check(status in (200, 204), f"DELETE book: {status}")
+    code, out, err = harness.roster(s.config, "sync")
+    check(code == 0, f"exit {code}: {err}")
+    alice = [t for t in out["targets"] if t["user"] == "alice"][0]
+    check(alice["created"] == 10, f"alice: {alice}")
+    check(len(s.radicale.cards("alice", BOOK)) == 10, "the book was not refilled")
+
+
 def main():
     s = harness.Suite("bad_input")
     s.radicale = harness.Radicale(s.workdir)
@@ -165,7 +191,8 @@ def main():
                                     ["alice", "bob"], state=s.state)
     try:
         return s.run([test_malformed_csv_row, test_unknown_config_key, test_unreachable_server,
-                      test_wrong_password, test_broken_xml_from_server, test_vcard_with_a_1mb_line])
+                      test_wrong_password, test_broken_xml_from_server, test_vcard_with_a_1mb_line,
+                      test_second_concurrent_sync_is_refused, test_deleted_book_is_recreated])
     finally:
         s.radicale.stop()
 

@@ -22,6 +22,9 @@ using webdav::DavClient;
 using webdav::DavResponse;
 using webdav::kCardDav;
 using webdav::kDav;
+
+// Apple's CalendarServer namespace, home of getctag.
+constexpr const char* kCalendarServer = "http://calendarserver.org/ns/";
 using webdav::Multistatus;
 
 constexpr size_t kMultigetChunk = 100;
@@ -128,29 +131,85 @@ class ClientPool {
 
 class CardDavCollection : public Collection {
  public:
+  // `probed` is false when the book is opened from a URL the state store
+  // remembered, without asking the server: sync-collection support is then
+  // assumed, and checked only if the first listing fails.
   CardDavCollection(std::shared_ptr<ClientPool> pool, VCardVersion version, std::string url,
-                    bool sync_supported)
+                    bool sync_supported, bool probed, bool use_ctag)
       : pool_(std::move(pool)),
         version_(version),
         url_(std::move(url)),
         path_(webdav::UrlPath(url_, "")),
-        sync_supported_(sync_supported) {}
+        sync_supported_(sync_supported),
+        probed_(probed),
+        use_ctag_(use_ctag) {}
 
   std::string id() const override { return url_; }
   std::string HrefOf(const std::string& name) const override {
     return webdav::UrlPath(url_, url_ + webdav::EncodeSegment(name));
   }
 
-  Result<Listing> List(const std::string& sync_token) override {
+  // The token roster stores is "<ctag>\n<sync token>" when the server has a
+  // CTag, else the server's sync token alone.
+  Result<Listing> List(const std::string& token) override {
     auto lease = pool_->Borrow();
     DavClient dav(lease.get());
+    std::string ctag_before, sync_token = token;
+    if (size_t nl = token.find('\n'); nl != std::string::npos) {
+      ctag_before = token.substr(0, nl);
+      sync_token = token.substr(nl + 1);
+    }
+    std::string ctag = use_ctag_ ? ReadCtag(dav) : "";
+    if (!ctag.empty() && ctag == ctag_before) {
+      Listing unchanged;
+      unchanged.sync_token = token;
+      return unchanged;
+    }
+    ROSTER_ASSIGN_OR_RETURN(Listing listing, ListChanges(dav, sync_token));
+    if (!ctag.empty()) listing.sync_token = ctag + "\n" + listing.sync_token;
+    return listing;
+  }
+
+  Result<Listing> ListChanges(DavClient& dav, const std::string& sync_token) {
     if (!sync_supported_) return PropfindListing(dav);
     bool token_rejected = false;
     Result<Listing> listing = SyncListing(dav, sync_token, &token_rejected);
+    if (!listing.ok() && !probed_) {
+      // Opened from a remembered URL: find out what is really there.
+      probed_ = true;
+      ROSTER_ASSIGN_OR_RETURN(Multistatus ms, dav.Propfind(url_, 0, BookProps()));
+      bool is_book = false;
+      for (const DavResponse& r : ms.responses) {
+        if (r.IsAddressBook()) {
+          is_book = true;
+          sync_supported_ = SupportsSync(r);
+        }
+      }
+      if (!is_book) {
+        return MakeError(ErrorKind::kNotFound, url_ + " is no longer an address book");
+      }
+      if (!sync_supported_) return PropfindListing(dav);
+      listing = SyncListing(dav, sync_token, &token_rejected);
+    }
     // A token the server no longer knows (expired, or the book was recreated)
     // costs a full listing, never a failed run.
     if (!listing.ok() && token_rejected) return SyncListing(dav, "", &token_rejected);
     return listing;
+  }
+
+  // The book's CTag, or empty when the server has none or does not answer.
+  std::string ReadCtag(DavClient& dav) {
+    auto ms = dav.Propfind(url_, 0, {Clark(kCalendarServer, "getctag")});
+    if (ms.ok()) {
+      for (const DavResponse& r : ms->responses) {
+        if (const webdav::DavProp* p = r.Find(kCalendarServer, "getctag")) {
+          std::string ctag = Trimmed(p->text);
+          if (!ctag.empty() && ctag.find('\n') == std::string::npos) return ctag;
+        }
+      }
+    }
+    use_ctag_ = false;  // not served: do not ask again in this run
+    return "";
   }
 
   Result<std::vector<RemoteItem>> Fetch(const std::vector<std::string>& hrefs) override;
@@ -173,6 +232,8 @@ class CardDavCollection : public Collection {
   std::string url_;   // absolute, ends in '/'
   std::string path_;  // canonical path of url_
   bool sync_supported_;
+  bool probed_;
+  bool use_ctag_;
 };
 
 Result<Listing> CardDavCollection::SyncListing(DavClient& dav, const std::string& token,
@@ -357,8 +418,9 @@ class CardDavTarget : public Target {
     bool sync = false;
   };
 
-  std::unique_ptr<Collection> MakeCollection(const Book& book) {
-    return std::make_unique<CardDavCollection>(pool_, options_.version, book.url, book.sync);
+  std::unique_ptr<Collection> MakeCollection(const Book& book, bool probed = true) {
+    return std::make_unique<CardDavCollection>(pool_, options_.version, book.url, book.sync, probed,
+                                               options_.use_ctag);
   }
   // The book at `url` when it exists and is an address book.
   Result<std::optional<Book>> ProbeBook(DavClient& dav, const std::string& url);
@@ -437,14 +499,14 @@ Result<std::string> CardDavTarget::FindHome(DavClient& dav, const std::string& u
 
 Result<std::unique_ptr<Collection>> CardDavTarget::Open(const CollectionSpec& spec, bool create) {
   if (spec.user.empty()) return MakeError(ErrorKind::kInvalidArgument, "no target user given");
+  if (!spec.known_url.empty()) {
+    // The book we found last time: use it without a request. If it is gone,
+    // its first listing says NotFound and the caller opens again without it.
+    return MakeCollection(Book{WithSlash(ResolveUrl(base_, spec.known_url)), true},
+                          /*probed=*/false);
+  }
   auto lease = pool_->Borrow();
   DavClient dav(lease.get());
-
-  if (!spec.known_url.empty()) {
-    ROSTER_ASSIGN_OR_RETURN(std::optional<Book> known,
-                            ProbeBook(dav, WithSlash(ResolveUrl(base_, spec.known_url))));
-    if (known) return MakeCollection(*known);
-  }
 
   ROSTER_ASSIGN_OR_RETURN(std::string home, FindHome(dav, spec.user));
   const std::string deterministic = home + "roster-" + HashHex(spec.rule).substr(0, 16) + "/";

@@ -20,6 +20,11 @@ struct CardDavOptions {
   VCardVersion version = VCardVersion::k30;
   int max_in_flight = 2;    // requests in flight to this server
   bool create_home = true;  // MKCOL a missing user home (Radicale creates homes lazily)
+  // Ask for the book's CTag (getctag, the CalendarServer extension that
+  // Radicale, Sabre/Nextcloud, Baikal and iCloud serve) before listing: an
+  // unchanged CTag means an unchanged book, and a PROPFIND of one property is
+  // cheaper than a sync-collection report.
+  bool use_ctag = true;
 };
 
 using HttpClientFactory = std::function<std::unique_ptr<HttpClient>()>;

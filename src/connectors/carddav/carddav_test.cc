@@ -112,9 +112,11 @@ std::string Etag(const std::string& etag) { return "<d:getetag>\"" + etag + "\"<
 
 class CardDavFakeTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Target> MakeTarget(bool with_template = true, int max_in_flight = 2) {
+  std::unique_ptr<Target> MakeTarget(bool with_template = true, int max_in_flight = 2,
+                                     bool use_ctag = false) {
     CardDavOptions options;
     options.url = "http://h/";
+    options.use_ctag = use_ctag;
     if (with_template) options.home_template = "http://h/{user}/";
     options.max_in_flight = max_in_flight;
     return NewCardDavTarget(options, [this] {
@@ -248,25 +250,75 @@ TEST_F(CardDavFakeTest, MissingBookWithoutCreateIsNotFound) {
   EXPECT_EQ(book.error().message, "no address book \"Company Contacts\" in http://h/alice/");
 }
 
-TEST_F(CardDavFakeTest, KnownUrlIsTriedFirst) {
+TEST_F(CardDavFakeTest, KnownUrlIsOpenedWithoutARequest) {
+  // A quiet run costs one request per book: the sync-collection report.
   auto target = MakeTarget();
-  script_.Add("PROPFIND", "http://h/alice/x/", 207,
-              Ms(Resp("/alice/x/", std::string(kBookType) + kSyncReports)));
   auto book = target->Open({"alice", "Company Contacts", "staff", "http://h/alice/x/"}, true);
   ASSERT_TRUE(book.ok()) << book.error().message;
   EXPECT_EQ((*book)->id(), "http://h/alice/x/");
+  EXPECT_TRUE(script_.seen.empty());
+  script_.Add("REPORT", "http://h/alice/x/", 207, Ms("", "tok-1"));
+  auto listing = (*book)->List("tok-1");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  EXPECT_TRUE(listing->changed.empty());
   EXPECT_EQ(script_.seen.size(), 1u);
 }
 
-TEST_F(CardDavFakeTest, StaleKnownUrlFallsBackToSearch) {
+TEST_F(CardDavFakeTest, UnchangedCtagSkipsTheListing) {
+  auto target = MakeTarget(true, 2, /*use_ctag=*/true);
+  auto book = target->Open({"alice", "Company Contacts", "staff", "http://h/alice/x/"}, true);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  const std::string ctag = "<cs:getctag xmlns:cs=\"http://calendarserver.org/ns/\">c1</cs:getctag>";
+  // First listing: CTag read, then the report; the token carries both.
+  script_.Add("PROPFIND", "http://h/alice/x/", 207, Ms(Resp("/alice/x/", ctag)));
+  script_.Add("REPORT", "http://h/alice/x/", 207, Ms(Resp("/alice/x/a.vcf", Etag("1")), "tok-1"));
+  auto first = (*book)->List("");
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(first->sync_token, "c1\ntok-1");
+  ASSERT_EQ(first->changed.size(), 1u);
+  // Same CTag: no report at all, an empty delta, the same token.
+  script_.Add("PROPFIND", "http://h/alice/x/", 207, Ms(Resp("/alice/x/", ctag)));
+  auto quiet = (*book)->List(first->sync_token);
+  ASSERT_TRUE(quiet.ok()) << quiet.error().message;
+  EXPECT_FALSE(quiet->full);
+  EXPECT_TRUE(quiet->changed.empty());
+  EXPECT_EQ(quiet->sync_token, "c1\ntok-1");
+  // A new CTag: the report runs from the stored sync token.
+  script_.Add("PROPFIND", "http://h/alice/x/", 207,
+              Ms(Resp("/alice/x/",
+                      "<cs:getctag xmlns:cs=\"http://calendarserver.org/ns/\">c2</cs:getctag>")));
+  script_.Add("REPORT", "http://h/alice/x/", 207, Ms(Resp("/alice/x/b.vcf", Etag("2")), "tok-2"));
+  auto delta = (*book)->List(quiet->sync_token);
+  ASSERT_TRUE(delta.ok()) << delta.error().message;
+  EXPECT_EQ(delta->sync_token, "c2\ntok-2");
+  EXPECT_NE(script_.seen.back().body.find("tok-1"), std::string::npos);
+  EXPECT_EQ(script_.seen.size(), 5u);
+}
+
+TEST_F(CardDavFakeTest, StaleKnownUrlListsAsNotFound) {
   auto target = MakeTarget();
+  script_.Add("REPORT", "http://h/alice/gone/", 404);
   script_.Add("PROPFIND", "http://h/alice/gone/", 404);
-  script_.Add("PROPFIND", "http://h/alice/", 207,
-              Ms(Resp("/alice/book/",
-                      std::string(kBookType) + "<d:displayname>Company Contacts</d:displayname>")));
   auto book = target->Open({"alice", "Company Contacts", "staff", "/alice/gone/"}, true);
   ASSERT_TRUE(book.ok()) << book.error().message;
-  EXPECT_EQ((*book)->id(), "http://h/alice/book/");
+  auto listing = (*book)->List("tok-1");
+  ASSERT_FALSE(listing.ok());
+  EXPECT_EQ(listing.error().kind, ErrorKind::kNotFound);
+}
+
+TEST_F(CardDavFakeTest, KnownUrlWithoutSyncSupportFallsBackToPropfind) {
+  auto target = MakeTarget();
+  script_.Add("REPORT", "http://h/alice/x/", 501);
+  script_.Add("PROPFIND", "http://h/alice/x/", 207, Ms(Resp("/alice/x/", kBookType)));
+  script_.Add("PROPFIND", "http://h/alice/x/", 207,
+              Ms(Resp("/alice/x/", kBookType) + Resp("/alice/x/a.vcf", Etag("1"))));
+  auto book = target->Open({"alice", "Company Contacts", "staff", "http://h/alice/x/"}, true);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  auto listing = (*book)->List("");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  EXPECT_TRUE(listing->full);
+  ASSERT_EQ(listing->changed.size(), 1u);
+  EXPECT_EQ(listing->changed[0].href, "/alice/x/a.vcf");
 }
 
 TEST_F(CardDavFakeTest, HttpErrorsAreOneSentence) {
