@@ -29,7 +29,7 @@ def people(count, seed):
     for i in range(count):
         first = rng.choice(FIRST)
         last = rng.choice(LAST)
-        dept = DEPARTMENTS[i % len(DEPARTMENTS)] if i % 10 == 9 else rng.choice(DEPARTMENTS[:-1])
+        dept = "Contractors" if i % 10 == 9 else rng.choice(DEPARTMENTS[:-1])
         local = (first[0] + last).lower()
         local = unicodedata.normalize("NFKD", local.replace("ø", "o").replace("ł", "l").replace("ß", "ss"))
         local = "".join(c for c in local if c.isascii() and c.isalnum())

@@ -267,8 +267,8 @@ class CollectionRun {
         w.s.key = std::move(key);
         w.s.hash = r.content_hash;
         if (!r.parse_error.empty()) {
-          report_.warnings.push_back(r.href + " could not be read and is left alone: " +
-                                     r.parse_error);
+          report_.warnings.push_back(r.href +
+                                     " could not be read and is left alone: " + r.parse_error);
         }
         learned.push_back(w.s);
         unknown_at.erase(it);
@@ -322,7 +322,17 @@ class CollectionRun {
     }
     if (opt_.dry_run || collection == nullptr) {
       report_.counts = plan.Predicted();
-      for (const Action& a : plan.actions) report_.planned.push_back(DescribeAction(a));
+      for (const Action& a : plan.actions) {
+        // Name the person where the source still knows them.
+        std::string line = DescribeAction(a);
+        const std::string& key =
+            std::visit([](const auto& x) -> const std::string& { return x.key; }, a);
+        auto it = in_.by_key.find(key);
+        if (it != in_.by_key.end() && it->second->contact) {
+          line += ": " + it->second->contact->DisplayName();
+        }
+        report_.planned.push_back(std::move(line));
+      }
       return {};
     }
 

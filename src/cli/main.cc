@@ -146,6 +146,7 @@ int Main(int argc, char** argv) {
   app.add_flag("--json", as_json, "print one JSON object instead of text");
   app.add_flag("-v,--verbose", verbose, "list every planned action");
   app.require_subcommand(1);
+  app.fallthrough();  // --json and --verbose may also follow the subcommand
   auto* plan_cmd = app.add_subcommand("plan", "show what a sync would change; writes nothing");
   auto* sync_cmd = app.add_subcommand("sync", "bring every target address book up to date");
   sync_cmd->add_flag("--force", force, "let the deletion guard pass");
@@ -183,8 +184,8 @@ int Main(int argc, char** argv) {
       return 2;
     }
     if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-      std::cerr << "roster: another sync with state " << config->state_path
-                << " is running (lock " << lock_path << "); try again when it has finished\n";
+      std::cerr << "roster: another sync with state " << config->state_path << " is running (lock "
+                << lock_path << "); try again when it has finished\n";
       return 2;
     }
   }
