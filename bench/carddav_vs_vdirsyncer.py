@@ -11,6 +11,7 @@ connection. Needs the roster binary (build/src/cli/roster), radicale and
 vdirsyncer (scripts/deps installs them). Traffic stays on 127.0.0.1."""
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -127,29 +128,39 @@ def main():
         run(vd + ["discover"], input="y\n" * 100)
         t_vd = [timed(lambda: run(vd + ["sync"]))]
 
-        # Nothing changed.
-        t_roster.append(timed(roster_sync))
-        t_vd.append(timed(lambda: run(vd + ["sync"])))
+        # Nothing changed: three runs of each, interleaved; the median counts.
+        quiet_r, quiet_v = [], []
+        for _ in range(3):
+            quiet_r.append(timed(roster_sync))
+            quiet_v.append(timed(lambda: run(vd + ["sync"])))
+        t_roster.append(statistics.median(quiet_r))
+        t_vd.append(statistics.median(quiet_v))
 
-        # 1% changed.
-        changed = rows[:: 100][: max(1, args.contacts // 100)]
-        ids = {r["id"] for r in changed}
+        # 1% changed: three rounds, each changing other people; the median counts.
+        changed_r, changed_v = [], []
+        for round_no in range(3):
+            ids = {r["id"] for r in rows[round_no::100][: max(1, args.contacts // 100)]}
 
-        def mutate(rs):
-            for r in rs:
-                if r["id"] in ids:
-                    r["title"] = "Changed " + r["title"]
-            return rs
-        rows2 = harness.write_people(os.path.join(work, "staff.csv"), args.contacts, seed=3,
-                                     mutate=mutate)
-        for i in range(args.books):
-            local = os.path.join(work, "vd-local", str(i))
-            for r in rows2:
-                if r["id"] in ids:
-                    with open(os.path.join(local, r["id"] + ".vcf"), "w", newline="") as f:
-                        f.write(vcard(r))
-        t_roster.append(timed(roster_sync))
-        t_vd.append(timed(lambda: run(vd + ["sync"])))
+            def mutate(rs, ids=ids, round_no=round_no):
+                for r in rs:
+                    if r["id"] in ids:
+                        r["title"] = f"Changed {round_no} " + r["title"]
+                return rs
+            rows = harness.write_people(os.path.join(work, "staff.csv"), args.contacts, seed=3,
+                                        mutate=lambda rs, m=mutate, prev=rows: m(
+                                            [dict(p) for p in prev]))
+            for i in range(args.books):
+                local = os.path.join(work, "vd-local", str(i))
+                for r in rows:
+                    if r["id"] in ids:
+                        with open(os.path.join(local, r["id"] + ".vcf"), "w", newline="") as f:
+                            f.write(vcard(r))
+            changed_r.append(timed(roster_sync))
+            changed_v.append(timed(lambda: run(vd + ["sync"])))
+        t_roster.append(statistics.median(changed_r))
+        t_vd.append(statistics.median(changed_v))
+        print(f"  runs: quiet roster {quiet_r} vdirsyncer {quiet_v}", flush=True)
+        print(f"  runs: 1% roster {changed_r} vdirsyncer {changed_v}", flush=True)
     finally:
         radicale.stop()
 

@@ -4,45 +4,19 @@
 #include <array>
 
 #include "core/hash.h"
+#include "core/text.h"
 
 namespace roster {
 namespace {
 
-constexpr std::string_view kSpace = " \t\r\n\f\v";
-
-std::string_view Trim(std::string_view s) {
-  const size_t begin = s.find_first_not_of(kSpace);
-  if (begin == std::string_view::npos) return {};
-  return s.substr(begin, s.find_last_not_of(kSpace) - begin + 1);
-}
-
-std::string AsciiLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && AsciiLower(s.substr(0, prefix.size())) == prefix;
-}
+using text::AsciiLower;
+using text::StartsWithNoCase;
+using text::StripTelScheme;
+using text::Trim;
 
 // CRLF, CR and LF are the same line break to every client, and vCard can only
 // carry LF ("\n"), so only LF may count.
-std::string Norm(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\r') {
-      out.push_back('\n');
-      if (i + 1 < s.size() && s[i + 1] == '\n') ++i;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return std::string(Trim(out));
-}
+std::string Norm(std::string_view s) { return text::NormalizeText(s); }
 
 // One tagged, length-prefixed field: "tag 5:value\n". The length makes the
 // form unambiguous whatever bytes a value holds.
@@ -87,29 +61,8 @@ std::vector<std::string> CanonicalTypes(const std::vector<std::string>& types, b
   return out;
 }
 
-std::string StripTelScheme(std::string_view value) {
-  // "tel:" is vCard 4.0's URI spelling of the same number.
-  // Views, not copies: a hostile "tel:tel:tel:..." must cost linear time.
-  value = Trim(value);
-  while (StartsWithNoCase(value, "tel:")) value = Trim(value.substr(4));
-  return std::string(value);
-}
-
-// Media types as both vCard versions can carry them: vCard 3.0 says "JPEG",
-// 4.0 says "image/jpeg"; parameters after ';' are dropped, and only the
-// characters RFC 6838 allows in a name are kept.
 std::string CanonicalMediaType(std::string_view media_type) {
-  std::string lower = AsciiLower(media_type);
-  lower = lower.substr(0, lower.find(';'));
-  std::string out;
-  for (char c : lower) {
-    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-        std::string_view("!#$&^_.+-/").find(c) != std::string_view::npos) {
-      out.push_back(c);
-    }
-  }
-  if (!out.empty() && out.find('/') == std::string::npos) out = "image/" + out;
-  return out;
+  return text::NormalizeMediaType(media_type);
 }
 
 void PutTypedValues(std::string& out, std::string_view tag, const std::vector<TypedValue>& values,

@@ -5,84 +5,20 @@
 #include <unordered_set>
 
 #include "core/hash.h"
+#include "core/text.h"
 
 namespace roster {
 namespace {
 
-// ---------------------------------------------------------------------------
-// Small text helpers. contact.cc has its own copies of the few normalisations
-// the canonical form also applies; the round-trip tests keep the two in step.
+using text::AsciiLower;
+using text::AsciiUpper;
+using text::EqualsNoCase;
+using text::NormalizeMediaType;
+using text::StartsWithNoCase;
+using text::StripTelScheme;
+using text::Trim;
 
-constexpr std::string_view kSpace = " \t\r\n\f\v";
-
-std::string_view Trim(std::string_view s) {
-  const size_t begin = s.find_first_not_of(kSpace);
-  if (begin == std::string_view::npos) return {};
-  return s.substr(begin, s.find_last_not_of(kSpace) - begin + 1);
-}
-
-std::string AsciiLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-std::string AsciiUpper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  return out;
-}
-
-bool EqualsNoCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && AsciiLower(a) == AsciiLower(b);
-}
-
-bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && EqualsNoCase(s.substr(0, prefix.size()), prefix);
-}
-
-// Trimmed, with CRLF and CR turned into LF: vCard text can only carry LF.
-std::string Norm(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\r') {
-      out.push_back('\n');
-      if (i + 1 < s.size() && s[i + 1] == '\n') ++i;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return std::string(Trim(out));
-}
-
-std::string StripTelScheme(std::string_view value) {
-  // Views, not copies: a hostile "tel:tel:tel:..." must cost linear time.
-  value = Trim(value);
-  while (StartsWithNoCase(value, "tel:")) value = Trim(value.substr(4));
-  return std::string(value);
-}
-
-// vCard 3.0 names a photo format ("JPEG"), vCard 4.0 a media type
-// ("image/jpeg"); both become the latter, limited to RFC 6838 name characters
-// so it fits unquoted in a parameter and in a data: URI.
-std::string NormalizeMediaType(std::string_view media_type) {
-  std::string lower = AsciiLower(media_type);
-  lower = lower.substr(0, lower.find(';'));
-  std::string out;
-  for (char c : lower) {
-    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-        std::string_view("!#$&^_.+-/").find(c) != std::string_view::npos) {
-      out.push_back(c);
-    }
-  }
-  if (!out.empty() && out.find('/') == std::string::npos) out = "image/" + out;
-  return out;
-}
+std::string Norm(std::string_view s) { return text::NormalizeText(s); }
 
 bool ValidUtf8(std::string_view s) {
   size_t i = 0;

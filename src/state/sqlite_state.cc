@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <ctime>
+#include <functional>
 #include <mutex>
 
 #include "migrations.h"
@@ -191,8 +192,7 @@ class SqliteStateStore final : public StateStore {
                     const std::vector<std::string>& deleted_hrefs,
                     const std::string& sync_token) override {
     std::lock_guard lock(mu_);
-    ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = [&]() -> Status {
+    return InTransaction([&]() -> Status {
       Stmt put(db_, kUpsertSql);
       Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href = ?");
       if (!put.ok() || !del.ok()) return SqlError(db_, "preparing item update");
@@ -210,20 +210,14 @@ class SqliteStateStore final : public StateStore {
         if (tok.Step() != SQLITE_DONE) return SqlError(db_, "storing sync token");
       }
       return {};
-    }();
-    if (!st.ok()) {
-      (void)Exec("ROLLBACK");
-      return st;
-    }
-    return Exec("COMMIT");
+    });
   }
 
   Status ApplyListing(int64_t collection, const std::vector<ItemRef>& seen,
                       const std::vector<std::string>& removed,
                       const std::string& sync_token) override {
     std::lock_guard lock(mu_);
-    ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = [&]() -> Status {
+    return InTransaction([&]() -> Status {
       Stmt put(db_,
                "INSERT INTO items (collection_id, href, etag_seen) VALUES (?, ?, ?) "
                "ON CONFLICT (collection_id, href) DO UPDATE SET etag_seen = excluded.etag_seen");
@@ -243,12 +237,7 @@ class SqliteStateStore final : public StateStore {
         if (tok.Step() != SQLITE_DONE) return SqlError(db_, "storing sync token");
       }
       return {};
-    }();
-    if (!st.ok()) {
-      (void)Exec("ROLLBACK");
-      return st;
-    }
-    return Exec("COMMIT");
+    });
   }
 
   Status ResetCollection(int64_t collection) override {
@@ -303,8 +292,7 @@ class SqliteStateStore final : public StateStore {
 
   Status SaveSnapshot(const std::string& rule, const Snapshot& snapshot) override {
     std::lock_guard lock(mu_);
-    ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = [&]() -> Status {
+    return InTransaction([&]() -> Status {
       Stmt clear(db_, "DELETE FROM snapshot_items WHERE rule = ?");
       Stmt head(db_,
                 "INSERT INTO snapshots (rule, fingerprint) VALUES (?, ?) "
@@ -320,12 +308,7 @@ class SqliteStateStore final : public StateStore {
         if (ins.Step() != SQLITE_DONE) return SqlError(db_, "storing snapshot");
       }
       return {};
-    }();
-    if (!st.ok()) {
-      (void)Exec("ROLLBACK");
-      return st;
-    }
-    return Exec("COMMIT");
+    });
   }
 
   Result<int64_t> BeginRun(const std::string& mode) override {
@@ -413,6 +396,17 @@ class SqliteStateStore final : public StateStore {
   }
   static ItemState ReadItem(const Stmt& s) {
     return ItemState{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4)};
+  }
+
+  // Runs `body` in one write transaction: all of it lands, or none.
+  Status InTransaction(const std::function<Status()>& body) {
+    ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status st = body();
+    if (!st.ok()) {
+      (void)Exec("ROLLBACK");
+      return st;
+    }
+    return Exec("COMMIT");
   }
 
   Status Exec(const std::string& sql) {

@@ -1,0 +1,25 @@
+// Small text normalisations shared by the contact model and the formats that
+// read and write it; one copy, so the canonical form and the vCard writer can
+// never drift apart.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace roster::text {
+
+// Without surrounding whitespace (space, tab, CR, LF, FF, VT).
+std::string_view Trim(std::string_view s);
+std::string AsciiLower(std::string_view s);
+std::string AsciiUpper(std::string_view s);
+bool EqualsNoCase(std::string_view a, std::string_view b);
+bool StartsWithNoCase(std::string_view s, std::string_view prefix);
+// Trimmed, with CRLF and CR turned into LF: vCard text can only carry LF.
+std::string NormalizeText(std::string_view s);
+// "tel:" is vCard 4.0's URI spelling of a number; any number of them go.
+std::string StripTelScheme(std::string_view value);
+// vCard 3.0 names a photo format ("JPEG"), 4.0 a media type ("image/jpeg");
+// both become the latter, limited to RFC 6838 name characters.
+std::string NormalizeMediaType(std::string_view media_type);
+
+}  // namespace roster::text
