@@ -39,25 +39,8 @@ void PutIfSet(std::string& out, std::string_view tag, std::string_view value) {
 // "internet" is vCard 3.0's default and says nothing.
 std::vector<std::string> CanonicalTypes(const std::vector<std::string>& types, bool is_email,
                                         bool* preferred) {
-  std::vector<std::string> out;
-  for (const std::string& type : types) {
-    const std::string all = Norm(type);
-    size_t start = 0;
-    while (start <= all.size()) {
-      size_t comma = all.find(',', start);
-      if (comma == std::string::npos) comma = all.size();
-      std::string t = AsciiLower(Norm(std::string_view(all).substr(start, comma - start)));
-      start = comma + 1;
-      if (t.empty() || (is_email && t == "internet")) continue;
-      if (t == "pref") {
-        if (preferred != nullptr) *preferred = true;
-        continue;
-      }
-      out.push_back(std::move(t));
-    }
-  }
+  std::vector<std::string> out = text::NormalizeTypes(types, is_email, preferred);
   std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 

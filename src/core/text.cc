@@ -1,5 +1,7 @@
 #include "core/text.h"
 
+#include <algorithm>
+
 namespace roster::text {
 
 namespace {
@@ -68,6 +70,28 @@ std::string NormalizeMediaType(std::string_view media_type) {
     }
   }
   if (!out.empty() && out.find('/') == std::string::npos) out = "image/" + out;
+  return out;
+}
+
+std::vector<std::string> NormalizeTypes(const std::vector<std::string>& types, bool is_email,
+                                        bool* preferred) {
+  std::vector<std::string> out;
+  for (const std::string& type : types) {
+    const std::string all = NormalizeText(type);
+    size_t start = 0;
+    while (start <= all.size()) {
+      size_t comma = all.find(',', start);
+      if (comma == std::string::npos) comma = all.size();
+      std::string t = AsciiLower(NormalizeText(std::string_view(all).substr(start, comma - start)));
+      start = comma + 1;
+      if (t.empty() || (is_email && t == "internet")) continue;
+      if (t == "pref") {
+        if (preferred != nullptr) *preferred = true;
+        continue;
+      }
+      if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(std::move(t));
+    }
+  }
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace roster::text {
 
@@ -21,5 +22,12 @@ std::string StripTelScheme(std::string_view value);
 // vCard 3.0 names a photo format ("JPEG"), 4.0 a media type ("image/jpeg");
 // both become the latter, limited to RFC 6838 name characters.
 std::string NormalizeMediaType(std::string_view media_type);
+
+// Contact types normalised: lower case, trimmed, comma lists split, empty and
+// duplicate entries dropped, order kept; "pref" sets *preferred instead (vCard
+// 3.0 spells preference as a type); for e-mail, "internet" (vCard 3.0's
+// default) is dropped.
+std::vector<std::string> NormalizeTypes(const std::vector<std::string>& types, bool is_email,
+                                        bool* preferred);
 
 }  // namespace roster::text

@@ -600,25 +600,7 @@ std::string ParamValue(std::string_view v) {
 // canonical form, first spelling kept, order kept.
 std::vector<std::string> WriterTypes(const std::vector<std::string>& raw, bool is_email,
                                      bool* preferred) {
-  std::vector<std::string> out;
-  std::unordered_set<std::string> seen;
-  for (const std::string& type : raw) {
-    const std::string all = Norm(type);
-    size_t start = 0;
-    while (start <= all.size()) {
-      size_t comma = all.find(',', start);
-      if (comma == std::string::npos) comma = all.size();
-      std::string t = AsciiLower(Norm(std::string_view(all).substr(start, comma - start)));
-      start = comma + 1;
-      if (t.empty() || (is_email && t == "internet")) continue;
-      if (t == "pref") {
-        if (preferred != nullptr) *preferred = true;
-        continue;
-      }
-      if (seen.insert(t).second) out.push_back(std::move(t));
-    }
-  }
-  return out;
+  return text::NormalizeTypes(raw, is_email, preferred);
 }
 
 std::string TypeParams(const std::vector<std::string>& types, bool preferred, VCardVersion v) {
