@@ -281,8 +281,8 @@ class CollectionRun {
     if (!opt_.dry_run) {
       // Persist what the listing and the reads taught us before writing
       // anything, together with the token they belong to.
-      ROSTER_RETURN_IF_ERROR(store_.ApplyListing(state.id, listing.changed, removed, ""));
-      ROSTER_RETURN_IF_ERROR(store_.ApplyItems(state.id, learned, {}, token_));
+      ROSTER_RETURN_IF_ERROR(
+          store_.ApplyListing(state.id, listing.changed, removed, learned, token_));
     }
 
     std::vector<CurrentItem> current;
@@ -392,8 +392,7 @@ class CollectionRun {
         std::unordered_set<std::string> gone(deleted_.begin(), deleted_.end());
         for (const std::string& href : after->removed) clean = clean && gone.count(href) > 0;
         ROSTER_RETURN_IF_ERROR(
-            store_.ApplyListing(state.id, seen, after->removed, after->sync_token));
-        ROSTER_RETURN_IF_ERROR(store_.ApplyItems(state.id, confirmed, {}, ""));
+            store_.ApplyListing(state.id, seen, after->removed, confirmed, after->sync_token));
         token_ = after->sync_token;
       }
     } else if (!token_.empty() && token_ != state.sync_token) {

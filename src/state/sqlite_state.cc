@@ -188,33 +188,8 @@ class SqliteStateStore final : public StateStore {
     return s.Int(0);
   }
 
-  Status ApplyItems(int64_t collection, const std::vector<ItemState>& upserts,
-                    const std::vector<std::string>& deleted_hrefs,
-                    const std::string& sync_token) override {
-    std::lock_guard lock(mu_);
-    return InTransaction([&]() -> Status {
-      Stmt put(db_, kUpsertSql);
-      Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href = ?");
-      if (!put.ok() || !del.ok()) return SqlError(db_, "preparing item update");
-      for (const ItemState& item : upserts) {
-        BindItem(put.Reset(), collection, item);
-        if (put.Step() != SQLITE_DONE) return SqlError(db_, "storing item");
-      }
-      for (const std::string& href : deleted_hrefs) {
-        del.Reset().Bind(1, collection).Bind(2, href);
-        if (del.Step() != SQLITE_DONE) return SqlError(db_, "deleting item");
-      }
-      if (!sync_token.empty()) {
-        Stmt tok(db_, "UPDATE collections SET sync_token = ? WHERE id = ?");
-        tok.Bind(1, sync_token).Bind(2, collection);
-        if (tok.Step() != SQLITE_DONE) return SqlError(db_, "storing sync token");
-      }
-      return {};
-    });
-  }
-
   Status ApplyListing(int64_t collection, const std::vector<ItemRef>& seen,
-                      const std::vector<std::string>& removed,
+                      const std::vector<std::string>& removed, const std::vector<ItemState>& known,
                       const std::string& sync_token) override {
     std::lock_guard lock(mu_);
     return InTransaction([&]() -> Status {
@@ -222,7 +197,8 @@ class SqliteStateStore final : public StateStore {
                "INSERT INTO items (collection_id, href, etag_seen) VALUES (?, ?, ?) "
                "ON CONFLICT (collection_id, href) DO UPDATE SET etag_seen = excluded.etag_seen");
       Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href = ?");
-      if (!put.ok() || !del.ok()) return SqlError(db_, "preparing listing update");
+      Stmt upsert(db_, kUpsertSql);
+      if (!put.ok() || !del.ok() || !upsert.ok()) return SqlError(db_, "preparing listing update");
       for (const ItemRef& ref : seen) {
         put.Reset().Bind(1, collection).Bind(2, ref.href).Bind(3, ref.etag);
         if (put.Step() != SQLITE_DONE) return SqlError(db_, "storing listing");
@@ -230,6 +206,10 @@ class SqliteStateStore final : public StateStore {
       for (const std::string& href : removed) {
         del.Reset().Bind(1, collection).Bind(2, href);
         if (del.Step() != SQLITE_DONE) return SqlError(db_, "deleting item");
+      }
+      for (const ItemState& item : known) {
+        BindItem(upsert.Reset(), collection, item);
+        if (upsert.Step() != SQLITE_DONE) return SqlError(db_, "storing item");
       }
       if (!sync_token.empty()) {
         Stmt tok(db_, "UPDATE collections SET sync_token = ? WHERE id = ?");

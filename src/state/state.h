@@ -92,15 +92,13 @@ class StateStore {
   virtual Result<std::vector<ItemState>> LoadItemsByKeys(int64_t collection,
                                                          const std::vector<std::string>& keys) = 0;
   virtual Result<int64_t> CountManaged(int64_t collection) = 0;
-  // Upserts and deletes in one transaction, then stores the token if non-empty.
-  virtual Status ApplyItems(int64_t collection, const std::vector<ItemState>& upserts,
-                            const std::vector<std::string>& deleted_hrefs,
-                            const std::string& sync_token) = 0;
-  // Records what a listing reported: `seen` hrefs get etag_seen (a new row when
-  // unknown), `removed` rows go, and the token is stored if non-empty; one
-  // transaction. Known content (etag, key, hash) is left as it was.
+  // Records what a listing and the reads after it taught, in one transaction:
+  // `seen` hrefs get etag_seen (a new row when unknown; known content is left
+  // as it was), `removed` rows go, `known` rows are stored whole, and the
+  // token is stored if non-empty. All of it lands, or none.
   virtual Status ApplyListing(int64_t collection, const std::vector<ItemRef>& seen,
                               const std::vector<std::string>& removed,
+                              const std::vector<ItemState>& known,
                               const std::string& sync_token) = 0;
   // Forgets every item and the sync token (the collection moved or was recreated).
   virtual Status ResetCollection(int64_t collection) = 0;
