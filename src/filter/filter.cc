@@ -3,6 +3,7 @@
 #include "filter/filter.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstddef>
 #include <exception>
 #include <regex>
@@ -15,7 +16,7 @@
 namespace roster {
 
 struct Filter::Node {
-  enum class Kind { kAnd, kOr, kNot, kHas, kCompare };
+  enum class Kind { kAnd, kOr, kNot, kHas, kBit, kCompare };
   enum class Op { kEq, kNe, kContains, kStartsWith, kEndsWith, kMatches, kNotMatches, kIn };
 
   Kind kind = Kind::kAnd;
@@ -24,6 +25,7 @@ struct Filter::Node {
   Op op = Op::kEq;                    // kCompare
   std::vector<std::string> literals;  // kCompare, lower-cased; one unless kIn
   std::regex regex;                   // kMatches, kNotMatches
+  uint64_t mask = 0;                  // kBit
 };
 
 namespace {
@@ -71,7 +73,8 @@ struct Token {
 };
 
 bool IsKeyword(std::string_view lower) {
-  return lower == "and" || lower == "or" || lower == "not" || lower == "has" || lower == "in" ||
+  return lower == "and" || lower == "or" || lower == "not" || lower == "has" || lower == "bit" ||
+         lower == "in" ||
          lower == "contains" || lower == "startswith" || lower == "endswith";
 }
 
@@ -346,6 +349,7 @@ class Parser {
     }
     const std::string lower = LowerAscii(t.text);
     if (lower == "has") return ParseHas(t);
+    if (lower == "bit") return ParseBit(t);
     if (IsKeyword(lower)) return Fail(t, "expected a field name, not the keyword '" + lower + "'");
     return ParseComparison(t);
   }
@@ -367,6 +371,40 @@ class Parser {
     Node node;
     node.kind = Node::Kind::kHas;
     node.field = field.text;
+    return node;
+  }
+
+  // bit(field, mask): Active Directory's flag fields (userAccountControl).
+  Result<Node> ParseBit(const Token& bit) {
+    if (Peek().kind != TokenKind::kLParen) return Fail(Peek(), "expected '(' after 'bit'");
+    Take();
+    const Token& field = Take();
+    if (field.kind == TokenKind::kError) return Fail(field, field.text);
+    if (field.kind != TokenKind::kWord || IsKeyword(LowerAscii(field.text))) {
+      return Fail(field, "expected a field name after 'bit('");
+    }
+    const Token& comma = Take();
+    if (comma.kind == TokenKind::kError) return Fail(comma, comma.text);
+    if (comma.kind != TokenKind::kComma) return Fail(comma, "expected ',' after the field name");
+    const Token& mask = Take();
+    if (mask.kind == TokenKind::kError) return Fail(mask, mask.text);
+    uint64_t value = 0;
+    bool valid = mask.kind == TokenKind::kNumber && !mask.text.empty() && mask.text.size() <= 19;
+    for (char c : mask.text) {
+      if (!IsDigit(c)) valid = false;
+      value = value * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (!valid || value == 0) return Fail(mask, "expected a positive whole number as the bit mask");
+    const Token& close = Take();
+    if (close.kind == TokenKind::kError) return Fail(close, close.text);
+    if (close.kind != TokenKind::kRParen) {
+      return Fail(close, "expected ')' to close the '(' after 'bit' at column " +
+                             std::to_string(bit.column));
+    }
+    Node node;
+    node.kind = Node::Kind::kBit;
+    node.field = field.text;
+    node.mask = value;
     return node;
   }
 
@@ -520,6 +558,27 @@ bool Evaluate(const Node& node, const FieldLookup& lookup) {
     case Node::Kind::kHas:
       for (const std::string& value : lookup(node.field)) {
         if (!value.empty()) return true;
+      }
+      return false;
+    case Node::Kind::kBit:
+      // A value that is not a whole number has no bits set.
+      for (const std::string& value : lookup(node.field)) {
+        std::string_view v = value;
+        while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+        while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+        bool negative = !v.empty() && v.front() == '-';
+        if (negative) v.remove_prefix(1);
+        if (v.empty() || v.size() > 20) continue;
+        uint64_t n = 0;
+        bool digits = true;
+        for (char c : v) {
+          if (!IsDigit(c)) digits = false;
+          n = n * 10 + static_cast<uint64_t>(c - '0');
+        }
+        if (!digits) continue;
+        // AD writes large flag values as signed 32-bit integers.
+        if (negative) n = static_cast<uint64_t>(-static_cast<int64_t>(n));
+        if ((n & node.mask) != 0) return true;
       }
       return false;
     case Node::Kind::kCompare: {

@@ -329,4 +329,38 @@ TEST(FilterTest, RegexOnLongValuesIsLinear) {
 }
 
 }  // namespace
+
+TEST(FilterBit, TestsFlagFields) {
+  auto disabled = Filter::Parse("bit(userAccountControl, 2)");
+  ASSERT_TRUE(disabled.ok()) << disabled.error().message;
+  auto with = [](std::string v) {
+    return [v](std::string_view f) -> std::vector<std::string> {
+      if (f == "userAccountControl") return {v};
+      return {};
+    };
+  };
+  EXPECT_TRUE(disabled->Matches(with("514")));
+  EXPECT_FALSE(disabled->Matches(with("512")));
+  EXPECT_FALSE(disabled->Matches(with("")));
+  EXPECT_FALSE(disabled->Matches(with("abc")));
+  EXPECT_TRUE(disabled->Matches(with("-2")));  // signed 32-bit form
+  EXPECT_FALSE(disabled->Matches([](std::string_view) { return std::vector<std::string>{}; }));
+  auto active = Filter::Parse("not BIT(userAccountControl, 2) and has(mail)");
+  ASSERT_TRUE(active.ok());
+  EXPECT_EQ(active->Fields(), (std::vector<std::string>{"mail", "userAccountControl"}));
+}
+
+TEST(FilterBit, ReportsErrorsWithColumns) {
+  EXPECT_EQ(Filter::Parse("bit(uac 2)").error().message,
+            "filter: column 9: expected ',' after the field name");
+  EXPECT_EQ(Filter::Parse("bit(uac, 'x')").error().message,
+            "filter: column 10: expected a positive whole number as the bit mask");
+  EXPECT_EQ(Filter::Parse("bit(uac, 0)").error().message,
+            "filter: column 10: expected a positive whole number as the bit mask");
+  EXPECT_EQ(Filter::Parse("bit(uac, 2").error().message,
+            "filter: column 11: expected ')' to close the '(' after 'bit' at column 1");
+  EXPECT_EQ(Filter::Parse("bit == 'x'").error().message,
+            "filter: column 5: expected '(' after 'bit'");
+}
+
 }  // namespace roster
