@@ -24,7 +24,7 @@ using nlohmann::json;
 json CountsJson(const Counts& c) {
   return json{{"created", c.created},     {"updated", c.updated},     {"deleted", c.deleted},
               {"unchanged", c.unchanged}, {"conflicts", c.conflicts}, {"errors", c.errors},
-              {"adopted", c.adopted}};
+              {"adopted", c.adopted},     {"skipped", c.skipped}};
 }
 
 std::string CountsText(const Counts& c, bool plan) {
@@ -33,6 +33,7 @@ std::string CountsText(const Counts& c, bool plan) {
        std::to_string(c.updated) + ", " + (plan ? "to delete " : "deleted ") +
        std::to_string(c.deleted) + ", unchanged " + std::to_string(c.unchanged);
   if (c.adopted) s += ", adopted " + std::to_string(c.adopted);
+  if (c.skipped) s += ", skipped (user's own card) " + std::to_string(c.skipped);
   if (c.conflicts) s += ", conflicts " + std::to_string(c.conflicts);
   if (c.errors) s += ", errors " + std::to_string(c.errors);
   return s;

@@ -15,11 +15,12 @@ namespace roster {
 
 // One person as a source sees them. `key` is the stable identity (a CSV column,
 // a vCard UID, an LDAP entryUUID); `attributes` keeps the raw fields so that
-// filters can test values the contact model does not carry.
+// filters can test values the contact model does not carry (text values only;
+// an attribute may have several).
 struct SourceRecord {
   std::string key;
   Contact contact;
-  std::map<std::string, std::string> attributes;
+  std::map<std::string, std::vector<std::string>> attributes;
 };
 
 class Source {
@@ -28,6 +29,37 @@ class Source {
   // Reads every record, or fails as a whole: a partly read source must never
   // reach the planner, since missing records would look like departures.
   virtual Result<std::vector<SourceRecord>> ReadAll() = 0;
+  // What the last ReadAll noticed without failing (a repaired attribute, an
+  // entry skipped for a good reason), one sentence each, for the run summary.
+  virtual std::vector<std::string> Warnings() const { return {}; }
+  // A cheap fingerprint of the source's current content (for LDAP: every
+  // entry's identity and modification stamp, without the bodies), so that a
+  // run can tell "nothing changed" without reading everything. Empty when the
+  // source cannot tell; then it is read in full every run.
+  virtual Result<std::string> Version() { return std::string(); }
+};
+
+// A target user found in a directory: the entry's stable identity (the same
+// key its person has as a source record, so that a user is never sent their
+// own card) and the values of the attribute that names their account.
+struct DirectoryUser {
+  std::string key;
+  std::string dn;
+  std::vector<std::string> values;
+};
+
+// A directory that can name target users: members of a group (nested groups
+// included) or entries matching a query.
+class Directory {
+ public:
+  virtual ~Directory() = default;
+  // Every person reachable from `group` through member links, each once,
+  // however deep or cyclic the nesting. Fails as a whole.
+  virtual Result<std::vector<DirectoryUser>> GroupMembers(const std::string& group,
+                                                          const std::string& attribute) = 0;
+  // Every person matching `query` (an LDAP filter for LDAP directories).
+  virtual Result<std::vector<DirectoryUser>> SearchUsers(const std::string& query,
+                                                         const std::string& attribute) = 0;
 };
 
 // Marks an item as roster's own: which rule wrote it for which source identity.

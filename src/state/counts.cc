@@ -10,6 +10,7 @@ Counts& Counts::operator+=(const Counts& o) {
   conflicts += o.conflicts;
   errors += o.errors;
   adopted += o.adopted;
+  skipped += o.skipped;
   return *this;
 }
 

@@ -134,6 +134,38 @@ class SqliteStateStore final : public StateStore {
     return FindLocked(key);
   }
 
+  Result<std::vector<std::pair<CollectionKey, CollectionState>>> ListCollections(
+      const std::string& rule) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_,
+           "SELECT target, user, id, url, sync_token, synced_snapshot FROM collections "
+           "WHERE rule = ? ORDER BY target, user");
+    if (!s.ok()) return SqlError(db_, "preparing collection query");
+    s.Bind(1, rule);
+    std::vector<std::pair<CollectionKey, CollectionState>> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      out.emplace_back(CollectionKey{rule, s.Text(0), s.Text(1)},
+                       CollectionState{s.Int(2), s.Text(3), s.Text(4), s.Text(5)});
+    }
+    if (rc != SQLITE_DONE) return SqlError(db_, "reading collections");
+    return out;
+  }
+
+  Status DeleteCollection(int64_t collection) override {
+    std::lock_guard lock(mu_);
+    return InTransaction([&]() -> Status {
+      Stmt items(db_, "DELETE FROM items WHERE collection_id = ?");
+      Stmt coll(db_, "DELETE FROM collections WHERE id = ?");
+      if (!items.ok() || !coll.ok()) return SqlError(db_, "preparing collection delete");
+      if (items.Bind(1, collection).Step() != SQLITE_DONE ||
+          coll.Bind(1, collection).Step() != SQLITE_DONE) {
+        return SqlError(db_, "deleting collection");
+      }
+      return {};
+    });
+  }
+
   Status SetCollectionUrl(int64_t collection, const std::string& url) override {
     return UpdateCollection("UPDATE collections SET url = ? WHERE id = ?", collection, url);
   }
@@ -149,7 +181,7 @@ class SqliteStateStore final : public StateStore {
   Result<std::vector<ItemState>> LoadItems(int64_t collection) override {
     std::lock_guard lock(mu_);
     Stmt s(db_,
-           "SELECT href, etag_seen, etag, COALESCE(key, ''), hash FROM items "
+           "SELECT href, etag_seen, etag, COALESCE(key, ''), hash, fields, match FROM items "
            "WHERE collection_id = ? ORDER BY href");
     if (!s.ok()) return SqlError(db_, "preparing item query");
     s.Bind(1, collection);
@@ -166,8 +198,8 @@ class SqliteStateStore final : public StateStore {
     Stmt s(db_,
            // Without statistics SQLite may pick the primary key and scan the
            // whole collection for every key; the key index makes it a lookup.
-           "SELECT href, etag_seen, etag, key, hash FROM items INDEXED BY items_by_key "
-           "WHERE collection_id = ? AND key = ?");
+           "SELECT href, etag_seen, etag, key, hash, fields, match FROM items "
+           "INDEXED BY items_by_key WHERE collection_id = ? AND key = ?");
     if (!s.ok()) return SqlError(db_, "preparing item query");
     std::vector<ItemState> items;
     for (const std::string& key : keys) {
@@ -186,6 +218,20 @@ class SqliteStateStore final : public StateStore {
     s.Bind(1, collection);
     if (s.Step() != SQLITE_ROW) return SqlError(db_, "counting items");
     return s.Int(0);
+  }
+
+  Result<std::vector<ItemState>> LoadUnmanaged(int64_t collection) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_,
+           "SELECT href, etag_seen, etag, '', hash, fields, match FROM items "
+           "WHERE collection_id = ? AND key IS NULL AND match != '' ORDER BY href");
+    if (!s.ok()) return SqlError(db_, "preparing item query");
+    s.Bind(1, collection);
+    std::vector<ItemState> items;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) items.push_back(ReadItem(s));
+    if (rc != SQLITE_DONE) return SqlError(db_, "reading items");
+    return items;
   }
 
   Status ApplyListing(int64_t collection, const std::vector<ItemRef>& seen,
@@ -255,13 +301,14 @@ class SqliteStateStore final : public StateStore {
   Result<Snapshot> LoadSnapshot(const std::string& rule) override {
     std::lock_guard lock(mu_);
     Snapshot snap;
-    Stmt head(db_, "SELECT fingerprint FROM snapshots WHERE rule = ?");
+    Stmt head(db_, "SELECT fingerprint, source_version FROM snapshots WHERE rule = ?");
     if (!head.ok()) return SqlError(db_, "preparing snapshot query");
     head.Bind(1, rule);
     int rc = head.Step();
     if (rc == SQLITE_DONE) return snap;
     if (rc != SQLITE_ROW) return SqlError(db_, "reading snapshot");
     snap.fingerprint = head.Text(0);
+    snap.source_version = head.Text(1);
     Stmt s(db_, "SELECT key, hash FROM snapshot_items WHERE rule = ? ORDER BY key");
     if (!s.ok()) return SqlError(db_, "preparing snapshot query");
     s.Bind(1, rule);
@@ -275,13 +322,14 @@ class SqliteStateStore final : public StateStore {
     return InTransaction([&]() -> Status {
       Stmt clear(db_, "DELETE FROM snapshot_items WHERE rule = ?");
       Stmt head(db_,
-                "INSERT INTO snapshots (rule, fingerprint) VALUES (?, ?) "
-                "ON CONFLICT (rule) DO UPDATE SET fingerprint = excluded.fingerprint");
+                "INSERT INTO snapshots (rule, fingerprint, source_version) VALUES (?, ?, ?) "
+                "ON CONFLICT (rule) DO UPDATE SET fingerprint = excluded.fingerprint, "
+                "source_version = excluded.source_version");
       Stmt ins(db_, "INSERT INTO snapshot_items (rule, key, hash) VALUES (?, ?, ?)");
       if (!clear.ok() || !head.ok() || !ins.ok()) return SqlError(db_, "preparing snapshot");
       clear.Bind(1, rule);
       if (clear.Step() != SQLITE_DONE) return SqlError(db_, "clearing snapshot");
-      head.Bind(1, rule).Bind(2, snapshot.fingerprint);
+      head.Bind(1, rule).Bind(2, snapshot.fingerprint).Bind(3, snapshot.source_version);
       if (head.Step() != SQLITE_DONE) return SqlError(db_, "storing snapshot");
       for (const SnapshotEntry& e : snapshot.entries) {
         ins.Reset().Bind(1, rule).Bind(2, e.key).Bind(3, e.hash);
@@ -304,8 +352,8 @@ class SqliteStateStore final : public StateStore {
     std::lock_guard lock(mu_);
     Stmt s(db_,
            "INSERT INTO run_results (run_id, rule, target, user, created, updated, deleted, "
-           "unchanged, conflicts, errors, adopted, message) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+           "unchanged, conflicts, errors, adopted, message, skipped) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return SqlError(db_, "preparing run result");
     const Counts& c = r.counts;
     s.Bind(1, run)
@@ -314,6 +362,7 @@ class SqliteStateStore final : public StateStore {
         .Bind(4, r.collection.user);
     s.Bind(5, c.created).Bind(6, c.updated).Bind(7, c.deleted).Bind(8, c.unchanged);
     s.Bind(9, c.conflicts).Bind(10, c.errors).Bind(11, c.adopted).Bind(12, r.message);
+    s.Bind(13, c.skipped);
     if (s.Step() != SQLITE_DONE) return SqlError(db_, "recording run result");
     return {};
   }
@@ -332,7 +381,7 @@ class SqliteStateStore final : public StateStore {
     Stmt s(db_,
            "SELECT r.id, r.mode, r.started_at, COALESCE(r.finished_at, ''), "
            "COALESCE(r.exit_code, -1), x.rule, x.target, x.user, x.created, x.updated, "
-           "x.deleted, x.unchanged, x.conflicts, x.errors, x.adopted, x.message "
+           "x.deleted, x.unchanged, x.conflicts, x.errors, x.adopted, x.message, x.skipped "
            "FROM run_results x JOIN runs r ON r.id = x.run_id "
            "WHERE x.run_id = (SELECT MAX(y.run_id) FROM run_results y WHERE y.rule = x.rule "
            "AND y.target = x.target AND y.user = x.user) "
@@ -357,6 +406,7 @@ class SqliteStateStore final : public StateStore {
       c.errors = s.Int(13);
       c.adopted = s.Int(14);
       r.result.message = s.Text(15);
+      c.skipped = s.Int(16);
       out.push_back(std::move(r));
     }
     if (rc != SQLITE_DONE) return SqlError(db_, "reading status");
@@ -365,17 +415,17 @@ class SqliteStateStore final : public StateStore {
 
  private:
   static constexpr const char* kUpsertSql =
-      "INSERT INTO items (collection_id, href, etag_seen, etag, key, hash) "
-      "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (collection_id, href) DO UPDATE SET "
+      "INSERT INTO items (collection_id, href, etag_seen, etag, key, hash, fields, match) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection_id, href) DO UPDATE SET "
       "etag_seen = excluded.etag_seen, etag = excluded.etag, key = excluded.key, "
-      "hash = excluded.hash";
+      "hash = excluded.hash, fields = excluded.fields, match = excluded.match";
 
   static void BindItem(Stmt& s, int64_t collection, const ItemState& item) {
     s.Bind(1, collection).Bind(2, item.href).Bind(3, item.etag_seen).Bind(4, item.etag);
-    s.BindNullable(5, item.key).Bind(6, item.hash);
+    s.BindNullable(5, item.key).Bind(6, item.hash).Bind(7, item.fields).Bind(8, item.match);
   }
   static ItemState ReadItem(const Stmt& s) {
-    return ItemState{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4)};
+    return ItemState{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6)};
   }
 
   // Runs `body` in one write transaction: all of it lands, or none.

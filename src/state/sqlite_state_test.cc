@@ -87,6 +87,43 @@ TEST(SqliteStateStore, SnapshotsReplaceWhole) {
   EXPECT_EQ(snap->entries[0].key, "c");
 }
 
+TEST(SqliteStateStore, FieldsMatchAndSourceVersionRoundTrip) {
+  auto store = Open();
+  int64_t id = store->OpenCollection({"r", "t", "u"})->id;
+  ASSERT_TRUE(store->PutItem(id, {"/m.vcf", "e1", "e1", "k1", "h1", "note=ab12", ""}).ok());
+  ASSERT_TRUE(store->PutItem(id, {"/own.vcf", "e2", "e2", "", "h2", "", "aa,bb"}).ok());
+  ASSERT_TRUE(store->PutItem(id, {"/plain.vcf", "e3", "e3", "", "h3", "", ""}).ok());
+  auto m = store->LoadItemsByKeys(id, {"k1"});
+  ASSERT_EQ(m->size(), 1u);
+  EXPECT_EQ((*m)[0].fields, "note=ab12");
+  auto own = store->LoadUnmanaged(id);
+  ASSERT_TRUE(own.ok());
+  ASSERT_EQ(own->size(), 1u);  // only unmanaged items with e-mail hashes
+  EXPECT_EQ((*own)[0].href, "/own.vcf");
+  EXPECT_EQ((*own)[0].match, "aa,bb");
+
+  Snapshot snap{"fp", {{"a", "1"}}, "v1"};
+  ASSERT_TRUE(store->SaveSnapshot("r", snap).ok());
+  EXPECT_EQ(store->LoadSnapshot("r")->source_version, "v1");
+}
+
+TEST(SqliteStateStore, CollectionsAreListedAndDeletedPerRule) {
+  auto store = Open();
+  int64_t a = store->OpenCollection({"r", "t", "alice"})->id;
+  ASSERT_TRUE(store->OpenCollection({"r", "t", "bob"}).ok());
+  ASSERT_TRUE(store->OpenCollection({"other", "t", "carol"}).ok());
+  ASSERT_TRUE(store->PutItem(a, {"/x.vcf", "e", "e", "k", "h"}).ok());
+  auto list = store->ListCollections("r");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].first.user, "alice");
+  EXPECT_EQ((*list)[1].first.user, "bob");
+  ASSERT_TRUE(store->DeleteCollection(a).ok());
+  EXPECT_EQ(store->ListCollections("r")->size(), 1u);
+  EXPECT_TRUE(store->LoadItems(a)->empty());
+  EXPECT_FALSE(store->FindCollection({"r", "t", "alice"}).ok());
+}
+
 TEST(SqliteStateStore, LastResultsShowNewestRunPerCollection) {
   auto store = Open();
   auto r1 = store->BeginRun("sync");

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/connector.h"
@@ -38,6 +39,11 @@ struct ItemState {
   std::string etag;
   std::string key;   // source identity when roster manages the item, else empty
   std::string hash;  // content hash of the known content
+  // Managed items with field rules: what roster last wrote per keep_user field
+  // (mapping's EncodeFieldMemory). Unmanaged items: hashes of their e-mail
+  // addresses, comma-separated, for adoption by e-mail.
+  std::string fields;
+  std::string match;
 
   bool known() const { return !etag.empty() && etag == etag_seen; }
   bool managed() const { return !key.empty(); }
@@ -52,11 +58,13 @@ struct SnapshotEntry {
 struct Snapshot {
   std::string fingerprint;             // empty when the rule has never synced
   std::vector<SnapshotEntry> entries;  // sorted by key
+  std::string source_version;          // the sources' Version() and the rule's config, combined
 };
 
 struct Counts {
   int64_t created = 0, updated = 0, deleted = 0, unchanged = 0, conflicts = 0, errors = 0;
   int64_t adopted = 0;
+  int64_t skipped = 0;  // left out because the user has their own card for the person
   Counts& operator+=(const Counts& o);
 };
 
@@ -82,6 +90,11 @@ class StateStore {
   virtual Result<CollectionState> OpenCollection(const CollectionKey& key) = 0;
   // Reads without creating; NotFound when absent.
   virtual Result<CollectionState> FindCollection(const CollectionKey& key) = 0;
+  // Every collection the store knows for a rule, sorted by (target, user).
+  virtual Result<std::vector<std::pair<CollectionKey, CollectionState>>> ListCollections(
+      const std::string& rule) = 0;
+  // Forgets a collection and everything known of its items (offboarding).
+  virtual Status DeleteCollection(int64_t collection) = 0;
   virtual Status SetCollectionUrl(int64_t collection, const std::string& url) = 0;
   virtual Status SetSyncToken(int64_t collection, const std::string& token) = 0;
   virtual Status SetSyncedSnapshot(int64_t collection, const std::string& fingerprint) = 0;
@@ -92,6 +105,8 @@ class StateStore {
   virtual Result<std::vector<ItemState>> LoadItemsByKeys(int64_t collection,
                                                          const std::vector<std::string>& keys) = 0;
   virtual Result<int64_t> CountManaged(int64_t collection) = 0;
+  // The items roster does not manage that have e-mail hashes (`match`).
+  virtual Result<std::vector<ItemState>> LoadUnmanaged(int64_t collection) = 0;
   // Records what a listing and the reads after it taught, in one transaction:
   // `seen` hrefs get etag_seen (a new row when unknown; known content is left
   // as it was), `removed` rows go, `known` rows are stored whole, and the

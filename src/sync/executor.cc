@@ -2,6 +2,10 @@
 // out with a precondition (If-None-Match: * for creates at deterministic names,
 // If-Match for updates and deletes), so that a retry, a crash or a concurrent
 // edit can never produce a second copy or clobber an unseen change.
+#include <algorithm>
+#include <optional>
+#include <unordered_map>
+
 #include "sync/sync.h"
 
 namespace roster {
@@ -28,10 +32,11 @@ class Runner {
     return WithRetries<T>(ctx_.retry, *ctx_.clock, op);
   }
 
-  Status Record(const std::string& key, const WriteResult& w, const std::string& hash) {
+  Status Record(const std::string& key, const WriteResult& w, const std::string& hash,
+                const std::string& fields) {
     // etag_seen == etag marks the content as known; an empty etag (the server
     // did not say) stays unknown until a listing reports it.
-    ItemState row{w.href, w.etag, w.etag, key, hash};
+    ItemState row{w.href, w.etag, w.etag, key, hash, fields, ""};
     result_.written.push_back(row);
     return ctx_.store->PutItem(ctx_.collection_id, row);
   }
@@ -45,10 +50,13 @@ class Runner {
     if (!want) return MakeError(ErrorKind::kInternal, "no source item for key " + a.key);
     std::string name = ctx_.resource_name(a.key);
     ManagedTag tag{ctx_.rule, a.key};
-    auto w = Retry<WriteResult>([&] { return ctx_.collection->Create(name, tag, *want->contact); });
+    PreparedWrite prepared;
+    if (ctx_.prepare) prepared = ctx_.prepare(*want, nullptr, "");
+    const Contact& body = ctx_.prepare ? prepared.contact : *want->contact;
+    auto w = Retry<WriteResult>([&] { return ctx_.collection->Create(name, tag, body); });
     if (w.ok()) {
       ++result_.counts.created;
-      return Record(a.key, *w, want->hash);
+      return Record(a.key, *w, want->hash, prepared.fields);
     }
     if (w.error().kind != ErrorKind::kPreconditionFailed || replan_left == 0) return w.take_error();
     // Something already lives at our deterministic name: a create of ours that
@@ -60,23 +68,103 @@ class Runner {
     const DesiredItem* want = Want(a.key);
     if (!want) return MakeError(ErrorKind::kInternal, "no source item for key " + a.key);
     ManagedTag tag{ctx_.rule, a.key};
-    auto w = Retry<WriteResult>(
-        [&] { return ctx_.collection->Update(a.href, a.etag, tag, *want->contact); });
+    std::string if_match = a.etag;
+    PreparedWrite prepared;
+    if (ctx_.prepare || a.take_over) {
+      // Field rules and take-overs merge with what is there now.
+      ROSTER_ASSIGN_OR_RETURN(std::optional<RemoteItem> remote, ReadBeforeUpdate(a.href));
+      if (!remote) return Gone(a, replan_left);
+      if (a.take_over && remote->tag && remote->tag->rule == ctx_.rule) {
+        ++result_.counts.conflicts;
+        result_.conflicts.push_back(remote->href + " became roster's item for " + remote->tag->key +
+                                    " meanwhile; " + a.key + " not written");
+        return {};
+      }
+      if (!a.take_over && (!remote->tag || remote->tag->rule != ctx_.rule ||
+                           remote->tag->key != a.key || !remote->parse_error.empty())) {
+        if (replan_left == 0) return MakeError(ErrorKind::kConflict, "item changed owner");
+        return Replan(a.key, a.href, replan_left - 1);
+      }
+      std::string stored = a.take_over || !ctx_.stored_fields ? "" : ctx_.stored_fields(a.href);
+      prepared =
+          ctx_.prepare ? ctx_.prepare(*want, &*remote, stored) : PreparedWrite{*want->contact, ""};
+      if_match = remote->etag;
+      if (!a.take_over && ContentHash(prepared.contact) == remote->content_hash) {
+        // The merge changes nothing on the server (the user's edits are all
+        // kept, or the source's change is one the rules do not write): no
+        // write, only the record that this content matches the source now.
+        ++result_.counts.unchanged;
+        ItemState row{
+            remote->href, remote->etag, remote->etag, a.key, want->hash, prepared.fields, ""};
+        return ctx_.store->PutItem(ctx_.collection_id, row);
+      }
+    }
+    const Contact& body = (ctx_.prepare || a.take_over) ? prepared.contact : *want->contact;
+    auto w =
+        Retry<WriteResult>([&] { return ctx_.collection->Update(a.href, if_match, tag, body); });
     if (w.ok()) {
       ++result_.counts.updated;
       if (a.adopt) ++result_.counts.adopted;
-      return Record(a.key, *w, want->hash);
+      return Record(a.key, *w, want->hash, prepared.fields);
     }
-    if (w.error().kind == ErrorKind::kNotFound) {
-      // Deleted on the server meanwhile: forget it and create it again.
-      ROSTER_RETURN_IF_ERROR(ctx_.store->DeleteItem(ctx_.collection_id, a.href));
-      if (replan_left == 0) return w.take_error();
-      return Do(CreateAction{a.key}, replan_left - 1);
-    }
+    if (w.error().kind == ErrorKind::kNotFound) return Gone(a, replan_left);
     if (w.error().kind != ErrorKind::kPreconditionFailed || replan_left == 0) return w.take_error();
+    if (a.take_over) {
+      // Changed again since we read it: read it once more and merge again.
+      prefetched_.erase(a.href);
+      return Do(UpdateAction{a.key, a.href, "", a.adopt, true}, replan_left - 1);
+    }
     return Replan(a.key, a.href, replan_left - 1);
   }
 
+  // The item was deleted on the server meanwhile: forget it and create it again.
+  Status Gone(const UpdateAction& a, int replan_left) {
+    ROSTER_RETURN_IF_ERROR(ctx_.store->DeleteItem(ctx_.collection_id, a.href));
+    if (replan_left == 0) {
+      return MakeError(ErrorKind::kNotFound, a.href + " disappeared while it was being updated");
+    }
+    return Do(CreateAction{a.key}, replan_left - 1);
+  }
+
+  // The item as it is now: from the batch read before the plan ran, else read alone.
+  Result<std::optional<RemoteItem>> ReadBeforeUpdate(const std::string& href) {
+    auto it = prefetched_.find(href);
+    if (it != prefetched_.end()) {
+      std::optional<RemoteItem> item = std::move(it->second);
+      prefetched_.erase(it);
+      return item;
+    }
+    auto items = Retry<std::vector<RemoteItem>>([&] { return ctx_.collection->Fetch({href}); });
+    if (!items.ok()) return items.take_error();
+    if (items->empty()) return std::optional<RemoteItem>();
+    return std::optional<RemoteItem>(std::move(items->front()));
+  }
+
+ public:
+  // Reads, in batches, every item the plan's updates will merge with.
+  void Prefetch(const Plan& plan) {
+    std::vector<std::string> hrefs;
+    for (const Action& action : plan.actions) {
+      if (const auto* u = std::get_if<UpdateAction>(&action)) {
+        if (ctx_.prepare || u->take_over) hrefs.push_back(u->href);
+      }
+    }
+    constexpr size_t kBatch = 100;
+    for (size_t i = 0; i < hrefs.size(); i += kBatch) {
+      std::vector<std::string> chunk(hrefs.begin() + i,
+                                     hrefs.begin() + std::min(hrefs.size(), i + kBatch));
+      auto items = Retry<std::vector<RemoteItem>>([&] { return ctx_.collection->Fetch(chunk); });
+      if (!items.ok()) return;  // each update reads its item alone, and reports the error
+      for (RemoteItem& item : *items) {
+        std::string href = item.href;
+        prefetched_[href] = std::move(item);
+      }
+      // Missing from the answer: deleted meanwhile.
+      for (const std::string& href : chunk) prefetched_.try_emplace(href, std::nullopt);
+    }
+  }
+
+ private:
   Status Do(const DeleteAction& a, int replan_left) {
     auto st = Retry<bool>([&]() -> Result<bool> {
       Status s = ctx_.collection->Delete(a.href, a.etag);
@@ -117,6 +205,11 @@ class Runner {
 
   Status Do(const ConflictAction&, int) {
     ++result_.counts.conflicts;
+    return {};
+  }
+
+  Status Do(const SkipAction&, int) {
+    ++result_.counts.skipped;
     return {};
   }
 
@@ -163,6 +256,7 @@ class Runner {
 
   ExecuteContext& ctx_;
   ExecuteResult result_;
+  std::unordered_map<std::string, std::optional<RemoteItem>> prefetched_;
 };
 
 }  // namespace
@@ -170,6 +264,7 @@ class Runner {
 ExecuteResult ExecutePlan(const Plan& plan, ExecuteContext& context) {
   if (!context.clock) context.clock = &RealClock();
   Runner runner(context);
+  runner.Prefetch(plan);
   for (const Action& action : plan.actions) runner.Run(action);
   return runner.Take();
 }

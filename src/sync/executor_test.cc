@@ -168,5 +168,103 @@ TEST(Executor, DeleteOfAnItemThatLostItsMarkerIsRefused) {
   EXPECT_EQ(f.server->Items("alice").size(), 1u);
 }
 
+// A stand-in for field rules: the note is the user's to keep once they edit it.
+PreparedWrite KeepUserNote(const DesiredItem& want, const RemoteItem* remote,
+                           const std::string& fields) {
+  PreparedWrite out{*want.contact, "note=" + want.contact->note};
+  if (remote && !fields.empty() && fields != "note=" + remote->contact.note) {
+    out.contact.note = remote->contact.note;  // edited on the phone: keep it
+    out.fields = fields;
+  }
+  return out;
+}
+
+TEST(Executor, FieldRulesKeepAUsersEditAndSkipWritesThatChangeNothing) {
+  Fixture f;
+  f.Want("a", "Ann");
+  f.desired["a"].contact = std::make_shared<const Contact>([] {
+    Contact c;
+    c.formatted_name = "Ann";
+    c.note = "from source";
+    return c;
+  }());
+  auto execute = [&](const Plan& plan) {
+    ExecuteContext ctx;
+    ctx.collection = f.collection.get();
+    ctx.store = f.store.get();
+    ctx.collection_id = f.id;
+    ctx.rule = "r";
+    ctx.desired = [&](const std::string& k) -> const DesiredItem* { return &f.desired.at(k); };
+    ctx.resource_name = [](const std::string& k) { return "roster-" + k; };
+    ctx.clock = &f.clock;
+    ctx.prepare = KeepUserNote;
+    ctx.stored_fields = [&](const std::string& href) {
+      auto rows = f.store->LoadItems(f.id);
+      std::string fields;
+      if (rows.ok()) {
+        for (const ItemState& s : *rows) {
+          if (s.href == href) fields = s.fields;
+        }
+      }
+      return fields;
+    };
+    return ExecutePlan(plan, ctx);
+  };
+  Plan create;
+  create.actions.push_back(CreateAction{"a"});
+  ASSERT_EQ(execute(create).counts.created, 1);
+  auto items = f.server->Items("alice");
+  ASSERT_EQ(items.size(), 1u);
+  std::string href = items.begin()->first;
+  EXPECT_EQ(f.store->LoadItems(f.id)->front().fields, "note=from source");
+
+  // The user edits the note on the phone; the source changes the name.
+  Contact edited = items.begin()->second.contact;
+  edited.note = "my own words";
+  f.server->PutByHand("alice", href, edited, ManagedTag{"r", "a"});
+  Contact renamed = *f.desired["a"].contact;
+  renamed.formatted_name = "Ann B";
+  f.desired["a"].contact = std::make_shared<const Contact>(renamed);
+  f.desired["a"].hash = ContentHash(renamed);
+  f.server->ResetCounters();
+  Plan update;
+  update.actions.push_back(UpdateAction{"a", href, "stale-etag"});
+  ExecuteResult r = execute(update);
+  EXPECT_EQ(r.counts.updated, 1);
+  EXPECT_EQ(f.server->counters().updates, 1);
+  MemoryItem now = f.server->Items("alice").at(href);
+  EXPECT_EQ(now.contact.formatted_name, "Ann B");
+  EXPECT_EQ(now.contact.note, "my own words");
+
+  // Planned again with nothing new to write: one read, no write, recorded.
+  f.server->ResetCounters();
+  ExecuteResult again = execute(update);
+  EXPECT_EQ(again.counts.updated, 0);
+  EXPECT_EQ(again.counts.unchanged, 1);
+  EXPECT_EQ(f.server->counters().writes(), 0);
+  ItemState row = f.store->LoadItems(f.id)->front();
+  EXPECT_EQ(row.hash, f.desired["a"].hash);
+  EXPECT_EQ(row.etag, now.etag);
+}
+
+TEST(Executor, TakeOverMarksTheUsersOwnCardAsManaged) {
+  Fixture f;
+  f.Want("b", "Bob");
+  Contact own;
+  own.formatted_name = "Bobby";
+  own.note = "met at the fair";
+  std::string etag = f.server->PutByHand("alice", "/alice/book/own-b.vcf", own);
+  Plan plan;
+  plan.actions.push_back(UpdateAction{"b", "/alice/book/own-b.vcf", etag, true, true});
+  ExecuteResult r = f.Execute(plan);
+  EXPECT_EQ(r.counts.updated, 1);
+  EXPECT_EQ(r.counts.adopted, 1);
+  MemoryItem item = f.server->Items("alice").at("/alice/book/own-b.vcf");
+  ASSERT_TRUE(item.tag.has_value());
+  EXPECT_EQ(item.tag->key, "b");
+  EXPECT_EQ(item.contact.formatted_name, "Bob");
+  EXPECT_EQ(f.server->Items("alice").size(), 1u);  // no second card
+}
+
 }  // namespace
 }  // namespace roster

@@ -1,5 +1,8 @@
 // The planner: pairs desired items with the collection's managed items by key.
 #include <algorithm>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "sync/sync.h"
 
@@ -22,6 +25,8 @@ Counts Plan::Predicted() const {
           } else if constexpr (std::is_same_v<T, AdoptAction>) {
             ++c.unchanged;
             ++c.adopted;
+          } else if constexpr (std::is_same_v<T, SkipAction>) {
+            ++c.skipped;
           } else {
             ++c.conflicts;
           }
@@ -38,11 +43,15 @@ std::string DescribeAction(const Action& action) {
         if constexpr (std::is_same_v<T, CreateAction>) {
           return "create " + x.key;
         } else if constexpr (std::is_same_v<T, UpdateAction>) {
+          if (x.take_over)
+            return "take over the user's own card for " + x.key + " (" + x.href + ")";
           return (x.adopt ? "adopt and update " : "update ") + x.key + " (" + x.href + ")";
         } else if constexpr (std::is_same_v<T, DeleteAction>) {
           return (x.duplicate ? "delete duplicate of " : "delete ") + x.key + " (" + x.href + ")";
         } else if constexpr (std::is_same_v<T, AdoptAction>) {
           return "adopt " + x.key + " (" + x.href + ")";
+        } else if constexpr (std::is_same_v<T, SkipAction>) {
+          return "skip " + x.key + ": the user has their own card (" + x.href + ")";
         } else {
           return "conflict " + x.key + " (" + x.href + "): " + x.reason;
         }
@@ -63,9 +72,26 @@ Plan PlanCollection(const PlanInput& input) {
   // does not change what it does not manage.
   std::vector<const CurrentItem*> managed;
   managed.reserve(current.size());
+  // The user's own items by e-mail hash; each can stand for one person only.
+  std::unordered_map<std::string_view, const CurrentItem*> own;
+  std::unordered_set<const CurrentItem*> claimed;
   for (const CurrentItem& item : current) {
-    if (!item.key.empty()) managed.push_back(&item);
+    if (!item.key.empty()) {
+      managed.push_back(&item);
+      continue;
+    }
+    for (const std::string& m : item.match) {
+      auto [it, fresh] = own.emplace(m, &item);
+      if (!fresh && item.href < it->second->href) it->second = &item;  // stable choice
+    }
   }
+  auto find_own = [&](const DesiredItem& want) -> const CurrentItem* {
+    for (const std::string& m : want.match) {
+      auto it = own.find(m);
+      if (it != own.end() && !claimed.count(it->second)) return it->second;
+    }
+    return nullptr;
+  };
   std::sort(managed.begin(), managed.end(), [](const CurrentItem* a, const CurrentItem* b) {
     int c = a->key.compare(b->key);
     return c != 0 ? c < 0 : a->href < b->href;
@@ -78,6 +104,15 @@ Plan PlanCollection(const PlanInput& input) {
     size_t end = j;
     while (end < managed.size() && managed[end]->key == want.key) ++end;
     if (end == j) {
+      if (const CurrentItem* mine = find_own(want)) {
+        claimed.insert(mine);
+        if (input.adopt == AdoptMode::kMerge) {
+          plan.actions.push_back(UpdateAction{want.key, mine->href, mine->etag, true, true});
+        } else {
+          plan.actions.push_back(SkipAction{want.key, mine->href});
+        }
+        continue;
+      }
       plan.actions.push_back(CreateAction{want.key});
       continue;
     }

@@ -36,21 +36,36 @@ Scenario Load(const fs::path& path) {
     if (verb == "desired") {
       for (std::string kv; words >> kv;) {
         auto eq = kv.find('=');
-        s.desired.push_back({kv.substr(0, eq), kv.substr(eq + 1), nullptr});
+        DesiredItem d{kv.substr(0, eq), kv.substr(eq + 1), nullptr, {}};
+        if (auto at = d.hash.find('@'); at != std::string::npos) {
+          std::istringstream matches(d.hash.substr(at + 1));
+          for (std::string m; std::getline(matches, m, ',');) d.match.push_back(m);
+          d.hash.resize(at);
+        }
+        s.desired.push_back(std::move(d));
       }
     } else if (verb == "current") {
       CurrentItem c;
-      std::string key, flag;
-      words >> c.href >> key >> c.hash >> flag;
+      std::string key;
+      words >> c.href >> key >> c.hash;
       c.key = key == "-" ? "" : key;
       c.etag = "e-" + c.href;
-      c.recorded = flag != "unrecorded";
+      for (std::string flag; words >> flag;) {
+        if (flag == "unrecorded") c.recorded = false;
+        if (flag.starts_with("match=")) {
+          std::istringstream matches(flag.substr(6));
+          for (std::string m; std::getline(matches, m, ',');) c.match.push_back(m);
+        }
+      }
       s.current.push_back(c);
     } else if (verb == "policy") {
       for (std::string kv; words >> kv;) {
         auto eq = kv.find('=');
         std::string k = kv.substr(0, eq);
         if (k == "force") s.input.force = true;
+        if (k == "adopt") {
+          s.input.adopt = kv.substr(eq + 1) == "merge" ? AdoptMode::kMerge : AdoptMode::kNever;
+        }
         if (k == "max_delete_percent") s.input.max_delete_percent = std::stoi(kv.substr(eq + 1));
         if (k == "managed_total") {
           s.input.managed_total = std::stoll(kv.substr(eq + 1));

@@ -23,6 +23,9 @@ struct DesiredItem {
   std::string key;
   std::string hash;
   std::shared_ptr<const Contact> contact;
+  // Hashes that identify the person among a user's own items (e-mail
+  // addresses): an unmanaged item sharing one is the user's own copy.
+  std::vector<std::string> match;
 };
 
 // One item of the collection as roster knows it now.
@@ -35,6 +38,9 @@ struct CurrentItem {
   // run; false when it was found only by reading the collection (state lost,
   // or a crash between a write and its record): such items are adopted.
   bool recorded = true;
+  // Items roster does not manage (empty key): hashes of their e-mail
+  // addresses, compared with DesiredItem::match for adoption.
+  std::vector<std::string> match;
 };
 
 struct CreateAction {
@@ -45,6 +51,9 @@ struct UpdateAction {
   std::string href;
   std::string etag;  // If-Match
   bool adopt = false;
+  // The user's own item for this person (same e-mail), taken over under
+  // adopt = "merge": read, merged by the field rules, and marked as roster's.
+  bool take_over = false;
 };
 struct DeleteAction {
   std::string key;
@@ -63,13 +72,27 @@ struct ConflictAction {
   std::string href;
   std::string reason;
 };
-using Action = std::variant<CreateAction, UpdateAction, DeleteAction, AdoptAction, ConflictAction>;
+// Not written: the user already has their own item for the person (adopt = "never").
+struct SkipAction {
+  std::string key;
+  std::string href;  // the user's item
+};
+using Action =
+    std::variant<CreateAction, UpdateAction, DeleteAction, AdoptAction, ConflictAction, SkipAction>;
+
+// What to do when a user already has their own item for a person roster would create.
+enum class AdoptMode {
+  kNever,  // leave theirs alone and add nothing: no duplicate either way
+  kMerge,  // manage theirs from now on, merged by the field rules
+};
 
 struct PlanInput {
   // Sorted by key, unique. In incremental planning only the keys that changed.
   const std::vector<DesiredItem>* desired = nullptr;
-  // The collection's items (or, incrementally, those managed for the same keys).
+  // The collection's items (or, incrementally, those managed for the same keys,
+  // plus the unmanaged ones that have match hashes).
   const std::vector<CurrentItem>* current = nullptr;
+  AdoptMode adopt = AdoptMode::kNever;
   // The resource name a Create would use for a key: when duplicates are found,
   // the copy whose href ends in it is kept. May be empty.
   std::function<std::string(const std::string& key)> preferred_name;
@@ -110,6 +133,16 @@ template <typename T>
 Result<T> WithRetries(const RetryPolicy& policy, Clock& clock,
                       const std::function<Result<T>()>& op);
 
+// A write prepared from a desired item, the current remote item (null for a
+// create) and the field memory stored with it: the content to write, and the
+// field memory to store after the write.
+struct PreparedWrite {
+  Contact contact;
+  std::string fields;
+};
+using PrepareFn = std::function<PreparedWrite(const DesiredItem& want, const RemoteItem* remote,
+                                              const std::string& fields)>;
+
 struct ExecuteContext {
   Collection* collection = nullptr;
   StateStore* store = nullptr;
@@ -120,6 +153,12 @@ struct ExecuteContext {
   // Resource name a create uses for a key (deterministic, so a retried create
   // after a crash cannot make a second copy).
   std::function<std::string(const std::string& key)> resource_name;
+  // Field rules: when set, every write goes through it, and updates first read
+  // the item (in batches) so that users' edits can be kept. An update whose
+  // merged content equals what is there writes nothing.
+  PrepareFn prepare;
+  // Stored field memory per href, for `prepare`.
+  std::function<std::string(const std::string& href)> stored_fields;
   RetryPolicy retry;
   Clock* clock = nullptr;
   // Called after each action, with its outcome.

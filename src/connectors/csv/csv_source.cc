@@ -71,7 +71,7 @@ class CsvSource final : public Source {
       }
       for (const auto& [field, c] : mapped) SetContactField(r.contact, field, row.fields[c]);
       for (size_t c = 0; c < table->header.size(); ++c) {
-        r.attributes.emplace(table->header[c], row.fields[c]);
+        r.attributes[table->header[c]].push_back(row.fields[c]);
       }
       records.push_back(std::move(r));
     }

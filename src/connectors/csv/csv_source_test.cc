@@ -32,7 +32,7 @@ TEST_F(CsvSourceTest, MapsColumnsAndKeepsRawAttributes) {
   EXPECT_EQ((*r)[0].key, "7");
   EXPECT_EQ((*r)[0].contact.given_name, "Ann");
   ASSERT_EQ((*r)[0].contact.emails.size(), 1u);
-  EXPECT_EQ((*r)[0].attributes.at("dept"), "Sales");
+  EXPECT_EQ((*r)[0].attributes.at("dept"), std::vector<std::string>{"Sales"});
 }
 
 TEST_F(CsvSourceTest, MalformedRowNamesFileAndLine) {

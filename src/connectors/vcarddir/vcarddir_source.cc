@@ -48,7 +48,7 @@ class VCardDirSource final : public Source {
                            file.string() + ": UID \"" + r.key + "\" is also used in " + it->second);
         }
         r.contact = std::move(card.contact);
-        for (const VCardProperty& p : card.other) r.attributes.emplace(p.name, p.value);
+        for (const VCardProperty& p : card.other) r.attributes[p.name].push_back(p.value);
         records.push_back(std::move(r));
       }
     }
