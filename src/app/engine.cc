@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "core/hash.h"
+#include "core/text.h"
 
 namespace roster {
 
@@ -36,33 +37,152 @@ struct RuleInput {
   std::string fingerprint;
   Snapshot previous;
   std::vector<std::string> changed_keys;  // added, modified or removed since `previous`
+  // "source NUL key" -> the person's key in this rule (differs when merged).
+  std::unordered_map<std::string, std::string> origin;
+  // Lower-cased e-mail address -> key, to recognise a target user's own card.
+  std::unordered_map<std::string, std::string> by_email;
 };
 
 std::vector<std::string> LookupField(const SourceRecord& record, std::string_view field) {
   if (IsContactField(field)) return GetContactField(record.contact, field);
+  if (field == "phone") {  // any phone number, whatever its type
+    std::vector<std::string> out;
+    for (const TypedValue& p : record.contact.phones) out.push_back(p.value);
+    return out;
+  }
+  if (field == "any_email") {
+    std::vector<std::string> out;
+    for (const TypedValue& e : record.contact.emails) out.push_back(e.value);
+    return out;
+  }
   auto it = record.attributes.find(std::string(field));
-  if (it != record.attributes.end()) return {it->second};
+  if (it != record.attributes.end()) return it->second;
   return {};
 }
 
-Result<RuleInput> SelectRule(const RuleSpec& rule, const std::vector<SourceRecord>& records) {
+std::string LowerEmail(std::string_view email) { return text::AsciiLower(text::Trim(email)); }
+
+// Hashes of a contact's e-mail addresses: how a user's own card for a person
+// is recognised without keeping the addresses themselves in the state.
+std::vector<std::string> MatchHashes(const Contact& contact) {
+  std::vector<std::string> out;
+  for (const TypedValue& e : contact.emails) {
+    std::string lower = LowerEmail(e.value);
+    if (!lower.empty()) out.push_back(HashHex("roster-match\n" + lower).substr(0, 16));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::string JoinMatch(const std::vector<std::string>& match) {
+  std::string out;
+  for (const std::string& m : match) {
+    if (!out.empty()) out.push_back(',');
+    out += m;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitMatch(const std::string& joined) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < joined.size()) {
+    size_t comma = joined.find(',', start);
+    if (comma == std::string::npos) comma = joined.size();
+    if (comma > start) out.push_back(joined.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// One source's people as a rule sees them.
+struct SourcePeople {
+  std::string name;
+  const std::vector<SourceRecord>* records = nullptr;
+};
+
+// Several sources into one list of people: records that share an e-mail
+// address are one person; for each field the first source (in priority
+// order) with a value wins. Keys become "source:key" of the first record.
+std::vector<SourceRecord> MergeSources(const std::vector<SourcePeople>& sources,
+                                       std::unordered_map<std::string, std::string>* origin) {
+  std::vector<SourceRecord> people;
+  std::vector<std::vector<bool>> has_source;  // per person, per source index
+  std::unordered_map<std::string, size_t> by_email;
+  for (size_t si = 0; si < sources.size(); ++si) {
+    for (const SourceRecord& r : *sources[si].records) {
+      size_t found = people.size();
+      for (const TypedValue& e : r.contact.emails) {
+        auto it = by_email.find(LowerEmail(e.value));
+        if (it != by_email.end() && !has_source[it->second][si]) {
+          found = it->second;
+          break;
+        }
+      }
+      if (found == people.size()) {
+        SourceRecord p = r;
+        p.key = sources[si].name + ":" + r.key;
+        people.push_back(std::move(p));
+        has_source.emplace_back(sources.size(), false);
+      } else {
+        SourceRecord& p = people[found];
+        for (std::string_view field : ContactFieldNames()) {
+          if (!GetContactField(p.contact, field).empty()) continue;
+          for (const std::string& v : GetContactField(r.contact, field)) {
+            SetContactField(p.contact, field, v);
+          }
+        }
+        if (!p.contact.photo && r.contact.photo) p.contact.photo = r.contact.photo;
+        for (const auto& [name, values] : r.attributes) p.attributes.emplace(name, values);
+      }
+      has_source[found][si] = true;
+      (*origin)[sources[si].name + std::string(1, '\0') + r.key] = people[found].key;
+      for (const TypedValue& e : r.contact.emails) {
+        by_email.emplace(LowerEmail(e.value), found);
+      }
+    }
+  }
+  return people;
+}
+
+Result<RuleInput> SelectRule(const RuleSpec& rule, const std::vector<SourcePeople>& sources) {
   RuleInput in;
-  in.desired.reserve(records.size());
-  for (const SourceRecord& r : records) {
+  std::vector<SourceRecord> merged;
+  const std::vector<SourceRecord>* records = sources.front().records;
+  if (sources.size() > 1) {
+    merged = MergeSources(sources, &in.origin);
+    records = &merged;
+  } else {
+    for (const SourceRecord& r : *records) {
+      in.origin[sources.front().name + std::string(1, '\0') + r.key] = r.key;
+    }
+  }
+  // Field rules change what is written for the same source content: they are
+  // part of every desired item's hash, so that editing them rewrites (or
+  // re-merges) each item once.
+  const std::string policy = rule.fields.empty() ? std::string() : rule.fields.Fingerprint();
+  in.desired.reserve(records->size());
+  for (const SourceRecord& r : *records) {
     if (!rule.filter.Matches([&](std::string_view f) { return LookupField(r, f); })) continue;
     auto contact = std::make_shared<const Contact>(r.contact);
-    in.desired.push_back(DesiredItem{r.key, ContentHash(*contact), contact});
+    std::string hash = ContentHash(*contact);
+    if (!policy.empty()) hash = HashHex(hash + "\n" + policy);
+    in.desired.push_back(DesiredItem{r.key, std::move(hash), contact, MatchHashes(*contact)});
   }
   std::sort(in.desired.begin(), in.desired.end(),
             [](const DesiredItem& a, const DesiredItem& b) { return a.key < b.key; });
   for (size_t i = 1; i < in.desired.size(); ++i) {
     if (in.desired[i].key == in.desired[i - 1].key) {
-      return MakeError(ErrorKind::kInvalidData, "rule " + rule.name + ": source " + rule.source +
-                                                    " has two people with the key \"" +
-                                                    in.desired[i].key + "\"");
+      return MakeError(ErrorKind::kInvalidData,
+                       "rule " + rule.name + ": source " + sources.front().name +
+                           " has two people with the key \"" + in.desired[i].key + "\"");
     }
   }
-  for (const DesiredItem& d : in.desired) in.by_key.emplace(d.key, &d);
+  for (const DesiredItem& d : in.desired) {
+    in.by_key.emplace(d.key, &d);
+    for (const TypedValue& e : d.contact->emails) in.by_email.emplace(LowerEmail(e.value), d.key);
+  }
   in.fingerprint = SelectionFingerprint(in.desired);
   return in;
 }
@@ -103,9 +223,19 @@ std::vector<std::string> DiffKeys(const std::vector<SnapshotEntry>& before,
 
 class CollectionRun {
  public:
+  // `self_key`: the target user's own person, left out of their collection.
+  // `create`: false when offboarding (a missing collection stays missing).
   CollectionRun(const RuleSpec& rule, const RuleInput& input, Target& target, StateStore& store,
-                const RunOptions& options, CollectionReport& report)
-      : rule_(rule), in_(input), target_(target), store_(store), opt_(options), report_(report) {}
+                const RunOptions& options, CollectionReport& report, std::string self_key,
+                bool create = true)
+      : rule_(rule),
+        in_(input),
+        target_(target),
+        store_(store),
+        opt_(options),
+        report_(report),
+        self_key_(std::move(self_key)),
+        create_(create) {}
 
   void Run(const std::string& user) {
     Status st = RunInner(user);
@@ -118,11 +248,38 @@ class CollectionRun {
     return WithRetries<T>(opt_.retry, *opt_.clock, op);
   }
 
+  bool SelfExcluded() const { return !self_key_.empty() && in_.by_key.count(self_key_) > 0; }
+
+  int64_t DesiredCount() const {
+    return static_cast<int64_t>(in_.desired.size()) - (SelfExcluded() ? 1 : 0);
+  }
+
+  // The rule's selection without the user's own card; built only when needed.
+  const std::vector<DesiredItem>& Desired() {
+    if (!SelfExcluded()) return in_.desired;
+    if (own_desired_.empty()) {
+      own_desired_.reserve(in_.desired.size());
+      for (const DesiredItem& d : in_.desired) {
+        if (d.key != self_key_) own_desired_.push_back(d);
+      }
+    }
+    return own_desired_;
+  }
+
+  // What a collection records as matched: the rule's selection fingerprint,
+  // specialised by what makes this collection's content differ from it.
+  std::string Fingerprint(const std::string& selection) const {
+    if (selection.empty()) return selection;
+    if (self_key_.empty() && rule_.adopt == AdoptMode::kNever) return selection;
+    return HashHex(selection + "\nself " + self_key_ + "\nadopt " +
+                   (rule_.adopt == AdoptMode::kMerge ? "merge" : "never"));
+  }
+
   // Opens the collection and lists it from the stored token (from scratch when
   // it is not the collection the state describes).
   Result<Listing> OpenAndList(const CollectionSpec& spec, CollectionState& state) {
     collection_.reset();
-    ROSTER_ASSIGN_OR_RETURN(collection_, target_.Open(spec, /*create=*/!opt_.dry_run));
+    ROSTER_ASSIGN_OR_RETURN(collection_, target_.Open(spec, /*create=*/create_ && !opt_.dry_run));
     if (!state.url.empty() && state.url != collection_->id()) {
       // A different collection than last time (recreated or moved): what we
       // knew of the old one says nothing about this one.
@@ -163,9 +320,12 @@ class CollectionRun {
       listed = OpenAndList(spec, state);
     }
     if (!listed.ok()) {
+      if (!create_ && listed.error().kind == ErrorKind::kNotFound) {
+        return {};  // offboarding a collection that is already gone
+      }
       if (opt_.dry_run && listed.error().kind == ErrorKind::kNotFound && !collection_) {
         // Nothing there yet: the plan is to create everything.
-        return PlanAndRun(nullptr, state, {}, in_.desired, 0, 0);
+        return PlanAndRun(nullptr, state, {}, Desired(), 0, 0);
       }
       return listed.take_error();
     }
@@ -174,12 +334,12 @@ class CollectionRun {
 
     bool quiet = !listing.full && listing.changed.empty() && listing.removed.empty() &&
                  !state.sync_token.empty() && !in_.previous.fingerprint.empty();
-    if (quiet && state.synced_snapshot == in_.fingerprint) {
+    if (quiet && state.synced_snapshot == Fingerprint(in_.fingerprint)) {
       // Nothing changed on either side since a clean run: not one item is read.
-      report_.counts.unchanged = static_cast<int64_t>(in_.desired.size());
+      report_.counts.unchanged = DesiredCount();
       return Finish(state, /*wrote=*/false);
     }
-    if (quiet && state.synced_snapshot == in_.previous.fingerprint) {
+    if (quiet && state.synced_snapshot == Fingerprint(in_.previous.fingerprint)) {
       return PlanIncremental(state);
     }
     return PlanFull(state, listing);
@@ -192,13 +352,24 @@ class CollectionRun {
     ROSTER_ASSIGN_OR_RETURN(int64_t managed, store_.CountManaged(state.id));
     std::vector<DesiredItem> subset;
     for (const std::string& k : in_.changed_keys) {
+      if (k == self_key_) continue;
       auto it = in_.by_key.find(k);
       if (it != in_.by_key.end()) subset.push_back(*it->second);
     }
     std::vector<CurrentItem> current;
     current.reserve(items.size());
-    for (const ItemState& s : items) current.push_back({s.href, s.etag, s.key, s.hash, true});
-    int64_t outside = static_cast<int64_t>(in_.desired.size() - subset.size());
+    for (ItemState& s : items) {
+      fields_by_href_[s.href] = std::move(s.fields);
+      current.push_back({s.href, s.etag, s.key, s.hash, true, {}});
+    }
+    if (!subset.empty()) {
+      // The user's own cards, in case a new person is someone they already have.
+      ROSTER_ASSIGN_OR_RETURN(auto own, store_.LoadUnmanaged(state.id));
+      for (const ItemState& s : own) {
+        current.push_back({s.href, s.etag, "", s.hash, true, SplitMatch(s.match)});
+      }
+    }
+    int64_t outside = DesiredCount() - static_cast<int64_t>(subset.size());
     return PlanAndRun(collection_.get(), state, current, subset, managed, outside);
   }
 
@@ -263,9 +434,14 @@ class CollectionRun {
         std::string key =
             r.parse_error.empty() && r.tag && r.tag->rule == rule_.name ? r.tag->key : "";
         w.recorded = w.recorded && key == w.s.key;
+        if (key != w.s.key) w.s.fields.clear();  // what we wrote belongs to another item
         w.s.etag = w.s.etag_seen = r.etag;
         w.s.key = std::move(key);
         w.s.hash = r.content_hash;
+        // Someone's own card (not another rule's): remember how to recognise it.
+        w.s.match = w.s.key.empty() && r.parse_error.empty() && !r.tag
+                        ? JoinMatch(MatchHashes(r.contact))
+                        : std::string();
         if (!r.parse_error.empty()) {
           report_.warnings.push_back(r.href +
                                      " could not be read and is left alone: " + r.parse_error);
@@ -289,13 +465,25 @@ class CollectionRun {
     current.reserve(items.size());
     int64_t managed = 0;
     for (Work& w : items) {
-      if (w.gone || w.s.key.empty()) continue;
+      if (w.gone) continue;
+      if (w.s.key.empty()) {
+        if (!w.s.match.empty()) {
+          current.push_back({std::move(w.s.href), std::move(w.s.etag), "", std::move(w.s.hash),
+                             true, SplitMatch(w.s.match)});
+        }
+        continue;
+      }
       ++managed;
-      current.push_back({std::move(w.s.href), std::move(w.s.etag), std::move(w.s.key),
-                         std::move(w.s.hash), w.recorded});
+      fields_by_href_[w.s.href] = std::move(w.s.fields);
+      current.push_back({std::move(w.s.href),
+                         std::move(w.s.etag),
+                         std::move(w.s.key),
+                         std::move(w.s.hash),
+                         w.recorded,
+                         {}});
     }
     items.clear();
-    return PlanAndRun(collection_.get(), state, current, in_.desired, managed, 0);
+    return PlanAndRun(collection_.get(), state, current, Desired(), managed, 0);
   }
 
   Status PlanAndRun(Collection* collection, const CollectionState& state,
@@ -311,6 +499,7 @@ class CollectionRun {
     input.unchanged_outside = outside;
     input.max_delete_percent = rule_.max_delete_percent;
     input.force = opt_.force;
+    input.adopt = rule_.adopt;
     Plan plan = PlanCollection(input);
     if (!plan.guard.empty()) {
       report_.guard_tripped = true;
@@ -348,6 +537,21 @@ class CollectionRun {
     ctx.resource_name = [&](const std::string& k) {
       return target_.ResourceName(ManagedTag{rule_.name, k});
     };
+    if (!rule_.fields.empty()) {
+      const FieldPolicy& policy = rule_.fields;
+      ctx.prepare = [&policy](const DesiredItem& want, const RemoteItem* remote,
+                              const std::string& fields) {
+        auto before = DecodeFieldMemory(fields);
+        FieldMemory after;
+        Contact merged = MergeContact(*want.contact, remote ? &remote->contact : nullptr, policy,
+                                      before.ok() ? *before : FieldMemory(), &after);
+        return PreparedWrite{std::move(merged), EncodeFieldMemory(after)};
+      };
+      ctx.stored_fields = [this](const std::string& href) {
+        auto it = fields_by_href_.find(href);
+        return it == fields_by_href_.end() ? std::string() : it->second;
+      };
+    }
     ctx.retry = opt_.retry;
     ctx.clock = opt_.clock;
     ExecuteResult result = ExecutePlan(plan, ctx);
@@ -398,7 +602,7 @@ class CollectionRun {
     } else if (!token_.empty() && token_ != state.sync_token) {
       ROSTER_RETURN_IF_ERROR(store_.SetSyncToken(state.id, token_));
     }
-    return store_.SetSyncedSnapshot(state.id, clean ? in_.fingerprint : std::string());
+    return store_.SetSyncedSnapshot(state.id, clean ? Fingerprint(in_.fingerprint) : std::string());
   }
 
   const RuleSpec& rule_;
@@ -407,6 +611,10 @@ class CollectionRun {
   StateStore& store_;
   const RunOptions& opt_;
   CollectionReport& report_;
+  const std::string self_key_;
+  const bool create_;
+  std::vector<DesiredItem> own_desired_;
+  std::unordered_map<std::string, std::string> fields_by_href_;
   std::unique_ptr<Collection> collection_;
   std::string token_;
   std::vector<ItemState> written_;
@@ -417,6 +625,27 @@ class CollectionRun {
 
 Engine::Engine(EngineConfig config, StateStore& store)
     : config_(std::move(config)), store_(store) {}
+
+namespace {
+
+// A target user of one rule, as resolved for this run.
+struct TargetUser {
+  std::string name;
+  std::string self_key;
+};
+
+// Everything one rule needs before its collections are worked on.
+struct RuleWork {
+  const RuleSpec* rule = nullptr;
+  TargetEntry* target = nullptr;
+  RuleInput in;
+  std::vector<TargetUser> users;
+  // Collections the state knows for the rule whose user no longer receives it.
+  std::vector<std::pair<CollectionKey, CollectionState>> leaving;
+  bool offboard_guard = false;
+};
+
+}  // namespace
 
 RunReport Engine::Run(const RunOptions& options_in) {
   RunOptions options = options_in;
@@ -432,34 +661,112 @@ RunReport Engine::Run(const RunOptions& options_in) {
     run_id = *run;
   }
 
-  // Each source is read once per run, whatever the number of rules using it.
+  // Each source is read, transformed and filtered once per run, whatever the
+  // number of rules using it.
   std::map<std::string, Result<std::vector<SourceRecord>>> read;
   auto records_of = [&](const std::string& name) -> const Result<std::vector<SourceRecord>>& {
     auto it = read.find(name);
-    if (it == read.end()) {
-      it = read.emplace(name, config_.sources.at(name)->ReadAll()).first;
+    if (it != read.end()) return it->second;
+    SourceEntry& entry = config_.sources.at(name);
+    auto records = entry.source->ReadAll();
+    for (const std::string& w : entry.source->Warnings()) report.warnings.push_back(w);
+    if (records.ok()) {
+      size_t before = records->size();
+      if (!entry.exclude.text().empty()) {
+        std::erase_if(*records, [&](const SourceRecord& r) {
+          return entry.exclude.Matches([&](std::string_view f) { return LookupField(r, f); });
+        });
+      }
+      TransformReport tr;
+      TransformRecords(entry.transform, *records, tr, name);
+      report.warnings.insert(report.warnings.end(), tr.warnings.begin(), tr.warnings.end());
+      std::string notice = "source " + name + ": " + std::to_string(before) + " read";
+      if (before != records->size()) {
+        notice += ", " + std::to_string(before - records->size()) + " excluded";
+      }
+      if (tr.phones_normalised) {
+        notice += ", " + std::to_string(tr.phones_normalised) + " phone numbers normalised";
+      }
+      if (tr.photos_resampled) {
+        notice += ", " + std::to_string(tr.photos_resampled) + " photos made smaller";
+      }
+      if (tr.photos_dropped)
+        notice += ", " + std::to_string(tr.photos_dropped) + " photos left out";
+      if (tr.fields_hidden) {
+        notice += ", " + std::to_string(tr.fields_hidden) + " fields hidden by opt-out";
+      }
+      report.notices.push_back(notice);
     }
-    return it->second;
+    return read.emplace(name, std::move(records)).first->second;
   };
 
-  size_t total = 0;
-  for (const RuleSpec& rule : config_.rules) total += config_.targets.at(rule.target).users.size();
-  std::atomic<size_t> done{0};
-  std::mutex report_mu;
-
+  // Phase 1: per rule, read and select the people, resolve who receives them,
+  // and check the guards. Nothing is written yet.
+  std::vector<RuleWork> work;
   for (const RuleSpec& rule : config_.rules) {
-    const auto& records = records_of(rule.source);
-    if (!records.ok()) {
-      report.errors.push_back("rule " + rule.name + ": " + records.error().message +
-                              "; no address book was changed");
-      continue;
+    std::vector<SourcePeople> sources;
+    bool readable = true;
+    for (const std::string& name : rule.sources) {
+      const auto& records = records_of(name);
+      if (!records.ok()) {
+        report.errors.push_back("rule " + rule.name + ": " + records.error().message +
+                                "; no address book was changed");
+        readable = false;
+        break;
+      }
+      sources.push_back(SourcePeople{name, &*records});
     }
-    auto selected = SelectRule(rule, *records);
+    if (!readable) continue;
+    auto selected = SelectRule(rule, sources);
     if (!selected.ok()) {
       report.errors.push_back(selected.error().message + "; no address book was changed");
       continue;
     }
-    RuleInput& in = *selected;
+    RuleWork w;
+    w.rule = &rule;
+    w.target = &config_.targets.at(rule.target);
+    w.in = std::move(selected).value();
+    RuleInput& in = w.in;
+
+    // Who receives the rule.
+    std::vector<std::string> names;
+    std::vector<std::string> directory_keys;
+    if (rule.users && !rule.users->directory.empty()) {
+      const UserSelection& sel = *rule.users;
+      Directory* dir = config_.directories.at(sel.directory);
+      auto found = sel.group.empty() ? dir->SearchUsers(sel.query, sel.attribute)
+                                     : dir->GroupMembers(sel.group, sel.attribute);
+      if (!found.ok()) {
+        report.errors.push_back("rule " + rule.name + ": target users: " + found.error().message +
+                                "; no address book was changed");
+        continue;
+      }
+      std::set<std::string> seen;
+      for (const DirectoryUser& u : *found) {
+        if (u.values.empty() || u.values.front().empty()) {
+          report.warnings.push_back("rule " + rule.name + ": " + u.dn + " has no " + sel.attribute +
+                                    " and receives nothing");
+          continue;
+        }
+        if (!seen.insert(text::AsciiLower(u.values.front())).second) continue;
+        names.push_back(u.values.front());
+        auto origin = in.origin.find(sel.directory + std::string(1, '\0') + u.key);
+        directory_keys.push_back(origin == in.origin.end() ? std::string() : origin->second);
+      }
+    } else {
+      names = rule.users ? rule.users->fixed : w.target->users;
+      directory_keys.assign(names.size(), std::string());
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::string self = directory_keys[i];
+      if (self.empty()) {
+        // A fixed user named by e-mail address: their own card has that address.
+        auto it = in.by_email.find(LowerEmail(names[i]));
+        if (it != in.by_email.end()) self = it->second;
+      }
+      w.users.push_back(TargetUser{names[i], rule.include_self ? std::string() : self});
+    }
+
     auto previous = store_.LoadSnapshot(rule.name);
     if (!previous.ok()) {
       report.errors.push_back(previous.error().message);
@@ -477,27 +784,71 @@ RunReport Engine::Run(const RunOptions& options_in) {
       for (const SnapshotEntry& e : in.previous.entries) gone += in.by_key.count(e.key) ? 0 : 1;
       if (gone > 0 && gone * 100 > static_cast<int64_t>(rule.max_delete_percent) * before) {
         report.guard_tripped = true;
+        std::string what = rule.sources.size() == 1 ? "source " + rule.sources.front()
+                                                    : std::string("the sources");
         report.errors.push_back(
-            "deletion guard: rule " + rule.name + ": source " + rule.source + " lost " +
-            std::to_string(gone) + " of " + std::to_string(before) +
-            " people since the last sync (" + std::to_string(gone * 100 / before) +
+            "deletion guard: rule " + rule.name + ": " + what + " lost " + std::to_string(gone) +
+            " of " + std::to_string(before) + " people since the last sync (" +
+            std::to_string(gone * 100 / before) +
             "%), more than max_delete_percent = " + std::to_string(rule.max_delete_percent) +
             "; no address book was changed (use --force if this is intended)");
         continue;
       }
     }
 
-    TargetEntry& entry = config_.targets.at(rule.target);
-    std::vector<CollectionReport> reports(entry.users.size());
-    for (size_t i = 0; i < entry.users.size(); ++i) {
-      reports[i].key = CollectionKey{rule.name, rule.target, entry.users[i]};
+    // Users who no longer receive the rule. Losing many at once (a group
+    // emptied by mistake, a query that stopped matching) is held back like a
+    // shrinking source.
+    auto known = store_.ListCollections(rule.name);
+    if (!known.ok()) {
+      report.errors.push_back(known.error().message);
+      continue;
     }
-    // At most max_in_flight collections of one target are worked on at once,
-    // each over its own connection.
+    std::set<std::string> current;
+    for (const TargetUser& u : w.users) current.insert(u.name);
+    for (auto& entry : *known) {
+      if (entry.first.target != rule.target || !current.count(entry.first.user)) {
+        w.leaving.push_back(std::move(entry));
+      }
+    }
+    if (!options.force && !w.leaving.empty()) {
+      int64_t before = static_cast<int64_t>(known->size());
+      int64_t gone = static_cast<int64_t>(w.leaving.size());
+      if (gone * 100 > static_cast<int64_t>(rule.max_delete_percent) * before) {
+        report.guard_tripped = true;
+        w.offboard_guard = true;
+        report.errors.push_back(
+            "deletion guard: rule " + rule.name + ": " + std::to_string(gone) + " of " +
+            std::to_string(before) + " users no longer receive it (" +
+            std::to_string(gone * 100 / before) +
+            "%), more than max_delete_percent = " + std::to_string(rule.max_delete_percent) +
+            "; their address books were left as they are (use --force if this is intended)");
+      }
+    }
+    work.push_back(std::move(w));
+  }
+
+  size_t total = 0;
+  for (const RuleWork& w : work) {
+    total += w.users.size() + (w.offboard_guard ? 0 : w.leaving.size());
+  }
+  std::atomic<size_t> done{0};
+  std::mutex report_mu;
+
+  // Phase 2: every collection, at most max_in_flight of one target at once.
+  for (RuleWork& w : work) {
+    const RuleSpec& rule = *w.rule;
+    RuleInput& in = w.in;
+    TargetEntry& entry = *w.target;
+    std::vector<CollectionReport> reports(w.users.size());
+    for (size_t i = 0; i < w.users.size(); ++i) {
+      reports[i].key = CollectionKey{rule.name, rule.target, w.users[i].name};
+    }
     std::atomic<size_t> next{0};
     auto worker = [&] {
-      for (size_t i; (i = next.fetch_add(1)) < entry.users.size();) {
-        CollectionRun(rule, in, *entry.target, store_, options, reports[i]).Run(entry.users[i]);
+      for (size_t i; (i = next.fetch_add(1)) < w.users.size();) {
+        CollectionRun(rule, in, *entry.target, store_, options, reports[i], w.users[i].self_key)
+            .Run(w.users[i].name);
         size_t n = ++done;
         if (options.on_collection) {
           std::lock_guard lock(report_mu);
@@ -505,12 +856,40 @@ RunReport Engine::Run(const RunOptions& options_in) {
         }
       }
     };
-    int threads = std::max(
-        1, std::min<int>(entry.target->max_in_flight(), static_cast<int>(entry.users.size())));
+    int threads =
+        std::max(1, std::min<int>(entry.target->max_in_flight(), static_cast<int>(w.users.size())));
     std::vector<std::thread> pool;
     for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
     worker();
     for (std::thread& t : pool) t.join();
+
+    // Offboarding: users who left the rule lose roster's items (or, with
+    // offboard = "keep", keep them and stop receiving updates).
+    if (!w.offboard_guard) {
+      RuleInput nobody;
+      nobody.fingerprint = SelectionFingerprint({});
+      RunOptions forced = options;
+      forced.force = true;  // the user-level guard above stands for this
+      for (auto& [key, state] : w.leaving) {
+        CollectionReport r;
+        r.key = key;
+        r.offboarded = true;
+        auto target = config_.targets.find(key.target);
+        if (rule.offboard_remove && target != config_.targets.end()) {
+          CollectionRun(rule, nobody, *target->second.target, store_, forced, r, "",
+                        /*create=*/false)
+              .Run(key.user);
+        }
+        if (!options.dry_run && r.errors.empty() && r.counts.errors == 0 &&
+            r.counts.conflicts == 0) {
+          Status st = store_.DeleteCollection(state.id);
+          if (!st.ok()) r.errors.push_back(st.error().message);
+        }
+        size_t n = ++done;
+        if (options.on_collection) options.on_collection(r, n, total);
+        reports.push_back(std::move(r));
+      }
+    }
 
     bool guard = false;
     for (const CollectionReport& r : reports) guard = guard || r.guard_tripped;
@@ -521,7 +900,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
         if (!st.ok()) report.errors.push_back(st.error().message);
       }
       if (!guard && in.fingerprint != in.previous.fingerprint) {
-        Snapshot snap{in.fingerprint, {}};
+        Snapshot snap{in.fingerprint, {}, ""};
         snap.entries.reserve(in.desired.size());
         for (const DesiredItem& d : in.desired) snap.entries.push_back({d.key, d.hash});
         Status st = store_.SaveSnapshot(rule.name, snap);

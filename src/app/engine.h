@@ -6,23 +6,49 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/connector.h"
 #include "filter/filter.h"
+#include "mapping/mapping.h"
 #include "state/state.h"
 #include "sync/sync.h"
 
 namespace roster {
 
+// Who receives a rule's collection: a fixed list, or people of a directory.
+struct UserSelection {
+  std::vector<std::string> fixed;  // used when `directory` is empty
+  std::string directory;           // a source of EngineConfig::directories
+  std::string group;               // every member of this group, nested groups included
+  std::string query;               // or everyone matching this directory query
+  std::string attribute;           // the directory attribute that names the account
+};
+
 struct RuleSpec {
   std::string name;
-  std::string source;
+  // In priority order. With several, people are merged on e-mail address and
+  // each field comes from the first source that has a value for it.
+  std::vector<std::string> sources;
   std::string target;
   std::string display_name;  // of the collection roster manages in each user's account
   Filter filter;
   int max_delete_percent = 20;
+  std::optional<UserSelection> users;  // absent: the target's own user list
+  bool include_self = false;           // send target users their own card
+  FieldPolicy fields;                  // per-field rules; empty: the source overwrites all
+  AdoptMode adopt = AdoptMode::kNever;
+  bool offboard_remove = true;  // a user who leaves the rule loses roster's items
+};
+
+struct SourceEntry {
+  SourceEntry() = default;
+  SourceEntry(std::unique_ptr<Source> s) : source(std::move(s)) {}  // NOLINT: implicit on purpose
+  std::unique_ptr<Source> source;
+  TransformOptions transform;  // phones, photos, opt-out
+  Filter exclude;              // entries never sent by any rule (disabled, hidden)
 };
 
 struct TargetEntry {
@@ -31,7 +57,9 @@ struct TargetEntry {
 };
 
 struct EngineConfig {
-  std::map<std::string, std::unique_ptr<Source>> sources;
+  std::map<std::string, SourceEntry> sources;
+  // Sources that can also name target users (LDAP); not owned.
+  std::map<std::string, Directory*> directories;
   std::map<std::string, TargetEntry> targets;
   std::vector<RuleSpec> rules;
 };
@@ -44,11 +72,14 @@ struct CollectionReport {
   std::vector<std::string> warnings;   // e.g. unreadable items in the collection
   std::vector<std::string> planned;    // dry run: the actions, described
   bool guard_tripped = false;
+  bool offboarded = false;  // the user left the rule: roster's items removed or let go
 };
 
 struct RunReport {
   std::vector<CollectionReport> collections;
-  std::vector<std::string> errors;  // rule-level: source unreadable, guard
+  std::vector<std::string> errors;    // rule-level: source unreadable, guard
+  std::vector<std::string> warnings;  // source-level: repaired values, unreadable phones
+  std::vector<std::string> notices;   // one line per rule on what the sources gave
   bool guard_tripped = false;
 
   Counts Totals() const;

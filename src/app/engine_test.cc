@@ -44,15 +44,16 @@ class EngineTest : public ::testing::Test {
     EngineConfig config;
     auto source = std::make_unique<VectorSource>(&people_);
     source->fail = source_fails_;
-    config.sources["staff"] = std::move(source);
+    config.sources["staff"] = SourceEntry(std::move(source));
     config.targets["mem"] = TargetEntry{NewMemoryTarget(server_, 2), users_};
     RuleSpec rule;
     rule.name = "company";
-    rule.source = "staff";
+    rule.sources = {"staff"};
     rule.target = "mem";
     rule.display_name = "Company";
     rule.filter = std::move(Filter::Parse(filter)).value();
     rule.max_delete_percent = 20;
+    if (customize_) customize_(config, rule);
     config.rules.push_back(std::move(rule));
     Engine engine(std::move(config), *store_);
     RunOptions options;
@@ -86,6 +87,30 @@ class EngineTest : public ::testing::Test {
   std::vector<SourceRecord> people_;
   std::vector<std::string> users_ = {"alice", "bob", "carol"};
   bool source_fails_ = false;
+  std::function<void(EngineConfig&, RuleSpec&)> customize_;
+
+  // Copies of each key in a user's book (managed items only).
+  std::map<std::string, int> Keys(const std::string& user) {
+    std::map<std::string, int> keys;
+    for (const auto& [href, item] : server_->Items(user)) {
+      if (item.tag) ++keys[item.tag->key];
+    }
+    return keys;
+  }
+};
+
+// A directory with fixed members, for target users taken from a group.
+class FakeDirectory final : public Directory {
+ public:
+  Result<std::vector<DirectoryUser>> GroupMembers(const std::string& group,
+                                                  const std::string&) override {
+    if (group != "cn=sales") return MakeError(ErrorKind::kNotFound, "no group " + group);
+    return members;
+  }
+  Result<std::vector<DirectoryUser>> SearchUsers(const std::string&, const std::string&) override {
+    return members;
+  }
+  std::vector<DirectoryUser> members;
 };
 
 TEST_F(EngineTest, FirstSyncCreatesEverythingAndSecondWritesAndReadsNothing) {
@@ -223,6 +248,226 @@ TEST_F(EngineTest, FilterSelectsPeople) {
   RunReport r = Run(false, false, "department != 'contractors'");
   EXPECT_EQ(r.ExitCode(), 0);
   EXPECT_EQ(r.Totals().created, 147);
+}
+
+TEST_F(EngineTest, TargetUsersNeverGetTheirOwnCard) {
+  users_ = {"p1@example.com", "P2@Example.com", "nobody@example.com"};
+  ASSERT_EQ(Run().ExitCode(), 0);
+  EXPECT_EQ(Keys("p1@example.com").size(), 49u);
+  EXPECT_EQ(Keys("p1@example.com").count("p1001"), 0u);
+  EXPECT_EQ(Keys("P2@Example.com").count("p1002"), 0u);
+  EXPECT_EQ(Keys("nobody@example.com").size(), 50u);
+  server_->ResetCounters();
+  RunReport quiet = Run();
+  EXPECT_EQ(quiet.Totals().unchanged, 49 + 49 + 50);
+  EXPECT_EQ(server_->counters().writes() + server_->counters().fetched, 0);
+  // Configured to include themselves: one create each, nothing else.
+  customize_ = [](EngineConfig&, RuleSpec& rule) { rule.include_self = true; };
+  RunReport with_self = Run();
+  EXPECT_EQ(with_self.Totals().created, 2);
+  EXPECT_EQ(Keys("p1@example.com").size(), 50u);
+}
+
+TEST_F(EngineTest, TargetUsersFromADirectoryGroupExcludeThemselvesByKey) {
+  FakeDirectory dir;
+  dir.members = {{"p1003", "uid=p3", {"u3"}}, {"p1004", "uid=p4", {"u4"}}, {"x", "uid=x", {}}};
+  customize_ = [&](EngineConfig& config, RuleSpec& rule) {
+    config.directories["staff"] = &dir;
+    rule.users = UserSelection{{}, "staff", "cn=sales", "", "uid"};
+  };
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 0);
+  ASSERT_EQ(r.collections.size(), 2u);
+  EXPECT_EQ(Keys("u3").size(), 49u);
+  EXPECT_EQ(Keys("u3").count("p1003"), 0u);
+  EXPECT_EQ(Keys("u4").count("p1004"), 0u);
+  ASSERT_EQ(r.warnings.size(), 1u);  // uid=x has no uid
+  EXPECT_NE(r.warnings[0].find("uid=x has no uid"), std::string::npos) << r.warnings[0];
+
+  // A missing group fails the rule before anything is written.
+  customize_ = [&](EngineConfig& config, RuleSpec& rule) {
+    config.directories["staff"] = &dir;
+    rule.users = UserSelection{{}, "staff", "cn=gone", "", "uid"};
+  };
+  server_->ResetCounters();
+  RunReport missing = Run();
+  EXPECT_EQ(missing.ExitCode(), 1);
+  EXPECT_EQ(server_->counters().writes(), 0);
+}
+
+TEST_F(EngineTest, UsersWhoLeaveLoseRostersItemsButKeepTheirOwn) {
+  users_ = {"alice", "bob", "carol", "dave", "erin", "frank"};
+  ASSERT_EQ(Run().ExitCode(), 0);
+  Contact mine;
+  mine.formatted_name = "My dentist";
+  server_->PutByHand("bob", "/bob/dentist", mine);
+  users_ = {"alice", "carol", "dave", "erin", "frank"};  // bob left (1 of 6: under 20%)
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 0);
+  EXPECT_EQ(r.Totals().deleted, 50);
+  auto bob = server_->Items("bob");
+  ASSERT_EQ(bob.size(), 1u);
+  EXPECT_EQ(bob.begin()->second.contact.formatted_name, "My dentist");
+  EXPECT_FALSE(store_->FindCollection({"company", "mem", "bob"}).ok());
+  EXPECT_EQ(Keys("alice").size(), 50u);
+
+  // Two of five leaving at once (40%) is held back; --force lets it pass.
+  users_ = {"alice", "carol", "dave"};
+  server_->ResetCounters();
+  RunReport held = Run();
+  EXPECT_EQ(held.ExitCode(), 3);
+  EXPECT_EQ(server_->counters().writes(), 0);
+  EXPECT_EQ(Keys("erin").size(), 50u);
+  RunReport forced = Run(false, /*force=*/true);
+  EXPECT_EQ(forced.ExitCode(), 0);
+  EXPECT_TRUE(Keys("erin").empty());
+  EXPECT_TRUE(Keys("frank").empty());
+}
+
+TEST_F(EngineTest, OffboardKeepLeavesTheItemsAndStopsUpdates) {
+  users_ = {"alice", "bob", "carol", "dave", "erin", "frank"};
+  customize_ = [](EngineConfig&, RuleSpec& rule) { rule.offboard_remove = false; };
+  ASSERT_EQ(Run().ExitCode(), 0);
+  users_ = {"alice", "carol", "dave", "erin", "frank"};
+  server_->ResetCounters();
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 0);
+  EXPECT_EQ(server_->counters().writes(), 0);
+  EXPECT_EQ(Keys("bob").size(), 50u);
+  people_[0].contact.title = "New title";
+  ASSERT_EQ(Run().ExitCode(), 0);
+  for (const auto& [href, item] : server_->Items("bob")) {
+    EXPECT_NE(item.contact.title, "New title");
+  }
+}
+
+TEST_F(EngineTest, KeepUserFieldSurvivesEverySyncAndIfBlankFillsOnlyBlanks) {
+  customize_ = [](EngineConfig&, RuleSpec& rule) {
+    rule.fields =
+        std::move(ParseFieldPolicy({{"note", "keep_user"}, {"title", "if_blank"}})).value();
+  };
+  people_[0].contact.note = "from HR";
+  ASSERT_EQ(Run().ExitCode(), 0);
+  auto find = [&](const std::string& user, const std::string& key) {
+    for (const auto& [href, item] : server_->Items(user)) {
+      if (item.tag && item.tag->key == key) return std::make_pair(href, item);
+    }
+    return std::make_pair(std::string(), MemoryItem{});
+  };
+  auto [href, item] = find("alice", "p1000");
+  EXPECT_EQ(item.contact.note, "from HR");
+  Contact edited = item.contact;
+  edited.note = "call after 10";
+  edited.title = "Boss";  // the user fills the blank title
+  server_->PutByHand("alice", href, edited, item.tag);
+
+  people_[0].contact.note = "from HR, revised";
+  people_[0].contact.title = "Engineer";
+  people_[0].contact.department = "R&D";
+  server_->ResetCounters();
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 0);
+  EXPECT_EQ(server_->counters().writes(), 3);  // one per user
+  auto after = find("alice", "p1000").second;
+  EXPECT_EQ(after.contact.note, "call after 10");  // the user's edit survives
+  EXPECT_EQ(after.contact.title, "Boss");          // if_blank: theirs was filled
+  EXPECT_EQ(after.contact.department, "R&D");      // overwrite
+  auto bobs = find("bob", "p1000").second;
+  EXPECT_EQ(bobs.contact.note, "from HR, revised");  // bob never edited it
+  EXPECT_EQ(bobs.contact.title, "Engineer");
+
+  server_->ResetCounters();
+  RunReport quiet = Run();
+  EXPECT_EQ(quiet.ExitCode(), 0);
+  EXPECT_EQ(server_->counters().writes(), 0);
+  EXPECT_EQ(server_->counters().fetched, 0);
+  EXPECT_EQ(find("alice", "p1000").second.contact.note, "call after 10");
+}
+
+TEST_F(EngineTest, AUsersOwnCardForAPersonIsSkippedOrTakenOver) {
+  Contact own;
+  own.formatted_name = "Given3 (my friend)";
+  own.emails.push_back({"P3@example.com", {"home"}, false});
+  own.note = "knows my family";
+  server_->PutByHand("alice", "/alice/own-p3", own);
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 0);
+  EXPECT_EQ(r.Totals().skipped, 1);
+  EXPECT_EQ(Keys("alice").count("p1003"), 0u);  // no duplicate of their card
+  EXPECT_EQ(Keys("bob").count("p1003"), 1u);
+  EXPECT_EQ(server_->Items("alice").at("/alice/own-p3").contact.note, "knows my family");
+  ASSERT_EQ(Run().Totals().skipped, 0);  // quiet: not planned again
+
+  customize_ = [](EngineConfig&, RuleSpec& rule) {
+    rule.adopt = AdoptMode::kMerge;
+    rule.fields = std::move(ParseFieldPolicy({{"note", "keep_user"}})).value();
+  };
+  RunReport merged = Run();
+  EXPECT_EQ(merged.ExitCode(), 0);
+  EXPECT_EQ(Keys("alice").count("p1003"), 1u);
+  MemoryItem taken = server_->Items("alice").at("/alice/own-p3");
+  ASSERT_TRUE(taken.tag.has_value());
+  EXPECT_EQ(taken.tag->key, "p1003");
+  EXPECT_EQ(taken.contact.note, "knows my family");  // keep_user: theirs stays
+  EXPECT_EQ(taken.contact.given_name, "Given3");     // the rest from the source
+  EXPECT_EQ(server_->Items("alice").size(), 50u);
+}
+
+TEST_F(EngineTest, SeveralSourcesMergeOnEmailWithPriority) {
+  std::vector<SourceRecord> hr;
+  SourceRecord a = Person(1);  // same e-mail as staff's p1
+  a.key = "hr-1";
+  a.contact.title = "Head of Sales";
+  a.contact.given_name = "Priority";
+  a.contact.phones.push_back({"+44 20 7946 0001", {"work"}, false});
+  hr.push_back(a);
+  SourceRecord b = Person(99);
+  b.key = "hr-99";
+  hr.push_back(b);
+  customize_ = [&](EngineConfig& config, RuleSpec& rule) {
+    config.sources["hr"] = SourceEntry(std::make_unique<VectorSource>(&hr));
+    rule.sources = {"hr", "staff"};
+  };
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 0);
+  auto keys = Keys("alice");
+  EXPECT_EQ(keys.size(), 51u);  // 50 staff, one merged with hr, plus hr-99
+  EXPECT_EQ(keys.count("hr:hr-1"), 1u);
+  EXPECT_EQ(keys.count("staff:p1001"), 0u);
+  EXPECT_EQ(keys.count("hr:hr-99"), 1u);
+  for (const auto& [href, item] : server_->Items("alice")) {
+    if (item.tag && item.tag->key == "hr:hr-1") {
+      EXPECT_EQ(item.contact.given_name, "Priority");  // hr first
+      EXPECT_EQ(item.contact.department, "Sales");     // both have it: hr's
+      EXPECT_EQ(item.contact.title, "Head of Sales");  // only hr has it
+      EXPECT_EQ(item.contact.phones.size(), 1u);
+    }
+  }
+}
+
+TEST_F(EngineTest, SourceTransformAndExclusionApplyBeforeRules) {
+  people_[0].contact.phones.push_back({"020 7946 0958", {"work"}, false});
+  people_[1].contact.phones.push_back({"n/a", {"cell"}, false});
+  people_[2].attributes["userAccountControl"] = {"514"};
+  customize_ = [](EngineConfig& config, RuleSpec&) {
+    config.sources["staff"].transform.default_region = "GB";
+    config.sources["staff"].exclude =
+        std::move(Filter::Parse("bit(userAccountControl, 2)")).value();
+  };
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 0);
+  EXPECT_EQ(Keys("alice").size(), 49u);
+  EXPECT_EQ(Keys("alice").count("p1002"), 0u);
+  ASSERT_EQ(r.notices.size(), 1u);
+  EXPECT_NE(r.notices[0].find("1 excluded"), std::string::npos) << r.notices[0];
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_EQ(r.warnings[0].find("n/a"), std::string::npos) << r.warnings[0];
+  for (const auto& [href, item] : server_->Items("alice")) {
+    if (item.tag && item.tag->key == "p1000") {
+      ASSERT_EQ(item.contact.phones.size(), 1u);
+      EXPECT_EQ(item.contact.phones[0].value, "+442079460958");
+    }
+  }
 }
 
 }  // namespace

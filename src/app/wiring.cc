@@ -2,6 +2,7 @@
 
 #include "connectors/carddav/carddav.h"
 #include "connectors/csv/csv_source.h"
+#include "connectors/ldap/ldap_source.h"
 #include "connectors/vcarddir/vcarddir_source.h"
 
 namespace roster {
@@ -9,11 +10,45 @@ namespace roster {
 Result<EngineConfig> BuildEngineConfig(const Config& config) {
   EngineConfig out;
   for (const auto& [name, s] : config.sources) {
+    SourceEntry entry;
     if (s.type == "csv") {
-      out.sources[name] = NewCsvSource(CsvSourceOptions{s.path, s.key, s.columns, s.delimiter[0]});
+      entry.source = NewCsvSource(CsvSourceOptions{s.path, s.key, s.columns, s.delimiter[0]});
+    } else if (s.type == "ldap") {
+      LdapOptions o;
+      o.name = name;
+      o.url = s.url;
+      o.starttls = s.starttls;
+      o.ca_file = s.ca_file;
+      o.bind_dn = s.bind_dn;
+      ROSTER_ASSIGN_OR_RETURN(o.password, ReadSourcePassword(s));
+      o.base_dn = s.base_dn;
+      o.filter = s.filter;
+      o.schema = s.schema;
+      o.key_attribute = s.key;
+      o.mapping = s.attributes;
+      o.extra_attributes = s.extra_attributes;
+      // Filters and opt-outs read raw attributes: make sure they are fetched.
+      if (!s.opt_out_attribute.empty()) o.extra_attributes.push_back(s.opt_out_attribute);
+      o.page_size = s.page_size;
+      o.timeout_seconds = s.timeout_seconds;
+      ROSTER_ASSIGN_OR_RETURN(auto dir, OpenLdapDirectory(std::move(o)));
+      out.directories[name] = dir.get();
+      entry.source = std::move(dir);
     } else {
-      out.sources[name] = NewVCardDirSource(s.path);
+      entry.source = NewVCardDirSource(s.path);
     }
+    ROSTER_ASSIGN_OR_RETURN(entry.exclude, Filter::Parse(s.exclude));
+    entry.transform.default_region = s.phone_region;
+    ROSTER_ASSIGN_OR_RETURN(entry.transform.phone_format, ParsePhoneFormat(s.phone_format));
+    entry.transform.photo_max_bytes = static_cast<size_t>(s.photo_max_bytes);
+    entry.transform.photo_max_pixels = s.photo_max_pixels;
+    entry.transform.opt_out_attribute = s.opt_out_attribute;
+    Status valid = ValidateTransformOptions(entry.transform);
+    if (!valid.ok()) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       config.path + ": [sources." + name + "]: " + valid.error().message);
+    }
+    out.sources[name] = std::move(entry);
   }
   for (const auto& [name, t] : config.targets) {
     CardDavOptions o;
@@ -30,11 +65,30 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
   for (const RuleConfig& r : config.rules) {
     RuleSpec spec;
     spec.name = r.name;
-    spec.source = r.source;
+    spec.sources = r.sources;
     spec.target = r.target;
     spec.display_name = r.addressbook;
     ROSTER_ASSIGN_OR_RETURN(spec.filter, Filter::Parse(r.filter));
     spec.max_delete_percent = r.max_delete_percent;
+    if (r.users_from) {
+      UserSelection sel;
+      sel.directory = r.users_from->source;
+      sel.group = r.users_from->group;
+      sel.query = r.users_from->filter;
+      sel.attribute = r.users_from->attribute;
+      spec.users = sel;
+    } else if (!r.users.empty()) {
+      spec.users = UserSelection{r.users, "", "", "", ""};
+    }
+    spec.include_self = r.include_self;
+    auto policy = ParseFieldPolicy(r.fields);
+    if (!policy.ok()) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       config.path + ": rule " + r.name + ": " + policy.error().message);
+    }
+    spec.fields = std::move(policy).value();
+    spec.adopt = r.adopt == "merge" ? AdoptMode::kMerge : AdoptMode::kNever;
+    spec.offboard_remove = r.offboard == "remove";
     out.rules.push_back(std::move(spec));
   }
   return out;

@@ -52,6 +52,7 @@ void PrintJson(const RunReport& report, bool plan) {
     if (!c.conflicts.empty()) t["conflict_messages"] = c.conflicts;
     if (!c.warnings.empty()) t["warnings"] = c.warnings;
     if (plan) t["actions"] = c.planned;
+    if (c.offboarded) t["offboarded"] = true;
     targets.push_back(std::move(t));
   }
   Counts totals = report.Totals();
@@ -59,18 +60,31 @@ void PrintJson(const RunReport& report, bool plan) {
     if (!c.errors.empty() && c.counts.errors == 0) ++totals.errors;
   }
   totals.errors += static_cast<int64_t>(report.errors.size());
-  json out{{"mode", plan ? "plan" : "sync"},
-           {"totals", CountsJson(totals)},
-           {"targets", std::move(targets)},
-           {"errors", report.errors},
+  json out{{"mode", plan ? "plan" : "sync"}, {"totals", CountsJson(totals)},
+           {"targets", std::move(targets)},  {"errors", report.errors},
+           {"warnings", report.warnings},    {"sources", report.notices},
            {"exit_code", report.ExitCode()}};
   std::cout << out.dump(2) << "\n";
 }
 
 void PrintText(const RunReport& report, bool plan, bool verbose) {
   if (plan) std::cout << "Plan (dry run: nothing was written)\n";
+  for (const std::string& n : report.notices) std::cout << n << "\n";
+  // Source warnings can be many (one per unreadable phone number): a few and a
+  // count, unless asked for all.
+  size_t warned = 0;
+  for (const std::string& w : report.warnings) {
+    if (!verbose && warned == 5) {
+      std::cout << "  ... " << (report.warnings.size() - warned)
+                << " more warnings (--verbose lists them all)\n";
+      break;
+    }
+    std::cout << "  warning: " << w << "\n";
+    ++warned;
+  }
   for (const CollectionReport& c : report.collections) {
-    std::cout << "  " << c.key.rule << " -> " << c.key.target << "/" << c.key.user << ": "
+    std::cout << "  " << c.key.rule << " -> " << c.key.target << "/" << c.key.user
+              << (c.offboarded ? " (no longer receives the rule)" : "") << ": "
               << CountsText(c.counts, plan) << "\n";
     size_t shown = 0;
     for (const std::string& a : c.planned) {

@@ -53,6 +53,41 @@ class TableReader {
     return static_cast<int>(v);
   }
 
+  Result<bool> Bool(const std::string& key, bool fallback) {
+    used_.insert(key);
+    const toml::node* node = table_.get(key);
+    if (!node) return fallback;
+    if (!node->is_boolean()) return WrongType(*node, key, "true or false");
+    return *node->value<bool>();
+  }
+
+  // One of `choices`, or the fallback when absent.
+  Result<std::string> Choice(const std::string& key, std::vector<std::string> choices) {
+    ROSTER_ASSIGN_OR_RETURN(std::string v, String(key, false, choices.front()));
+    for (const std::string& c : choices) {
+      if (v == c) return v;
+    }
+    std::string list;
+    for (size_t i = 0; i < choices.size(); ++i) {
+      list += (i == 0 ? "\"" : i + 1 == choices.size() ? " or \"" : ", \"") + choices[i] + "\"";
+    }
+    return MakeError(ErrorKind::kInvalidArgument, At(*table_.get(key)) + ": " + key + " in " +
+                                                      where_ + " must be " + list + ", not \"" + v +
+                                                      "\"");
+  }
+
+  // A table of string values: { field = "value", ... }.
+  Result<std::map<std::string, std::string>> StringMap(const std::string& key) {
+    ROSTER_ASSIGN_OR_RETURN(const toml::table* t, Table(key, false));
+    std::map<std::string, std::string> out;
+    if (!t) return out;
+    for (const auto& [k, node] : *t) {
+      if (!node.is_string()) return WrongType(node, key + "." + std::string(k.str()), "a string");
+      out[std::string(k.str())] = *node.value<std::string>();
+    }
+    return out;
+  }
+
   Result<std::vector<std::string>> Strings(const std::string& key, bool required) {
     used_.insert(key);
     const toml::node* node = table_.get(key);
@@ -115,15 +150,26 @@ std::string Resolve(const std::string& base_dir, const std::string& path) {
   return (fs::path(base_dir) / path).lexically_normal().string();
 }
 
+// A field name of the contact model, or "photo" where photos are meant.
+bool IsFieldName(const std::string& field, bool photo_too) {
+  return IsContactField(field) || (photo_too && field == "photo");
+}
+
+Error UnknownField(const TableReader& r, const std::string& field, const std::string& where) {
+  return MakeError(ErrorKind::kInvalidArgument,
+                   r.At() + ": unknown contact field \"" + field + "\" in " + where +
+                       " (see docs/configuration.md for the field names)");
+}
+
 Result<SourceConfig> ReadSource(const std::string& name, const toml::table& t,
                                 const std::string& file, const std::string& dir) {
   TableReader r(t, "[sources." + name + "]", file);
   SourceConfig s;
   s.name = name;
   ROSTER_ASSIGN_OR_RETURN(s.type, r.String("type", true));
-  ROSTER_ASSIGN_OR_RETURN(std::string path, r.String("path", true));
-  s.path = Resolve(dir, path);
   if (s.type == "csv") {
+    ROSTER_ASSIGN_OR_RETURN(std::string path, r.String("path", true));
+    s.path = Resolve(dir, path);
     ROSTER_ASSIGN_OR_RETURN(s.key, r.String("key", true));
     ROSTER_ASSIGN_OR_RETURN(s.delimiter, r.String("delimiter", false, ","));
     if (s.delimiter.size() != 1) {
@@ -141,13 +187,85 @@ Result<SourceConfig> ReadSource(const std::string& name, const toml::table& t,
       }
       ROSTER_ASSIGN_OR_RETURN(s.columns[field], cr.String(field, true));
     }
-  } else if (s.type != "vcard-dir") {
-    return MakeError(ErrorKind::kInvalidArgument, r.At() + ": type in " + r.where() +
-                                                      " must be \"csv\" or \"vcard-dir\", not \"" +
-                                                      s.type + "\"");
+  } else if (s.type == "vcard-dir") {
+    ROSTER_ASSIGN_OR_RETURN(std::string path, r.String("path", true));
+    s.path = Resolve(dir, path);
+  } else if (s.type == "ldap") {
+    ROSTER_ASSIGN_OR_RETURN(s.url, r.String("url", true));
+    if (!s.url.starts_with("ldap://") && !s.url.starts_with("ldaps://")) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       r.At() + ": url in " + r.where() + " must start with ldap:// or ldaps://");
+    }
+    ROSTER_ASSIGN_OR_RETURN(s.starttls, r.Bool("starttls", false));
+    if (s.starttls && s.url.starts_with("ldaps://")) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       r.At() + ": " + r.where() + " has starttls with an ldaps:// url; use one");
+    }
+    ROSTER_ASSIGN_OR_RETURN(std::string ca, r.String("ca_file", false));
+    s.ca_file = Resolve(dir, ca);
+    ROSTER_ASSIGN_OR_RETURN(s.bind_dn, r.String("bind_dn", false));
+    ROSTER_ASSIGN_OR_RETURN(s.password_env, r.String("password_env", false));
+    ROSTER_ASSIGN_OR_RETURN(std::string pw_file, r.String("password_file", false));
+    s.password_file = Resolve(dir, pw_file);
+    if (r.String("password", false).value() != "") {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       r.At() + ": " + r.where() +
+                           " must not hold a password; use password_env or password_file");
+    }
+    if (!s.password_env.empty() && !s.password_file.empty()) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       r.At() + ": " + r.where() + " has both password_env and password_file");
+    }
+    ROSTER_ASSIGN_OR_RETURN(s.base_dn, r.String("base_dn", true));
+    ROSTER_ASSIGN_OR_RETURN(s.filter, r.String("filter", false));
+    ROSTER_ASSIGN_OR_RETURN(s.schema, r.Choice("schema", {"inetorgperson", "ad"}));
+    ROSTER_ASSIGN_OR_RETURN(s.key, r.String("key", false));
+    ROSTER_ASSIGN_OR_RETURN(s.attributes, r.StringMap("attributes"));
+    for (const auto& [field, attr] : s.attributes) {
+      if (!IsFieldName(field, true) && field != "proxy_addresses") {
+        return UnknownField(r, field, "[sources." + name + ".attributes]");
+      }
+    }
+    ROSTER_ASSIGN_OR_RETURN(s.extra_attributes, r.Strings("extra_attributes", false));
+    ROSTER_ASSIGN_OR_RETURN(s.page_size, r.Int("page_size", 500, 1, 100000));
+    ROSTER_ASSIGN_OR_RETURN(s.timeout_seconds, r.Int("timeout_seconds", 60, 1, 3600));
+    s.exclude = kDefaultLdapExclude;
+  } else {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.At() + ": type in " + r.where() +
+                         " must be \"csv\", \"vcard-dir\" or \"ldap\", not \"" + s.type + "\"");
   }
+  ROSTER_ASSIGN_OR_RETURN(s.exclude, r.String("exclude", false, s.exclude));
+  auto exclude = Filter::Parse(s.exclude);
+  if (!exclude.ok()) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.At() + ": exclude in " + r.where() + ": " + exclude.error().message);
+  }
+  ROSTER_ASSIGN_OR_RETURN(s.phone_region, r.String("phone_region", false));
+  ROSTER_ASSIGN_OR_RETURN(s.phone_format,
+                          r.Choice("phone_format", {"e164", "international", "national", "as_is"}));
+  ROSTER_ASSIGN_OR_RETURN(s.photo_max_bytes,
+                          r.Int("photo_max_bytes", 100 * 1024, 1024, 10 * 1024 * 1024));
+  ROSTER_ASSIGN_OR_RETURN(s.photo_max_pixels, r.Int("photo_max_pixels", 512, 0, 4096));
+  ROSTER_ASSIGN_OR_RETURN(s.opt_out_attribute, r.String("opt_out_attribute", false));
   ROSTER_RETURN_IF_ERROR(r.NoUnknownKeys());
   return s;
+}
+
+Status CheckUserNames(const TableReader& r, const std::string& key,
+                      const std::vector<std::string>& users) {
+  std::set<std::string> seen;
+  for (const std::string& u : users) {
+    if (u.empty() || u.find('/') != std::string::npos) {
+      return MakeError(ErrorKind::kInvalidArgument, r.At() + ": " + key + " in " + r.where() +
+                                                        ": \"" + u + "\" is not a user name");
+    }
+    if (!seen.insert(u).second) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       r.At() + ": " + key + " in " + r.where() + " lists \"" + u + "\" twice");
+    }
+  }
+  return {};
 }
 
 Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
@@ -190,20 +308,32 @@ Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
   }
   ROSTER_ASSIGN_OR_RETURN(c.max_in_flight, r.Int("max_in_flight", 1, 1, 64));
   ROSTER_ASSIGN_OR_RETURN(c.timeout_seconds, r.Int("timeout_seconds", 120, 1, 3600));
-  ROSTER_ASSIGN_OR_RETURN(c.users, r.Strings("users", true));
-  std::set<std::string> seen;
-  for (const std::string& u : c.users) {
-    if (u.empty() || u.find('/') != std::string::npos) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       r.At() + ": users in " + r.where() + ": \"" + u + "\" is not a user name");
-    }
-    if (!seen.insert(u).second) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       r.At() + ": users in " + r.where() + " lists \"" + u + "\" twice");
-    }
-  }
+  ROSTER_ASSIGN_OR_RETURN(c.users, r.Strings("users", false));
+  ROSTER_RETURN_IF_ERROR(CheckUserNames(r, "users", c.users));
   ROSTER_RETURN_IF_ERROR(r.NoUnknownKeys());
   return c;
+}
+
+Result<std::string> ReadSecret(const std::string& owner, const std::string& env,
+                               const std::string& file) {
+  if (!env.empty()) {
+    const char* v = std::getenv(env.c_str());
+    if (!v) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       owner + ": environment variable " + env + " is not set");
+    }
+    return std::string(v);
+  }
+  if (!file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in)
+      return MakeError(ErrorKind::kInvalidArgument, owner + ": cannot read password_file " + file);
+    std::string pw;
+    std::getline(in, pw);
+    while (!pw.empty() && (pw.back() == '\r' || pw.back() == '\n')) pw.pop_back();
+    return pw;
+  }
+  return std::string();
 }
 
 }  // namespace
@@ -265,25 +395,88 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
     ROSTER_ASSIGN_OR_RETURN(rule.name, rr.String("name", true));
     TableReader named(t, "[[rules]] \"" + rule.name + "\"", path);
     ROSTER_ASSIGN_OR_RETURN(rule.name, named.String("name", true));
-    ROSTER_ASSIGN_OR_RETURN(rule.source, named.String("source", true));
+    ROSTER_ASSIGN_OR_RETURN(std::string source, named.String("source", false));
+    ROSTER_ASSIGN_OR_RETURN(rule.sources, named.Strings("sources", false));
+    if (source.empty() == rule.sources.empty()) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       named.At() + ": rule " + rule.name +
+                           " needs either source = \"name\" or sources = [\"first\", \"second\"]");
+    }
+    if (!source.empty()) rule.sources = {source};
     ROSTER_ASSIGN_OR_RETURN(rule.target, named.String("target", true));
     ROSTER_ASSIGN_OR_RETURN(rule.addressbook, named.String("addressbook", true));
     ROSTER_ASSIGN_OR_RETURN(rule.filter, named.String("filter", false));
     ROSTER_ASSIGN_OR_RETURN(rule.max_delete_percent, named.Int("max_delete_percent", 20, 0, 100));
+    ROSTER_ASSIGN_OR_RETURN(rule.users, named.Strings("users", false));
+    ROSTER_RETURN_IF_ERROR(CheckUserNames(named, "users", rule.users));
+    ROSTER_ASSIGN_OR_RETURN(const toml::table* from, named.Table("users_from", false));
+    if (from) {
+      TableReader fr(*from, "users_from of rule " + rule.name, path);
+      UsersFrom u;
+      ROSTER_ASSIGN_OR_RETURN(u.source, fr.String("source", true));
+      ROSTER_ASSIGN_OR_RETURN(u.group, fr.String("group", false));
+      ROSTER_ASSIGN_OR_RETURN(u.filter, fr.String("filter", false));
+      ROSTER_ASSIGN_OR_RETURN(u.attribute, fr.String("attribute", false, "mail"));
+      ROSTER_RETURN_IF_ERROR(fr.NoUnknownKeys());
+      if (u.group.empty() == u.filter.empty()) {
+        return MakeError(ErrorKind::kInvalidArgument,
+                         fr.At() + ": " + fr.where() + " needs either group or filter");
+      }
+      auto it = config.sources.find(u.source);
+      if (it == config.sources.end() || it->second.type != "ldap") {
+        return MakeError(ErrorKind::kInvalidArgument, fr.At() + ": " + fr.where() +
+                                                          " names source \"" + u.source +
+                                                          "\", which is not an ldap source");
+      }
+      if (!rule.users.empty()) {
+        return MakeError(ErrorKind::kInvalidArgument,
+                         named.At() + ": rule " + rule.name + " has both users and users_from");
+      }
+      rule.users_from = u;
+    }
+    ROSTER_ASSIGN_OR_RETURN(rule.include_self, named.Bool("include_self", false));
+    ROSTER_ASSIGN_OR_RETURN(rule.fields, named.StringMap("fields"));
+    for (const auto& [field, mode] : rule.fields) {
+      if (!IsFieldName(field, true)) {
+        return UnknownField(named, field, "fields of rule " + rule.name);
+      }
+      if (mode != "overwrite" && mode != "if_blank" && mode != "keep_user") {
+        return MakeError(ErrorKind::kInvalidArgument,
+                         named.At() + ": fields." + field + " of rule " + rule.name +
+                             " must be \"overwrite\", \"if_blank\" or \"keep_user\", not \"" +
+                             mode + "\"");
+      }
+    }
+    ROSTER_ASSIGN_OR_RETURN(rule.adopt, named.Choice("adopt", {"never", "merge"}));
+    ROSTER_ASSIGN_OR_RETURN(rule.offboard, named.Choice("offboard", {"remove", "keep"}));
     ROSTER_RETURN_IF_ERROR(named.NoUnknownKeys());
     if (rule.name.empty() || !rule_names.insert(rule.name).second) {
       return MakeError(ErrorKind::kInvalidArgument,
                        named.At() + ": rule name \"" + rule.name + "\" is empty or used twice");
     }
-    if (!config.sources.count(rule.source)) {
-      return MakeError(ErrorKind::kInvalidArgument, named.At() + ": rule " + rule.name +
-                                                        " names source \"" + rule.source +
-                                                        "\", which is not defined in [sources]");
+    std::set<std::string> seen_sources;
+    for (const std::string& src : rule.sources) {
+      if (!config.sources.count(src)) {
+        return MakeError(ErrorKind::kInvalidArgument, named.At() + ": rule " + rule.name +
+                                                          " names source \"" + src +
+                                                          "\", which is not defined in [sources]");
+      }
+      if (!seen_sources.insert(src).second) {
+        return MakeError(ErrorKind::kInvalidArgument, named.At() + ": rule " + rule.name +
+                                                          " lists source \"" + src + "\" twice");
+      }
     }
-    if (!config.targets.count(rule.target)) {
+    auto target = config.targets.find(rule.target);
+    if (target == config.targets.end()) {
       return MakeError(ErrorKind::kInvalidArgument, named.At() + ": rule " + rule.name +
                                                         " names target \"" + rule.target +
                                                         "\", which is not defined in [targets]");
+    }
+    if (rule.users.empty() && !rule.users_from && target->second.users.empty()) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       named.At() + ": rule " + rule.name +
+                           " has no target users: give users or users_from, or users in [targets." +
+                           rule.target + "]");
     }
     auto filter = Filter::Parse(rule.filter);
     if (!filter.ok()) {
@@ -305,28 +498,11 @@ Result<Config> LoadConfig(const std::string& path) {
 }
 
 Result<std::string> ReadTargetPassword(const TargetConfig& target) {
-  if (!target.password_env.empty()) {
-    const char* v = std::getenv(target.password_env.c_str());
-    if (!v) {
-      return MakeError(ErrorKind::kInvalidArgument, "target " + target.name +
-                                                        ": environment variable " +
-                                                        target.password_env + " is not set");
-    }
-    return std::string(v);
-  }
-  if (!target.password_file.empty()) {
-    std::ifstream in(target.password_file, std::ios::binary);
-    if (!in) {
-      return MakeError(
-          ErrorKind::kInvalidArgument,
-          "target " + target.name + ": cannot read password_file " + target.password_file);
-    }
-    std::string pw;
-    std::getline(in, pw);
-    while (!pw.empty() && (pw.back() == '\r' || pw.back() == '\n')) pw.pop_back();
-    return pw;
-  }
-  return std::string();
+  return ReadSecret("target " + target.name, target.password_env, target.password_file);
+}
+
+Result<std::string> ReadSourcePassword(const SourceConfig& source) {
+  return ReadSecret("source " + source.name, source.password_env, source.password_file);
 }
 
 }  // namespace roster

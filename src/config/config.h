@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,12 +13,41 @@ namespace roster {
 
 struct SourceConfig {
   std::string name;
-  std::string type;                            // "csv" | "vcard-dir"
+  std::string type;                            // "csv" | "vcard-dir" | "ldap"
   std::string path;                            // resolved against the config file's folder
-  std::string key;                             // csv: column with the stable identity
+  std::string key;                             // csv: column; ldap: key attribute (optional)
   std::map<std::string, std::string> columns;  // csv: contact field -> column
   std::string delimiter = ",";
+
+  // ldap
+  std::string url;  // ldap://host:port/ or ldaps://host:port/
+  bool starttls = false;
+  std::string ca_file;
+  std::string bind_dn;
+  std::string password_env;
+  std::string password_file;
+  std::string base_dn;
+  std::string filter;                             // LDAP search filter; default per schema
+  std::string schema = "inetorgperson";           // or "ad"
+  std::map<std::string, std::string> attributes;  // contact field -> LDAP attribute
+  std::vector<std::string> extra_attributes;      // also read, for filters
+  int page_size = 500;
+  int timeout_seconds = 60;
+
+  // Every type.
+  std::string
+      exclude;  // filter expression: entries never sent (default for ldap: disabled, hidden)
+  std::string phone_region;           // ISO region for numbers written without a country code
+  std::string phone_format = "e164";  // "e164" | "international" | "national" | "as_is"
+  int photo_max_bytes = 100 * 1024;
+  int photo_max_pixels = 512;  // 0: no photos
+  std::string opt_out_attribute;
 };
+
+// For ldap sources unless `exclude` is given: disabled accounts (Active
+// Directory's userAccountControl bit 2) and entries hidden from address lists.
+inline constexpr const char* kDefaultLdapExclude =
+    "bit(userAccountControl, 2) or msExchHideFromAddressLists == 'true'";
 
 struct TargetConfig {
   std::string name;
@@ -31,16 +61,30 @@ struct TargetConfig {
   std::string vcard_version = "3.0";
   int max_in_flight = 1;
   int timeout_seconds = 120;
-  std::vector<std::string> users;
+  std::vector<std::string> users;  // the default target users of rules that name none
+};
+
+// Target users taken from a directory source.
+struct UsersFrom {
+  std::string source;     // an ldap source
+  std::string group;      // DN of a group: its members, nested groups included
+  std::string filter;     // or an LDAP filter
+  std::string attribute;  // names the account in the target ("uid", "mail")
 };
 
 struct RuleConfig {
   std::string name;
-  std::string source;
+  std::vector<std::string> sources;  // "source" or "sources", in priority order
   std::string target;
   std::string addressbook;
   std::string filter;
   int max_delete_percent = 20;
+  std::vector<std::string> users;  // a fixed list, overriding the target's
+  std::optional<UsersFrom> users_from;
+  bool include_self = false;
+  std::map<std::string, std::string> fields;  // field -> "overwrite" | "if_blank" | "keep_user"
+  std::string adopt = "never";                // | "merge"
+  std::string offboard = "remove";            // | "keep"
 };
 
 struct Config {
@@ -59,5 +103,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path);
 // The password of a target, from its environment variable or file (never
 // from the config file itself). Empty when the target has no credentials.
 Result<std::string> ReadTargetPassword(const TargetConfig& target);
+// The same for an ldap source's bind password.
+Result<std::string> ReadSourcePassword(const SourceConfig& source);
 
 }  // namespace roster
