@@ -135,5 +135,105 @@ TEST(Config, PasswordComesFromTheEnvironment) {
   unsetenv("ROSTER_DAV_PASSWORD");
 }
 
+constexpr const char* kDirectory = R"([sources.dir]
+type = "ldap"
+url = "ldaps://ldap.example.org/"
+ca_file = "ca.pem"
+bind_dn = "cn=roster,ou=Services,dc=example,dc=org"
+password_file = "ldap.secret"
+base_dn = "ou=People,dc=example,dc=org"
+schema = "ad"
+attributes = { note = "info", photo = "jpegPhoto" }
+extra_attributes = ["employeeType"]
+phone_region = "GB"
+phone_format = "international"
+photo_max_bytes = 65536
+opt_out_attribute = "extensionAttribute1"
+
+[sources.hr]
+type = "csv"
+path = "hr.csv"
+key = "id"
+columns = { email = "mail", mobile = "mobile" }
+
+[targets.dav]
+type = "carddav"
+url = "http://127.0.0.1:5232/"
+
+[[rules]]
+name = "company"
+sources = ["dir", "hr"]
+target = "dav"
+addressbook = "Company"
+filter = "employeeType != 'Contractor'"
+users_from = { source = "dir", group = "cn=Sales,ou=Groups,dc=example,dc=org", attribute = "uid" }
+fields = { note = "keep_user", mobile = "if_blank" }
+adopt = "merge"
+offboard = "keep"
+)";
+
+TEST(Config, DirectorySourcesAndRuleOptionsLoad) {
+  auto c = ParseConfig(kDirectory, "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const SourceConfig& dir = c->sources.at("dir");
+  EXPECT_EQ(dir.type, "ldap");
+  EXPECT_EQ(dir.ca_file, "/etc/roster/ca.pem");
+  EXPECT_EQ(dir.password_file, "/etc/roster/ldap.secret");
+  EXPECT_EQ(dir.schema, "ad");
+  EXPECT_EQ(dir.attributes.at("photo"), "jpegPhoto");
+  EXPECT_EQ(dir.exclude, kDefaultLdapExclude);  // disabled and hidden entries, by default
+  EXPECT_EQ(dir.phone_format, "international");
+  EXPECT_EQ(dir.photo_max_bytes, 65536);
+  EXPECT_EQ(c->sources.at("hr").exclude, "");
+  const RuleConfig& rule = c->rules.at(0);
+  EXPECT_EQ(rule.sources, (std::vector<std::string>{"dir", "hr"}));
+  ASSERT_TRUE(rule.users_from.has_value());
+  EXPECT_EQ(rule.users_from->attribute, "uid");
+  EXPECT_EQ(rule.fields.at("note"), "keep_user");
+  EXPECT_EQ(rule.adopt, "merge");
+  EXPECT_EQ(rule.offboard, "keep");
+  EXPECT_FALSE(rule.include_self);
+}
+
+TEST(Config, DirectoryMistakesAreNamed) {
+  auto error = [](const std::string& from, const std::string& to) {
+    auto c = ParseConfig(Replace(kDirectory, from, to), "roster.toml");
+    return c.ok() ? std::string("loaded") : c.error().message;
+  };
+  EXPECT_EQ(error("url = \"ldaps://ldap.example.org/\"", "url = \"http://ldap/\""),
+            "roster.toml:1: url in [sources.dir] must start with ldap:// or ldaps://");
+  EXPECT_EQ(error("schema = \"ad\"", "schema = \"novell\""),
+            "roster.toml:8: schema in [sources.dir] must be \"inetorgperson\" or \"ad\", not "
+            "\"novell\"");
+  EXPECT_NE(error("note = \"info\"", "notes = \"info\"").find("unknown contact field \"notes\""),
+            std::string::npos);
+  EXPECT_NE(error("note = \"keep_user\"", "note = \"keep\"")
+                .find("fields.note of rule company must be \"overwrite\", \"if_blank\" or "
+                      "\"keep_user\", not \"keep\""),
+            std::string::npos);
+  EXPECT_NE(error("adopt = \"merge\"", "adopt = \"always\"")
+                .find("adopt in [[rules]] \"company\" must be \"never\" or \"merge\""),
+            std::string::npos);
+  EXPECT_NE(error("source = \"dir\", group", "source = \"hr\", group").find("not an ldap source"),
+            std::string::npos);
+  EXPECT_NE(error("group = \"cn=Sales,ou=Groups,dc=example,dc=org\", ", "")
+                .find("needs either group or filter"),
+            std::string::npos);
+  EXPECT_NE(error("users_from = { source = \"dir\", group = \"cn=Sales,ou=Groups,dc=example,dc=org\", "
+                  "attribute = \"uid\" }",
+                  "")
+                .find("has no target users"),
+            std::string::npos);
+  EXPECT_NE(error("phone_region = \"GB\"", "phone_region = \"GB\"\nexclude = \"bit(uac\"")
+                .find("exclude in [sources.dir]: filter: column 8"),
+            std::string::npos);
+  EXPECT_NE(error("password_file = \"ldap.secret\"", "password = \"hunter2\"")
+                .find("must not hold a password"),
+            std::string::npos);
+  EXPECT_NE(error("sources = [\"dir\", \"hr\"]", "sources = [\"dir\", \"dir\"]")
+                .find("lists source \"dir\" twice"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace roster
