@@ -90,13 +90,13 @@ SourceRecord Person(int i, const std::string& title) {
 
 EngineConfig MakeConfig(const std::vector<SourceRecord>* people, int users) {
   EngineConfig config;
-  config.sources["staff"] = std::make_unique<VectorSource>(people);
+  config.sources["staff"] = SourceEntry(std::make_unique<VectorSource>(people));
   TargetEntry entry{std::make_unique<QuietTarget>(), {}};
   for (int u = 0; u < users; ++u) entry.users.push_back("user" + std::to_string(u));
   config.targets["mem"] = std::move(entry);
   RuleSpec rule;
   rule.name = "company";
-  rule.source = "staff";
+  rule.sources = {"staff"};
   rule.target = "mem";
   rule.display_name = "Company";
   config.rules.push_back(std::move(rule));
