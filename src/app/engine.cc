@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -41,6 +42,36 @@ struct RuleInput {
   std::unordered_map<std::string, std::string> origin;
   // Lower-cased e-mail address -> key, to recognise a target user's own card.
   std::unordered_map<std::string, std::string> by_email;
+
+  // Set when the sources' versions matched the last snapshot's, so that the
+  // people were not read: `fingerprint` is the previous one, and the members
+  // above stay empty until a collection that changed on the server needs them.
+  struct Loader {
+    std::mutex mu;
+    std::atomic<bool> done{false};
+    Status status;
+    std::function<Status()> load;
+  };
+  std::shared_ptr<Loader> loader;
+
+  bool Loaded() const { return !loader || loader->done.load(); }
+  Status Load() const {
+    if (!loader) return {};
+    std::lock_guard lock(loader->mu);
+    if (!loader->done.load()) {
+      loader->status = loader->load();
+      loader->done.store(true);
+    }
+    return loader->status;
+  }
+  size_t Count() const { return Loaded() ? desired.size() : previous.entries.size(); }
+  bool Has(const std::string& key) const {
+    if (Loaded()) return by_key.count(key) > 0;
+    auto it =
+        std::lower_bound(previous.entries.begin(), previous.entries.end(), key,
+                         [](const SnapshotEntry& e, const std::string& k) { return e.key < k; });
+    return it != previous.entries.end() && it->key == key;
+  }
 };
 
 std::vector<std::string> LookupField(const SourceRecord& record, std::string_view field) {
@@ -248,10 +279,10 @@ class CollectionRun {
     return WithRetries<T>(opt_.retry, *opt_.clock, op);
   }
 
-  bool SelfExcluded() const { return !self_key_.empty() && in_.by_key.count(self_key_) > 0; }
+  bool SelfExcluded() const { return !self_key_.empty() && in_.Has(self_key_); }
 
   int64_t DesiredCount() const {
-    return static_cast<int64_t>(in_.desired.size()) - (SelfExcluded() ? 1 : 0);
+    return static_cast<int64_t>(in_.Count()) - (SelfExcluded() ? 1 : 0);
   }
 
   // The rule's selection without the user's own card; built only when needed.
@@ -325,6 +356,7 @@ class CollectionRun {
       }
       if (opt_.dry_run && listed.error().kind == ErrorKind::kNotFound && !collection_) {
         // Nothing there yet: the plan is to create everything.
+        ROSTER_RETURN_IF_ERROR(in_.Load());
         return PlanAndRun(nullptr, state, {}, Desired(), 0, 0);
       }
       return listed.take_error();
@@ -374,6 +406,9 @@ class CollectionRun {
   }
 
   Status PlanFull(const CollectionState& state, const Listing& listing) {
+    // The source was not read (nothing changed there), but this collection
+    // changed: now its people are needed.
+    ROSTER_RETURN_IF_ERROR(in_.Load());
     // Everything we knew of the collection, sorted by href, merged with the
     // listing. `recorded` remembers which managed items we knew before this run.
     struct Work {
@@ -512,6 +547,10 @@ class CollectionRun {
     if (opt_.dry_run || collection == nullptr) {
       report_.counts = plan.Predicted();
       for (const Action& a : plan.actions) {
+        if (report_.planned.size() >= opt_.max_planned) {
+          ++report_.planned_more;
+          continue;
+        }
         // Name the person where the source still knows them.
         std::string line = DescribeAction(a);
         const std::string& key =
@@ -643,6 +682,7 @@ struct RuleWork {
   // Collections the state knows for the rule whose user no longer receives it.
   std::vector<std::pair<CollectionKey, CollectionState>> leaving;
   bool offboard_guard = false;
+  std::string version;  // of the sources and configuration; see version_of
 };
 
 }  // namespace
@@ -664,7 +704,9 @@ RunReport Engine::Run(const RunOptions& options_in) {
   // Each source is read, transformed and filtered once per run, whatever the
   // number of rules using it.
   std::map<std::string, Result<std::vector<SourceRecord>>> read;
+  std::mutex read_mu;  // a deferred read happens on a worker thread
   auto records_of = [&](const std::string& name) -> const Result<std::vector<SourceRecord>>& {
+    std::lock_guard lock(read_mu);
     auto it = read.find(name);
     if (it != read.end()) return it->second;
     SourceEntry& entry = config_.sources.at(name);
@@ -700,45 +742,96 @@ RunReport Engine::Run(const RunOptions& options_in) {
     return read.emplace(name, std::move(records)).first->second;
   };
 
-  // Phase 1: per rule, read and select the people, resolve who receives them,
-  // and check the guards. Nothing is written yet.
-  std::vector<RuleWork> work;
-  for (const RuleSpec& rule : config_.rules) {
+  // A cheap fingerprint of what a rule would read: each source's Version()
+  // and everything in the configuration that shapes the selection. Empty
+  // when a source cannot tell, or it failed (the full read then reports why).
+  std::map<std::string, std::string> versions;
+  auto version_of = [&](const RuleSpec& rule) {
+    std::string material = "rule\n" + rule.filter.text() + "\n" +
+                           (rule.fields.empty() ? "" : rule.fields.Fingerprint()) + "\n";
+    for (const std::string& name : rule.sources) {
+      auto it = versions.find(name);
+      if (it == versions.end()) {
+        auto v = config_.sources.at(name).source->Version();
+        it = versions.emplace(name, v.ok() ? *v : std::string()).first;
+      }
+      if (it->second.empty()) return std::string();
+      const SourceEntry& e = config_.sources.at(name);
+      const TransformOptions& t = e.transform;
+      material += name + "\n" + it->second + "\n" + e.exclude.text() + "\n" + t.default_region +
+                  "\n" + PhoneFormatName(t.phone_format) + "\n" +
+                  std::to_string(t.photo_max_bytes) + "\n" + std::to_string(t.photo_max_pixels) +
+                  "\n" + t.opt_out_attribute + "\n";
+    }
+    return HashHex(material);
+  };
+
+  // Reads a rule's sources and selects its people into `in`.
+  // A deferred read keeps the fingerprint the collections were compared
+  // with: other threads read it meanwhile. Had the sources changed after all
+  // (between the version check and the read), the next run sees a new version.
+  auto read_rule = [&](const RuleSpec& rule, RuleInput& in, bool deferred) -> Status {
     std::vector<SourcePeople> sources;
-    bool readable = true;
     for (const std::string& name : rule.sources) {
       const auto& records = records_of(name);
       if (!records.ok()) {
-        report.errors.push_back("rule " + rule.name + ": " + records.error().message +
-                                "; no address book was changed");
-        readable = false;
-        break;
+        return MakeError(
+            records.error().kind,
+            "rule " + rule.name + ": " + records.error().message + "; no address book was changed");
       }
       sources.push_back(SourcePeople{name, &*records});
     }
-    if (!readable) continue;
     auto selected = SelectRule(rule, sources);
     if (!selected.ok()) {
-      report.errors.push_back(selected.error().message + "; no address book was changed");
-      continue;
+      return MakeError(selected.error().kind,
+                       selected.error().message + "; no address book was changed");
     }
-    RuleWork w;
+    RuleInput& got = *selected;
+    in.desired = std::move(got.desired);
+    in.by_key.clear();
+    for (const DesiredItem& d : in.desired) in.by_key.emplace(d.key, &d);
+    in.origin = std::move(got.origin);
+    in.by_email = std::move(got.by_email);
+    if (!deferred) in.fingerprint = got.fingerprint;
+    return {};
+  };
+
+  // Phase 1: per rule, read and select the people, resolve who receives them,
+  // and check the guards. Nothing is written yet.
+  std::vector<RuleWork> work;
+  work.reserve(config_.rules.size());
+  for (const RuleSpec& rule : config_.rules) {
+    work.emplace_back();
+    RuleWork& w = work.back();
     w.rule = &rule;
     w.target = &config_.targets.at(rule.target);
-    w.in = std::move(selected).value();
     RuleInput& in = w.in;
+    auto drop = [&](std::string message) {
+      report.errors.push_back(std::move(message));
+      work.pop_back();
+    };
+
+    auto previous = store_.LoadSnapshot(rule.name);
+    if (!previous.ok()) {
+      drop(previous.error().message);
+      continue;
+    }
+    in.previous = std::move(previous).value();
 
     // Who receives the rule.
-    std::vector<std::string> names;
-    std::vector<std::string> directory_keys;
+    struct Candidate {
+      std::string name;
+      std::string self;  // the person's key, when the directory told it
+    };
+    std::vector<Candidate> candidates;
     if (rule.users && !rule.users->directory.empty()) {
       const UserSelection& sel = *rule.users;
       Directory* dir = config_.directories.at(sel.directory);
       auto found = sel.group.empty() ? dir->SearchUsers(sel.query, sel.attribute)
                                      : dir->GroupMembers(sel.group, sel.attribute);
       if (!found.ok()) {
-        report.errors.push_back("rule " + rule.name + ": target users: " + found.error().message +
-                                "; no address book was changed");
+        drop("rule " + rule.name + ": target users: " + found.error().message +
+             "; no address book was changed");
         continue;
       }
       std::set<std::string> seen;
@@ -749,36 +842,72 @@ RunReport Engine::Run(const RunOptions& options_in) {
           continue;
         }
         if (!seen.insert(text::AsciiLower(u.values.front())).second) continue;
-        names.push_back(u.values.front());
-        auto origin = in.origin.find(sel.directory + std::string(1, '\0') + u.key);
-        directory_keys.push_back(origin == in.origin.end() ? std::string() : origin->second);
+        candidates.push_back({u.values.front(), u.key});
+      }
+      // A person's key is the directory's own when the rule reads only it.
+      if (!(rule.sources.size() == 1 && rule.sources.front() == sel.directory)) {
+        for (Candidate& c : candidates) c.self = sel.directory + std::string(1, '\0') + c.self;
       }
     } else {
-      names = rule.users ? rule.users->fixed : w.target->users;
-      directory_keys.assign(names.size(), std::string());
-    }
-    for (size_t i = 0; i < names.size(); ++i) {
-      std::string self = directory_keys[i];
-      if (self.empty()) {
-        // A fixed user named by e-mail address: their own card has that address.
-        auto it = in.by_email.find(LowerEmail(names[i]));
-        if (it != in.by_email.end()) self = it->second;
+      for (const std::string& name : rule.users ? rule.users->fixed : w.target->users) {
+        candidates.push_back({name, ""});
       }
-      w.users.push_back(TargetUser{names[i], rule.include_self ? std::string() : self});
+    }
+    // Users named by e-mail address are recognised by their card's address,
+    // which needs the people read.
+    bool needs_people = false;
+    if (!rule.include_self) {
+      for (const Candidate& c : candidates) {
+        needs_people = needs_people || (c.self.empty() && c.name.find('@') != std::string::npos) ||
+                       c.self.find('\0') != std::string::npos;
+      }
     }
 
-    auto previous = store_.LoadSnapshot(rule.name);
-    if (!previous.ok()) {
-      report.errors.push_back(previous.error().message);
-      continue;
+    // Nothing changed in the sources since the last snapshot: do not read
+    // them unless a collection turns out to need the people.
+    const std::string version = version_of(rule);
+    w.version = version;
+    bool deferred = !options.force && !needs_people && !version.empty() &&
+                    version == in.previous.source_version && !in.previous.fingerprint.empty();
+    if (deferred) {
+      in.fingerprint = in.previous.fingerprint;
+      in.loader = std::make_shared<RuleInput::Loader>();
+      in.loader->load = [&read_rule, &rule, &in]() { return read_rule(rule, in, true); };
+      report.notices.push_back("rule " + rule.name +
+                               ": sources unchanged since the last sync; not read");
+    } else {
+      Status st = read_rule(rule, in, false);
+      if (!st.ok()) {
+        drop(st.error().message);
+        continue;
+      }
     }
-    in.previous = std::move(previous).value();
-    in.changed_keys = DiffKeys(in.previous.entries, in.desired);
+
+    for (const Candidate& c : candidates) {
+      std::string self;
+      if (!rule.include_self) {
+        if (c.self.find('\0') != std::string::npos) {
+          auto it = in.origin.find(c.self);
+          if (it != in.origin.end()) self = it->second;
+        } else {
+          self = c.self;
+        }
+        if (self.empty() && c.name.find('@') != std::string::npos) {
+          // A user named by e-mail address: their own card has that address.
+          auto it = in.by_email.find(LowerEmail(c.name));
+          if (it != in.by_email.end()) self = it->second;
+        }
+      }
+      w.users.push_back(TargetUser{c.name, self});
+    }
+
+    in.changed_keys =
+        deferred ? std::vector<std::string>() : DiffKeys(in.previous.entries, in.desired);
 
     // The source-level guard: a source that suddenly lost many people (an
     // emptied export, a failed query that returned nothing) stops the rule
     // before any address book is touched.
-    if (!options.force && !in.previous.entries.empty()) {
+    if (!deferred && !options.force && !in.previous.entries.empty()) {
       int64_t before = static_cast<int64_t>(in.previous.entries.size());
       int64_t gone = 0;
       for (const SnapshotEntry& e : in.previous.entries) gone += in.by_key.count(e.key) ? 0 : 1;
@@ -786,12 +915,11 @@ RunReport Engine::Run(const RunOptions& options_in) {
         report.guard_tripped = true;
         std::string what = rule.sources.size() == 1 ? "source " + rule.sources.front()
                                                     : std::string("the sources");
-        report.errors.push_back(
-            "deletion guard: rule " + rule.name + ": " + what + " lost " + std::to_string(gone) +
-            " of " + std::to_string(before) + " people since the last sync (" +
-            std::to_string(gone * 100 / before) +
-            "%), more than max_delete_percent = " + std::to_string(rule.max_delete_percent) +
-            "; no address book was changed (use --force if this is intended)");
+        drop("deletion guard: rule " + rule.name + ": " + what + " lost " + std::to_string(gone) +
+             " of " + std::to_string(before) + " people since the last sync (" +
+             std::to_string(gone * 100 / before) +
+             "%), more than max_delete_percent = " + std::to_string(rule.max_delete_percent) +
+             "; no address book was changed (use --force if this is intended)");
         continue;
       }
     }
@@ -801,7 +929,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
     // shrinking source.
     auto known = store_.ListCollections(rule.name);
     if (!known.ok()) {
-      report.errors.push_back(known.error().message);
+      drop(known.error().message);
       continue;
     }
     std::set<std::string> current;
@@ -825,7 +953,6 @@ RunReport Engine::Run(const RunOptions& options_in) {
             "; their address books were left as they are (use --force if this is intended)");
       }
     }
-    work.push_back(std::move(w));
   }
 
   size_t total = 0;
@@ -899,8 +1026,10 @@ RunReport Engine::Run(const RunOptions& options_in) {
         Status st = store_.RecordResult(run_id, res);
         if (!st.ok()) report.errors.push_back(st.error().message);
       }
-      if (!guard && in.fingerprint != in.previous.fingerprint) {
-        Snapshot snap{in.fingerprint, {}, ""};
+      bool changed = in.Loaded() && (in.fingerprint != in.previous.fingerprint ||
+                                     w.version != in.previous.source_version);
+      if (!guard && changed) {
+        Snapshot snap{in.fingerprint, {}, w.version};
         snap.entries.reserve(in.desired.size());
         for (const DesiredItem& d : in.desired) snap.entries.push_back({d.key, d.hash});
         Status st = store_.SaveSnapshot(rule.name, snap);

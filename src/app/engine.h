@@ -3,6 +3,7 @@
 // match, through the planner and executor. Used by the CLI, later the service.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -71,6 +72,7 @@ struct CollectionReport {
   std::vector<std::string> conflicts;  // items left alone
   std::vector<std::string> warnings;   // e.g. unreadable items in the collection
   std::vector<std::string> planned;    // dry run: the actions, described
+  size_t planned_more = 0;             // dry run: actions beyond RunOptions::max_planned
   bool guard_tripped = false;
   bool offboarded = false;  // the user left the rule: roster's items removed or let go
 };
@@ -90,6 +92,9 @@ struct RunReport {
 struct RunOptions {
   bool dry_run = false;
   bool force = false;  // override the deletion guards
+  // Dry run: at most this many actions are described per collection (the
+  // rest are counted), so that planning 100 books of 50,000 people stays small.
+  size_t max_planned = SIZE_MAX;
   // Called after each collection finishes (from worker threads, serialised).
   std::function<void(const CollectionReport&, size_t done, size_t total)> on_collection;
   RetryPolicy retry;

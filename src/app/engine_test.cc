@@ -12,15 +12,21 @@ namespace {
 
 class VectorSource final : public Source {
  public:
-  explicit VectorSource(std::vector<SourceRecord>* records) : records_(records) {}
+  explicit VectorSource(std::vector<SourceRecord>* records, const std::string* version = nullptr,
+                        int* reads = nullptr)
+      : records_(records), version_(version), reads_(reads) {}
   Result<std::vector<SourceRecord>> ReadAll() override {
+    if (reads_) ++*reads_;
     if (fail) return MakeError(ErrorKind::kUnavailable, "cannot read the source");
     return *records_;
   }
+  Result<std::string> Version() override { return version_ ? *version_ : std::string(); }
   bool fail = false;
 
  private:
   std::vector<SourceRecord>* records_;
+  const std::string* version_;
+  int* reads_;
 };
 
 SourceRecord Person(int i, const std::string& department = "Sales") {
@@ -42,7 +48,7 @@ class EngineTest : public ::testing::Test {
 
   RunReport Run(bool dry_run = false, bool force = false, const std::string& filter = "") {
     EngineConfig config;
-    auto source = std::make_unique<VectorSource>(&people_);
+    auto source = std::make_unique<VectorSource>(&people_, &version_, &reads_);
     source->fail = source_fails_;
     config.sources["staff"] = SourceEntry(std::move(source));
     config.targets["mem"] = TargetEntry{NewMemoryTarget(server_, 2), users_};
@@ -87,6 +93,8 @@ class EngineTest : public ::testing::Test {
   std::vector<SourceRecord> people_;
   std::vector<std::string> users_ = {"alice", "bob", "carol"};
   bool source_fails_ = false;
+  std::string version_;  // the source's Version(); empty: it cannot tell
+  int reads_ = 0;
   std::function<void(EngineConfig&, RuleSpec&)> customize_;
 
   // Copies of each key in a user's book (managed items only).
@@ -468,6 +476,41 @@ TEST_F(EngineTest, SourceTransformAndExclusionApplyBeforeRules) {
       EXPECT_EQ(item.contact.phones[0].value, "+442079460958");
     }
   }
+}
+
+TEST_F(EngineTest, AnUnchangedSourceVersionSkipsTheReadUntilACollectionNeedsIt) {
+  version_ = "v1";
+  ASSERT_EQ(Run().ExitCode(), 0);
+  EXPECT_EQ(reads_, 1);
+  RunReport quiet = Run();
+  EXPECT_EQ(quiet.ExitCode(), 0);
+  EXPECT_EQ(reads_, 1);  // not read again
+  EXPECT_EQ(quiet.Totals().unchanged, 150);
+
+  // A user edits a managed card: that collection needs the people after all.
+  auto items = server_->Items("bob");
+  Contact edited = items.begin()->second.contact;
+  edited.title = "Changed on the phone";
+  server_->PutByHand("bob", items.begin()->first, edited, items.begin()->second.tag);
+  RunReport repaired = Run();
+  EXPECT_EQ(repaired.ExitCode(), 0);
+  EXPECT_EQ(reads_, 2);
+  EXPECT_EQ(repaired.Totals().updated, 1);
+  ExpectConverged(50);
+
+  // The source changes and says so: read, and the change lands.
+  people_[0].contact.title = "New";
+  version_ = "v2";
+  RunReport changed = Run();
+  EXPECT_EQ(reads_, 3);
+  EXPECT_EQ(changed.Totals().updated, 3);
+  ExpectConverged(50);
+  // A filter edit changes what would be read: read again, though the version stayed.
+  RunReport filtered = Run(false, false, "department != 'nobody'");
+  EXPECT_EQ(reads_, 4);
+  EXPECT_EQ(filtered.ExitCode(), 0);
+  Run(false, false, "department != 'nobody'");
+  EXPECT_EQ(reads_, 4);
 }
 
 }  // namespace

@@ -86,15 +86,9 @@ void PrintText(const RunReport& report, bool plan, bool verbose) {
     std::cout << "  " << c.key.rule << " -> " << c.key.target << "/" << c.key.user
               << (c.offboarded ? " (no longer receives the rule)" : "") << ": "
               << CountsText(c.counts, plan) << "\n";
-    size_t shown = 0;
-    for (const std::string& a : c.planned) {
-      if (!verbose && shown == 10) {
-        std::cout << "      ... " << (c.planned.size() - shown)
-                  << " more (--verbose lists them all)\n";
-        break;
-      }
-      std::cout << "      " << a << "\n";
-      ++shown;
+    for (const std::string& a : c.planned) std::cout << "      " << a << "\n";
+    if (c.planned_more > 0) {
+      std::cout << "      ... " << c.planned_more << " more (--verbose lists them all)\n";
     }
     for (const std::string& e : c.errors) std::cout << "      error: " << e << "\n";
     for (const std::string& e : c.conflicts) std::cout << "      conflict: " << e << "\n";
@@ -212,6 +206,7 @@ int Main(int argc, char** argv) {
   RunOptions options;
   options.dry_run = plan;
   options.force = force;
+  if (!verbose && !as_json) options.max_planned = 10;
   if (isatty(STDERR_FILENO)) options.on_collection = Progress;
   Engine engine(std::move(engine_config).value(), **store);
   RunReport report = engine.Run(options);
