@@ -120,6 +120,7 @@ auto FindAddress(Addresses& addresses, bool home) -> decltype(&addresses.front()
 
 template <typename Address>
 auto AddressPart(Address& a, std::string_view part) -> decltype(&a.street) {
+  if (part == "office") return &a.extended;
   if (part == "street") return &a.street;
   if (part == "city") return &a.locality;
   if (part == "region") return &a.region;
@@ -141,6 +142,7 @@ auto ScalarField(C& c, std::string_view field) -> decltype(&c.given_name) {
   if (field == "department") return &c.department;
   if (field == "title") return &c.title;
   if (field == "role") return &c.role;
+  if (field == "manager") return &c.manager;
   if (field == "note") return &c.note;
   if (field == "birthday") return &c.birthday;
   return nullptr;
@@ -174,6 +176,7 @@ const TypedField* FindTypedField(std::string_view field) {
 
 // "home_city" -> (true, "city"); "city" -> (false, "city").
 bool SplitAddressField(std::string_view field, bool* home, std::string_view* part) {
+  if (field == "home_office") return false;  // only the work address has an office
   *home = field.starts_with("home_");
   *part = *home ? field.substr(5) : field;
   const PostalAddress probe;
@@ -219,6 +222,7 @@ std::string CanonicalForm(const Contact& c) {
   PutIfSet(out, "dept", c.department);
   PutIfSet(out, "title", c.title);
   PutIfSet(out, "role", c.role);
+  PutIfSet(out, "manager", c.manager);
   PutTypedValues(out, "email", c.emails, /*is_email=*/true, /*is_phone=*/false);
   PutTypedValues(out, "tel", c.phones, false, true);
   PutTypedValues(out, "url", c.urls, false, false);
@@ -269,15 +273,42 @@ std::string ContentHash(const Contact& contact) { return HashHex(CanonicalForm(c
 
 const std::vector<std::string_view>& ContactFieldNames() {
   static const std::vector<std::string_view> kNames = {
-      "given_name",       "family_name",  "middle_name", "prefix",
-      "suffix",           "display_name", "nickname",    "organization",
-      "department",       "title",        "role",        "email",
-      "email_home",       "email_other",  "mobile",      "work_phone",
-      "home_phone",       "fax",          "pager",       "phone_other",
-      "street",           "city",         "region",      "postal_code",
-      "country",          "home_street",  "home_city",   "home_region",
-      "home_postal_code", "home_country", "url",         "note",
-      "birthday",         "categories",
+      "given_name",
+      "family_name",
+      "middle_name",
+      "prefix",
+      "suffix",
+      "display_name",
+      "nickname",
+      "organization",
+      "department",
+      "title",
+      "role",
+      "manager",
+      "email",
+      "email_home",
+      "email_other",
+      "mobile",
+      "work_phone",
+      "home_phone",
+      "fax",
+      "pager",
+      "phone_other",
+      "office",
+      "street",
+      "city",
+      "region",
+      "postal_code",
+      "country",
+      "home_street",
+      "home_city",
+      "home_region",
+      "home_postal_code",
+      "home_country",
+      "url",
+      "note",
+      "birthday",
+      "categories",
   };
   return kNames;
 }
@@ -376,6 +407,106 @@ std::vector<std::string> GetContactField(const Contact& contact, std::string_vie
     }
   }
   return out;
+}
+
+bool ClearContactField(Contact& contact, std::string_view field) {
+  if (field == kPhotoField) {
+    contact.photo.reset();
+    return true;
+  }
+  if (!IsContactField(field)) return false;
+  if (std::string* scalar = ScalarField(contact, field)) {
+    scalar->clear();
+    return true;
+  }
+  if (const TypedField* typed = FindTypedField(field)) {
+    std::vector<TypedValue>& list = typed->email ? contact.emails : contact.phones;
+    std::erase_if(list, [typed](const TypedValue& tv) {
+      return (typed->email ? static_cast<int>(ClassifyEmail(tv))
+                           : static_cast<int>(ClassifyPhone(tv))) == typed->kind;
+    });
+    return true;
+  }
+  if (field == "url") {
+    contact.urls.clear();
+    return true;
+  }
+  if (field == "categories") {
+    contact.categories.clear();
+    return true;
+  }
+  bool home = false;
+  std::string_view part;
+  if (SplitAddressField(field, &home, &part)) {
+    PostalAddress* address = FindAddress(contact.addresses, home);
+    if (address == nullptr) return true;
+    AddressPart(*address, part)->clear();
+    const PostalAddress& a = *address;
+    const bool empty = Trim(a.po_box).empty() && Trim(a.extended).empty() &&
+                       Trim(a.street).empty() && Trim(a.locality).empty() &&
+                       Trim(a.region).empty() && Trim(a.postal_code).empty() &&
+                       Trim(a.country).empty();
+    // An address with nothing left in it would still be found as "the work
+    // address" and keep its types; it says nothing, so it goes.
+    if (empty)
+      contact.addresses.erase(contact.addresses.begin() + (address - contact.addresses.data()));
+    return true;
+  }
+  return false;
+}
+
+bool CopyContactField(const Contact& from, std::string_view field, Contact& to) {
+  if (!ClearContactField(to, field)) return false;
+  if (field == kPhotoField) {
+    to.photo = from.photo;
+    return true;
+  }
+  if (const std::string* scalar = ScalarField(from, field)) {
+    *ScalarField(to, field) = *scalar;
+    return true;
+  }
+  if (const TypedField* typed = FindTypedField(field)) {
+    const std::vector<TypedValue>& source = typed->email ? from.emails : from.phones;
+    std::vector<TypedValue>& target = typed->email ? to.emails : to.phones;
+    for (const TypedValue& tv : source) {
+      const int kind =
+          typed->email ? static_cast<int>(ClassifyEmail(tv)) : static_cast<int>(ClassifyPhone(tv));
+      if (kind == typed->kind) target.push_back(tv);
+    }
+    return true;
+  }
+  if (field == "url") {
+    to.urls = from.urls;
+    return true;
+  }
+  if (field == "categories") {
+    to.categories = from.categories;
+    return true;
+  }
+  bool home = false;
+  std::string_view part;
+  if (SplitAddressField(field, &home, &part)) {
+    const PostalAddress* source = FindAddress(from.addresses, home);
+    if (source == nullptr || Trim(*AddressPart(*source, part)).empty()) return true;
+    PostalAddress* target = FindAddress(to.addresses, home);
+    if (target == nullptr) {
+      PostalAddress fresh;
+      fresh.types = source->types;
+      to.addresses.push_back(std::move(fresh));
+      target = &to.addresses.back();
+    }
+    *AddressPart(*target, part) = *AddressPart(*source, part);
+    return true;
+  }
+  return false;
+}
+
+std::string_view PhoneFieldName(const TypedValue& phone) {
+  const int kind = static_cast<int>(ClassifyPhone(phone));
+  for (const TypedField& f : kTypedFields) {
+    if (!f.email && f.kind == kind) return f.name;
+  }
+  return "phone_other";
 }
 
 }  // namespace roster

@@ -41,6 +41,7 @@ struct Contact {
   std::string family_name, given_name, additional_names, honorific_prefix, honorific_suffix;
   std::string nickname;
   std::string organization, department, title, role;
+  std::string manager;  // the manager's name, as Outlook's X-MS-MANAGER carries it
   std::vector<TypedValue> emails, phones, urls;
   std::vector<PostalAddress> addresses;
   std::string note;
@@ -65,12 +66,18 @@ std::string ContentHash(const Contact& contact);
 
 // Simple field names used by CSV column maps and filter expressions:
 // given_name, family_name, middle_name, prefix, suffix, display_name, nickname,
-// organization, department, title, role, email, email_home, email_other, mobile,
-// work_phone, home_phone, fax, pager, phone_other, street, city, region,
-// postal_code, country, home_street, home_city, home_region, home_postal_code,
-// home_country, url, note, birthday, categories (comma-separated).
+// organization, department, title, role, manager, email, email_home,
+// email_other, mobile, work_phone, home_phone, fax, pager, phone_other, office
+// (the work address's extended component, so phones show it with the address),
+// street, city, region, postal_code, country, home_street, home_city,
+// home_region, home_postal_code, home_country, url, note, birthday, categories
+// (comma-separated).
 const std::vector<std::string_view>& ContactFieldNames();
 bool IsContactField(std::string_view field);
+
+// Not a text field, so not in ContactFieldNames(): the photo, which the field
+// rules (ClearContactField, CopyContactField) treat as one more field.
+inline constexpr std::string_view kPhotoField = "photo";
 
 // Sets `field` from a flat string value (appending for multi-valued fields).
 // Returns false for an unknown field name. Empty values are ignored.
@@ -78,5 +85,21 @@ bool SetContactField(Contact& contact, std::string_view field, std::string_view 
 
 // Reads a field as zero or more strings (several for multi-valued fields).
 std::vector<std::string> GetContactField(const Contact& contact, std::string_view field);
+
+// Removes what `field` covers, and nothing else: "mobile" removes the phones
+// typed cell, "city" the work address's locality (an address left empty goes),
+// "display_name" FN (DisplayName() then falls back to the name parts), "photo"
+// the photo. Returns false for an unknown field name.
+bool ClearContactField(Contact& contact, std::string_view field);
+
+// Replaces what `field` covers in `to` with `from`'s, entries copied whole
+// (types, preferred flag); an address part goes into `to`'s address of that
+// kind, created with `from`'s address types when missing. Accepts "photo".
+// Returns false for an unknown field name.
+bool CopyContactField(const Contact& from, std::string_view field, Contact& to);
+
+// The field a phone number counts under ("mobile", "work_phone", ... or
+// "phone_other"), as GetContactField sorts them.
+std::string_view PhoneFieldName(const TypedValue& phone);
 
 }  // namespace roster

@@ -108,6 +108,8 @@ TEST(CanonicalFormTest, SeesEveryRealChange) {
   EXPECT_TRUE(changed([](Contact& c) { c.department = "R&D"; }));
   EXPECT_TRUE(changed([](Contact& c) { c.title = "Countess"; }));
   EXPECT_TRUE(changed([](Contact& c) { c.role = "Author"; }));
+  EXPECT_TRUE(changed([](Contact& c) { c.manager = "Charles Babbage"; }));
+  EXPECT_TRUE(changed([](Contact& c) { c.addresses[0].extended = "Room 4"; }));
   EXPECT_TRUE(changed([](Contact& c) { c.emails[0].value = "ada@example.com"; }));
   EXPECT_TRUE(changed([](Contact& c) { c.emails[0].preferred = false; }));
   EXPECT_TRUE(changed([](Contact& c) { c.emails[1].types = {"work"}; }));
@@ -165,7 +167,8 @@ TEST(ContactFieldTest, EveryListedFieldIsSettableAndReadable) {
     ASSERT_TRUE(SetContactField(c, field, " value ")) << field;
     EXPECT_EQ(GetContactField(c, field), std::vector<std::string>{"value"}) << field;
   }
-  EXPECT_EQ(ContactFieldNames().size(), 34u);
+  EXPECT_EQ(ContactFieldNames().size(), 36u);
+  EXPECT_FALSE(IsContactField(kPhotoField));  // not text: only the field rules know it
 }
 
 TEST(ContactFieldTest, UnknownFieldsAndEmptyValues) {
@@ -256,6 +259,146 @@ TEST(ContactFieldTest, AddressFieldsShareOneAddressPerKind) {
   EXPECT_EQ(GetContactField(c, "home_street"), std::vector<std::string>{"2 Elm St"});
   EXPECT_EQ(GetContactField(c, "city"), std::vector<std::string>{"Springfield"});
   EXPECT_TRUE(GetContactField(c, "home_city").empty());
+}
+
+TEST(ContactFieldTest, ManagerAndOffice) {
+  Contact c;
+  ASSERT_TRUE(SetContactField(c, "manager", " Charles Babbage "));
+  EXPECT_EQ(c.manager, "Charles Babbage");
+  // An office alone makes a work address holding only it.
+  ASSERT_TRUE(SetContactField(c, "office", "Room 4"));
+  ASSERT_EQ(c.addresses.size(), 1u);
+  EXPECT_EQ(c.addresses[0], (PostalAddress{{"work"}, "", "Room 4", "", "", "", "", ""}));
+  // It joins the work address, never the home one.
+  Contact both;
+  SetContactField(both, "home_street", "2 Elm St");
+  SetContactField(both, "street", "1 Main St");
+  SetContactField(both, "office", "Building 7");
+  ASSERT_EQ(both.addresses.size(), 2u);
+  EXPECT_EQ(both.addresses[1].extended, "Building 7");
+  EXPECT_EQ(both.addresses[0].extended, "");
+  EXPECT_FALSE(IsContactField("home_office"));
+  EXPECT_FALSE(SetContactField(both, "home_office", "x"));
+}
+
+// A contact with every field set through the flat interface, values naming
+// their field, so a test can tell exactly which field something touched.
+Contact EveryField(std::string_view prefix) {
+  Contact c;
+  for (std::string_view field : ContactFieldNames()) {
+    SetContactField(c, field, std::string(prefix) + std::string(field));
+  }
+  c.phones.push_back({std::string(prefix) + "car", {"car"}, false});  // phone_other
+  c.photo = Photo{"image/png", std::string(prefix) + "png", ""};
+  return c;
+}
+
+TEST(ClearContactFieldTest, RemovesExactlyWhatTheFieldCovers) {
+  const Contact full = EveryField("v-");
+  std::vector<std::string_view> fields = ContactFieldNames();
+  fields.push_back(kPhotoField);
+  for (std::string_view field : fields) {
+    Contact c = full;
+    ASSERT_TRUE(ClearContactField(c, field)) << field;
+    if (field == kPhotoField) {
+      EXPECT_FALSE(c.photo.has_value());
+    } else if (field == "display_name") {
+      // FN goes; the name then comes from its parts, as a writer derives it.
+      EXPECT_EQ(c.formatted_name, "");
+      EXPECT_EQ(GetContactField(c, field),
+                std::vector<std::string>{"v-prefix v-given_name v-middle_name v-family_name "
+                                         "v-suffix"});
+    } else {
+      EXPECT_TRUE(GetContactField(c, field).empty()) << field;
+    }
+    for (std::string_view other : ContactFieldNames()) {
+      if (other == field || other == "display_name") continue;
+      EXPECT_EQ(GetContactField(c, other), GetContactField(full, other))
+          << "clearing " << field << " changed " << other;
+    }
+    if (field != kPhotoField) {
+      EXPECT_EQ(c.photo, full.photo) << field;
+    }
+  }
+}
+
+TEST(ClearContactFieldTest, MultiValuedFieldsLoseOnlyTheirOwnValues) {
+  Contact c;
+  c.phones = {{"1", {"cell"}, false},
+              {"2", {"CELL", "voice"}, true},
+              {"3", {"work"}, false},
+              {"4", {"car"}, false}};
+  ASSERT_TRUE(ClearContactField(c, "mobile"));
+  EXPECT_EQ(c.phones, (std::vector<TypedValue>{{"3", {"work"}, false}, {"4", {"car"}, false}}));
+  c.emails = {{"a@x", {}, false}, {"b@x", {"home"}, false}};
+  ASSERT_TRUE(ClearContactField(c, "email"));  // an untyped address is the main one
+  EXPECT_EQ(c.emails, (std::vector<TypedValue>{{"b@x", {"home"}, false}}));
+}
+
+TEST(ClearContactFieldTest, AnEmptiedAddressGoesAndUnknownFieldsFail) {
+  Contact c;
+  SetContactField(c, "city", "London");
+  SetContactField(c, "home_city", "Leeds");
+  ASSERT_TRUE(ClearContactField(c, "city"));
+  ASSERT_EQ(c.addresses.size(), 1u);
+  EXPECT_EQ(c.addresses[0].locality, "Leeds");
+  EXPECT_TRUE(ClearContactField(c, "street"));  // nothing there: still a known field
+  EXPECT_FALSE(ClearContactField(c, "shoe_size"));
+  EXPECT_FALSE(ClearContactField(c, "home_office"));
+  EXPECT_EQ(c.addresses.size(), 1u);
+}
+
+TEST(CopyContactFieldTest, ReplacesOneFieldWithTheOthersEntries) {
+  const Contact from = EveryField("a-");
+  const Contact base = EveryField("b-");
+  std::vector<std::string_view> fields = ContactFieldNames();
+  fields.push_back(kPhotoField);
+  for (std::string_view field : fields) {
+    Contact to = base;
+    ASSERT_TRUE(CopyContactField(from, field, to)) << field;
+    if (field == kPhotoField) {
+      EXPECT_EQ(to.photo, from.photo);
+    } else {
+      EXPECT_EQ(GetContactField(to, field), GetContactField(from, field)) << field;
+    }
+    for (std::string_view other : ContactFieldNames()) {
+      if (other == field || other == "display_name") continue;
+      EXPECT_EQ(GetContactField(to, other), GetContactField(base, other))
+          << "copying " << field << " changed " << other;
+    }
+  }
+  Contact to = base;
+  EXPECT_FALSE(CopyContactField(from, "shoe_size", to));
+  EXPECT_EQ(to, base);
+}
+
+TEST(CopyContactFieldTest, KeepsTypesFlagsAndEmptiness) {
+  Contact from;
+  from.phones = {{"+1 555 0100", {"cell", "iphone"}, true}, {"2", {"work"}, false}};
+  from.addresses = {{{"work", "postal"}, "", "", "", "Paris", "", "", ""}};
+  Contact to;
+  to.phones = {{"9", {"cell"}, false}};
+  CopyContactField(from, "mobile", to);
+  EXPECT_EQ(to.phones, (std::vector<TypedValue>{{"+1 555 0100", {"cell", "iphone"}, true}}));
+  CopyContactField(from, "city", to);
+  EXPECT_EQ(to.addresses,
+            (std::vector<PostalAddress>{{{"work", "postal"}, "", "", "", "Paris", "", "", ""}}));
+  // Copying an empty field empties it.
+  CopyContactField(Contact{}, "mobile", to);
+  CopyContactField(Contact{}, "city", to);
+  CopyContactField(Contact{}, kPhotoField, to);
+  EXPECT_TRUE(to.phones.empty());
+  EXPECT_TRUE(to.addresses.empty());
+}
+
+TEST(PhoneFieldNameTest, NamesTheColumnANumberFallsIn) {
+  EXPECT_EQ(PhoneFieldName({"1", {"cell", "work"}, false}), "mobile");
+  EXPECT_EQ(PhoneFieldName({"1", {"WORK", "voice"}, false}), "work_phone");
+  EXPECT_EQ(PhoneFieldName({"1", {"work", "fax"}, false}), "fax");
+  EXPECT_EQ(PhoneFieldName({"1", {"home"}, false}), "home_phone");
+  EXPECT_EQ(PhoneFieldName({"1", {"pager"}, false}), "pager");
+  EXPECT_EQ(PhoneFieldName({"1", {"car"}, false}), "phone_other");
+  EXPECT_EQ(PhoneFieldName({"1", {}, false}), "phone_other");
 }
 
 }  // namespace

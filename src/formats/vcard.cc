@@ -438,6 +438,9 @@ ParsedVCard BuildCard(const std::vector<Property>& props) {
       set_once(p, c.title);
     } else if (n == "ROLE") {
       set_once(p, c.role);
+    } else if (n == "X-MS-MANAGER") {
+      // Outlook's property; neither RFC has one for a manager.
+      set_once(p, c.manager);
     } else if (n == "NOTE") {
       set_once(p, c.note);
     } else if (n == "BDAY") {
@@ -665,8 +668,9 @@ bool IsWritableExtraName(std::string_view name) {
   // These are written from the contact (or frame the card); an extra copy
   // would either break the card or be read back into the contact.
   static constexpr std::string_view kOwn[] = {
-      "BEGIN", "END", "VERSION", "FN",  "N",    "NICKNAME", "ORG",   "TITLE",      "ROLE",
-      "EMAIL", "TEL", "ADR",     "URL", "BDAY", "NOTE",     "PHOTO", "CATEGORIES", "UID"};
+      "BEGIN", "END",   "VERSION",    "FN",  "N",           "NICKNAME", "ORG",
+      "TITLE", "ROLE",  "EMAIL",      "TEL", "ADR",         "URL",      "BDAY",
+      "NOTE",  "PHOTO", "CATEGORIES", "UID", "X-MS-MANAGER"};
   const std::string upper = AsciiUpper(name);
   return std::find(std::begin(kOwn), std::end(kOwn), upper) == std::end(kOwn);
 }
@@ -726,6 +730,7 @@ std::string WriteVCard(const Contact& c, VCardVersion version, std::string_view 
   }
   if (!Trim(c.title).empty()) line("TITLE:" + EscapeText(c.title));
   if (!Trim(c.role).empty()) line("ROLE:" + EscapeText(c.role));
+  if (!Trim(c.manager).empty()) line("X-MS-MANAGER:" + EscapeText(c.manager));
 
   auto typed = [&](std::string_view name, const std::vector<TypedValue>& values, bool is_email,
                    bool is_phone, bool is_uri) {

@@ -557,6 +557,43 @@ TEST(WriteVCardTest, Vcard40Layout) {
                   }));
 }
 
+// Outlook's X-MS-MANAGER carries the manager; the office is ADR's extended
+// component of the work address, where phones show it.
+TEST(WriteVCardTest, ManagerAndOfficeInBothVersions) {
+  Contact c;
+  c.formatted_name = "Ada";
+  ASSERT_TRUE(SetContactField(c, "manager", "Charles Babbage; FRS"));
+  ASSERT_TRUE(SetContactField(c, "office", "Room 4, Floor 2"));
+  for (VCardVersion v : {VCardVersion::k30, VCardVersion::k40}) {
+    const std::string text = WriteVCard(c, v, "", {{"X-MS-MANAGER", "a second copy"}});
+    EXPECT_NE(text.find("\r\nX-MS-MANAGER:Charles Babbage\\; FRS\r\n"), std::string::npos) << text;
+    EXPECT_NE(text.find(":;Room 4\\, Floor 2;;;;;\r\n"), std::string::npos) << text;
+    EXPECT_EQ(text.find("a second copy"), std::string::npos) << text;
+    const ParsedVCard back = MustParse(text);
+    EXPECT_EQ(back.contact, c);
+    EXPECT_EQ(GetContactField(back.contact, "manager"), Strings{"Charles Babbage; FRS"});
+    EXPECT_EQ(GetContactField(back.contact, "office"), Strings{"Room 4, Floor 2"});
+    EXPECT_EQ(FindOther(back, "X-MS-MANAGER"), nullptr);
+  }
+}
+
+TEST(ParseVCardTest, ReadsOutlookManagerOnce) {
+  const ParsedVCard card = MustParse(Crlf({
+      "BEGIN:VCARD",
+      "VERSION:3.0",
+      "FN:Ada",
+      "x-ms-manager:Charles Babbage",
+      "X-MS-MANAGER:Someone Else",
+      "ADR;TYPE=WORK:;Building 7;1 Row;London;;;",
+      "END:VCARD",
+  }));
+  EXPECT_EQ(card.contact.manager, "Charles Babbage");
+  EXPECT_EQ(GetContactField(card.contact, "office"), Strings{"Building 7"});
+  const VCardProperty* second = FindOther(card, "X-MS-MANAGER");
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(second->value, "Someone Else");
+}
+
 TEST(WriteVCardTest, PhotoByUri) {
   Contact c;
   c.formatted_name = "A";
@@ -682,6 +719,7 @@ Contact RandomContact(Gen& g) {
   c.department = maybe(8);
   c.title = maybe(8);
   c.role = maybe(8);
+  c.manager = maybe(8);
   c.emails = g.Typed(3);
   c.phones = g.Typed(3);
   c.urls = g.Typed(2);
@@ -736,6 +774,7 @@ TEST(RoundTripTest, RealisticContactsInBothVersions) {
   c.organization = "Société Générale, S.A.";
   c.department = "Équipe «Données»; Paris";
   c.title = "Directrice";
+  c.manager = "Émile Durand, Jr.";
   c.emails = {{"zoe@example.fr", {"work"}, true}, {"z@example.jp", {"home"}, false}};
   c.phones = {{"+33 1 23 45 67 89", {"work", "voice"}, false}, {"+81 3-1234-5678", {"cell"}, true}};
   c.addresses = {
