@@ -906,7 +906,8 @@ def write_ldif(out, people=1000, seed=1, base="dc=example,dc=org", domain=None,
                 office += " "
             L += [ldif_line("street", street, fold), ldif_line("l", l, fold),
                   ldif_line("st", st, fold), ldif_line("postalCode", zipc, fold),
-                  ldif_line("physicalDeliveryOfficeName", office, fold)]
+                  ldif_line("physicalDeliveryOfficeName", office, fold),
+                  ldif_line("c", p["region"], fold)]
         if p["manager"]:
             L.append(ldif_line("manager", p["manager"], fold))
         if entry_uuid:

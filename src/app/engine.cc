@@ -759,7 +759,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
       const SourceEntry& e = config_.sources.at(name);
       const TransformOptions& t = e.transform;
       material += name + "\n" + it->second + "\n" + e.exclude.text() + "\n" + t.default_region +
-                  "\n" + PhoneFormatName(t.phone_format) + "\n" +
+                  "\n" + t.region_attribute + "\n" + PhoneFormatName(t.phone_format) + "\n" +
                   std::to_string(t.photo_max_bytes) + "\n" + std::to_string(t.photo_max_pixels) +
                   "\n" + t.opt_out_attribute + "\n";
     }

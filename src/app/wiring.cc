@@ -29,6 +29,9 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
       o.extra_attributes = s.extra_attributes;
       // Filters and opt-outs read raw attributes: make sure they are fetched.
       if (!s.opt_out_attribute.empty()) o.extra_attributes.push_back(s.opt_out_attribute);
+      if (!s.phone_region_attribute.empty()) {
+        o.extra_attributes.push_back(s.phone_region_attribute);
+      }
       o.page_size = s.page_size;
       o.timeout_seconds = s.timeout_seconds;
       ROSTER_ASSIGN_OR_RETURN(auto dir, OpenLdapDirectory(std::move(o)));
@@ -39,6 +42,7 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
     }
     ROSTER_ASSIGN_OR_RETURN(entry.exclude, Filter::Parse(s.exclude));
     entry.transform.default_region = s.phone_region;
+    entry.transform.region_attribute = s.phone_region_attribute;
     ROSTER_ASSIGN_OR_RETURN(entry.transform.phone_format, ParsePhoneFormat(s.phone_format));
     entry.transform.photo_max_bytes = static_cast<size_t>(s.photo_max_bytes);
     entry.transform.photo_max_pixels = s.photo_max_pixels;

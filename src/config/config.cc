@@ -242,6 +242,8 @@ Result<SourceConfig> ReadSource(const std::string& name, const toml::table& t,
                      r.At() + ": exclude in " + r.where() + ": " + exclude.error().message);
   }
   ROSTER_ASSIGN_OR_RETURN(s.phone_region, r.String("phone_region", false));
+  ROSTER_ASSIGN_OR_RETURN(s.phone_region_attribute,
+                          r.String("phone_region_attribute", false, s.type == "ldap" ? "c" : ""));
   ROSTER_ASSIGN_OR_RETURN(s.phone_format,
                           r.Choice("phone_format", {"e164", "international", "national", "as_is"}));
   ROSTER_ASSIGN_OR_RETURN(s.photo_max_bytes,

@@ -37,8 +37,9 @@ struct SourceConfig {
   // Every type.
   std::string
       exclude;  // filter expression: entries never sent (default for ldap: disabled, hidden)
-  std::string phone_region;           // ISO region for numbers written without a country code
-  std::string phone_format = "e164";  // "e164" | "international" | "national" | "as_is"
+  std::string phone_region;            // ISO region for numbers written without a country code
+  std::string phone_region_attribute;  // the person's own region (ldap default: "c")
+  std::string phone_format = "e164";   // "e164" | "international" | "national" | "as_is"
   int photo_max_bytes = 100 * 1024;
   int photo_max_pixels = 512;  // 0: no photos
   std::string opt_out_attribute;

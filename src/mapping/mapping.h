@@ -17,7 +17,11 @@
 namespace roster {
 
 struct TransformOptions {
-  std::string default_region;  // empty: phone numbers untouched
+  std::string default_region;  // empty: phone numbers untouched (unless region_attribute gives one)
+  // A raw attribute holding the person's own ISO region ("c" in LDAP and
+  // Active Directory): when it names a region libphonenumber knows, that
+  // person's numbers are read in it, else in default_region.
+  std::string region_attribute;
   PhoneFormat phone_format = PhoneFormat::kE164;
   size_t photo_max_bytes = kDefaultPhotoMaxBytes;
   int photo_max_pixels = kDefaultPhotoMaxPixels;  // 0: no photos at all

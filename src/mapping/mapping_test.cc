@@ -53,6 +53,28 @@ TEST(TransformRecordsTest, NormalisesPhonesAndWarnsWithoutNumbers) {
   ExpectNoneMentions(report.warnings, {"n/a", "ext. 42", "9d8e", "07700"});
 }
 
+TEST(TransformRecordsTest, ReadsEachPersonsNumbersInTheirOwnRegion) {
+  std::vector<SourceRecord> records = {Person("de", "Max"), Person("us", "Ann"),
+                                       Person("none", "Kim"), Person("odd", "Lee")};
+  SetContactField(records[0].contact, "work_phone", "030 12345678");
+  records[0].attributes["c"] = {"DE"};
+  SetContactField(records[1].contact, "work_phone", "(212) 555-0147");
+  records[1].attributes["c"] = {"us"};
+  SetContactField(records[2].contact, "work_phone", "020 7946 0958");  // no region: the default
+  SetContactField(records[3].contact, "work_phone", "020 7946 0958");
+  records[3].attributes["c"] = {"Atlantis"};  // not a region: the default
+  TransformOptions options;
+  options.default_region = "GB";
+  options.region_attribute = "c";
+  TransformReport report;
+  TransformRecords(options, records, report, "dir");
+  EXPECT_EQ(GetContactField(records[0].contact, "work_phone"), Strings{"+493012345678"});
+  EXPECT_EQ(GetContactField(records[1].contact, "work_phone"), Strings{"+12125550147"});
+  EXPECT_EQ(GetContactField(records[2].contact, "work_phone"), Strings{"+442079460958"});
+  EXPECT_EQ(GetContactField(records[3].contact, "work_phone"), Strings{"+442079460958"});
+  EXPECT_TRUE(report.warnings.empty());
+}
+
 TEST(TransformRecordsTest, LeavesPhonesAloneWithoutAUsableRegion) {
   std::vector<SourceRecord> records = {Person("k", "Jane Doe")};
   SetContactField(records[0].contact, "mobile", "07700 900123");

@@ -1,3 +1,4 @@
+#include <map>
 #include <optional>
 #include <set>
 
@@ -140,11 +141,31 @@ void TransformRecords(const TransformOptions& options, std::vector<SourceRecord>
                                 "; phone numbers left as written");
     }
   }
+  // One normaliser per region people name; nullopt for names that are none.
+  std::map<std::string, std::optional<PhoneNormalizer>> by_region;
+  auto own_region = [&](const SourceRecord& record) -> const PhoneNormalizer* {
+    if (options.region_attribute.empty()) return nullptr;
+    auto it = record.attributes.find(options.region_attribute);
+    if (it == record.attributes.end() || it->second.empty()) return nullptr;
+    std::string region(text::Trim(it->second.front()));
+    if (region.size() != 2) return nullptr;
+    auto [at, fresh] = by_region.try_emplace(region);
+    if (fresh) {
+      Result<PhoneNormalizer> made = PhoneNormalizer::Create(region, options.phone_format);
+      if (made.ok()) at->second = std::move(made).value();
+    }
+    return at->second ? &*at->second : nullptr;
+  };
   for (SourceRecord& record : records) {
     // Hidden first: a field the person asked to hide is neither normalised
     // nor mentioned in a warning.
     HideOptedOutFields(options, record, report, source_name);
-    if (normalizer.has_value()) NormalisePhones(*normalizer, record, report, source_name);
+    const PhoneNormalizer* own = own_region(record);
+    if (own) {
+      NormalisePhones(*own, record, report, source_name);
+    } else if (normalizer.has_value()) {
+      NormalisePhones(*normalizer, record, report, source_name);
+    }
     CapRecordPhoto(options, record, report, source_name);
   }
 }
