@@ -955,6 +955,14 @@ RunReport Engine::Run(const RunOptions& options_in) {
     }
   }
 
+  // Every rule holds its selection now: the raw records (with every
+  // attribute read) can go. A deferred read that turns out to be needed
+  // reads its source again.
+  {
+    std::lock_guard lock(read_mu);
+    read.clear();
+  }
+
   size_t total = 0;
   for (const RuleWork& w : work) {
     total += w.users.size() + (w.offboard_guard ? 0 : w.leaving.size());
