@@ -865,7 +865,8 @@ RunReport Engine::Run(const RunOptions& options_in) {
 
     // Nothing changed in the sources since the last snapshot: do not read
     // them unless a collection turns out to need the people.
-    const std::string version = version_of(rule);
+    // (Rules that need the people anyway do not ask the sources for a version.)
+    const std::string version = needs_people ? std::string() : version_of(rule);
     w.version = version;
     bool deferred = !options.force && !needs_people && !version.empty() &&
                     version == in.previous.source_version && !in.previous.fingerprint.empty();

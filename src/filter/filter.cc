@@ -3,8 +3,8 @@
 #include "filter/filter.h"
 
 #include <algorithm>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <regex>
 #include <set>
@@ -74,8 +74,7 @@ struct Token {
 
 bool IsKeyword(std::string_view lower) {
   return lower == "and" || lower == "or" || lower == "not" || lower == "has" || lower == "bit" ||
-         lower == "in" ||
-         lower == "contains" || lower == "startswith" || lower == "endswith";
+         lower == "in" || lower == "contains" || lower == "startswith" || lower == "endswith";
 }
 
 // Splits the expression into tokens. A lexical error becomes a kError token
