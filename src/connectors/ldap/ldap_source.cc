@@ -1,0 +1,366 @@
+#include "connectors/ldap/ldap_source.h"
+
+#include <ldap.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <array>
+#include <fstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "connectors/ldap/ldap_connection.h"
+#include "core/hash.h"
+#include "core/text.h"
+
+namespace roster {
+namespace {
+
+using text::EqualsNoCase;
+
+// What Version() hashes besides the key: each is present on one kind of
+// server (entryCSN on OpenLDAP, uSNChanged on AD) and a request for one the
+// server lacks is simply not answered.
+constexpr std::array<const char*, 3> kStampAttributes = {"modifyTimestamp", "entryCSN",
+                                                         "uSNChanged"};
+
+constexpr std::array<std::string_view, 3> kGroupClasses = {"groupOfNames", "groupOfUniqueNames",
+                                                           "group"};
+
+bool IsGroup(const LdapEntry& entry) {
+  if (const auto* classes = entry.Find("objectClass")) {
+    for (const std::string& c : *classes) {
+      for (std::string_view g : kGroupClasses) {
+        if (EqualsNoCase(text::Trim(c), g)) return true;
+      }
+    }
+  }
+  return entry.Find("member") != nullptr || entry.Find("uniqueMember") != nullptr;
+}
+
+// uniqueMember values may end in an optional unique identifier,
+// "cn=x,dc=y#'0101'B" (RFC 4517 Name and Optional UID); the DN is before it.
+std::string WithoutOptionalUid(std::string_view value) {
+  value = text::Trim(value);
+  if (value.ends_with("'B")) {
+    const size_t hash = value.rfind("#'");
+    if (hash != std::string_view::npos && hash > 0 && value[hash - 1] != '\\') {
+      const std::string_view bits = value.substr(hash + 2, value.size() - hash - 4);
+      if (std::all_of(bits.begin(), bits.end(), [](char c) { return c == '0' || c == '1'; })) {
+        return std::string(value.substr(0, hash));
+      }
+    }
+  }
+  return std::string(value);
+}
+
+std::vector<std::string> MembersOf(const LdapEntry& entry) {
+  std::vector<std::string> out;
+  for (const char* attribute : {"member", "uniqueMember"}) {
+    if (const auto* values = entry.Find(attribute)) {
+      for (const std::string& v : *values) {
+        std::string dn = WithoutOptionalUid(v);
+        if (!dn.empty()) out.push_back(std::move(dn));
+      }
+    }
+  }
+  return out;
+}
+
+// Appends a field so that no two different field lists hash alike.
+void AppendField(std::string& out, std::string_view field) {
+  out += std::to_string(field.size());
+  out.push_back(':');
+  out.append(field);
+}
+
+// libldap writes to its socket with write(2): a server that closed the
+// connection would raise SIGPIPE and end the whole process. While a guard
+// lives, SIGPIPE is blocked for the calling thread (a write then fails with
+// EPIPE, which libldap reports), and one raised meanwhile is consumed, so
+// that the process-wide disposition stays the application's business.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    sigpending(&pending);
+    already_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
+  }
+  ~SigpipeGuard() {
+    if (!blocked_) return;
+    sigset_t pending;
+    sigemptyset(&pending);
+    sigpending(&pending);
+    if (!already_pending_ && sigismember(&pending, SIGPIPE) == 1) {
+      const timespec zero{0, 0};
+      sigtimedwait(&pipe_, nullptr, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  sigset_t pipe_;
+  sigset_t old_;
+  bool already_pending_ = false;
+  bool blocked_ = false;
+};
+
+bool IsValidDn(const std::string& dn) {
+  LDAPDN parsed = nullptr;
+  const bool ok = ldap_str2dn(dn.c_str(), &parsed, LDAP_DN_FORMAT_LDAP) == LDAP_SUCCESS;
+  ldap_dnfree(parsed);
+  return ok;
+}
+
+}  // namespace
+
+LdapDirectory::LdapDirectory(LdapOptions options, LdapMapping mapping)
+    : options_(std::move(options)), mapping_(std::move(mapping)) {}
+
+LdapDirectory::~LdapDirectory() = default;
+
+Result<std::unique_ptr<LdapDirectory>> OpenLdapDirectory(LdapOptions o) {
+  if (o.name.empty()) {
+    return MakeError(ErrorKind::kInvalidArgument, "an LDAP source needs a name");
+  }
+  const std::string prefix = "source " + o.name + ": ";
+  auto invalid = [&](const std::string& what) {
+    return MakeError(ErrorKind::kInvalidArgument, prefix + what);
+  };
+  LDAPURLDesc* url = nullptr;
+  if (o.url.empty() || ldap_url_parse(o.url.c_str(), &url) != LDAP_URL_SUCCESS) {
+    return invalid("url \"" + o.url + "\" is not an ldap:// or ldaps:// URL");
+  }
+  const std::string scheme = url->lud_scheme != nullptr ? url->lud_scheme : "";
+  const bool has_dn = url->lud_dn != nullptr && url->lud_dn[0] != '\0';
+  ldap_free_urldesc(url);
+  if (scheme != "ldap" && scheme != "ldaps") {
+    return invalid("url \"" + o.url + "\" is not an ldap:// or ldaps:// URL");
+  }
+  if (has_dn) return invalid("url \"" + o.url + "\" names a DN; put it in base_dn instead");
+  if (o.base_dn.empty()) return invalid("base_dn is not set");
+  if (!IsValidDn(o.base_dn)) return invalid("base_dn \"" + o.base_dn + "\" is not a valid DN");
+  if (!o.bind_dn.empty() && !IsValidDn(o.bind_dn) && o.bind_dn.find('@') == std::string::npos) {
+    return invalid("bind_dn \"" + o.bind_dn + "\" is not a valid DN");
+  }
+  // A DN with an empty password is an "unauthenticated bind": servers that
+  // allow it treat it as anonymous, which would hide a missing secret.
+  if (!o.bind_dn.empty() && o.password.empty()) {
+    return invalid("bind_dn " + o.bind_dn + " is set but its password is empty");
+  }
+  if (o.bind_dn.empty() && !o.password.empty()) {
+    return invalid("a password is set but bind_dn is empty");
+  }
+  if (!o.ca_file.empty()) {
+    // libldap with GnuTLS takes a file without certificates silently, and
+    // the failure would later read as an unverifiable server.
+    std::ifstream in(o.ca_file, std::ios::binary);
+    if (!in) return invalid("ca_file " + o.ca_file + " cannot be read");
+    std::string head(1 << 20, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<size_t>(in.gcount()));
+    if (head.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return invalid("ca_file " + o.ca_file + " holds no PEM certificate");
+    }
+  }
+  if (o.page_size < 0) return invalid("page_size must be 0 (no paging) or more");
+  if (o.timeout_seconds < 1) return invalid("timeout_seconds must be at least 1");
+  auto mapping = ResolveLdapMapping(o.schema, o.key_attribute, o.mapping, o.extra_attributes);
+  if (!mapping.ok()) return invalid(mapping.error().message);
+  if (o.filter.empty()) o.filter = DefaultLdapFilter(o.schema);
+  return std::unique_ptr<LdapDirectory>(new LdapDirectory(std::move(o), std::move(*mapping)));
+}
+
+Result<std::unique_ptr<LdapConnection>> LdapDirectory::Connect() const {
+  return LdapConnection::Open(LdapConnectionOptions{options_.name, options_.url, options_.starttls,
+                                                    options_.ca_file, options_.bind_dn,
+                                                    options_.password, options_.timeout_seconds});
+}
+
+Result<std::vector<SourceRecord>> LdapDirectory::ReadAll() {
+  warnings_.clear();
+  SigpipeGuard sigpipe_guard;
+  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
+  std::vector<SourceRecord> records;
+  std::unordered_map<std::string, std::string> dn_of_key;
+  ROSTER_RETURN_IF_ERROR(connection->Search(
+      options_.base_dn, options_.filter, mapping_.RequestedAttributes(), options_.page_size,
+      [&](LdapEntry&& entry) -> Status {
+        std::optional<SourceRecord> record =
+            MapLdapEntry(entry, mapping_, options_.name, &warnings_);
+        if (!record) return {};
+        auto [it, fresh] = dn_of_key.emplace(record->key, entry.dn);
+        if (!fresh) {
+          // Only a configured key attribute can repeat; entryUUID cannot.
+          return MakeError(ErrorKind::kInvalidData,
+                           Prefix() + "entries " + it->second + " and " + entry.dn +
+                               " have the same " + mapping_.key_attribute + " \"" + record->key +
+                               "\", so it cannot be the key");
+        }
+        records.push_back(std::move(*record));
+        return {};
+      }));
+  ResolveManagers(&records);
+  return records;
+}
+
+Result<std::string> LdapDirectory::Version() {
+  SigpipeGuard sigpipe_guard;
+  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
+  std::vector<std::string> attributes = {mapping_.key_attribute};
+  for (const char* a : kStampAttributes) attributes.emplace_back(a);
+  std::vector<std::string> lines;
+  ROSTER_RETURN_IF_ERROR(connection->Search(options_.base_dn, options_.filter, attributes,
+                                            options_.page_size, [&](LdapEntry&& entry) -> Status {
+                                              std::string problem;
+                                              std::optional<std::string> key = LdapEntryKey(
+                                                  entry, mapping_.key_attribute, &problem);
+                                              if (!key) return {};  // ReadAll skips it too
+                                              // The DN catches a rename or move even on a server
+                                              // whose stamps have coarse resolution.
+                                              std::string line;
+                                              AppendField(line, *key);
+                                              AppendField(line, NormalizeDn(entry.dn));
+                                              for (const char* a : kStampAttributes) {
+                                                if (const auto* values = entry.Find(a)) {
+                                                  for (const std::string& v : *values)
+                                                    AppendField(line, v);
+                                                } else {
+                                                  AppendField(line, "");
+                                                }
+                                              }
+                                              lines.push_back(std::move(line));
+                                              return {};
+                                            }));
+  std::sort(lines.begin(), lines.end());
+  std::string all;
+  AppendField(all, "roster-ldap-version-1");
+  AppendField(all, options_.base_dn);
+  AppendField(all, options_.filter);
+  for (const std::string& line : lines) AppendField(all, line);
+  return HashHex(all, 16);
+}
+
+std::optional<DirectoryUser> LdapDirectory::ToUser(const LdapEntry& entry,
+                                                   const std::string& attribute,
+                                                   const std::string& context) {
+  std::string problem;
+  std::optional<std::string> key = LdapEntryKey(entry, mapping_.key_attribute, &problem);
+  if (!key) {
+    warnings_.push_back(Prefix() + "entry " + entry.dn + " (" + context + ") " + problem +
+                        "; skipped");
+    return std::nullopt;
+  }
+  DirectoryUser user{std::move(*key), entry.dn, {}};
+  if (const auto* values = attribute.empty() ? nullptr : entry.Find(attribute)) {
+    for (const std::string& v : *values) {
+      if (mapping_.IsBinary(attribute)) {
+        // Of the binary attributes only a GUID can name an account.
+        if (std::string guid = FormatGuid(v); !guid.empty()) user.values.push_back(std::move(guid));
+        continue;
+      }
+      bool repaired = false;
+      user.values.push_back(RepairUtf8(v, &repaired));
+      if (repaired) {
+        warnings_.push_back(Prefix() + "entry " + entry.dn + ": attribute " + attribute +
+                            " is not valid UTF-8; the invalid bytes were replaced with U+FFFD");
+      }
+    }
+  }
+  return user;
+}
+
+Result<std::vector<DirectoryUser>> LdapDirectory::GroupMembers(const std::string& group,
+                                                               const std::string& attribute) {
+  if (!attribute.empty() && !IsValidAttributeName(attribute)) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     Prefix() + "\"" + attribute + "\" is not an attribute name");
+  }
+  if (!IsValidDn(group)) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     Prefix() + "group \"" + group + "\" is not a valid DN");
+  }
+  std::vector<std::string> attributes = {"objectClass", "member", "uniqueMember",
+                                         mapping_.key_attribute};
+  if (!attribute.empty()) attributes.push_back(attribute);
+  SigpipeGuard sigpipe_guard;
+  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
+  ROSTER_ASSIGN_OR_RETURN(auto top, connection->ReadMany({group}, attributes));
+  if (!top[0]) {
+    return MakeError(ErrorKind::kNotFound,
+                     Prefix() + "group " + group + " does not exist on " + options_.url);
+  }
+  if (!IsGroup(*top[0])) {
+    return MakeError(
+        ErrorKind::kInvalidArgument,
+        Prefix() + group + " is not a group (groupOfNames, groupOfUniqueNames or group)");
+  }
+  // Breadth first, one batch of reads per level of nesting; `seen` holds
+  // every DN ever queued, so a cycle or a repeated member costs nothing.
+  std::unordered_set<std::string> seen = {NormalizeDn(group)};
+  std::unordered_set<std::string> keys;
+  std::vector<DirectoryUser> users;
+  std::vector<std::pair<std::string, std::string>> level;  // (member DN, group DN)
+  for (std::string& m : MembersOf(*top[0])) level.emplace_back(std::move(m), top[0]->dn);
+  while (!level.empty()) {
+    std::vector<std::string> dns;
+    std::vector<std::string> parents;
+    for (auto& [dn, parent] : level) {
+      if (seen.insert(NormalizeDn(dn)).second) {
+        dns.push_back(std::move(dn));
+        parents.push_back(std::move(parent));
+      }
+    }
+    level.clear();
+    if (dns.empty()) break;
+    ROSTER_ASSIGN_OR_RETURN(auto entries, connection->ReadMany(dns, attributes));
+    for (size_t i = 0; i < dns.size(); ++i) {
+      if (!entries[i]) {
+        warnings_.push_back(Prefix() + "member " + dns[i] + " of group " + parents[i] +
+                            " does not exist; skipped");
+        continue;
+      }
+      const LdapEntry& entry = *entries[i];
+      if (IsGroup(entry)) {
+        for (std::string& m : MembersOf(entry)) level.emplace_back(std::move(m), entry.dn);
+        continue;
+      }
+      std::optional<DirectoryUser> user = ToUser(entry, attribute, "member of " + parents[i]);
+      if (user && keys.insert(user->key).second) users.push_back(std::move(*user));
+    }
+  }
+  return users;
+}
+
+Result<std::vector<DirectoryUser>> LdapDirectory::SearchUsers(const std::string& query,
+                                                              const std::string& attribute) {
+  if (text::Trim(query).empty()) {
+    return MakeError(ErrorKind::kInvalidArgument, Prefix() + "the user query is empty");
+  }
+  if (!attribute.empty() && !IsValidAttributeName(attribute)) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     Prefix() + "\"" + attribute + "\" is not an attribute name");
+  }
+  std::vector<std::string> attributes = {mapping_.key_attribute};
+  if (!attribute.empty()) attributes.push_back(attribute);
+  SigpipeGuard sigpipe_guard;
+  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
+  std::vector<DirectoryUser> users;
+  std::unordered_set<std::string> keys;
+  ROSTER_RETURN_IF_ERROR(connection->Search(
+      options_.base_dn, query, attributes, options_.page_size, [&](LdapEntry&& entry) -> Status {
+        std::optional<DirectoryUser> user = ToUser(entry, attribute, "found by " + query);
+        if (user && keys.insert(user->key).second) users.push_back(std::move(*user));
+        return {};
+      }));
+  return users;
+}
+
+}  // namespace roster
