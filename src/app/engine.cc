@@ -721,6 +721,17 @@ RunReport Engine::Run(const RunOptions& options_in) {
       }
       TransformReport tr;
       TransformRecords(entry.transform, *records, tr, name);
+      // From here on only the rules' filters read raw attributes: keep just
+      // the ones they name (a directory entry carries dozens).
+      std::set<std::string> wanted;
+      for (const RuleSpec& rule : config_.rules) {
+        if (std::find(rule.sources.begin(), rule.sources.end(), name) == rule.sources.end())
+          continue;
+        for (const std::string& f : rule.filter.Fields()) wanted.insert(f);
+      }
+      for (SourceRecord& r : *records) {
+        std::erase_if(r.attributes, [&](const auto& kv) { return !wanted.count(kv.first); });
+      }
       report.warnings.insert(report.warnings.end(), tr.warnings.begin(), tr.warnings.end());
       std::string notice = "source " + name + ": " + std::to_string(before) + " read";
       if (before != records->size()) {

@@ -40,7 +40,7 @@ const FieldList& InetOrgPersonFields() {
       {"region", {"st"}},
       {"postal_code", {"postalCode"}},
       {"url", {"labeledURI"}},
-      {"photo", {"jpegPhoto"}},
+      {"photo", {"jpegPhoto", "thumbnailPhoto"}},
       {"office", {"physicalDeliveryOfficeName"}},
       {"manager", {"manager"}},
   };
@@ -67,7 +67,7 @@ const FieldList& ActiveDirectoryFields() {
       {"postal_code", {"postalCode"}},
       {"country", {"co", "c"}},
       {"url", {"wWWHomePage"}},
-      {"photo", {"thumbnailPhoto"}},
+      {"photo", {"thumbnailPhoto", "jpegPhoto"}},
       {"office", {"physicalDeliveryOfficeName"}},
       {"manager", {"manager"}},
   };

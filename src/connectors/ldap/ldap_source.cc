@@ -241,9 +241,17 @@ Result<std::string> LdapDirectory::Version() {
                                             }));
   std::sort(lines.begin(), lines.end());
   std::string all;
-  AppendField(all, "roster-ldap-version-1");
+  AppendField(all, "roster-ldap-version-2");
   AppendField(all, options_.base_dn);
   AppendField(all, options_.filter);
+  // What a read would make of the entries: a changed mapping is a change.
+  AppendField(all, mapping_.key_attribute);
+  for (const auto& [field, attributes] : mapping_.fields) {
+    AppendField(all, field);
+    for (const std::string& a : attributes) AppendField(all, a);
+  }
+  AppendField(all, "extra");
+  for (const std::string& a : mapping_.extra_attributes) AppendField(all, a);
   for (const std::string& line : lines) AppendField(all, line);
   return HashHex(all, 16);
 }

@@ -240,6 +240,14 @@ TEST_F(LdapLiveTest, VersionChangesWithEveryKindOfChangeAndOnlyThen) {
   ASSERT_TRUE(renamed.ok());
   EXPECT_NE(*renamed, *deleted);
   EXPECT_EQ(*d->Version(), *renamed);
+
+  // The same entries read another way are another version: a mapping change
+  // must not be mistaken for "nothing changed".
+  LdapOptions remapped = Options();
+  remapped.mapping["note"] = "description";
+  auto other = Open(remapped)->Version();
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(*other, *renamed);
 }
 
 TEST_F(LdapLiveTest, TenMegabytePhoto) {
