@@ -238,8 +238,9 @@ Result<SourceConfig> ReadSource(const std::string& name, const toml::table& t,
   ROSTER_ASSIGN_OR_RETURN(s.exclude, r.String("exclude", false, s.exclude));
   auto exclude = Filter::Parse(s.exclude);
   if (!exclude.ok()) {
-    return MakeError(ErrorKind::kInvalidArgument,
-                     r.At() + ": exclude in " + r.where() + ": " + exclude.error().message);
+    const toml::node* at = t.get("exclude");
+    return MakeError(ErrorKind::kInvalidArgument, (at ? r.At(*at) : r.At()) + ": exclude in " +
+                                                      r.where() + ": " + exclude.error().message);
   }
   ROSTER_ASSIGN_OR_RETURN(s.phone_region, r.String("phone_region", false));
   ROSTER_ASSIGN_OR_RETURN(s.phone_region_attribute,
@@ -482,8 +483,10 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
     }
     auto filter = Filter::Parse(rule.filter);
     if (!filter.ok()) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       named.At() + ": rule " + rule.name + ": " + filter.error().message);
+      // The line of the filter itself, so that the column points into it.
+      const toml::node* at = t.get("filter");
+      return MakeError(ErrorKind::kInvalidArgument, (at ? named.At(*at) : named.At()) + ": rule " +
+                                                        rule.name + ": " + filter.error().message);
     }
     config.rules.push_back(std::move(rule));
   }

@@ -115,6 +115,7 @@ TEST(Config, PasswordInTheFileIsRefused) {
 TEST(Config, BadFilterIsReportedWithColumn) {
   std::string e = ErrorOf(Replace(kExample, "department != 'Contractors'", "department != "));
   EXPECT_NE(e.find("rule company: filter: column"), std::string::npos) << e;
+  EXPECT_EQ(e.rfind("/etc/roster/roster.toml:30: ", 0), 0u) << e;  // the filter's own line
 }
 
 TEST(Config, RulesMustNameDefinedSourcesAndTargets) {
