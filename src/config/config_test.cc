@@ -220,11 +220,12 @@ TEST(Config, DirectoryMistakesAreNamed) {
   EXPECT_NE(error("group = \"cn=Sales,ou=Groups,dc=example,dc=org\", ", "")
                 .find("needs either group or filter"),
             std::string::npos);
-  EXPECT_NE(error("users_from = { source = \"dir\", group = \"cn=Sales,ou=Groups,dc=example,dc=org\", "
-                  "attribute = \"uid\" }",
-                  "")
-                .find("has no target users"),
-            std::string::npos);
+  EXPECT_NE(
+      error("users_from = { source = \"dir\", group = \"cn=Sales,ou=Groups,dc=example,dc=org\", "
+            "attribute = \"uid\" }",
+            "")
+          .find("has no target users"),
+      std::string::npos);
   EXPECT_NE(error("phone_region = \"GB\"", "phone_region = \"GB\"\nexclude = \"bit(uac\"")
                 .find("exclude in [sources.dir]: filter: column 8"),
             std::string::npos);
