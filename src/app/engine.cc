@@ -42,6 +42,8 @@ struct RuleInput {
   std::unordered_map<std::string, std::string> origin;
   // Lower-cased e-mail address -> key, to recognise a target user's own card.
   std::unordered_map<std::string, std::string> by_email;
+  // Lower-cased account name (uid, sAMAccountName) -> key, likewise.
+  std::unordered_map<std::string, std::string> by_account;
 
   // Set when the sources' versions matched the last snapshot's, so that the
   // people were not read: `fingerprint` is the previous one, and the members
@@ -127,6 +129,10 @@ std::vector<std::string> SplitMatch(const std::string& joined) {
   return out;
 }
 
+// Attributes that name a person's account: a target user listed by account
+// name is recognised by them.
+constexpr const char* kAccountAttributes[] = {"uid", "sAMAccountName"};
+
 // One source's people as a rule sees them.
 struct SourcePeople {
   std::string name;
@@ -200,6 +206,11 @@ Result<RuleInput> SelectRule(const RuleSpec& rule, const std::vector<SourcePeopl
     std::string hash = ContentHash(*contact);
     if (!policy.empty()) hash = HashHex(hash + "\n" + policy);
     in.desired.push_back(DesiredItem{r.key, std::move(hash), contact, MatchHashes(*contact)});
+    for (const char* account : kAccountAttributes) {
+      auto it = r.attributes.find(account);
+      if (it == r.attributes.end()) continue;
+      for (const std::string& v : it->second) in.by_account.emplace(text::AsciiLower(v), r.key);
+    }
   }
   std::sort(in.desired.begin(), in.desired.end(),
             [](const DesiredItem& a, const DesiredItem& b) { return a.key < b.key; });
@@ -723,7 +734,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
       TransformRecords(entry.transform, *records, tr, name);
       // From here on only the rules' filters read raw attributes: keep just
       // the ones they name (a directory entry carries dozens).
-      std::set<std::string> wanted;
+      std::set<std::string> wanted(std::begin(kAccountAttributes), std::end(kAccountAttributes));
       for (const RuleSpec& rule : config_.rules) {
         if (std::find(rule.sources.begin(), rule.sources.end(), name) == rule.sources.end())
           continue;
@@ -803,6 +814,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
     for (const DesiredItem& d : in.desired) in.by_key.emplace(d.key, &d);
     in.origin = std::move(got.origin);
     in.by_email = std::move(got.by_email);
+    in.by_account = std::move(got.by_account);
     if (!deferred) in.fingerprint = got.fingerprint;
     return {};
   };
@@ -864,13 +876,12 @@ RunReport Engine::Run(const RunOptions& options_in) {
         candidates.push_back({name, ""});
       }
     }
-    // Users named by e-mail address are recognised by their card's address,
-    // which needs the people read.
+    // Listed users are recognised by their card's e-mail address or their
+    // account name, which needs the people read.
     bool needs_people = false;
     if (!rule.include_self) {
       for (const Candidate& c : candidates) {
-        needs_people = needs_people || (c.self.empty() && c.name.find('@') != std::string::npos) ||
-                       c.self.find('\0') != std::string::npos;
+        needs_people = needs_people || c.self.empty() || c.self.find('\0') != std::string::npos;
       }
     }
 
@@ -908,6 +919,10 @@ RunReport Engine::Run(const RunOptions& options_in) {
           // A user named by e-mail address: their own card has that address.
           auto it = in.by_email.find(LowerEmail(c.name));
           if (it != in.by_email.end()) self = it->second;
+        } else if (self.empty()) {
+          // A user named by account: their entry has that uid.
+          auto it = in.by_account.find(text::AsciiLower(c.name));
+          if (it != in.by_account.end()) self = it->second;
         }
       }
       w.users.push_back(TargetUser{c.name, self});

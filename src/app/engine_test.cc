@@ -265,14 +265,20 @@ TEST_F(EngineTest, TargetUsersNeverGetTheirOwnCard) {
   EXPECT_EQ(Keys("p1@example.com").count("p1001"), 0u);
   EXPECT_EQ(Keys("P2@Example.com").count("p1002"), 0u);
   EXPECT_EQ(Keys("nobody@example.com").size(), 50u);
+  // Listed by account name: their entry's uid says who they are.
+  people_[5].attributes["uid"] = {"Erin"};
+  users_.push_back("erin");
+  ASSERT_EQ(Run().ExitCode(), 0);
+  EXPECT_EQ(Keys("erin").size(), 49u);
+  EXPECT_EQ(Keys("erin").count("p1005"), 0u);
   server_->ResetCounters();
   RunReport quiet = Run();
-  EXPECT_EQ(quiet.Totals().unchanged, 49 + 49 + 50);
+  EXPECT_EQ(quiet.Totals().unchanged, 49 + 49 + 50 + 49);
   EXPECT_EQ(server_->counters().writes() + server_->counters().fetched, 0);
   // Configured to include themselves: one create each, nothing else.
   customize_ = [](EngineConfig&, RuleSpec& rule) { rule.include_self = true; };
   RunReport with_self = Run();
-  EXPECT_EQ(with_self.Totals().created, 2);
+  EXPECT_EQ(with_self.Totals().created, 3);
   EXPECT_EQ(Keys("p1@example.com").size(), 50u);
 }
 
@@ -479,6 +485,9 @@ TEST_F(EngineTest, SourceTransformAndExclusionApplyBeforeRules) {
 }
 
 TEST_F(EngineTest, AnUnchangedSourceVersionSkipsTheReadUntilACollectionNeedsIt) {
+  // Listed users are told from their own card by reading the people: the
+  // skip needs users from a directory, or include_self.
+  customize_ = [](EngineConfig&, RuleSpec& rule) { rule.include_self = true; };
   version_ = "v1";
   ASSERT_EQ(Run().ExitCode(), 0);
   EXPECT_EQ(reads_, 1);
@@ -511,6 +520,13 @@ TEST_F(EngineTest, AnUnchangedSourceVersionSkipsTheReadUntilACollectionNeedsIt) 
   EXPECT_EQ(filtered.ExitCode(), 0);
   Run(false, false, "department != 'nobody'");
   EXPECT_EQ(reads_, 4);
+}
+
+TEST_F(EngineTest, ListedUsersNeedThePeopleReadToKnowTheirOwnCard) {
+  version_ = "v1";
+  ASSERT_EQ(Run().ExitCode(), 0);
+  ASSERT_EQ(Run().ExitCode(), 0);
+  EXPECT_EQ(reads_, 2);  // no skip: "alice" might be anyone's uid
 }
 
 }  // namespace
