@@ -1,5 +1,7 @@
 #include "app/wiring.h"
 
+#include <algorithm>
+
 #include "connectors/carddav/carddav.h"
 #include "connectors/csv/csv_source.h"
 #include "connectors/ldap/ldap_source.h"
@@ -29,6 +31,13 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
       o.extra_attributes = s.extra_attributes;
       // Filters and opt-outs read raw attributes: make sure they are fetched.
       if (!s.opt_out_attribute.empty()) o.extra_attributes.push_back(s.opt_out_attribute);
+      // Account names tell a listed target user's own entry.
+      for (const char* a : {"uid", "sAMAccountName"}) {
+        if (std::find(o.extra_attributes.begin(), o.extra_attributes.end(), a) ==
+            o.extra_attributes.end()) {
+          o.extra_attributes.push_back(a);
+        }
+      }
       if (!s.phone_region_attribute.empty()) {
         o.extra_attributes.push_back(s.phone_region_attribute);
       }
