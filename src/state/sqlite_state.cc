@@ -385,6 +385,9 @@ class SqliteStateStore final : public StateStore {
            "FROM run_results x JOIN runs r ON r.id = x.run_id "
            "WHERE x.run_id = (SELECT MAX(y.run_id) FROM run_results y WHERE y.rule = x.rule "
            "AND y.target = x.target AND y.user = x.user) "
+           // Only collections roster still keeps: not users who left a rule.
+           "AND EXISTS (SELECT 1 FROM collections c WHERE c.rule = x.rule "
+           "AND c.target = x.target AND c.user = x.user) "
            "ORDER BY x.rule, x.target, x.user");
     if (!s.ok()) return SqlError(db_, "preparing status query");
     std::vector<RunSummary> out;

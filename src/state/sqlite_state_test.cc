@@ -126,6 +126,8 @@ TEST(SqliteStateStore, CollectionsAreListedAndDeletedPerRule) {
 
 TEST(SqliteStateStore, LastResultsShowNewestRunPerCollection) {
   auto store = Open();
+  auto alice = store->OpenCollection({"r", "t", "alice"});
+  ASSERT_TRUE(alice.ok());
   auto r1 = store->BeginRun("sync");
   ASSERT_TRUE(r1.ok());
   TargetRunResult res{{"r", "t", "alice"}, {}, ""};
@@ -142,6 +144,9 @@ TEST(SqliteStateStore, LastResultsShowNewestRunPerCollection) {
   EXPECT_EQ((*last)[0].run_id, *r2);
   EXPECT_EQ((*last)[0].exit_code, -1);  // not finished: shows as interrupted
   EXPECT_EQ((*last)[0].result.counts.unchanged, 5);
+  // A user who left the rule (collection forgotten) is no longer listed.
+  ASSERT_TRUE(store->DeleteCollection(alice->id).ok());
+  EXPECT_TRUE(store->LastResults()->empty());
 }
 
 TEST(SqliteStateStore, FileIsPrivateAndSurvivesReopen) {

@@ -129,7 +129,7 @@ class StateStore {
   virtual Result<int64_t> BeginRun(const std::string& mode) = 0;
   virtual Status RecordResult(int64_t run, const TargetRunResult& result) = 0;
   virtual Status FinishRun(int64_t run, int exit_code) = 0;
-  // The newest result per collection, over all runs.
+  // The newest result per collection the store still keeps, over all runs.
   virtual Result<std::vector<RunSummary>> LastResults() = 0;
 };
 
