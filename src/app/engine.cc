@@ -209,7 +209,11 @@ Result<RuleInput> SelectRule(const RuleSpec& rule, const std::vector<SourcePeopl
     for (const char* account : kAccountAttributes) {
       auto it = r.attributes.find(account);
       if (it == r.attributes.end()) continue;
-      for (const std::string& v : it->second) in.by_account.emplace(text::AsciiLower(v), r.key);
+      for (const std::string& v : it->second) {
+        // Two people with one account name: the smaller key, whatever the read order.
+        auto [at, fresh] = in.by_account.emplace(text::AsciiLower(v), r.key);
+        if (!fresh && r.key < at->second) at->second = r.key;
+      }
     }
   }
   std::sort(in.desired.begin(), in.desired.end(),
@@ -550,6 +554,10 @@ class CollectionRun {
     if (!plan.guard.empty()) {
       report_.guard_tripped = true;
       report_.counts = plan.Predicted();
+      // What a full pass learned is stored, the deletions are not done: the
+      // book no longer matches any selection, and the next run must plan it
+      // in full again (else it would look quiet, and --force would find nothing).
+      if (!opt_.dry_run) ROSTER_RETURN_IF_ERROR(store_.SetSyncedSnapshot(state.id, ""));
       return MakeError(ErrorKind::kAborted,
                        "deletion guard: rule " + rule_.name + " " + plan.guard + " in " +
                            report_.key.user + "'s \"" + rule_.display_name +
@@ -809,6 +817,14 @@ RunReport Engine::Run(const RunOptions& options_in) {
                        selected.error().message + "; no address book was changed");
     }
     RuleInput& got = *selected;
+    if (deferred && got.fingerprint != in.fingerprint) {
+      // The version said "unchanged" but the people differ (a change the
+      // version cannot see, or a short read): nothing is planned on it.
+      // The next run reads afresh and the guards look at it.
+      return MakeError(ErrorKind::kTransient,
+                       "rule " + rule.name +
+                           ": the sources changed during the run; they are read again next run");
+    }
     in.desired = std::move(got.desired);
     in.by_key.clear();
     for (const DesiredItem& d : in.desired) in.by_key.emplace(d.key, &d);
@@ -959,10 +975,12 @@ RunReport Engine::Run(const RunOptions& options_in) {
       drop(known.error().message);
       continue;
     }
+    // Account names are compared without case: a directory that changes
+    // "JDoe" to "jdoe" names the same book, which must not be offboarded.
     std::set<std::string> current;
-    for (const TargetUser& u : w.users) current.insert(u.name);
+    for (const TargetUser& u : w.users) current.insert(text::AsciiLower(u.name));
     for (auto& entry : *known) {
-      if (entry.first.target != rule.target || !current.count(entry.first.user)) {
+      if (entry.first.target != rule.target || !current.count(text::AsciiLower(entry.first.user))) {
         w.leaving.push_back(std::move(entry));
       }
     }
@@ -1037,7 +1055,14 @@ RunReport Engine::Run(const RunOptions& options_in) {
         r.key = key;
         r.offboarded = true;
         auto target = config_.targets.find(key.target);
-        if (rule.offboard_remove && target != config_.targets.end()) {
+        if (rule.offboard_remove && target == config_.targets.end()) {
+          // Nothing can remove the cards now; forgetting them would leave
+          // them on the phone for good.
+          r.errors.push_back("target " + key.target +
+                             " is no longer configured, so roster's cards in " + key.user +
+                             "'s \"" + rule.display_name +
+                             "\" were not removed; configure it again, or set offboard = \"keep\"");
+        } else if (rule.offboard_remove) {
           CollectionRun(rule, nobody, *target->second.target, store_, forced, r, "",
                         /*create=*/false)
               .Run(key.user);

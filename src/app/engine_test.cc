@@ -89,6 +89,7 @@ class EngineTest : public ::testing::Test {
   }
 
   std::shared_ptr<MemoryServer> server_ = std::make_shared<MemoryServer>();
+  std::shared_ptr<MemoryServer> server2_ = std::make_shared<MemoryServer>();
   std::unique_ptr<StateStore> store_;
   std::vector<SourceRecord> people_;
   std::vector<std::string> users_ = {"alice", "bob", "carol"};
@@ -527,6 +528,66 @@ TEST_F(EngineTest, ListedUsersNeedThePeopleReadToKnowTheirOwnCard) {
   ASSERT_EQ(Run().ExitCode(), 0);
   ASSERT_EQ(Run().ExitCode(), 0);
   EXPECT_EQ(reads_, 2);  // no skip: "alice" might be anyone's uid
+}
+
+TEST_F(EngineTest, AGuardThatTripsInAFullPassIsNotForgottenByTheNextRun) {
+  ASSERT_EQ(Run().ExitCode(), 0);
+  // An old phone brings back 20 marked cards of people long gone.
+  for (int i = 0; i < 20; ++i) {
+    Contact ghost;
+    ghost.formatted_name = "Ghost " + std::to_string(i);
+    server_->PutByHand("alice", "/alice/ghost-" + std::to_string(i), ghost,
+                       ManagedTag{"company", "ghost-" + std::to_string(i)});
+  }
+  RunReport held = Run();
+  EXPECT_EQ(held.ExitCode(), 3);
+  EXPECT_EQ(Keys("alice").size(), 70u);
+  RunReport again = Run();  // still held: the book is not taken for quiet
+  EXPECT_EQ(again.ExitCode(), 3);
+  RunReport forced = Run(false, /*force=*/true);
+  EXPECT_EQ(forced.ExitCode(), 0);
+  EXPECT_EQ(forced.Totals().deleted, 20);
+  ExpectConverged(50);
+}
+
+TEST_F(EngineTest, ADeferredReadThatDisagreesWithTheVersionPlansNothing) {
+  customize_ = [](EngineConfig&, RuleSpec& rule) { rule.include_self = true; };
+  version_ = "v1";
+  ASSERT_EQ(Run().ExitCode(), 0);
+  // The source comes back short while its version claims nothing changed,
+  // and bob's book changed, so it needs the people.
+  std::vector<SourceRecord> all = people_;
+  people_.resize(45);
+  auto items = server_->Items("bob");
+  Contact edited = items.begin()->second.contact;
+  edited.title = "Changed on the phone";
+  server_->PutByHand("bob", items.begin()->first, edited, items.begin()->second.tag);
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 1);
+  EXPECT_EQ(Keys("bob").size(), 50u);  // nothing deleted on a read that broke its promise
+  people_ = all;
+  RunReport whole = Run();
+  EXPECT_EQ(whole.ExitCode(), 0);
+  ExpectConverged(50);
+}
+
+TEST_F(EngineTest, OffboardingWithoutItsTargetKeepsTheStateAndSaysSo) {
+  ASSERT_EQ(Run().ExitCode(), 0);
+  customize_ = [this](EngineConfig& config, RuleSpec& rule) {
+    config.targets.erase("mem");
+    config.targets["mem2"] = TargetEntry{NewMemoryTarget(server2_, 2), users_};
+    rule.target = "mem2";
+  };
+  RunReport r = Run(false, /*force=*/true);
+  EXPECT_EQ(r.ExitCode(), 1);
+  EXPECT_EQ(Keys("alice").size(), 50u);  // nothing could remove them
+  EXPECT_TRUE(store_->FindCollection({"company", "mem", "alice"}).ok());
+  bool said = false;
+  for (const CollectionReport& c : r.collections) {
+    for (const std::string& e : c.errors)
+      said = said || e.find("no longer configured") != std::string::npos;
+  }
+  EXPECT_TRUE(said);
 }
 
 }  // namespace

@@ -6,10 +6,22 @@
 #include <optional>
 #include <unordered_map>
 
+#include "core/text.h"
 #include "sync/sync.h"
 
 namespace roster {
 namespace {
+
+bool SharesAnEmail(const Contact& a, const Contact& b) {
+  for (const TypedValue& x : a.emails) {
+    std::string lx = text::AsciiLower(text::Trim(x.value));
+    if (lx.empty()) continue;
+    for (const TypedValue& y : b.emails) {
+      if (lx == text::AsciiLower(text::Trim(y.value))) return true;
+    }
+  }
+  return false;
+}
 
 class Runner {
  public:
@@ -74,11 +86,22 @@ class Runner {
       // Field rules and take-overs merge with what is there now.
       ROSTER_ASSIGN_OR_RETURN(std::optional<RemoteItem> remote, ReadBeforeUpdate(a.href));
       if (!remote) return Gone(a, replan_left);
-      if (a.take_over && remote->tag && remote->tag->rule == ctx_.rule) {
-        ++result_.counts.conflicts;
-        result_.conflicts.push_back(remote->href + " became roster's item for " + remote->tag->key +
-                                    " meanwhile; " + a.key + " not written");
-        return {};
+      if (a.take_over) {
+        // Still the user's own plain card for this person? Else leave it.
+        std::string why;
+        if (remote->tag) {
+          why = "now carries a marker (rule " + remote->tag->rule + ")";
+        } else if (!remote->parse_error.empty()) {
+          why = "could not be read";
+        } else if (!SharesAnEmail(*want->contact, remote->contact)) {
+          why = "no longer has the person's e-mail address";
+        }
+        if (!why.empty()) {
+          ++result_.counts.conflicts;
+          result_.conflicts.push_back("the user's card " + remote->href + " " + why + "; " + a.key +
+                                      " was not written");
+          return {};
+        }
       }
       if (!a.take_over && (!remote->tag || remote->tag->rule != ctx_.rule ||
                            remote->tag->key != a.key || !remote->parse_error.empty())) {

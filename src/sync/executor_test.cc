@@ -250,9 +250,13 @@ TEST(Executor, FieldRulesKeepAUsersEditAndSkipWritesThatChangeNothing) {
 TEST(Executor, TakeOverMarksTheUsersOwnCardAsManaged) {
   Fixture f;
   f.Want("b", "Bob");
+  Contact bob = *f.desired["b"].contact;
+  bob.emails.push_back({"bob@example.com", {"work"}, false});
+  f.desired["b"].contact = std::make_shared<const Contact>(bob);
   Contact own;
   own.formatted_name = "Bobby";
   own.note = "met at the fair";
+  own.emails.push_back({"BOB@example.com", {"home"}, false});
   std::string etag = f.server->PutByHand("alice", "/alice/book/own-b.vcf", own);
   Plan plan;
   plan.actions.push_back(UpdateAction{"b", "/alice/book/own-b.vcf", etag, true, true});
@@ -264,6 +268,32 @@ TEST(Executor, TakeOverMarksTheUsersOwnCardAsManaged) {
   EXPECT_EQ(item.tag->key, "b");
   EXPECT_EQ(item.contact.formatted_name, "Bob");
   EXPECT_EQ(f.server->Items("alice").size(), 1u);  // no second card
+}
+
+TEST(Executor, TakeOverLeavesACardThatChangedMeanwhile) {
+  Fixture f;
+  f.Want("b", "Bob");
+  Contact bob = *f.desired["b"].contact;
+  bob.emails.push_back({"bob@example.com", {"work"}, false});
+  f.desired["b"].contact = std::make_shared<const Contact>(bob);
+  Contact other;
+  other.formatted_name = "Someone else now";
+  other.emails.push_back({"carol@example.com", {"home"}, false});
+  std::string etag = f.server->PutByHand("alice", "/alice/book/own-1.vcf", other);
+  Contact marked = other;
+  marked.emails[0].value = "bob@example.com";
+  std::string etag2 =
+      f.server->PutByHand("alice", "/alice/book/own-2.vcf", marked, ManagedTag{"hr", "x"});
+  Plan plan;
+  plan.actions.push_back(UpdateAction{"b", "/alice/book/own-1.vcf", etag, true, true});
+  plan.actions.push_back(UpdateAction{"b", "/alice/book/own-2.vcf", etag2, true, true});
+  f.server->ResetCounters();
+  ExecuteResult r = f.Execute(plan);
+  EXPECT_EQ(r.counts.conflicts, 2);
+  EXPECT_EQ(f.server->counters().writes(), 0);
+  EXPECT_EQ(f.server->Items("alice").at("/alice/book/own-1.vcf").contact.formatted_name,
+            "Someone else now");
+  EXPECT_EQ(f.server->Items("alice").at("/alice/book/own-2.vcf").tag->rule, "hr");
 }
 
 }  // namespace

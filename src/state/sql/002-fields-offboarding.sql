@@ -18,3 +18,9 @@ CREATE INDEX items_unmanaged ON items (collection_id) WHERE key IS NULL AND matc
 
 -- People left alone because the user already has their own card for them.
 ALTER TABLE run_results ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0;
+
+-- Users' own cards read before this version have no e-mail hashes yet: read
+-- them once more (their content is unknown again), and plan every book in
+-- full on the next run, so that none of them is duplicated.
+UPDATE items SET etag = '' WHERE key IS NULL;
+UPDATE collections SET synced_snapshot = '';
