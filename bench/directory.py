@@ -31,7 +31,11 @@ def main():
     if "ROSTER_DIRECTORY_BENCH" not in os.environ:
         subprocess.run([os.path.join(ROOT, "scripts", "build")], check=True,
                        stdout=subprocess.DEVNULL)
-    work = tempfile.mkdtemp(prefix="roster-dirbench-")
+    with tempfile.TemporaryDirectory(prefix="roster-dirbench-") as work:
+        return run(args, work)
+
+
+def run(args, work):
     ldif = os.path.join(work, "org.ldif")
     t0 = time.time()
     with open(ldif, "w", encoding="ascii") as f:

@@ -111,14 +111,14 @@ def flatten(groups, target):
 
 
 def _reaches(groups, a, b):
-    todo, seen = [a], set()
-    while todo:
-        g = todo.pop()
+    pending, seen = [a], set()
+    while pending:
+        g = pending.pop()
         if g == b:
             return True
         if g not in seen:
             seen.add(g)
-            todo += [m for m in groups[g] if m in groups]
+            pending += [m for m in groups[g] if m in groups]
     return False
 
 

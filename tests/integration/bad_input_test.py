@@ -194,7 +194,7 @@ def main():
                       test_wrong_password, test_broken_xml_from_server, test_vcard_with_a_1mb_line,
                       test_second_concurrent_sync_is_refused, test_deleted_book_is_recreated])
     finally:
-        s.radicale.stop()
+        s.close(s.radicale)
 
 
 if __name__ == "__main__":

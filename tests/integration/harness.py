@@ -225,11 +225,18 @@ class Suite:
                 traceback.print_exc()
                 print(f"FAIL {test.__name__}: {e}", flush=True)
         print(f"{self.name}: {self.passed} passed, {self.failed} failed")
+        return 1 if self.failed else 0
+
+    def close(self, *servers):
+        """Stops the servers (None is skipped), then removes the work folder if
+        every test passed; it is kept, and named, for a failure to be looked at."""
+        for server in servers:
+            if server is not None:
+                server.stop()
         if self.failed == 0:
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
             print(f"work files kept in {self.workdir}")
-        return 1 if self.failed else 0
 
 
 def check(cond, msg):

@@ -12,7 +12,6 @@ import hashlib
 import os
 import random
 import re
-import shutil
 import sys
 import time
 
@@ -341,12 +340,7 @@ def main():
         print(f"ldap_bad_input: total {time.time() - t0:.1f}s")
         return code
     finally:
-        if s.radicale:
-            s.radicale.stop()
-        s.ldap.stop()
-        if s.failed == 0:
-            # Suite.run removed the folder while the servers still wrote to it.
-            shutil.rmtree(s.workdir, ignore_errors=True)
+        s.close(s.radicale, s.ldap)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def main():
     try:
         return s.run([test_kill_at_twenty_moments])
     finally:
-        s.radicale.stop()
+        s.close(s.radicale)
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def main():
                       test_deletion_guard_stops_an_emptied_source,
                       test_status_shows_the_last_run])
     finally:
-        s.radicale.stop()
+        s.close(s.radicale)
 
 
 if __name__ == "__main__":
