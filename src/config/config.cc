@@ -53,6 +53,12 @@ class TableReader {
     return static_cast<int>(v);
   }
 
+  // Whether the key is present (and marks it as used).
+  bool Has(const std::string& key) {
+    used_.insert(key);
+    return table_.get(key) != nullptr;
+  }
+
   Result<bool> Bool(const std::string& key, bool fallback) {
     used_.insert(key);
     const toml::node* node = table_.get(key);
@@ -150,6 +156,15 @@ std::string Resolve(const std::string& base_dir, const std::string& path) {
   return (fs::path(base_dir) / path).lexically_normal().string();
 }
 
+// Secrets do not belong in the config file: a "password" key of any type or
+// value is refused (never read, so it cannot end up in a message).
+Status RefusePassword(TableReader& r) {
+  if (!r.Has("password")) return {};
+  return MakeError(ErrorKind::kInvalidArgument, r.At() + ": " + r.where() +
+                                                    " must not hold a password; use "
+                                                    "password_env or password_file");
+}
+
 // A field name of the contact model, or "photo" where photos are meant.
 bool IsFieldName(const std::string& field, bool photo_too) {
   return IsContactField(field) || (photo_too && field == "photo");
@@ -207,11 +222,7 @@ Result<SourceConfig> ReadSource(const std::string& name, const toml::table& t,
     ROSTER_ASSIGN_OR_RETURN(s.password_env, r.String("password_env", false));
     ROSTER_ASSIGN_OR_RETURN(std::string pw_file, r.String("password_file", false));
     s.password_file = Resolve(dir, pw_file);
-    if (r.String("password", false).value() != "") {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       r.At() + ": " + r.where() +
-                           " must not hold a password; use password_env or password_file");
-    }
+    ROSTER_RETURN_IF_ERROR(RefusePassword(r));
     if (!s.password_env.empty() && !s.password_file.empty()) {
       return MakeError(ErrorKind::kInvalidArgument,
                        r.At() + ": " + r.where() + " has both password_env and password_file");
@@ -292,11 +303,7 @@ Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
   ROSTER_ASSIGN_OR_RETURN(c.password_env, r.String("password_env", false));
   ROSTER_ASSIGN_OR_RETURN(std::string pw_file, r.String("password_file", false));
   c.password_file = Resolve(dir, pw_file);
-  if (r.String("password", false).value() != "") {
-    return MakeError(
-        ErrorKind::kInvalidArgument,
-        r.At() + ": " + r.where() + " must not hold a password; use password_env or password_file");
-  }
+  ROSTER_RETURN_IF_ERROR(RefusePassword(r));
   if (!c.password_env.empty() && !c.password_file.empty()) {
     return MakeError(ErrorKind::kInvalidArgument,
                      r.At() + ": " + r.where() + " has both password_env and password_file");

@@ -112,6 +112,15 @@ TEST(Config, PasswordInTheFileIsRefused) {
   EXPECT_EQ(e.find("hunter2"), std::string::npos);
 }
 
+TEST(Config, PasswordOfAnyTypeIsRefusedNotRead) {
+  // Found by config_fuzz: a password that is not a string threw.
+  for (const char* value : {"20", "\"\"", "[1]", "{ a = 1 }"}) {
+    std::string e = ErrorOf(Replace(kExample, "username = \"roster\"",
+                                    std::string("username = \"roster\"\npassword = ") + value));
+    EXPECT_NE(e.find("must not hold a password"), std::string::npos) << value << ": " << e;
+  }
+}
+
 TEST(Config, BadFilterIsReportedWithColumn) {
   std::string e = ErrorOf(Replace(kExample, "department != 'Contractors'", "department != "));
   EXPECT_NE(e.find("rule company: filter: column"), std::string::npos) << e;
