@@ -1,9 +1,16 @@
 #include "connectors/csv/csv_source.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 #include <unordered_map>
 
+#include "core/hash.h"
 #include "formats/csv.h"
 
 namespace roster {
@@ -28,9 +35,43 @@ Result<std::string> ReadFile(const std::string& path, std::streamoff limit) {
   return data;
 }
 
+int64_t Nanos(const timespec& t) { return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec; }
+
+// What stat(2) says that changes whenever the content may have: a rewrite
+// moves the times, a file renamed over it has another inode.
+std::string Stamp(const struct stat& st) {
+  return std::to_string(st.st_dev) + " " + std::to_string(st.st_ino) + " " +
+         std::to_string(st.st_size) + " " + std::to_string(Nanos(st.st_mtim)) + " " +
+         std::to_string(Nanos(st.st_ctim));
+}
+
+// False while the file's newest stamp is younger than `min_age` (or in the
+// future): a second write within the same clock tick would not move it.
+bool Settled(const struct stat& st, std::chrono::nanoseconds min_age) {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  int64_t newest = std::max(Nanos(st.st_mtim), Nanos(st.st_ctim));
+  return Nanos(now) - newest >= min_age.count();
+}
+
 class CsvSource final : public Source {
  public:
   explicit CsvSource(CsvSourceOptions options) : opt_(std::move(options)) {}
+
+  Result<std::string> Version() override {
+    struct stat st {};
+    if (stat(opt_.path.c_str(), &st) != 0) {
+      return MakeError(ErrorKind::kNotFound,
+                       "cannot stat " + opt_.path + ": " +
+                           std::error_code(errno, std::generic_category()).message());
+    }
+    if (!Settled(st, opt_.version_min_age)) return std::string();
+    // The options shape the records as much as the file does.
+    std::string material =
+        "csv\n" + opt_.path + "\n" + opt_.key_column + "\n" + std::string(1, opt_.delimiter) + "\n";
+    for (const auto& [field, column] : opt_.columns) material += field + "=" + column + "\n";
+    return HashHex(material + Stamp(st));
+  }
 
   Result<std::vector<SourceRecord>> ReadAll() override {
     ROSTER_ASSIGN_OR_RETURN(std::string text, ReadFile(opt_.path, kMaxCsvBytes));

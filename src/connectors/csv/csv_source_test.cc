@@ -1,10 +1,14 @@
 #include "connectors/csv/csv_source.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 namespace roster {
 namespace {
@@ -65,6 +69,98 @@ TEST_F(CsvSourceTest, MissingFileIsAnError) {
   auto r = NewCsvSource(o)->ReadAll();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message, "cannot open /nonexistent/staff.csv");
+}
+
+class CsvVersionTest : public CsvSourceTest {
+ protected:
+  std::string VersionOf(CsvSourceOptions o) {
+    auto v = NewCsvSource(std::move(o))->Version();
+    EXPECT_TRUE(v.ok()) << v.error().message;
+    return v.ok() ? *v : "";
+  }
+  std::string Version() { return VersionOf(Options()); }
+  CsvSourceOptions Options() {
+    CsvSourceOptions o{path_.string(), "id", {{"email", "mail"}}, ','};
+    o.version_min_age = std::chrono::nanoseconds(0);
+    return o;
+  }
+  // Sets the file's modification time; its change time moves to now.
+  void SetMtime(const std::string& path, time_t sec, long nsec) {
+    timespec times[2] = {{sec, nsec}, {sec, nsec}};
+    ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+  }
+};
+
+TEST_F(CsvVersionTest, UnchangedFileKeepsItsVersion) {
+  Write("id,mail\n1,a@x\n");
+  std::string v = Version();
+  EXPECT_FALSE(v.empty());
+  EXPECT_EQ(Version(), v);
+  // Reading it does not change it either.
+  ASSERT_TRUE(NewCsvSource(Options())->ReadAll().ok());
+  EXPECT_EQ(Version(), v);
+}
+
+TEST_F(CsvVersionTest, RewriteOfTheSameSizeChangesIt) {
+  Write("id,mail\n1,a@x\n");
+  std::string v = Version();
+  // Past a clock tick, so the kernel gives the rewrite new stamps.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::ofstream(path_, std::ios::trunc) << "id,mail\n2,b@x\n";
+  EXPECT_NE(Version(), v);
+}
+
+TEST_F(CsvVersionTest, NanosecondsOfTheTimesCount) {
+  Write("id,mail\n1,a@x\n");
+  SetMtime(path_.string(), 1'700'000'000, 100);
+  struct stat before {};
+  ASSERT_EQ(stat(path_.c_str(), &before), 0);
+  std::string v = Version();
+  SetMtime(path_.string(), 1'700'000'000, 200);
+  struct stat after {};
+  ASSERT_EQ(stat(path_.c_str(), &after), 0);
+  ASSERT_EQ(before.st_mtim.tv_sec, after.st_mtim.tv_sec);
+  ASSERT_EQ(before.st_size, after.st_size);
+  EXPECT_NE(Version(), v);
+}
+
+TEST_F(CsvVersionTest, FileRenamedOverItChangesIt) {
+  Write("id,mail\n1,a@x\n");
+  SetMtime(path_.string(), 1'700'000'000, 0);
+  std::string v = Version();
+  std::string other = path_.string() + ".new";
+  std::ofstream(other) << "id,mail\n2,b@x\n";
+  SetMtime(other, 1'700'000'000, 0);  // same size and mtime: only the inode tells
+  std::filesystem::rename(other, path_);
+  EXPECT_NE(Version(), v);
+}
+
+TEST_F(CsvVersionTest, OptionsArePartOfIt) {
+  Write("id,mail,first\n1,a@x,Ann\n");
+  std::string v = Version();
+  CsvSourceOptions o = Options();
+  o.columns["given_name"] = "first";
+  EXPECT_NE(VersionOf(o), v);
+  o = Options();
+  o.key_column = "mail";
+  EXPECT_NE(VersionOf(o), v);
+}
+
+TEST_F(CsvVersionTest, AFileJustWrittenHasNoVersionYet) {
+  Write("id,mail\n1,a@x\n");
+  CsvSourceOptions o = Options();
+  o.version_min_age = std::chrono::hours(1);
+  auto v = NewCsvSource(o)->Version();
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_EQ(*v, "");  // read in full rather than trusted
+}
+
+TEST_F(CsvVersionTest, MissingFileIsAnErrorNotUnchanged) {
+  CsvSourceOptions o = Options();
+  o.path = "/nonexistent/staff.csv";
+  auto v = NewCsvSource(o)->Version();
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.error().message, "cannot stat /nonexistent/staff.csv: No such file or directory");
 }
 
 }  // namespace
