@@ -3,6 +3,8 @@
 #include <curl/curl.h>
 #include <strings.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -39,6 +41,19 @@ std::string Origin(const std::string& url) {
     origin = origin.substr(0, scheme_end + 3) + origin.substr(at + 1);
   }
   return origin + "/";
+}
+
+// A header line is built from name and value; a CR, LF or NUL in either
+// would end it early and start a header the server never sent us to send.
+bool HasLineBreak(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+}
+
+bool HasControl(std::string_view s) {
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+  }
+  return false;
 }
 
 class CurlHttpClient : public HttpClient {
@@ -92,15 +107,60 @@ class CurlHttpClient : public HttpClient {
     return bytes;
   }
 
+  // Why this request must not be sent at all (another origin, a header that
+  // would inject a line, the run's deadline passed), or nothing.
+  std::optional<Error> Refusal(const HttpRequest& request) const;
+  // The time this request may take: the configured timeout, capped by what is
+  // left before the deadline.
+  std::chrono::milliseconds TimeAllowed();
   Error TransportError(CURLcode code, const HttpRequest& request, const char* detail,
                        bool too_large) const;
 
   HttpOptions options_;
   CURL* curl_ = nullptr;
+  bool deadline_capped_ = false;  // this request's timeout is the time left before the deadline
 };
+
+std::optional<Error> CurlHttpClient::Refusal(const HttpRequest& request) const {
+  const std::string what = request.method + " " + request.url;
+  if (HasControl(request.url) || HasControl(request.method)) {
+    return MakeError(ErrorKind::kInvalidData,
+                     "refusing to send a request whose URL or method has control characters");
+  }
+  if (!options_.allowed_origin.empty() &&
+      CanonicalOrigin(request.url) != CanonicalOrigin(options_.allowed_origin)) {
+    return MakeError(ErrorKind::kAccessDenied, "refusing to send " + what + ": only " +
+                                                   options_.allowed_origin +
+                                                   " (the configured server) may be asked");
+  }
+  for (const auto& [name, value] : request.headers) {
+    if (HasLineBreak(name) || HasLineBreak(value) || name.find(':') != std::string::npos) {
+      return MakeError(ErrorKind::kInvalidData, "refusing to send " + what + ": the " + name +
+                                                    " header holds a line break or NUL");
+    }
+  }
+  if (options_.deadline && std::chrono::steady_clock::now() >= *options_.deadline) {
+    return MakeError(ErrorKind::kAborted, what + " not sent: the run's deadline passed");
+  }
+  return std::nullopt;
+}
+
+std::chrono::milliseconds CurlHttpClient::TimeAllowed() {
+  deadline_capped_ = false;
+  auto allowed = std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout);
+  if (options_.deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        *options_.deadline - std::chrono::steady_clock::now());
+    // 0 would mean "no timeout" to libcurl.
+    deadline_capped_ = left < allowed;
+    allowed = std::max(std::chrono::milliseconds(1), std::min(allowed, left));
+  }
+  return allowed;
+}
 
 Result<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
   if (curl_ == nullptr) return MakeError(ErrorKind::kInternal, "cannot initialise libcurl");
+  if (std::optional<Error> refused = Refusal(request)) return std::move(*refused);
   // Reset clears options from the previous request but keeps live connections,
   // the DNS cache and TLS sessions.
   curl_easy_reset(curl_);
@@ -113,13 +173,22 @@ Result<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
   curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, error_buffer);
   curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
+  // Redirects are never followed: a 3xx is returned as a response (and an
+  // error naming the new URL), so credentials cannot travel to another origin.
   curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(curl_, CURLOPT_UNRESTRICTED_AUTH, 0L);
   curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYHOST, 2L);
   if (!options_.ca_file.empty()) curl_easy_setopt(curl_, CURLOPT_CAINFO, options_.ca_file.c_str());
-  curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT,
-                   static_cast<long>(options_.connect_timeout.count()));
-  curl_easy_setopt(curl_, CURLOPT_TIMEOUT, static_cast<long>(options_.timeout.count()));
+  const std::chrono::milliseconds allowed = TimeAllowed();
+  const auto connect = std::min<std::chrono::milliseconds>(options_.connect_timeout, allowed);
+  curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect.count()));
+  curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, static_cast<long>(allowed.count()));
+  if (options_.low_speed_limit > 0 && options_.low_speed_time.count() > 0) {
+    curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_LIMIT, options_.low_speed_limit);
+    curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_TIME,
+                     static_cast<long>(options_.low_speed_time.count()));
+  }
   curl_easy_setopt(curl_, CURLOPT_MAXFILESIZE_LARGE,
                    static_cast<curl_off_t>(options_.max_response_bytes));
   curl_easy_setopt(curl_, CURLOPT_ACCEPT_ENCODING, "");  // whatever curl can decode
@@ -208,6 +277,10 @@ Error CurlHttpClient::TransportError(CURLcode code, const HttpRequest& request, 
                        "cannot connect to " + Origin(request.url) + ": " +
                            (os_errno != 0 ? std::strerror(static_cast<int>(os_errno)) : text));
     case CURLE_OPERATION_TIMEDOUT:
+      // curl's own clock may fire a little before ours reaches the deadline.
+      if (deadline_capped_) {
+        return MakeError(ErrorKind::kAborted, what + ": stopped, the run's deadline passed");
+      }
       return MakeError(ErrorKind::kTransient, what + ": timed out (" + text + ")");
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:

@@ -224,8 +224,11 @@ bool SplitAbsolute(std::string_view url, UrlParts* parts) {
   return true;
 }
 
+// Escaping is made canonical before dot segments are removed (RFC 3986
+// §6.2.2), so that "%2e%2e" is removed as ".." rather than decoded into one
+// after the fact and resolved by the server to another user's path.
 std::string Join(const UrlParts& parts) {
-  return parts.scheme + "://" + parts.authority + CanonicalPath(RemoveDotSegments(parts.path)) +
+  return parts.scheme + "://" + parts.authority + RemoveDotSegments(CanonicalPath(parts.path)) +
          parts.rest;
 }
 
@@ -263,7 +266,9 @@ Error HttpStatusError(const HttpResponse& response, const std::string& what) {
     return error;
   }
   if (status >= 300 && status < 400) {
+    // Location is server text that ends up in a message: only a sane one is shown.
     std::string location = response.Header("location");
+    if (!IsSafeHeaderValue(location, 2048)) location.clear();
     return MakeError(ErrorKind::kInvalidArgument,
                      what + ": " + with_reason +
                          (location.empty() ? std::string()
@@ -310,6 +315,50 @@ std::string ResolveUrl(const std::string& base, const std::string& href) {
   }
   base_parts.rest = rest;
   return Join(base_parts);
+}
+
+std::string CanonicalOrigin(std::string_view url) {
+  UrlParts parts;
+  if (!SplitAbsolute(url, &parts)) return "";
+  std::string_view authority = parts.authority;
+  if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    authority.remove_prefix(at + 1);
+  }
+  // The port follows the last ':' after any IPv6 literal's closing bracket.
+  size_t bracket = authority.rfind(']');
+  size_t colon = authority.rfind(':');
+  std::string_view host = authority, port;
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+  }
+  if (host.empty()) return "";
+  for (char c : port) {
+    if (c < '0' || c > '9') return "";
+  }
+  while (port.size() > 1 && port.front() == '0') port.remove_prefix(1);
+  if (port.size() > 5) return "";
+  std::string out = parts.scheme + "://";
+  for (char c : host) out += LowerAscii(c);
+  out += ':';
+  if (!port.empty()) {
+    out += port;
+  } else if (parts.scheme == "https") {
+    out += "443";
+  } else if (parts.scheme == "http") {
+    out += "80";
+  } else {
+    return "";
+  }
+  return out;
+}
+
+bool IsSafeHeaderValue(std::string_view value, size_t max_bytes) {
+  if (value.size() > max_bytes) return false;
+  for (char c : value) {
+    if (c < 0x20 || c > 0x7e) return false;  // char may be signed: bytes >= 0x80 are < 0
+  }
+  return true;
 }
 
 }  // namespace roster

@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -36,6 +38,16 @@ struct HttpOptions {
   std::chrono::seconds connect_timeout{10};
   std::chrono::seconds timeout{120};
   size_t max_response_bytes = 64u << 20;  // a hostile server cannot exhaust memory
+  // When set, requests to any other origin (CanonicalOrigin of their URL) are
+  // refused before a byte is sent: credentials go to this one server only.
+  std::string allowed_origin;
+  // The run's deadline: no request runs past it, and one started after it
+  // fails at once with kAborted.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  // A transfer slower than `low_speed_limit` bytes per second for
+  // `low_speed_time` is aborted: a server that trickles cannot stall a run.
+  long low_speed_limit = 10;
+  std::chrono::seconds low_speed_time{60};
 };
 
 // One connection's worth of HTTP: requests go out one at a time and reuse the
@@ -53,7 +65,19 @@ std::unique_ptr<HttpClient> NewCurlHttpClient(const HttpOptions& options);
 // 401/403 AccessDenied, 429/503 Throttled with Retry-After, other 5xx Transient).
 Error HttpStatusError(const HttpResponse& response, const std::string& what);
 
-// Resolves a possibly relative href against a base URL.
+// Resolves a possibly relative href against a base URL. The result has one
+// canonical percent-encoding and no dot segments ("%2e%2e" counts as "..").
 std::string ResolveUrl(const std::string& base, const std::string& href);
+
+// "scheme://host:port" of an absolute URL: scheme and host lower-cased, any
+// userinfo dropped, the port always written (80/443 by default), so that two
+// spellings of one server compare equal. Empty when `url` is not absolute or
+// its port is not a number.
+std::string CanonicalOrigin(std::string_view url);
+
+// True when a header value received from (or sent to) a server is printable
+// ASCII (0x20-0x7E: no CR, LF, NUL or other controls) and at most `max_bytes`
+// long; anything else could smuggle a header into a later request.
+bool IsSafeHeaderValue(std::string_view value, size_t max_bytes);
 
 }  // namespace roster

@@ -221,6 +221,171 @@ TEST(ResolveUrlTest, CanonicalPercentEncoding) {
   EXPECT_EQ(ResolveUrl(base, "http://h/a%2C b"), "http://h/a,%20b");
 }
 
+TEST(ResolveUrlTest, EncodedDotSegmentsAreRemovedToo) {
+  const std::string base = "http://h/alice/book/";
+  EXPECT_EQ(ResolveUrl(base, "%2e%2e/%2E%2E/bob/book/x.vcf"), "http://h/bob/book/x.vcf");
+  EXPECT_EQ(ResolveUrl(base, "/alice/book/%2e%2e/x.vcf"), "http://h/alice/x.vcf");
+  EXPECT_EQ(ResolveUrl(base, "../../../../x"), "http://h/x");
+  EXPECT_EQ(ResolveUrl(base, "a%2F..%2Fb"), "http://h/alice/book/a%2F..%2Fb");  // not a segment
+}
+
+TEST(CanonicalOriginTest, OneSpellingPerServer) {
+  EXPECT_EQ(CanonicalOrigin("http://H.example/x"), "http://h.example:80");
+  EXPECT_EQ(CanonicalOrigin("HTTP://h.example:80/"), "http://h.example:80");
+  EXPECT_EQ(CanonicalOrigin("https://h.example"), "https://h.example:443");
+  EXPECT_EQ(CanonicalOrigin("https://user:pw@h.example:8443/a?b"), "https://h.example:8443");
+  EXPECT_EQ(CanonicalOrigin("http://[::1]:5232/"), "http://[::1]:5232");
+  EXPECT_EQ(CanonicalOrigin("http://[::1]/"), "http://[::1]:80");
+  EXPECT_NE(CanonicalOrigin("http://h/"), CanonicalOrigin("https://h/"));
+  EXPECT_NE(CanonicalOrigin("http://h/"), CanonicalOrigin("http://h:8080/"));
+  EXPECT_EQ(CanonicalOrigin("/relative/path"), "");
+  EXPECT_EQ(CanonicalOrigin("http://h:port/"), "");
+  EXPECT_EQ(CanonicalOrigin("http://:80/"), "");
+}
+
+TEST(IsSafeHeaderValueTest, PrintableAsciiWithinTheCap) {
+  EXPECT_TRUE(IsSafeHeaderValue("\"abc-123\"", 1024));
+  EXPECT_TRUE(IsSafeHeaderValue("", 1024));
+  EXPECT_FALSE(IsSafeHeaderValue("\"a\"\r\nX-Evil: 1", 1024));
+  EXPECT_FALSE(IsSafeHeaderValue("a\nb", 1024));
+  EXPECT_FALSE(IsSafeHeaderValue(std::string("a\0b", 3), 1024));
+  EXPECT_FALSE(IsSafeHeaderValue("a\tb", 1024));
+  EXPECT_FALSE(IsSafeHeaderValue("caf\xc3\xa9", 1024));
+  EXPECT_FALSE(IsSafeHeaderValue("\x7f", 1024));
+  EXPECT_FALSE(IsSafeHeaderValue(std::string(1025, 'a'), 1024));
+  EXPECT_TRUE(IsSafeHeaderValue(std::string(1024, 'a'), 1024));
+}
+
+TEST(CurlHttpClientTest, RefusesAnotherOriginBeforeConnecting) {
+  TinyServer server([](const std::string&) { return TinyServer::Reply(200, ""); });
+  HttpOptions options;
+  options.username = "roster";
+  options.password = "secret";
+  options.allowed_origin = "http://127.0.0.1:1";  // not this server's port
+  auto response = NewCurlHttpClient(options)->Send({"GET", server.url(), {}, ""});
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.error().kind, ErrorKind::kAccessDenied);
+  EXPECT_NE(response.error().message.find("refusing to send GET " + server.url()),
+            std::string::npos);
+  EXPECT_EQ(response.error().message.find("secret"), std::string::npos);
+  EXPECT_EQ(server.connections(), 0);
+
+  options.allowed_origin = server.url();  // any spelling of the same origin
+  EXPECT_TRUE(NewCurlHttpClient(options)->Send({"GET", server.url() + "x", {}, ""}).ok());
+}
+
+TEST(CurlHttpClientTest, RedirectsAreNeverFollowed) {
+  TinyServer other([](const std::string&) { return TinyServer::Reply(200, "stolen"); });
+  TinyServer server([&other](const std::string&) {
+    return TinyServer::Reply(302, "", "Location: " + other.url() + "x\r\n");
+  });
+  HttpOptions options;
+  options.username = "roster";
+  options.password = "secret";
+  auto response = NewCurlHttpClient(options)->Send({"GET", server.url(), {}, ""});
+  ASSERT_TRUE(response.ok()) << response.error().message;
+  EXPECT_EQ(response->status, 302);
+  EXPECT_EQ(other.connections(), 0);
+  Error error = HttpStatusError(*response, "GET x");
+  EXPECT_NE(error.message.find("redirects to " + other.url() + "x"), std::string::npos);
+}
+
+TEST(CurlHttpClientTest, RefusesHeaderValuesThatWouldInjectALine) {
+  TinyServer server([](const std::string&) { return TinyServer::Reply(200, ""); });
+  auto client = NewCurlHttpClient({});
+  for (const std::string& value :
+       {std::string("\"1\"\r\nX-Evil: 1"), std::string("a\nb"), std::string("a\0b", 3)}) {
+    auto response = client->Send({"PUT", server.url(), {{"If-Match", value}}, "x"});
+    ASSERT_FALSE(response.ok());
+    EXPECT_EQ(response.error().kind, ErrorKind::kInvalidData);
+    EXPECT_NE(response.error().message.find("If-Match header"), std::string::npos);
+  }
+  auto bad_url = client->Send({"GET", server.url() + "a\r\nX: y", {}, ""});
+  ASSERT_FALSE(bad_url.ok());
+  EXPECT_TRUE(server.requests().empty());
+}
+
+TEST(CurlHttpClientTest, DeadlinePassedFailsAtOnce) {
+  TinyServer server([](const std::string&) { return TinyServer::Reply(200, ""); });
+  HttpOptions options;
+  options.deadline = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  auto response = NewCurlHttpClient(options)->Send({"GET", server.url(), {}, ""});
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.error().kind, ErrorKind::kAborted);
+  EXPECT_FALSE(response.error().retryable());
+  EXPECT_NE(response.error().message.find("the run's deadline passed"), std::string::npos);
+  EXPECT_EQ(server.connections(), 0);
+}
+
+TEST(CurlHttpClientTest, NoRequestRunsPastTheDeadline) {
+  TinyServer server([](const std::string&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    return TinyServer::Reply(200, "late");
+  });
+  HttpOptions options;
+  options.timeout = std::chrono::seconds(60);
+  options.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  auto start = std::chrono::steady_clock::now();
+  auto response = NewCurlHttpClient(options)->Send({"GET", server.url(), {}, ""});
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.error().kind, ErrorKind::kAborted);
+  EXPECT_NE(response.error().message.find("deadline"), std::string::npos);
+  EXPECT_LT(took, std::chrono::milliseconds(1500));
+}
+
+// A server that sends its headers, then one body byte every 300 ms.
+class TrickleServer {
+ public:
+  TrickleServer() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    listen(fd_, 1);
+    thread_ = std::thread([this] {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 5000) <= 0) return;
+      int client = accept(fd_, nullptr, nullptr);
+      std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+      send(client, head.data(), head.size(), MSG_NOSIGNAL);
+      for (int i = 0; i < 30 && !stop_; ++i) {
+        if (send(client, "x", 1, MSG_NOSIGNAL) <= 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      }
+      close(client);
+    });
+  }
+  ~TrickleServer() {
+    stop_ = true;
+    thread_.join();
+    close(fd_);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/"; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST(CurlHttpClientTest, TricklingServerIsCutOff) {
+  TrickleServer server;
+  HttpOptions options;
+  options.low_speed_limit = 100;
+  options.low_speed_time = std::chrono::seconds(1);
+  auto start = std::chrono::steady_clock::now();
+  auto response = NewCurlHttpClient(options)->Send({"GET", server.url(), {}, ""});
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.error().kind, ErrorKind::kTransient);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
 TEST(CurlHttpClientTest, GetReturnsStatusBodyAndLowerCaseHeaders) {
   TinyServer server([](const std::string&) {
     return TinyServer::Reply(200, "hello", "ETag: \"abc\"\r\nX-Thing:  v  \r\n");
