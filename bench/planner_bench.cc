@@ -138,7 +138,7 @@ int Main(int argc, char** argv) {
       std::string href = "/" + user + "/" + Target::DefaultResourceName({"company", d.key});
       items.push_back({href, "e1", "e1", d.key, d.hash});
     }
-    if (!store->ApplyListing(id, {}, {}, items, "t1").ok()) return 1;
+    if (!store->ApplyListing(id, {}, {}, items, "t1", std::nullopt).ok()) return 1;
   }
   std::printf("setup: %d people x %d users = %lld items stored in %.1f s (%s, %.0f MB)\n",
               people_count, users, static_cast<long long>(people_count) * users, Seconds(t0),

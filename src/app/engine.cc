@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/failpoint.h"
 #include "core/hash.h"
 #include "core/text.h"
 
@@ -326,6 +327,7 @@ class CollectionRun {
   Result<Listing> OpenAndList(const CollectionSpec& spec, CollectionState& state) {
     collection_.reset();
     ROSTER_ASSIGN_OR_RETURN(collection_, target_.Open(spec, /*create=*/create_ && !opt_.dry_run));
+    if (!opt_.dry_run) Failpoint("after-open");
     if (!state.url.empty() && state.url != collection_->id()) {
       // A different collection than last time (recreated or moved): what we
       // knew of the old one says nothing about this one.
@@ -378,6 +380,7 @@ class CollectionRun {
     }
     Listing listing = std::move(listed).value();
     token_ = listing.sync_token;
+    if (!opt_.dry_run) Failpoint("after-list");
 
     bool quiet = !listing.full && listing.changed.empty() && listing.removed.empty() &&
                  !state.sync_token.empty() && !in_.previous.fingerprint.empty();
@@ -506,9 +509,12 @@ class CollectionRun {
     }
     if (!opt_.dry_run) {
       // Persist what the listing and the reads taught us before writing
-      // anything, together with the token they belong to.
+      // anything, together with the token they belong to, and in the same
+      // commit forget that the book matched a selection: until this pass
+      // finishes, the next run must plan it in full again.
       ROSTER_RETURN_IF_ERROR(
-          store_.ApplyListing(state.id, listing.changed, removed, learned, token_));
+          store_.ApplyListing(state.id, listing.changed, removed, learned, token_, std::string()));
+      Failpoint("after-apply-listing");
     }
 
     std::vector<CurrentItem> current;
@@ -631,6 +637,7 @@ class CollectionRun {
     bool clean = report_.errors.empty() && report_.counts.errors == 0 &&
                  report_.counts.conflicts == 0 && report_.warnings.empty();
     if (wrote && !token_.empty()) {
+      Failpoint("before-confirm-list");
       auto after = Retry<Listing>([&] { return collection_->List(token_); });
       if (!after.ok()) {
         clean = false;  // the next run lists from the old token; nothing is lost
@@ -653,14 +660,16 @@ class CollectionRun {
         }
         std::unordered_set<std::string> gone(deleted_.begin(), deleted_.end());
         for (const std::string& href : after->removed) clean = clean && gone.count(href) > 0;
-        ROSTER_RETURN_IF_ERROR(
-            store_.ApplyListing(state.id, seen, after->removed, confirmed, after->sync_token));
+        Failpoint("after-confirm-list");
+        // The new token and what the book now matches, in one commit.
         token_ = after->sync_token;
+        return store_.ApplyListing(state.id, seen, after->removed, confirmed, token_,
+                                   clean ? Fingerprint(in_.fingerprint) : std::string());
       }
-    } else if (!token_.empty() && token_ != state.sync_token) {
-      ROSTER_RETURN_IF_ERROR(store_.SetSyncToken(state.id, token_));
     }
-    return store_.SetSyncedSnapshot(state.id, clean ? Fingerprint(in_.fingerprint) : std::string());
+    const std::string token = token_ != state.sync_token ? token_ : std::string();
+    return store_.ApplyListing(state.id, {}, {}, {}, token,
+                               clean ? Fingerprint(in_.fingerprint) : std::string());
   }
 
   const RuleSpec& rule_;
@@ -1069,6 +1078,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
         }
         if (!options.dry_run && r.errors.empty() && r.counts.errors == 0 &&
             r.counts.conflicts == 0) {
+          Failpoint("before-forget-collection");
           Status st = store_.DeleteCollection(state.id);
           if (!st.ok()) r.errors.push_back(st.error().message);
         }
@@ -1092,6 +1102,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
         Snapshot snap{in.fingerprint, {}, w.version};
         snap.entries.reserve(in.desired.size());
         for (const DesiredItem& d : in.desired) snap.entries.push_back({d.key, d.hash});
+        Failpoint("before-snapshot");
         Status st = store_.SaveSnapshot(rule.name, snap);
         if (!st.ok()) report.errors.push_back(st.error().message);
       }

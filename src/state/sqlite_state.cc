@@ -7,6 +7,7 @@
 #include <functional>
 #include <mutex>
 
+#include "core/failpoint.h"
 #include "migrations.h"
 #include "state/state.h"
 
@@ -236,7 +237,8 @@ class SqliteStateStore final : public StateStore {
 
   Status ApplyListing(int64_t collection, const std::vector<ItemRef>& seen,
                       const std::vector<std::string>& removed, const std::vector<ItemState>& known,
-                      const std::string& sync_token) override {
+                      const std::string& sync_token,
+                      const std::optional<std::string>& synced_snapshot) override {
     std::lock_guard lock(mu_);
     return InTransaction([&]() -> Status {
       Stmt put(db_,
@@ -262,22 +264,26 @@ class SqliteStateStore final : public StateStore {
         tok.Bind(1, sync_token).Bind(2, collection);
         if (tok.Step() != SQLITE_DONE) return SqlError(db_, "storing sync token");
       }
+      if (synced_snapshot) {
+        Stmt snap(db_, "UPDATE collections SET synced_snapshot = ? WHERE id = ?");
+        snap.Bind(1, *synced_snapshot).Bind(2, collection);
+        if (snap.Step() != SQLITE_DONE) return SqlError(db_, "storing synced snapshot");
+      }
       return {};
     });
   }
 
   Status ResetCollection(int64_t collection) override {
     std::lock_guard lock(mu_);
-    ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Stmt del(db_, "DELETE FROM items WHERE collection_id = ?");
-    Stmt upd(db_, "UPDATE collections SET sync_token = '', synced_snapshot = '' WHERE id = ?");
-    if (!del.ok() || !upd.ok() || del.Bind(1, collection).Step() != SQLITE_DONE ||
-        upd.Bind(1, collection).Step() != SQLITE_DONE) {
-      Error e = SqlError(db_, "resetting collection");
-      (void)Exec("ROLLBACK");
-      return e;
-    }
-    return Exec("COMMIT");
+    return InTransaction([&]() -> Status {
+      Stmt del(db_, "DELETE FROM items WHERE collection_id = ?");
+      Stmt upd(db_, "UPDATE collections SET sync_token = '', synced_snapshot = '' WHERE id = ?");
+      if (!del.ok() || !upd.ok() || del.Bind(1, collection).Step() != SQLITE_DONE ||
+          upd.Bind(1, collection).Step() != SQLITE_DONE) {
+        return SqlError(db_, "resetting collection");
+      }
+      return {};
+    });
   }
 
   Status PutItem(int64_t collection, const ItemState& item) override {
@@ -439,7 +445,10 @@ class SqliteStateStore final : public StateStore {
       (void)Exec("ROLLBACK");
       return st;
     }
-    return Exec("COMMIT");
+    Failpoint("state-before-commit");
+    st = Exec("COMMIT");
+    Failpoint("state-after-commit");
+    return st;
   }
 
   Status Exec(const std::string& sql) {

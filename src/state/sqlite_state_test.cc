@@ -41,7 +41,7 @@ TEST(SqliteStateStore, ItemsUpsertDeleteAndLookupByKey) {
   std::vector<ItemState> items = {{"/b.vcf", "e1", "e1", "k1", "h1"},
                                   {"/a.vcf", "e2", "e2", "", "h2"},
                                   {"/c.vcf", "e3", "", "", ""}};
-  ASSERT_TRUE(store->ApplyListing(id, {}, {}, items, "tok").ok());
+  ASSERT_TRUE(store->ApplyListing(id, {}, {}, items, "tok", std::nullopt).ok());
   auto loaded = store->LoadItems(id);
   ASSERT_TRUE(loaded.ok());
   ASSERT_EQ(loaded->size(), 3u);
@@ -58,11 +58,11 @@ TEST(SqliteStateStore, ItemsUpsertDeleteAndLookupByKey) {
   ASSERT_EQ(by_key->size(), 1u);
   EXPECT_EQ((*by_key)[0].hash, "h9");
 
-  ASSERT_TRUE(store->ApplyListing(id, {}, {"/a.vcf", "/c.vcf"}, {}, "").ok());
+  ASSERT_TRUE(store->ApplyListing(id, {}, {"/a.vcf", "/c.vcf"}, {}, "", std::nullopt).ok());
   EXPECT_EQ(store->LoadItems(id)->size(), 1u);
   EXPECT_EQ(store->FindCollection({"r", "t", "u"})->sync_token, "tok");  // empty keeps it
   // A listing moves etag_seen only; the known content stays until it is read.
-  ASSERT_TRUE(store->ApplyListing(id, {{"/b.vcf", "e10"}}, {}, {}, "tok-2").ok());
+  ASSERT_TRUE(store->ApplyListing(id, {{"/b.vcf", "e10"}}, {}, {}, "tok-2", std::nullopt).ok());
   auto b = store->LoadItems(id);
   ASSERT_EQ(b->size(), 1u);
   EXPECT_EQ((*b)[0].etag_seen, "e10");

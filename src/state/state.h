@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -109,12 +110,16 @@ class StateStore {
   virtual Result<std::vector<ItemState>> LoadUnmanaged(int64_t collection) = 0;
   // Records what a listing and the reads after it taught, in one transaction:
   // `seen` hrefs get etag_seen (a new row when unknown; known content is left
-  // as it was), `removed` rows go, `known` rows are stored whole, and the
-  // token is stored if non-empty. All of it lands, or none.
+  // as it was), `removed` rows go, `known` rows are stored whole, the token is
+  // stored if non-empty, and `synced_snapshot` if given. All of it lands, or
+  // none. The token and the snapshot travel together on purpose: a full pass
+  // that moves the token forward before its writes must clear the snapshot in
+  // the same commit, or a crash before the writes leaves a book that the next
+  // run takes for quiet (the crash matrix's "full pass" cells prove it).
   virtual Status ApplyListing(int64_t collection, const std::vector<ItemRef>& seen,
                               const std::vector<std::string>& removed,
-                              const std::vector<ItemState>& known,
-                              const std::string& sync_token) = 0;
+                              const std::vector<ItemState>& known, const std::string& sync_token,
+                              const std::optional<std::string>& synced_snapshot) = 0;
   // Forgets every item and the sync token (the collection moved or was recreated).
   virtual Status ResetCollection(int64_t collection) = 0;
   // One item, committed at once: used right after each write succeeds.

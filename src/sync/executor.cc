@@ -6,6 +6,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "core/failpoint.h"
 #include "core/text.h"
 #include "sync/sync.h"
 
@@ -50,7 +51,9 @@ class Runner {
     // did not say) stays unknown until a listing reports it.
     ItemState row{w.href, w.etag, w.etag, key, hash, fields, ""};
     result_.written.push_back(row);
-    return ctx_.store->PutItem(ctx_.collection_id, row);
+    Status st = ctx_.store->PutItem(ctx_.collection_id, row);
+    Failpoint("after-record");
+    return st;
   }
 
   const DesiredItem* Want(const std::string& key) {
@@ -65,8 +68,10 @@ class Runner {
     PreparedWrite prepared;
     if (ctx_.prepare) prepared = ctx_.prepare(*want, nullptr, "");
     const Contact& body = ctx_.prepare ? prepared.contact : *want->contact;
+    Failpoint("before-create");
     auto w = Retry<WriteResult>([&] { return ctx_.collection->Create(name, tag, body); });
     if (w.ok()) {
+      Failpoint("after-create");
       ++result_.counts.created;
       return Record(a.key, *w, want->hash, prepared.fields);
     }
@@ -86,6 +91,7 @@ class Runner {
       // Field rules and take-overs merge with what is there now.
       ROSTER_ASSIGN_OR_RETURN(std::optional<RemoteItem> remote, ReadBeforeUpdate(a.href));
       if (!remote) return Gone(a, replan_left);
+      Failpoint("after-update-read");
       if (a.take_over) {
         // Still the user's own plain card for this person? Else leave it.
         std::string why;
@@ -123,9 +129,11 @@ class Runner {
       }
     }
     const Contact& body = (ctx_.prepare || a.take_over) ? prepared.contact : *want->contact;
+    Failpoint("before-update");
     auto w =
         Retry<WriteResult>([&] { return ctx_.collection->Update(a.href, if_match, tag, body); });
     if (w.ok()) {
+      Failpoint("after-update");
       ++result_.counts.updated;
       if (a.adopt) ++result_.counts.adopted;
       return Record(a.key, *w, want->hash, prepared.fields);
@@ -189,15 +197,19 @@ class Runner {
 
  private:
   Status Do(const DeleteAction& a, int replan_left) {
+    Failpoint("before-delete");
     auto st = Retry<bool>([&]() -> Result<bool> {
       Status s = ctx_.collection->Delete(a.href, a.etag);
       if (!s.ok()) return s.take_error();
       return true;
     });
     if (st.ok()) {
+      Failpoint("after-delete");
       ++result_.counts.deleted;
       result_.deleted.push_back(a.href);
-      return ctx_.store->DeleteItem(ctx_.collection_id, a.href);
+      Status recorded = ctx_.store->DeleteItem(ctx_.collection_id, a.href);
+      Failpoint("after-record");
+      return recorded;
     }
     if (st.error().kind != ErrorKind::kPreconditionFailed || replan_left == 0) {
       return st.take_error();
