@@ -1,6 +1,8 @@
 #include "connectors/ldap/ldap_source.h"
 
+#include <arpa/inet.h>
 #include <ldap.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -119,6 +121,19 @@ bool IsValidDn(const std::string& dn) {
   return ok;
 }
 
+// 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) or localhost: a password sent
+// there in clear does not leave the machine.
+bool IsLoopback(const std::string& host) {
+  std::string h = text::AsciiLower(host);
+  if (h == "localhost" || h == "localhost.") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, h.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+}
+
 }  // namespace
 
 LdapDirectory::LdapDirectory(LdapOptions options, LdapMapping mapping)
@@ -140,6 +155,8 @@ Result<std::unique_ptr<LdapDirectory>> OpenLdapDirectory(LdapOptions o) {
   }
   const std::string scheme = url->lud_scheme != nullptr ? url->lud_scheme : "";
   const bool has_dn = url->lud_dn != nullptr && url->lud_dn[0] != '\0';
+  // Empty: ldap.conf's default host, which may be anywhere.
+  const std::string host = url->lud_host != nullptr ? url->lud_host : "";
   ldap_free_urldesc(url);
   if (scheme != "ldap" && scheme != "ldaps") {
     return invalid("url \"" + o.url + "\" is not an ldap:// or ldaps:// URL");
@@ -158,6 +175,19 @@ Result<std::unique_ptr<LdapDirectory>> OpenLdapDirectory(LdapOptions o) {
   if (o.bind_dn.empty() && !o.password.empty()) {
     return invalid("a password is set but bind_dn is empty");
   }
+  // A list of servers does not get this far (it parses as a DN or not at
+  // all), so `host` is the only one a connection can reach.
+  std::string insecure_warning;
+  if (!o.bind_dn.empty() && scheme == "ldap" && !o.starttls && !IsLoopback(host)) {
+    const std::string where = host.empty() ? "the default host of ldap.conf" : host;
+    if (!o.allow_insecure) {
+      return invalid("a simple bind as " + o.bind_dn +
+                     " over ldap:// without StartTLS would send its password unencrypted to " +
+                     where + "; set starttls = true, use ldaps://, or allow_insecure = true");
+    }
+    insecure_warning = prefix + "the password of " + o.bind_dn + " goes unencrypted to " + where +
+                       " (ldap:// without StartTLS, allowed by allow_insecure)";
+  }
   if (!o.ca_file.empty()) {
     // libldap with GnuTLS takes a file without certificates silently, and
     // the failure would later read as an unverifiable server.
@@ -175,7 +205,10 @@ Result<std::unique_ptr<LdapDirectory>> OpenLdapDirectory(LdapOptions o) {
   auto mapping = ResolveLdapMapping(o.schema, o.key_attribute, o.mapping, o.extra_attributes);
   if (!mapping.ok()) return invalid(mapping.error().message);
   if (o.filter.empty()) o.filter = DefaultLdapFilter(o.schema);
-  return std::unique_ptr<LdapDirectory>(new LdapDirectory(std::move(o), std::move(*mapping)));
+  std::unique_ptr<LdapDirectory> dir(new LdapDirectory(std::move(o), std::move(*mapping)));
+  dir->insecure_warning_ = std::move(insecure_warning);
+  if (!dir->insecure_warning_.empty()) dir->warnings_.push_back(dir->insecure_warning_);
+  return dir;
 }
 
 Result<std::unique_ptr<LdapConnection>> LdapDirectory::Connect() const {
@@ -186,6 +219,7 @@ Result<std::unique_ptr<LdapConnection>> LdapDirectory::Connect() const {
 
 Result<std::vector<SourceRecord>> LdapDirectory::ReadAll() {
   warnings_.clear();
+  if (!insecure_warning_.empty()) warnings_.push_back(insecure_warning_);
   SigpipeGuard sigpipe_guard;
   ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
   std::vector<SourceRecord> records;

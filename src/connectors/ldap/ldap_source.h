@@ -38,6 +38,10 @@ struct LdapOptions {
   std::vector<std::string> extra_attributes;  // also fetched into SourceRecord.attributes
   int page_size = 500;                        // RFC 2696 page size; 0 = do not page
   int timeout_seconds = 60;                   // connect timeout and the limit on each request
+  // A simple bind over ldap:// without StartTLS sends the password in clear,
+  // so it is refused unless every server is this machine (127.0.0.0/8, ::1,
+  // localhost) or this is set; then it is a warning in every ReadAll.
+  bool allow_insecure = false;
 };
 
 // Reads people (Source) and target users (Directory) from one LDAP server.
@@ -84,9 +88,11 @@ class LdapDirectory final : public Source, public Directory {
   LdapOptions options_;
   LdapMapping mapping_;
   std::vector<std::string> warnings_;
+  std::string insecure_warning_;  // set when allow_insecure let a clear-text bind through
 };
 
-// Checks the options (URL scheme, schema, mapping, names, limits) and
+// Checks the options (URL scheme, schema, mapping, names, limits, a
+// password that would travel in clear: see allow_insecure) and
 // returns a directory that connects only when used. Errors are
 // kInvalidArgument sentences starting with "source NAME: ".
 Result<std::unique_ptr<LdapDirectory>> OpenLdapDirectory(LdapOptions options);
