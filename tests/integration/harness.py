@@ -242,3 +242,15 @@ class Suite:
 def check(cond, msg):
     if not cond:
         raise AssertionError(msg)
+
+
+def write_credentials(path, passwords):
+    """A target's credentials_file: one `USER:PASSWORD` line per user, created
+    0600 (roster refuses one that group or others may read)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# roster test: each target user's own password\n")
+        for user, password in passwords.items():
+            f.write(f"{user}:{password}\n")
+    os.chmod(path, 0o600)
+    return path
