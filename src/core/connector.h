@@ -118,6 +118,10 @@ class Collection {
                                      const ManagedTag& tag, const Contact& contact) = 0;
   // Deletes `href` only if its etag is still `if_match`; NotFound counts as done.
   virtual Status Delete(const std::string& href, const std::string& if_match) = 0;
+  // What the collection noticed and ignored since the last call (hrefs a
+  // server named outside the collection, unusable etags), one sentence each;
+  // the caller reports them. Taking them clears them.
+  virtual std::vector<std::string> TakeWarnings() { return {}; }
 };
 
 struct CollectionSpec {

@@ -3,7 +3,9 @@
 // preconditions.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -25,13 +27,33 @@ struct CardDavOptions {
   // unchanged CTag means an unchanged book, and a PROPFIND of one property is
   // cheaper than a sync-collection report.
   bool use_ctag = true;
+
+  // Limits against a hostile or broken server. Every answer is XML or empty,
+  // so one cap covers them: it bounds what a parse can cost (see
+  // webdav::kMaxXmlParseBytes). A listing is bounded over all its pages (a
+  // sync report that always says "truncated"), a run over all its requests.
+  size_t max_response_bytes = 8u << 20;
+  size_t max_listing_bytes = 64u << 20;
+  size_t max_listing_items = 100000;
+  uint64_t max_run_bytes = 512ull << 20;
+
+  // Per-user logins, for servers where one account cannot write into other
+  // users' homes (Cyrus): when non-empty, every request for a user's book
+  // logs in as that user (the name in CollectionSpec::user) with this
+  // password, on connections of that user's own. A user without an entry
+  // fails Open with kAccessDenied; the shared account is never used instead.
+  std::map<std::string, std::string> user_passwords;
 };
 
-using HttpClientFactory = std::function<std::unique_ptr<HttpClient>()>;
+// Makes one connection with the given options (credentials, origin, limits).
+using HttpClientFactory = std::function<std::unique_ptr<HttpClient>(const HttpOptions&)>;
 
 // A Target whose collections are CardDAV address books. Connections are pooled
-// per target: at most `max_in_flight` HttpClients exist, each kept alive and
-// shared by all collections. A null factory means NewCurlHttpClient(options.http).
+// per target (per user with user_passwords): at most `max_in_flight` requests
+// are in flight over all of them, and idle connections are kept alive. Only
+// the origin of `url` is ever asked (credentials never travel): a discovered
+// URL elsewhere is refused, and so is any request curl would send elsewhere.
+// A null factory means NewCurlHttpClient.
 std::unique_ptr<Target> NewCardDavTarget(const CardDavOptions& options,
                                          HttpClientFactory factory = nullptr);
 

@@ -43,6 +43,8 @@ struct Script {
   std::mutex mu;
   std::deque<Step> steps;
   std::vector<HttpRequest> seen;
+  std::vector<std::string> seen_as;  // the login of the client each request went through
+  std::vector<std::string> logins;   // the login of each client made
   int clients = 0;
 
   void Add(std::string method, std::string url, int status, std::string body = "",
@@ -54,10 +56,12 @@ struct Script {
 
 class FakeHttp : public HttpClient {
  public:
-  explicit FakeHttp(Script* script) : script_(script) {}
+  explicit FakeHttp(Script* script, std::string login = "")
+      : script_(script), login_(std::move(login)) {}
   Result<HttpResponse> Send(const HttpRequest& request) override {
     std::lock_guard<std::mutex> lock(script_->mu);
     script_->seen.push_back(request);
+    script_->seen_as.push_back(login_);
     if (script_->steps.empty()) {
       ADD_FAILURE() << "unexpected request " << request.method << " " << request.url;
       return MakeError(ErrorKind::kInternal, "script exhausted");
@@ -76,6 +80,7 @@ class FakeHttp : public HttpClient {
 
  private:
   Script* script_;
+  std::string login_;
 };
 
 std::string RequestHeader(const HttpRequest& request, const std::string& name) {
@@ -119,9 +124,10 @@ class CardDavFakeTest : public ::testing::Test {
     options.use_ctag = use_ctag;
     if (with_template) options.home_template = "http://h/{user}/";
     options.max_in_flight = max_in_flight;
-    return NewCardDavTarget(options, [this] {
+    return NewCardDavTarget(options, [this](const HttpOptions& http) {
       ++script_.clients;
-      return std::make_unique<FakeHttp>(&script_);
+      script_.logins.push_back(http.username);
+      return std::make_unique<FakeHttp>(&script_, http.username);
     });
   }
 
@@ -157,7 +163,8 @@ TEST(CardDavResourceNameTest, IsDeterministicHex) {
   EXPECT_EQ(name.size(), 7u + 32u + 4u);
   EXPECT_NE(name, CardDavResourceName("staff", "e-18"));
   EXPECT_NE(CardDavResourceName("a", "bc"), CardDavResourceName("ab", "c"));
-  auto target = NewCardDavTarget({}, [] { return std::unique_ptr<HttpClient>(); });
+  auto target =
+      NewCardDavTarget({}, [](const HttpOptions&) { return std::unique_ptr<HttpClient>(); });
   EXPECT_EQ(target->ResourceName({"staff", "e-17"}), name);
 }
 
@@ -328,7 +335,8 @@ TEST_F(CardDavFakeTest, HttpErrorsAreOneSentence) {
   ASSERT_FALSE(book.ok());
   EXPECT_EQ(book.error().kind, ErrorKind::kAccessDenied);
   EXPECT_EQ(book.error().message,
-            "PROPFIND http://h/alice/: the server rejected the credentials (HTTP 401)");
+            "PROPFIND http://h/alice/: the server asks for credentials and none are configured "
+            "(HTTP 401)");
 }
 
 TEST_F(CardDavFakeTest, BrokenXmlIsInvalidData) {
@@ -568,6 +576,361 @@ TEST_F(CardDavFakeTest, ClientsArePooled) {
 }
 
 // ---------------------------------------------------------------------------
+// Against a hostile or broken server.
+
+class HostileServerTest : public CardDavFakeTest {
+ protected:
+  std::unique_ptr<Target> MakeTargetWith(CardDavOptions options) {
+    return NewCardDavTarget(options, [this](const HttpOptions& http) {
+      ++script_.clients;
+      script_.logins.push_back(http.username);
+      options_seen_.push_back(http);
+      return std::make_unique<FakeHttp>(&script_, http.username);
+    });
+  }
+  static CardDavOptions Discovering(const std::string& url = "http://h/") {
+    CardDavOptions options;
+    options.url = url;
+    options.use_ctag = false;
+    return options;
+  }
+  std::vector<HttpOptions> options_seen_;
+};
+
+TEST_F(HostileServerTest, ClientsMayAskOnlyTheConfiguredOrigin) {
+  CardDavOptions options = Discovering("https://H.example/dav/");
+  options.http.max_response_bytes = 1u << 30;
+  auto target = MakeTargetWith(options);
+  script_.Add("PROPFIND", "https://H.example/dav/alice/", 404);
+  script_.Add("PROPFIND", "https://H.example/dav/", 207, Ms(""));
+  script_.Add("PROPFIND", "https://H.example/dav/alice/", 404);
+  (void)target->Open({"alice", "Company Contacts", "staff", ""}, false);
+  ASSERT_FALSE(options_seen_.empty());
+  EXPECT_EQ(options_seen_[0].allowed_origin, "https://h.example:443");
+  EXPECT_EQ(options_seen_[0].max_response_bytes, options.max_response_bytes);  // capped
+}
+
+TEST_F(HostileServerTest, HomeSetOnAnotherOriginIsRefused) {
+  for (const std::string& home :
+       {std::string("http://127.0.0.1:9/alice/"), std::string("http://h.example/alice/"),
+        std::string("//h.example:8443/alice/")}) {
+    auto target = MakeTargetWith(Discovering("https://h.example/"));
+    script_.Add("PROPFIND", "https://h.example/alice/", 207,
+                Ms(Resp("/alice/", "<card:addressbook-home-set><d:href>" + home +
+                                       "</d:href></card:addressbook-home-set>")));
+    auto book = target->Open({"alice", "Company Contacts", "staff", ""}, true);
+    ASSERT_FALSE(book.ok()) << home;
+    EXPECT_EQ(book.error().kind, ErrorKind::kAccessDenied);
+    EXPECT_NE(book.error().message.find("\"" + home + "\""), std::string::npos)
+        << book.error().message;
+    EXPECT_NE(book.error().message.find("https://h.example:443"), std::string::npos);
+    EXPECT_TRUE(script_.steps.empty());  // nothing was asked of the other origin
+  }
+}
+
+TEST_F(HostileServerTest, CurrentUserPrincipalOnAnotherOriginIsRefused) {
+  CardDavOptions options = Discovering();
+  options.http.username = "alice";
+  auto target = MakeTargetWith(options);
+  script_.Add("PROPFIND", "http://h/alice/", 404);
+  script_.Add("PROPFIND", "http://h/", 207,
+              Ms(Resp("/",
+                      "<d:current-user-principal><d:href>http://evil/alice/</d:href>"
+                      "</d:current-user-principal>")));
+  auto book = target->Open({"alice", "Company Contacts", "staff", ""}, true);
+  ASSERT_FALSE(book.ok());
+  EXPECT_EQ(book.error().kind, ErrorKind::kAccessDenied);
+  EXPECT_NE(book.error().message.find("http://evil/alice/"), std::string::npos);
+}
+
+TEST_F(HostileServerTest, RememberedBookOnAnotherOriginIsLookedUpAgain) {
+  auto target = MakeTarget();
+  script_.Add("PROPFIND", "http://h/alice/", 207,
+              Ms(Resp("/alice/b/",
+                      std::string(kBookType) + "<d:displayname>Company Contacts</d:displayname>")));
+  auto book = target->Open({"alice", "Company Contacts", "staff", "http://evil/alice/b/"}, true);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  EXPECT_EQ((*book)->id(), "http://h/alice/b/");
+  auto warnings = (*book)->TakeWarnings();
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("http://evil/alice/b/"), std::string::npos);
+}
+
+// The hrefs a hostile listing used to make roster write into bob's book.
+std::string Outsiders(const std::string& props) {
+  return Resp("../bob/book/a.vcf", props) + Resp("/bob/book/b.vcf", props) +
+         Resp("/alice/book/%2e%2e/%2E%2E/bob/book/c.vcf", props) +
+         Resp("%2e%2e/%2e%2e/bob/book/d.vcf", props) + Resp("http://evil/alice/book/e.vcf", props) +
+         Resp("https://h/alice/book/f.vcf", props) + Resp("/alice/book/sub/g.vcf", props) +
+         Resp("/alice/h.vcf", props) + Gone("/bob/book/gone.vcf");
+}
+
+TEST_F(HostileServerTest, ListingsKeepOnlyDirectMembersOfTheBook) {
+  auto book = OpenBook();
+  script_.Add("REPORT", "http://h/alice/book/", 207,
+              Ms(Outsiders(Etag("x")) + Resp("/alice/book/ok.vcf", Etag("1")), "tok-1"));
+  auto listing = book->List("tok-0");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  ASSERT_EQ(listing->changed.size(), 1u);
+  EXPECT_EQ(listing->changed[0].href, "/alice/book/ok.vcf");
+  EXPECT_TRUE(listing->removed.empty());
+  auto warnings = book->TakeWarnings();
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("9 hrefs outside http://h/alice/book/ ignored"), std::string::npos)
+      << warnings[0];
+  EXPECT_TRUE(book->TakeWarnings().empty());
+
+  auto plain = OpenBook(/*sync=*/false);
+  script_.Add("PROPFIND", "http://h/alice/book/", 207,
+              Ms(Outsiders(Etag("x")) + Resp("/alice/book/ok.vcf", Etag("1"))));
+  listing = plain->List("");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  ASSERT_EQ(listing->changed.size(), 1u);
+  EXPECT_EQ(plain->TakeWarnings().size(), 1u);
+}
+
+TEST_F(HostileServerTest, MultigetReadsOnlyItemsOfTheBook) {
+  auto book = OpenBook();
+  const std::string card = "<card:address-data>" + Card("Bob") + "</card:address-data>";
+  script_.Add("REPORT", "http://h/alice/book/", 207,
+              Ms(Outsiders(Etag("x") + card) + Resp("/alice/book/ok.vcf", Etag("1") + card)));
+  auto items = book->Fetch({"/alice/book/ok.vcf", "/bob/book/b.vcf", "../bob/book/a.vcf",
+                            "http://evil/alice/book/e.vcf"});
+  ASSERT_TRUE(items.ok()) << items.error().message;
+  ASSERT_EQ(items->size(), 1u);
+  EXPECT_EQ((*items)[0].href, "/alice/book/ok.vcf");
+  const std::string& asked = script_.seen.at(0).body;
+  EXPECT_EQ(asked.find("bob"), std::string::npos) << asked;
+  EXPECT_EQ(asked.find("evil"), std::string::npos) << asked;
+  EXPECT_EQ(book->TakeWarnings().size(), 2u);  // what was asked, what was answered
+}
+
+TEST_F(HostileServerTest, UpdateAndDeleteRefuseHrefsOutsideTheBook) {
+  auto book = OpenBook();
+  Contact ann;
+  ann.formatted_name = "Ann";
+  for (const std::string& href :
+       {std::string("/bob/book/a.vcf"), std::string("/alice/book/../../bob/book/a.vcf"),
+        std::string("/alice/book/%2e%2e/x.vcf"), std::string("http://evil/alice/book/a.vcf"),
+        std::string("/alice/book/"), std::string("/alice/book/sub/a.vcf"),
+        std::string("/alice/book/sub/")}) {
+    auto updated = book->Update(href, "\"1\"", {"staff", "e-1"}, ann);
+    ASSERT_FALSE(updated.ok()) << href;
+    EXPECT_EQ(updated.error().kind, ErrorKind::kInvalidData);
+    Status deleted = book->Delete(href, "\"1\"");
+    ASSERT_FALSE(deleted.ok()) << href;
+    EXPECT_EQ(deleted.error().kind, ErrorKind::kInvalidData);
+    EXPECT_NE(deleted.error().message.find("not an item of http://h/alice/book/"),
+              std::string::npos);
+  }
+  EXPECT_TRUE(script_.seen.empty());
+}
+
+TEST_F(HostileServerTest, OnlyBooksStrictlyInsideTheHomeAreTaken) {
+  auto target = MakeTarget();
+  const std::string det = Deterministic("staff");
+  const std::string named =
+      std::string(kBookType) + "<d:displayname>Company Contacts</d:displayname>";
+  script_.Add(
+      "PROPFIND", "http://h/alice/", 207,
+      Ms(Resp("/alice/", "<d:resourcetype><d:collection/></d:resourcetype>") +
+         Resp("/bob/" + det + "/", named) + Resp("../bob/b/", named) +
+         Resp("http://evil/alice/c/", named) + Resp("/alice/x/y/", named) + Resp("/", named)));
+  script_.Add("MKCOL", "http://h/alice/" + det + "/", 201);
+  script_.Add("PROPFIND", "http://h/alice/" + det + "/", 207,
+              Ms(Resp("/alice/" + det + "/", kBookType)));
+  auto book = target->Open({"alice", "Company Contacts", "staff", ""}, true);
+  ASSERT_TRUE(book.ok()) << book.error().message;
+  EXPECT_EQ((*book)->id(), "http://h/alice/" + det + "/");
+  auto warnings = (*book)->TakeWarnings();
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("5 hrefs outside http://h/alice/"), std::string::npos) << warnings[0];
+}
+
+TEST_F(HostileServerTest, UnsafeEtagsTokensAndCtagsCountAsAbsent) {
+  auto target = MakeTarget(true, 2, /*use_ctag=*/true);
+  auto book = target->Open({"alice", "Company Contacts", "staff", "http://h/alice/b/"}, true);
+  ASSERT_TRUE(book.ok());
+  script_.Add("PROPFIND", "http://h/alice/b/", 207,
+              Ms(Resp("/alice/b/",
+                      "<cs:getctag xmlns:cs=\"http://calendarserver.org/ns/\">c&#13;"
+                      "&#10;X: 1</cs:getctag>")));
+  script_.Add(
+      "REPORT", "http://h/alice/b/", 207,
+      Ms(Resp("/alice/b/a.vcf", "<d:getetag>\"1\"&#13;&#10;X-Evil: 1</d:getetag>") +
+             Resp("/alice/b/b.vcf", "<d:getetag>\"" + std::string(2000, 'x') + "\"</d:getetag>") +
+             Resp("/alice/b/c.vcf", Etag("3")),
+         "tok&#27;en"));
+  auto listing = (*book)->List("");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  ASSERT_EQ(listing->changed.size(), 3u);
+  EXPECT_EQ(listing->changed[0].etag, "");
+  EXPECT_EQ(listing->changed[1].etag, "");
+  EXPECT_EQ(listing->changed[2].etag, "\"3\"");
+  EXPECT_EQ(listing->sync_token, "");  // no CTag, no token: the next run lists in full
+  auto warnings = (*book)->TakeWarnings();
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("2 etags"), std::string::npos);
+
+  Contact ann;
+  ann.formatted_name = "Ann";
+  script_.Add("PUT", "http://h/alice/b/c.vcf", 204, "", {{"etag", "\"4\"\r\nX-Evil: 1"}});
+  auto written = (*book)->Update("/alice/b/c.vcf", "\"3\"", {"staff", "e-1"}, ann);
+  ASSERT_TRUE(written.ok()) << written.error().message;
+  EXPECT_EQ(written->etag, "");
+}
+
+TEST_F(HostileServerTest, AlwaysTruncatedSyncIsBoundedByBytes) {
+  CardDavOptions options;
+  options.url = "http://h/";
+  options.home_template = "http://h/{user}/";
+  options.use_ctag = false;
+  options.max_listing_bytes = 4000;
+  auto target = MakeTargetWith(options);
+  auto book = target->Open({"alice", "Company Contacts", "staff", "http://h/alice/b/"}, true);
+  ASSERT_TRUE(book.ok());
+  const std::string truncated =
+      "<d:response><d:href>/alice/b/</d:href><d:status>HTTP/1.1 507 Insufficient Storage"
+      "</d:status></d:response>";
+  for (int i = 0; i < 100; ++i) {
+    script_.Add("REPORT", "http://h/alice/b/", 207,
+                Ms(Resp("/alice/b/" + std::to_string(i) + ".vcf", Etag("1")) + truncated,
+                   "tok-" + std::to_string(i)));
+  }
+  auto listing = (*book)->List("");
+  ASSERT_FALSE(listing.ok());
+  EXPECT_EQ(listing.error().kind, ErrorKind::kInvalidData);
+  EXPECT_NE(listing.error().message.find("the listing of http://h/alice/b/ was stopped after"),
+            std::string::npos)
+      << listing.error().message;
+  EXPECT_LT(script_.seen.size(), 20u);
+  script_.steps.clear();
+}
+
+TEST_F(HostileServerTest, AlwaysTruncatedSyncIsBoundedByItems) {
+  CardDavOptions options;
+  options.url = "http://h/";
+  options.use_ctag = false;
+  options.max_listing_items = 5;
+  auto target = MakeTargetWith(options);
+  auto book = target->Open({"alice", "Company Contacts", "staff", "http://h/alice/b/"}, true);
+  ASSERT_TRUE(book.ok());
+  for (int i = 0; i < 10; ++i) {
+    script_.Add("REPORT", "http://h/alice/b/", 207,
+                Ms(Resp("/alice/b/" + std::to_string(i) + "a.vcf", Etag("1")) +
+                       Resp("/alice/b/" + std::to_string(i) + "b.vcf", Etag("1")) +
+                       "<d:response><d:href>/alice/b/</d:href><d:status>HTTP/1.1 507 x"
+                       "</d:status></d:response>",
+                   "tok-" + std::to_string(i)));
+  }
+  auto listing = (*book)->List("");
+  ASSERT_FALSE(listing.ok());
+  EXPECT_NE(listing.error().message.find("or 5 items"), std::string::npos)
+      << listing.error().message;
+  EXPECT_EQ(script_.seen.size(), 3u);
+  script_.steps.clear();
+}
+
+TEST_F(HostileServerTest, RunByteBudgetStopsFurtherRequests) {
+  CardDavOptions options;
+  options.url = "http://h/";
+  options.use_ctag = false;
+  options.max_run_bytes = 1000;
+  auto target = MakeTargetWith(options);
+  auto book = target->Open({"alice", "Company Contacts", "staff", "http://h/alice/b/"}, true);
+  ASSERT_TRUE(book.ok());
+  std::string big;
+  for (int i = 0; i < 20; ++i) big += Resp("/alice/b/" + std::to_string(i) + ".vcf", Etag("1"));
+  script_.Add("REPORT", "http://h/alice/b/", 207, Ms(big, "tok-1"));
+  ASSERT_TRUE((*book)->List("").ok());
+  auto again = (*book)->List("tok-1");
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().kind, ErrorKind::kAborted);
+  EXPECT_NE(again.error().message.find("not sent: this run already read"), std::string::npos)
+      << again.error().message;
+  EXPECT_EQ(script_.seen.size(), 1u);
+}
+
+TEST_F(HostileServerTest, OversizedAnswerIsRefused) {
+  CardDavOptions options;
+  options.url = "http://h/";
+  options.use_ctag = false;
+  options.max_response_bytes = 500;
+  auto target = MakeTargetWith(options);
+  auto book = target->Open({"alice", "Company Contacts", "staff", "http://h/alice/b/"}, true);
+  ASSERT_TRUE(book.ok());
+  script_.Add("REPORT", "http://h/alice/b/", 207, Ms(std::string(1000, ' '), "tok-1"));
+  auto listing = (*book)->List("");
+  ASSERT_FALSE(listing.ok());
+  EXPECT_EQ(listing.error().kind, ErrorKind::kInvalidData);
+  EXPECT_NE(listing.error().message.find("response larger than 500 bytes"), std::string::npos);
+}
+
+TEST_F(HostileServerTest, PerUserLoginsNeverFallBackToTheSharedAccount) {
+  CardDavOptions options;
+  options.url = "http://h/";
+  options.home_template = "http://h/{user}/";
+  options.http.username = "roster";
+  options.http.password = "shared-secret";
+  options.user_passwords = {{"alice", "alice-pw"}, {"carol", "carol-pw"}};
+  auto target = MakeTargetWith(options);
+  auto bob = target->Open({"bob", "Company Contacts", "staff", ""}, true);
+  ASSERT_FALSE(bob.ok());
+  EXPECT_EQ(bob.error().kind, ErrorKind::kAccessDenied);
+  EXPECT_NE(bob.error().message.find("\"bob\""), std::string::npos);
+  EXPECT_EQ(bob.error().message.find("secret"), std::string::npos);
+  EXPECT_TRUE(script_.seen.empty());
+
+  const std::string named =
+      std::string(kBookType) + "<d:displayname>Company Contacts</d:displayname>";
+  script_.Add("PROPFIND", "http://h/alice/", 207, Ms(Resp("/alice/b/", named)));
+  script_.Add("PROPFIND", "http://h/carol/", 207, Ms(Resp("/carol/b/", named)));
+  auto alice = target->Open({"alice", "Company Contacts", "staff", ""}, true);
+  auto carol = target->Open({"carol", "Company Contacts", "staff", ""}, true);
+  ASSERT_TRUE(alice.ok() && carol.ok());
+  script_.Add("DELETE", "http://h/alice/b/x.vcf", 204);
+  script_.Add("DELETE", "http://h/carol/b/x.vcf", 204);
+  ASSERT_TRUE((*alice)->Delete("/alice/b/x.vcf", "\"1\"").ok());
+  ASSERT_TRUE((*carol)->Delete("/carol/b/x.vcf", "\"1\"").ok());
+  EXPECT_EQ(script_.seen_as, (std::vector<std::string>{"alice", "carol", "alice", "carol"}));
+  ASSERT_EQ(options_seen_.size(), 2u);  // one connection each, reused
+  EXPECT_EQ(options_seen_[0].password, "alice-pw");
+  EXPECT_EQ(options_seen_[1].password, "carol-pw");
+}
+
+TEST_F(HostileServerTest, RefusedLoginNamesTheUser) {
+  CardDavOptions options;
+  options.url = "http://h/";
+  options.home_template = "http://h/{user}/";
+  options.http.username = "roster";
+  options.http.password = "pw-7d1c";
+  auto target = MakeTargetWith(options);
+  script_.Add("PROPFIND", "http://h/alice/", 401);
+  auto book = target->Open({"alice", "Company Contacts", "staff", ""}, true);
+  ASSERT_FALSE(book.ok());
+  EXPECT_EQ(book.error().kind, ErrorKind::kAccessDenied);
+  EXPECT_EQ(book.error().message,
+            "PROPFIND http://h/alice/: the server refused the credentials of user \"roster\" "
+            "(HTTP 401)");
+}
+
+TEST_F(HostileServerTest, MissingPrincipalIsSaidSo) {
+  CardDavOptions options = Discovering("http://h/dav/principals/user/");
+  options.http.username = "alice";
+  auto target = MakeTargetWith(options);
+  const std::string principal = "http://h/dav/principals/user/alice/";
+  script_.Add("PROPFIND", principal, 404);
+  script_.Add("PROPFIND", "http://h/dav/principals/user/", 207, Ms(""));
+  script_.Add("PROPFIND", principal, 404);
+  script_.Add("MKCOL", principal, 403);
+  auto book = target->Open({"alice", "Company Contacts", "staff", ""}, true);
+  ASSERT_FALSE(book.ok());
+  EXPECT_EQ(book.error().kind, ErrorKind::kNotFound);
+  EXPECT_EQ(book.error().message,
+            "the principal " + principal + " does not exist (the user may never have logged in)");
+}
+
+// ---------------------------------------------------------------------------
 // The multistatus parser on its own.
 
 TEST(MultistatusTest, NamespacesByUriNotPrefix) {
@@ -604,6 +967,61 @@ TEST(MultistatusTest, RejectsWrongRootAndDeepNesting) {
 
   EXPECT_FALSE(webdav::ParseMultistatus("", "test").ok());
   EXPECT_FALSE(webdav::ParseMultistatus(std::string("\0\xff<", 3), "test").ok());
+}
+
+TEST(MultistatusTest, DomOfEmptyElementsIsCapped) {
+  std::string xml = "<d:multistatus xmlns:d='DAV:'>";
+  while (xml.size() < (8u << 20)) xml += "<a/><a/><a/><a/><a/><a/><a/><a/>";
+  xml += "</d:multistatus>";
+  auto ms = webdav::ParseMultistatus(xml, "REPORT response from http://h/");
+  ASSERT_FALSE(ms.ok());
+  EXPECT_EQ(ms.error().kind, ErrorKind::kInvalidData);
+  EXPECT_NE(ms.error().message.find("too complex to parse"), std::string::npos)
+      << ms.error().message;
+}
+
+TEST(MultistatusTest, ARealListingAsLargeAsAnAnswerMayBeParses) {
+  // Radicale's spelling of a sync-collection answer, up to the 8 MiB cap.
+  std::string xml = "<?xml version='1.0' encoding='utf-8'?>\n<multistatus xmlns=\"DAV:\">";
+  int n = 0;
+  const std::string tail = "<sync-token>http://radicale.org/ns/sync/abc</sync-token></multistatus>";
+  for (;; ++n) {
+    std::string r =
+        "<response><href>/alice/roster-0123456789abcdef/roster-" + std::to_string(1000000 + n) +
+        "0123456789abcdef01234.vcf</href><propstat><prop><getetag>\"" + std::to_string(n) +
+        "-0123456789abcdef0123\"</getetag><getcontenttype>text/vcard;charset=utf-8"
+        "</getcontenttype></prop><status>HTTP/1.1 200 OK</status></propstat>"
+        "</response>";
+    if (xml.size() + r.size() + tail.size() > (8u << 20)) break;
+    xml += r;
+  }
+  xml += tail;
+  auto ms = webdav::ParseMultistatus(xml, "test");
+  ASSERT_TRUE(ms.ok()) << ms.error().message;
+  EXPECT_EQ(ms->responses.size(), static_cast<size_t>(n));
+}
+
+TEST(HrefTest, ResolvedOnceAndComparedByOrigin) {
+  const std::string book = "http://h/alice/book/";
+  webdav::Href h = webdav::ResolveHref(book, "%2e%2e/%2E%2E/bob/book/x.vcf");
+  EXPECT_TRUE(h.same_origin);
+  EXPECT_EQ(h.path, "/bob/book/x.vcf");
+  EXPECT_FALSE(webdav::IsDirectMember("/alice/book/", h.path));
+  h = webdav::ResolveHref(book, " http://H:80/alice/book/a%2Dx.vcf?q#f ");
+  EXPECT_TRUE(h.same_origin);
+  EXPECT_EQ(h.path, "/alice/book/a-x.vcf");
+  EXPECT_EQ(h.url, "http://h/alice/book/a-x.vcf");
+  EXPECT_TRUE(webdav::IsDirectMember("/alice/book/", h.path));
+  EXPECT_FALSE(webdav::ResolveHref(book, "https://h/alice/book/a.vcf").same_origin);
+  EXPECT_FALSE(webdav::ResolveHref(book, "//evil/alice/book/a.vcf").same_origin);
+  EXPECT_TRUE(webdav::ResolveHref(book, "").same_origin);
+
+  EXPECT_TRUE(webdav::IsDirectMember("/a/b/", "/a/b/sub/"));
+  EXPECT_FALSE(webdav::IsDirectMember("/a/b/", "/a/b/"));
+  EXPECT_FALSE(webdav::IsDirectMember("/a/b/", "/a/b//"));
+  EXPECT_FALSE(webdav::IsDirectMember("/a/b/", "/a/b/c/d"));
+  EXPECT_FALSE(webdav::IsDirectMember("/a/b/", "/a/bc"));
+  EXPECT_FALSE(webdav::IsDirectMember("/a/b", "/a/b/c"));
 }
 
 // ---------------------------------------------------------------------------

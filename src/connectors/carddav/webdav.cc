@@ -4,6 +4,7 @@
 #include "connectors/carddav/webdav.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <pugixml.hpp>
@@ -12,6 +13,36 @@ namespace roster::webdav {
 namespace {
 
 constexpr char kXmlDecl[] = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n";
+
+// pugixml allocates through one global pair of functions. These charge a
+// per-thread allowance that ParseMultistatus sets for the duration of a
+// parse, so that no answer can grow a DOM past kMaxXmlParseBytes: outside a
+// parse the allowance is unlimited.
+thread_local size_t t_xml_allowance = SIZE_MAX;
+
+void* XmlAllocate(size_t size) {
+  if (t_xml_allowance != SIZE_MAX) {
+    if (size > t_xml_allowance) return nullptr;  // pugixml reports "out of memory"
+    t_xml_allowance -= size;
+  }
+  return std::malloc(size);
+}
+
+void XmlDeallocate(void* ptr) { std::free(ptr); }
+
+// Installed before main, so before any pugixml document exists.
+[[maybe_unused]] const bool kXmlAllocatorInstalled = [] {
+  pugi::set_memory_management_functions(&XmlAllocate, &XmlDeallocate);
+  return true;
+}();
+
+class XmlAllowance {
+ public:
+  explicit XmlAllowance(size_t bytes) { t_xml_allowance = bytes; }
+  ~XmlAllowance() { t_xml_allowance = SIZE_MAX; }
+  XmlAllowance(const XmlAllowance&) = delete;
+  XmlAllowance& operator=(const XmlAllowance&) = delete;
+};
 
 std::string_view TrimWs(std::string_view s) {
   while (!s.empty() &&
@@ -189,8 +220,17 @@ bool DavResponse::IsAddressBook() const {
 Result<Multistatus> ParseMultistatus(std::string_view xml, const std::string& context) {
   try {
     pugi::xml_document doc;
-    pugi::xml_parse_result parsed =
-        doc.load_buffer(xml.data(), xml.size(), pugi::parse_default, pugi::encoding_utf8);
+    pugi::xml_parse_result parsed;
+    {
+      XmlAllowance allowance(kMaxXmlParseBytes);
+      parsed = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default, pugi::encoding_utf8);
+    }
+    if (parsed.status == pugi::status_out_of_memory) {
+      return MakeError(ErrorKind::kInvalidData,
+                       context +
+                           " is too complex to parse (its XML structure would take more than " +
+                           std::to_string(kMaxXmlParseBytes >> 20) + " MiB)");
+    }
     if (!parsed) return Malformed(context, parsed.description());
     return ParseDocument(doc, context);
   } catch (const std::bad_alloc&) {
@@ -280,6 +320,34 @@ std::string UrlPath(const std::string& base, const std::string& href) {
   return path.empty() ? "/" : path;
 }
 
+Href ResolveHref(const std::string& base, std::string_view href) {
+  Href out;
+  std::string absolute = ResolveUrl(base, std::string(TrimWs(href)));
+  std::string origin = UrlOrigin(absolute);
+  out.path = absolute.substr(origin.size());
+  if (size_t query = out.path.find_first_of("?#"); query != std::string::npos) {
+    out.path.erase(query);
+  }
+  if (out.path.empty()) out.path = "/";
+  const std::string base_origin = CanonicalOrigin(base);
+  out.same_origin = !base_origin.empty() && CanonicalOrigin(absolute) == base_origin;
+  if (out.same_origin) out.url = UrlOrigin(base) + out.path;
+  return out;
+}
+
+bool IsDirectMember(std::string_view collection, std::string_view path) {
+  if (collection.empty() || collection.back() != '/') return false;
+  if (path.size() <= collection.size() || !path.starts_with(collection)) return false;
+  std::string_view rest = path.substr(collection.size());
+  if (rest.ends_with('/')) rest.remove_suffix(1);
+  return !rest.empty() && rest.find('/') == std::string_view::npos && rest != "." && rest != "..";
+}
+
+std::string SafeServerValue(std::string_view value, size_t max_bytes) {
+  std::string_view trimmed = TrimWs(value);
+  return IsSafeHeaderValue(trimmed, max_bytes) ? std::string(trimmed) : std::string();
+}
+
 std::string PropfindBody(const std::vector<std::string>& props) {
   std::string body = kXmlDecl;
   body += "<D:propfind xmlns:D=\"DAV:\" xmlns:C=\"urn:ietf:params:xml:ns:carddav\"><D:prop>";
@@ -315,12 +383,36 @@ Result<HttpResponse> DavClient::Send(const std::string& method, const std::strin
   request.url = url;
   request.headers = std::move(headers);
   request.body = std::move(body);
-  return http_->Send(request);
+  if (budget_ != nullptr && budget_->exhausted()) {
+    return MakeError(ErrorKind::kAborted,
+                     method + " " + url + " not sent: this run already read " +
+                         std::to_string(budget_->limit() >> 20) +
+                         " MiB from the server, the most one target may send in a run");
+  }
+  Result<HttpResponse> response = http_->Send(request);
+  if (response.ok()) {
+    if (budget_ != nullptr) budget_->Spend(response->body.size());
+    if (response->body.size() > max_body_bytes_) {
+      return MakeError(ErrorKind::kInvalidData, method + " " + url + ": response larger than " +
+                                                    std::to_string(max_body_bytes_) + " bytes");
+    }
+  }
+  return response;
+}
+
+Error DavClient::StatusError(const HttpResponse& response, const std::string& what) const {
+  if (response.status != 401) return HttpStatusError(response, what);
+  return MakeError(ErrorKind::kAccessDenied,
+                   user_.empty() ? what +
+                                       ": the server asks for credentials and none are "
+                                       "configured (HTTP 401)"
+                                 : what + ": the server refused the credentials of user \"" +
+                                       user_ + "\" (HTTP 401)");
 }
 
 Result<Multistatus> DavClient::ParseResponse(const HttpResponse& response,
                                              const std::string& method, const std::string& url) {
-  if (response.status != 207) return HttpStatusError(response, method + " " + url);
+  if (response.status != 207) return StatusError(response, method + " " + url);
   return ParseMultistatus(response.body, method + " response from " + url);
 }
 
@@ -353,7 +445,7 @@ Status DavClient::Mkcol(const std::string& url, bool addressbook, const std::str
                           Send("MKCOL", url, std::move(headers), std::move(body)));
   if (response.status >= 200 && response.status <= 299) return {};
   if (exists_ok && response.status == 405) return {};
-  return HttpStatusError(response, "MKCOL " + url);
+  return StatusError(response, "MKCOL " + url);
 }
 
 }  // namespace roster::webdav
