@@ -554,6 +554,7 @@ class CollectionRun {
     input.managed_total = managed;
     input.unchanged_outside = outside;
     input.max_delete_percent = rule_.max_delete_percent;
+    input.max_update_percent = rule_.max_update_percent;
     input.force = opt_.force;
     input.adopt = rule_.adopt;
     Plan plan = PlanCollection(input);
@@ -565,7 +566,7 @@ class CollectionRun {
       // in full again (else it would look quiet, and --force would find nothing).
       if (!opt_.dry_run) ROSTER_RETURN_IF_ERROR(store_.SetSyncedSnapshot(state.id, ""));
       return MakeError(ErrorKind::kAborted,
-                       "deletion guard: rule " + rule_.name + " " + plan.guard + " in " +
+                       plan.guard_name + ": rule " + rule_.name + " " + plan.guard + " in " +
                            report_.key.user + "'s \"" + rule_.display_name +
                            "\"; nothing was changed there (use --force if this is intended)");
     }
@@ -660,10 +661,23 @@ class CollectionRun {
         }
         std::unordered_set<std::string> gone(deleted_.begin(), deleted_.end());
         for (const std::string& href : after->removed) clean = clean && gone.count(href) > 0;
+        // A write the server acknowledged but does not list is not done: its
+        // record goes, and the next run (a full pass) finds out what is there.
+        std::vector<std::string> removed = after->removed;
+        std::unordered_set<std::string> listed;
+        for (const ItemRef& r : after->changed) listed.insert(r.href);
+        std::unordered_set<std::string> gone_after(after->removed.begin(), after->removed.end());
+        for (const ItemState& w : written_) {
+          if (listed.count(w.href) || gone_after.count(w.href) || gone.count(w.href)) continue;
+          report_.errors.push_back("the server acknowledged writing " + w.href +
+                                   " but does not list it; it is checked again next run");
+          removed.push_back(w.href);
+          clean = false;
+        }
         Failpoint("after-confirm-list");
         // The new token and what the book now matches, in one commit.
         token_ = after->sync_token;
-        return store_.ApplyListing(state.id, seen, after->removed, confirmed, token_,
+        return store_.ApplyListing(state.id, seen, removed, confirmed, token_,
                                    clean ? Fingerprint(in_.fingerprint) : std::string());
       }
     }
@@ -718,7 +732,10 @@ struct RuleWork {
 RunReport Engine::Run(const RunOptions& options_in) {
   RunOptions options = options_in;
   if (!options.clock) options.clock = &RealClock();
+  if (!options.deadline) options.deadline = config_.deadline;
+  options.retry.deadline = options.deadline;
   RunReport report;
+  report.warnings = config_.warnings;
   int64_t run_id = 0;
   if (!options.dry_run) {
     auto run = store_.BeginRun("sync");
@@ -1025,10 +1042,15 @@ RunReport Engine::Run(const RunOptions& options_in) {
   std::mutex report_mu;
 
   // Phase 2: every collection, at most max_in_flight of one target at once.
+  auto past_deadline = [&] {
+    return options.deadline && options.clock->Now() >= *options.deadline;
+  };
   for (RuleWork& w : work) {
     const RuleSpec& rule = *w.rule;
     RuleInput& in = w.in;
     TargetEntry& entry = *w.target;
+    RunOptions rule_options = options;
+    rule_options.retry.max_retry_after = entry.max_retry_after;
     std::vector<CollectionReport> reports(w.users.size());
     for (size_t i = 0; i < w.users.size(); ++i) {
       reports[i].key = CollectionKey{rule.name, rule.target, w.users[i].name};
@@ -1036,8 +1058,16 @@ RunReport Engine::Run(const RunOptions& options_in) {
     std::atomic<size_t> next{0};
     auto worker = [&] {
       for (size_t i; (i = next.fetch_add(1)) < w.users.size();) {
-        CollectionRun(rule, in, *entry.target, store_, options, reports[i], w.users[i].self_key)
-            .Run(w.users[i].name);
+        if (past_deadline()) {
+          reports[i].errors.push_back(
+              "not synced: the run's deadline (run_timeout_seconds) "
+              "passed before this address book was reached; it is "
+              "synced next run");
+        } else {
+          CollectionRun(rule, in, *entry.target, store_, rule_options, reports[i],
+                        w.users[i].self_key)
+              .Run(w.users[i].name);
+        }
         size_t n = ++done;
         if (options.on_collection) {
           std::lock_guard lock(report_mu);
@@ -1057,14 +1087,18 @@ RunReport Engine::Run(const RunOptions& options_in) {
     if (!w.offboard_guard) {
       RuleInput nobody;
       nobody.fingerprint = SelectionFingerprint({});
-      RunOptions forced = options;
+      RunOptions forced = rule_options;
       forced.force = true;  // the user-level guard above stands for this
       for (auto& [key, state] : w.leaving) {
         CollectionReport r;
         r.key = key;
         r.offboarded = true;
         auto target = config_.targets.find(key.target);
-        if (rule.offboard_remove && target == config_.targets.end()) {
+        if (past_deadline()) {
+          r.errors.push_back(
+              "not offboarded: the run's deadline (run_timeout_seconds) passed; "
+              "roster's cards are removed next run");
+        } else if (rule.offboard_remove && target == config_.targets.end()) {
           // Nothing can remove the cards now; forgetting them would leave
           // them on the phone for good.
           r.errors.push_back("target " + key.target +

@@ -37,6 +37,7 @@ struct RuleSpec {
   std::string display_name;  // of the collection roster manages in each user's account
   Filter filter;
   int max_delete_percent = 20;
+  int max_update_percent = 50;         // the mass-change guard, per collection
   std::optional<UserSelection> users;  // absent: the target's own user list
   bool include_self = false;           // send target users their own card
   FieldPolicy fields;                  // per-field rules; empty: the source overwrites all
@@ -55,6 +56,9 @@ struct SourceEntry {
 struct TargetEntry {
   std::unique_ptr<Target> target;
   std::vector<std::string> users;
+  // A Retry-After beyond this leaves the item for the next run (per target
+  // kind: CardDAV 60 s by default).
+  std::chrono::milliseconds max_retry_after{60000};
 };
 
 struct EngineConfig {
@@ -63,6 +67,10 @@ struct EngineConfig {
   std::map<std::string, Directory*> directories;
   std::map<std::string, TargetEntry> targets;
   std::vector<RuleSpec> rules;
+  // Said once per run (the configuration allows something risky).
+  std::vector<std::string> warnings;
+  // The run's deadline (run_timeout_seconds from the start); see RunOptions.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
 };
 
 struct CollectionReport {
@@ -99,6 +107,9 @@ struct RunOptions {
   std::function<void(const CollectionReport&, size_t done, size_t total)> on_collection;
   RetryPolicy retry;
   Clock* clock = nullptr;
+  // The run stops cleanly here: what is done is recorded, collections not
+  // reached and actions not run wait for the next run (exit 1).
+  std::optional<std::chrono::steady_clock::time_point> deadline;
 };
 
 // The fingerprint of a rule's selection (sorted by key): equal fingerprints

@@ -233,6 +233,29 @@ TEST_F(EngineTest, SourceThatShrinksPastTheLimitStopsTheRule) {
   ExpectConverged(10);
 }
 
+TEST_F(EngineTest, MassChangeGuardStopsAnExportWhoseMobilesWentBlank) {
+  for (SourceRecord& p : people_) p.contact.phones.push_back({"+44 20 7946 0001", {"cell"}, false});
+  ASSERT_EQ(Run().ExitCode(), 0);
+  ASSERT_EQ(Run().ExitCode(), 0);  // a plan with no change never trips it
+  for (SourceRecord& p : people_) p.contact.phones.clear();
+  server_->ResetCounters();
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 3);
+  EXPECT_EQ(server_->counters().writes(), 0);
+  bool named = false;
+  for (const CollectionReport& c : r.collections) {
+    for (const std::string& e : c.errors) named = named || e.find("mass-change guard") == 0;
+  }
+  EXPECT_TRUE(named);
+  RunReport again = Run();  // still held back: the books were not marked as synced
+  EXPECT_EQ(again.ExitCode(), 3);
+  RunReport forced = Run(false, /*force=*/true);
+  EXPECT_EQ(forced.ExitCode(), 0);
+  EXPECT_EQ(forced.Totals().updated, 150);
+  EXPECT_EQ(Run().ExitCode(), 0);
+  ExpectConverged(50);
+}
+
 TEST_F(EngineTest, CollectionGuardStopsAfterLostStateToo) {
   ASSERT_EQ(Run().ExitCode(), 0);
   store_ = std::move(OpenSqliteStateStore(":memory:")).value();
@@ -416,6 +439,7 @@ TEST_F(EngineTest, AUsersOwnCardForAPersonIsSkippedOrTakenOver) {
   customize_ = [](EngineConfig&, RuleSpec& rule) {
     rule.adopt = AdoptMode::kMerge;
     rule.fields = std::move(ParseFieldPolicy({{"note", "keep_user"}})).value();
+    rule.max_update_percent = 100;  // new field rules re-merge every item once
   };
   RunReport merged = Run();
   EXPECT_EQ(merged.ExitCode(), 0);

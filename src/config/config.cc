@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <sys/stat.h>
 #include <toml++/toml.h>
 
 #include <cstdlib>
@@ -165,6 +166,21 @@ Status RefusePassword(TableReader& r) {
                                                     "password_env or password_file");
 }
 
+// "scheme://user:pass@host/" hides a credential in a URL, where logs and
+// process listings show it: refused, whatever follows.
+Status RefuseUserInfo(TableReader& r, const std::string& url) {
+  size_t start = url.find("://");
+  if (start == std::string::npos) return {};
+  start += 3;
+  size_t end = url.find_first_of("/?#", start);
+  std::string authority = url.substr(start, end == std::string::npos ? end : end - start);
+  if (authority.find('@') == std::string::npos) return {};
+  return MakeError(ErrorKind::kInvalidArgument,
+                   r.At() + ": url in " + r.where() +
+                       " must not carry a user name or password (user:pass@); use username "
+                       "and password_env or password_file");
+}
+
 // A field name of the contact model, or "photo" where photos are meant.
 bool IsFieldName(const std::string& field, bool photo_too) {
   return IsContactField(field) || (photo_too && field == "photo");
@@ -240,6 +256,8 @@ Result<SourceConfig> ReadSource(const std::string& name, const toml::table& t,
     ROSTER_ASSIGN_OR_RETURN(s.extra_attributes, r.Strings("extra_attributes", false));
     ROSTER_ASSIGN_OR_RETURN(s.page_size, r.Int("page_size", 500, 1, 100000));
     ROSTER_ASSIGN_OR_RETURN(s.timeout_seconds, r.Int("timeout_seconds", 60, 1, 3600));
+    ROSTER_RETURN_IF_ERROR(RefuseUserInfo(r, s.url));
+    ROSTER_ASSIGN_OR_RETURN(s.allow_insecure, r.Bool("allow_insecure", false));
     s.exclude = kDefaultLdapExclude;
   } else {
     return MakeError(ErrorKind::kInvalidArgument,
@@ -299,6 +317,7 @@ Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
                      r.At() + ": url in " + r.where() + " must start with http:// or https://");
   }
   if (!c.url.ends_with("/")) c.url += "/";
+  ROSTER_RETURN_IF_ERROR(RefuseUserInfo(r, c.url));
   ROSTER_ASSIGN_OR_RETURN(c.username, r.String("username", false));
   ROSTER_ASSIGN_OR_RETURN(c.password_env, r.String("password_env", false));
   ROSTER_ASSIGN_OR_RETURN(std::string pw_file, r.String("password_file", false));
@@ -320,12 +339,42 @@ Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
   ROSTER_ASSIGN_OR_RETURN(c.timeout_seconds, r.Int("timeout_seconds", 120, 1, 3600));
   ROSTER_ASSIGN_OR_RETURN(c.users, r.Strings("users", false));
   ROSTER_RETURN_IF_ERROR(CheckUserNames(r, "users", c.users));
+  ROSTER_ASSIGN_OR_RETURN(std::string creds, r.String("credentials_file", false));
+  c.credentials_file = Resolve(dir, creds);
+  if (!c.credentials_file.empty() && (!c.password_env.empty() || !c.password_file.empty())) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.At() + ": " + r.where() +
+                         " has both credentials_file (each user logs in as themselves) and a "
+                         "shared password");
+  }
+  ROSTER_ASSIGN_OR_RETURN(c.allow_insecure, r.Bool("allow_insecure", false));
+  ROSTER_ASSIGN_OR_RETURN(c.max_retry_after_seconds, r.Int("max_retry_after_seconds", 60, 0, 600));
   ROSTER_RETURN_IF_ERROR(r.NoUnknownKeys());
   return c;
 }
 
+// Basic authentication sends the password with every request: over plain
+// http:// anyone on the path reads it. Loopback is the one safe exception.
+Status CheckTransport(Config& config, const TargetConfig& t, const std::string& at) {
+  bool sends_password =
+      !t.password_env.empty() || !t.password_file.empty() || !t.credentials_file.empty();
+  if (!sends_password || !t.url.starts_with("http://") || IsLoopbackUrl(t.url)) return {};
+  if (!t.allow_insecure) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     at + ": [targets." + t.name +
+                         "] would send its password in clear over http:// to " + t.url +
+                         "; use https://, or set allow_insecure = true if this network is trusted");
+  }
+  config.warnings.push_back("target " + t.name + ": allow_insecure is set: passwords travel " +
+                            "in clear over http:// to " + t.url);
+  return {};
+}
+
 Result<std::string> ReadSecret(const std::string& owner, const std::string& env,
                                const std::string& file) {
+  if (env.empty() && !file.empty()) {
+    ROSTER_RETURN_IF_ERROR(CheckSecretFile(owner + ": password_file", file));
+  }
   if (!env.empty()) {
     const char* v = std::getenv(env.c_str());
     if (!v) {
@@ -364,6 +413,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
 
   ROSTER_ASSIGN_OR_RETURN(const toml::table* state, r.Table("state", false));
   config.state_path = Resolve(dir, "roster.db");
+  ROSTER_ASSIGN_OR_RETURN(config.run_timeout_seconds,
+                          r.Int("run_timeout_seconds", 3600, 1, 7 * 24 * 3600));
   if (state) {
     TableReader sr(*state, "[state]", path);
     ROSTER_ASSIGN_OR_RETURN(std::string p, sr.String("path", false, "roster.db"));
@@ -388,6 +439,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
                        r.At(node) + ": targets." + name + " must be a table");
     }
     ROSTER_ASSIGN_OR_RETURN(config.targets[name], ReadTarget(name, *node.as_table(), path, dir));
+    ROSTER_RETURN_IF_ERROR(CheckTransport(config, config.targets[name], r.At(node)));
   }
 
   const toml::node* rules = root.get("rules");
@@ -417,6 +469,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
     ROSTER_ASSIGN_OR_RETURN(rule.addressbook, named.String("addressbook", true));
     ROSTER_ASSIGN_OR_RETURN(rule.filter, named.String("filter", false));
     ROSTER_ASSIGN_OR_RETURN(rule.max_delete_percent, named.Int("max_delete_percent", 20, 0, 100));
+    ROSTER_ASSIGN_OR_RETURN(rule.max_update_percent, named.Int("max_update_percent", 50, 0, 100));
     ROSTER_ASSIGN_OR_RETURN(rule.users, named.Strings("users", false));
     ROSTER_RETURN_IF_ERROR(CheckUserNames(named, "users", rule.users));
     ROSTER_ASSIGN_OR_RETURN(const toml::table* from, named.Table("users_from", false));
@@ -515,6 +568,86 @@ Result<std::string> ReadTargetPassword(const TargetConfig& target) {
 
 Result<std::string> ReadSourcePassword(const SourceConfig& source) {
   return ReadSecret("source " + source.name, source.password_env, source.password_file);
+}
+
+Status CheckSecretFile(const std::string& what, const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return MakeError(ErrorKind::kInvalidArgument, what + " " + path + " cannot be read");
+  }
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return MakeError(ErrorKind::kInvalidArgument,
+                     what + " " + path + " has mode " + mode +
+                         ", which lets group or others read it; chmod 600 (or 400) it");
+  }
+  return {};
+}
+
+Result<std::map<std::string, std::string>> ReadTargetCredentials(const TargetConfig& target) {
+  std::map<std::string, std::string> out;
+  if (target.credentials_file.empty()) return out;
+  const std::string what = "target " + target.name + ": credentials_file";
+  ROSTER_RETURN_IF_ERROR(CheckSecretFile(what, target.credentials_file));
+  std::ifstream in(target.credentials_file, std::ios::binary);
+  if (!in) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     what + " " + target.credentials_file + " cannot be read");
+  }
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
+    size_t first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    size_t colon = line.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == line.size()) {
+      // Never quote the line: it holds a password.
+      return MakeError(ErrorKind::kInvalidArgument, what + " " + target.credentials_file + ":" +
+                                                        std::to_string(n) +
+                                                        ": expected USER:PASSWORD");
+    }
+    std::string user = line.substr(0, colon);
+    if (!out.emplace(user, line.substr(colon + 1)).second) {
+      return MakeError(ErrorKind::kInvalidArgument, what + " " + target.credentials_file + ":" +
+                                                        std::to_string(n) + ": user " + user +
+                                                        " is listed twice");
+    }
+  }
+  return out;
+}
+
+bool IsLoopbackUrl(const std::string& url) {
+  size_t start = url.find("://");
+  if (start == std::string::npos) return false;
+  start += 3;
+  std::string host;
+  if (start < url.size() && url[start] == '[') {
+    size_t close = url.find(']', start);
+    if (close == std::string::npos) return false;
+    host = url.substr(start + 1, close - start - 1);
+  } else {
+    size_t end = url.find_first_of(":/?#", start);
+    host = url.substr(start, end == std::string::npos ? end : end - start);
+  }
+  for (char& ch : host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (host == "localhost" || host == "::1") return true;
+  // 127.0.0.0/8, written as a dotted quad.
+  int parts = 0;
+  size_t pos = 0;
+  while (pos <= host.size()) {
+    size_t dot = host.find('.', pos);
+    std::string part = host.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
+    if (part.empty() || part.size() > 3 ||
+        part.find_first_not_of("0123456789") != std::string::npos || std::stoi(part) > 255) {
+      return false;
+    }
+    if (parts == 0 && part != "127") return false;
+    ++parts;
+    if (dot == std::string::npos) break;
+    pos = dot + 1;
+  }
+  return parts == 4;
 }
 
 }  // namespace roster

@@ -33,6 +33,8 @@ struct SourceConfig {
   std::vector<std::string> extra_attributes;      // also read, for filters
   int page_size = 500;
   int timeout_seconds = 60;
+  // A simple bind without TLS to a host that is not loopback is refused unless set.
+  bool allow_insecure = false;
 
   // Every type.
   std::string
@@ -63,6 +65,14 @@ struct TargetConfig {
   int max_in_flight = 1;
   int timeout_seconds = 120;
   std::vector<std::string> users;  // the default target users of rules that name none
+  // Per-user credentials: a file (no group or other permission bits) of
+  // "USER:PASSWORD" lines; each target user then logs in as themselves.
+  std::string credentials_file;
+  // Basic authentication over plain http:// to a host that is not loopback is
+  // refused unless set (then a warning says so).
+  bool allow_insecure = false;
+  // A Retry-After longer than this leaves the item for the next run.
+  int max_retry_after_seconds = 60;
 };
 
 // Target users taken from a directory source.
@@ -80,6 +90,7 @@ struct RuleConfig {
   std::string addressbook;
   std::string filter;
   int max_delete_percent = 20;
+  int max_update_percent = 50;
   std::vector<std::string> users;  // a fixed list, overriding the target's
   std::optional<UsersFrom> users_from;
   bool include_self = false;
@@ -91,6 +102,11 @@ struct RuleConfig {
 struct Config {
   std::string path;        // of the file itself
   std::string state_path;  // resolved
+  // Each run stops cleanly once it has run this long: what is done is
+  // recorded, the rest waits for the next run.
+  int run_timeout_seconds = 3600;
+  // What the file allows but an administrator should hear about (allow_insecure).
+  std::vector<std::string> warnings;
   std::map<std::string, SourceConfig> sources;
   std::map<std::string, TargetConfig> targets;
   std::vector<RuleConfig> rules;
@@ -106,5 +122,14 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path);
 Result<std::string> ReadTargetPassword(const TargetConfig& target);
 // The same for an ldap source's bind password.
 Result<std::string> ReadSourcePassword(const SourceConfig& source);
+// A target's per-user passwords from its credentials_file: user -> password.
+Result<std::map<std::string, std::string>> ReadTargetCredentials(const TargetConfig& target);
+
+// A secret file must be private to its owner: any group or other permission
+// bit (0640, 0644...) is refused; 0400 and 0600 are fine (systemd credentials).
+Status CheckSecretFile(const std::string& what, const std::string& path);
+
+// Whether a URL's host is loopback (127.0.0.0/8, ::1, localhost).
+bool IsLoopbackUrl(const std::string& url);
 
 }  // namespace roster

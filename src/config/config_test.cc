@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 namespace roster {
 namespace {
@@ -247,4 +251,112 @@ TEST(Config, DirectoryMistakesAreNamed) {
 }
 
 }  // namespace
+
+TEST(Config, SafetyOptionsLoadWithTheirDefaults) {
+  auto c = ParseConfig(kExample, "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->run_timeout_seconds, 3600);
+  EXPECT_EQ(c->rules[0].max_update_percent, 50);
+  EXPECT_EQ(c->targets.at("dav").max_retry_after_seconds, 60);
+  auto set = ParseConfig("run_timeout_seconds = 600\n" +
+                             Replace(Replace(kExample, "max_delete_percent = 20",
+                                             "max_delete_percent = 20\nmax_update_percent = 80"),
+                                     "users = [\"alice\", \"bob\"]",
+                                     "users = [\"alice\", \"bob\"]\nmax_retry_after_seconds = 5"),
+                         "/etc/roster/roster.toml");
+  ASSERT_TRUE(set.ok()) << set.error().message;
+  EXPECT_EQ(set->run_timeout_seconds, 600);
+  EXPECT_EQ(set->rules[0].max_update_percent, 80);
+  EXPECT_EQ(set->targets.at("dav").max_retry_after_seconds, 5);
+  EXPECT_NE(ErrorOf(Replace(kExample, "max_delete_percent = 20", "max_update_percent = 101"))
+                .find("max_update_percent in [[rules]] \"company\" must be between 0 and 100"),
+            std::string::npos);
+}
+
+TEST(Config, CredentialsInAUrlAreRefused) {
+  EXPECT_NE(ErrorOf(Replace(kExample, "http://127.0.0.1:5232/", "http://roster:hunter2@127.0.0.1/"))
+                .find("must not carry a user name or password"),
+            std::string::npos);
+}
+
+TEST(Config, PasswordsInClearOverHttpAreRefusedUnlessLoopbackOrAllowed) {
+  std::string remote = Replace(kExample, "http://127.0.0.1:5232/", "http://dav.example.org/");
+  EXPECT_NE(ErrorOf(remote).find("would send its password in clear over http://"),
+            std::string::npos);
+  auto allowed = ParseConfig(
+      Replace(remote, "username = \"roster\"", "username = \"roster\"\nallow_insecure = true"),
+      "/etc/roster/roster.toml");
+  ASSERT_TRUE(allowed.ok()) << allowed.error().message;
+  ASSERT_EQ(allowed->warnings.size(), 1u);
+  EXPECT_NE(allowed->warnings[0].find("allow_insecure"), std::string::npos);
+  // No password, or https, or loopback: nothing to say.
+  EXPECT_TRUE(ParseConfig(Replace(remote, "password_env = \"ROSTER_DAV_PASSWORD\"\n", ""),
+                          "/etc/roster/roster.toml")
+                  .ok());
+  EXPECT_TRUE(ParseConfig(Replace(kExample, "http://127.0.0.1:5232/", "https://dav.example.org/"),
+                          "/etc/roster/roster.toml")
+                  .ok());
+  for (const char* url : {"http://localhost:5232/", "http://127.1.2.3/", "http://[::1]:80/"}) {
+    EXPECT_TRUE(IsLoopbackUrl(url)) << url;
+  }
+  for (const char* url : {"http://127.0.0.1.example.org/", "http://10.0.0.1/", "http://[::2]/",
+                          "http://localhost.example.org/", "http://1270.0.0.1/"}) {
+    EXPECT_FALSE(IsLoopbackUrl(url)) << url;
+  }
+}
+
+class SecretFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/roster-config-test-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  std::string Write(const std::string& name, const std::string& text, int mode) {
+    std::string path = dir_ + "/" + name;
+    FILE* f = fopen(path.c_str(), "w");
+    fputs(text.c_str(), f);
+    fclose(f);
+    chmod(path.c_str(), mode);
+    return path;
+  }
+  std::string dir_;
+};
+
+TEST_F(SecretFiles, ASecretFileOthersCanReadIsRefused) {
+  TargetConfig t;
+  t.name = "dav";
+  t.password_file = Write("pw", "hunter2\n", 0644);
+  auto loose = ReadTargetPassword(t);
+  ASSERT_FALSE(loose.ok());
+  EXPECT_NE(loose.error().message.find("has mode 0644"), std::string::npos);
+  EXPECT_EQ(loose.error().message.find("hunter2"), std::string::npos);
+  for (int mode : {0600, 0400}) {
+    chmod(t.password_file.c_str(), mode);
+    auto ok = ReadTargetPassword(t);
+    ASSERT_TRUE(ok.ok()) << ok.error().message;
+    EXPECT_EQ(*ok, "hunter2");
+  }
+}
+
+TEST_F(SecretFiles, PerUserCredentialsAreReadFromAPrivateFile) {
+  TargetConfig t;
+  t.name = "cyrus";
+  t.credentials_file = Write("users", "# one line per user\nalice:pa:ss\n\nbob:s3cret\r\n", 0600);
+  auto creds = ReadTargetCredentials(t);
+  ASSERT_TRUE(creds.ok()) << creds.error().message;
+  EXPECT_EQ(creds->size(), 2u);
+  EXPECT_EQ(creds->at("alice"), "pa:ss");
+  EXPECT_EQ(creds->at("bob"), "s3cret");
+  t.credentials_file = Write("bad", "alice:one\nno-colon-hunter2\n", 0600);
+  auto bad = ReadTargetCredentials(t);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find(":2: expected USER:PASSWORD"), std::string::npos);
+  EXPECT_EQ(bad.error().message.find("hunter2"), std::string::npos);
+  t.credentials_file = Write("loose", "alice:one\n", 0640);
+  EXPECT_FALSE(ReadTargetCredentials(t).ok());
+  std::string both = Replace(kExample, "username = \"roster\"", "credentials_file = \"users\"");
+  EXPECT_NE(ErrorOf(both).find("has both credentials_file"), std::string::npos);
+}
+
 }  // namespace roster

@@ -300,8 +300,22 @@ ExecuteResult ExecutePlan(const Plan& plan, ExecuteContext& context) {
   if (!context.clock) context.clock = &RealClock();
   Runner runner(context);
   runner.Prefetch(plan);
-  for (const Action& action : plan.actions) runner.Run(action);
-  return runner.Take();
+  const auto& deadline = context.retry.deadline;
+  size_t done = 0;
+  for (const Action& action : plan.actions) {
+    if (deadline && context.clock->Now() >= *deadline) break;
+    runner.Run(action);
+    ++done;
+  }
+  ExecuteResult result = runner.Take();
+  if (done < plan.actions.size()) {
+    // Nothing is recorded for what was not done: the next run plans it again.
+    ++result.counts.errors;
+    result.errors.push_back("the run's deadline (run_timeout_seconds) passed; " +
+                            std::to_string(plan.actions.size() - done) +
+                            " actions are left for the next run");
+  }
+  return result;
 }
 
 }  // namespace roster

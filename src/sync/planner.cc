@@ -149,10 +149,26 @@ Plan PlanCollection(const PlanInput& input) {
   int64_t departures = static_cast<int64_t>(departed.size());
   if (!input.force && departures > 0 && input.managed_total > 0 &&
       departures * 100 > static_cast<int64_t>(input.max_delete_percent) * input.managed_total) {
+    plan.guard_name = "deletion guard";
     plan.guard = "would delete " + std::to_string(departures) + " of " +
                  std::to_string(input.managed_total) + " managed items (" +
                  std::to_string(departures * 100 / input.managed_total) +
                  "%), more than max_delete_percent = " + std::to_string(input.max_delete_percent);
+    return plan;
+  }
+  // The mass-change guard counts rewrites of managed items; a take-over of a
+  // user's own card is a first write, not a change.
+  int64_t updates = 0;
+  for (const Action& a : plan.actions) {
+    if (const auto* u = std::get_if<UpdateAction>(&a)) updates += u->take_over ? 0 : 1;
+  }
+  if (!input.force && updates > 0 && input.managed_total > 0 &&
+      updates * 100 > static_cast<int64_t>(input.max_update_percent) * input.managed_total) {
+    plan.guard_name = "mass-change guard";
+    plan.guard = "would update " + std::to_string(updates) + " of " +
+                 std::to_string(input.managed_total) + " managed items (" +
+                 std::to_string(updates * 100 / input.managed_total) +
+                 "%), more than max_update_percent = " + std::to_string(input.max_update_percent);
   }
   return plan;
 }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -101,15 +102,22 @@ struct PlanInput {
   int64_t managed_total = 0;
   int64_t unchanged_outside = 0;
   int max_delete_percent = 100;
+  // The mass-change guard: updates of managed items (not take-overs) beyond
+  // this share of managed_total block the plan too. An export whose every
+  // mobile number went blank, or a mapping change, would otherwise rewrite
+  // every phone and pass the deletion guard.
+  int max_update_percent = 100;
   bool force = false;
 };
 
 struct Plan {
   std::vector<Action> actions;
   int64_t unchanged = 0;
-  // Set when the deletions exceed max_delete_percent of the managed items and
-  // force is off: the plan must not run.
+  // Set when the deletions exceed max_delete_percent of the managed items, or
+  // the updates max_update_percent, and force is off: the plan must not run.
+  // `guard_name` is "deletion guard" or "mass-change guard".
   std::string guard;
+  std::string guard_name;
 
   Counts Predicted() const;  // counts as if every action succeeds
 };
@@ -125,10 +133,17 @@ struct RetryPolicy {
   int max_attempts = 5;
   std::chrono::milliseconds initial_backoff{500};
   std::chrono::milliseconds max_backoff{30000};
+  // A Retry-After longer than this is not waited for: the operation fails
+  // (the item is left for the next run) and the error says so. Set per
+  // target kind: CardDAV servers ask for seconds, Graph for up to minutes.
+  std::chrono::milliseconds max_retry_after{60000};
+  // The run's deadline: no wait reaches past it.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
 };
 
 // Runs `op` until it succeeds, fails with a non-retryable error, or attempts
-// run out; waits with exponential backoff, or the server's Retry-After.
+// run out; waits with exponential backoff, or the server's Retry-After (up to
+// max_retry_after, and never past the deadline).
 template <typename T>
 Result<T> WithRetries(const RetryPolicy& policy, Clock& clock,
                       const std::function<Result<T>()>& op);
