@@ -11,6 +11,11 @@ namespace roster {
 
 Result<EngineConfig> BuildEngineConfig(const Config& config) {
   EngineConfig out;
+  out.warnings = config.warnings;
+  // Every request of this run ends by the run's deadline, however slow the server.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(config.run_timeout_seconds);
+  out.deadline = deadline;
   for (const auto& [name, s] : config.sources) {
     SourceEntry entry;
     if (s.type == "csv") {
@@ -43,6 +48,7 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
       }
       o.page_size = s.page_size;
       o.timeout_seconds = s.timeout_seconds;
+      o.allow_insecure = s.allow_insecure;
       ROSTER_ASSIGN_OR_RETURN(auto dir, OpenLdapDirectory(std::move(o)));
       out.directories[name] = dir.get();
       entry.source = std::move(dir);
@@ -71,9 +77,12 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
     ROSTER_ASSIGN_OR_RETURN(o.http.password, ReadTargetPassword(t));
     o.http.ca_file = t.ca_file;
     o.http.timeout = std::chrono::seconds(t.timeout_seconds);
+    o.http.deadline = deadline;
+    ROSTER_ASSIGN_OR_RETURN(o.user_passwords, ReadTargetCredentials(t));
     o.version = t.vcard_version == "4.0" ? VCardVersion::k40 : VCardVersion::k30;
     o.max_in_flight = t.max_in_flight;
-    out.targets[name] = TargetEntry{NewCardDavTarget(o), t.users};
+    out.targets[name] =
+        TargetEntry{NewCardDavTarget(o), t.users, std::chrono::seconds(t.max_retry_after_seconds)};
   }
   for (const RuleConfig& r : config.rules) {
     RuleSpec spec;
@@ -83,6 +92,7 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
     spec.display_name = r.addressbook;
     ROSTER_ASSIGN_OR_RETURN(spec.filter, Filter::Parse(r.filter));
     spec.max_delete_percent = r.max_delete_percent;
+    spec.max_update_percent = r.max_update_percent;
     if (r.users_from) {
       UserSelection sel;
       sel.directory = r.users_from->source;
