@@ -14,12 +14,31 @@
 #include "app/engine.h"
 #include "app/wiring.h"
 #include "config/config.h"
+#include "core/text.h"
 #include "state/state.h"
 
 namespace roster {
 namespace {
 
 using nlohmann::json;
+
+// Everything printed that did not come from roster itself (server messages,
+// hrefs, names, etags) passes through here first: a server's control
+// characters or invalid UTF-8 must neither drive the terminal nor make the
+// JSON writer throw.
+std::string Safe(const std::string& s) { return text::SafeForOutput(s); }
+
+json SafeList(const std::vector<std::string>& items) {
+  json out = json::array();
+  for (const std::string& item : items) out.push_back(Safe(item));
+  return out;
+}
+
+// A second line of defence: invalid UTF-8 that slipped past Safe is replaced,
+// never thrown about.
+std::string Dump(const json& value) {
+  return value.dump(2, ' ', false, json::error_handler_t::replace);
+}
 
 json CountsJson(const Counts& c) {
   return json{{"created", c.created},     {"updated", c.updated},     {"deleted", c.deleted},
@@ -43,15 +62,15 @@ void PrintJson(const RunReport& report, bool plan) {
   json targets = json::array();
   for (const CollectionReport& c : report.collections) {
     json t = CountsJson(c.counts);
-    t["rule"] = c.key.rule;
-    t["target"] = c.key.target;
-    t["user"] = c.key.user;
+    t["rule"] = Safe(c.key.rule);
+    t["target"] = Safe(c.key.target);
+    t["user"] = Safe(c.key.user);
     // A collection that failed as a whole counts as one error.
     if (!c.errors.empty() && c.counts.errors == 0) t["errors"] = 1;
-    t["messages"] = c.errors;
-    if (!c.conflicts.empty()) t["conflict_messages"] = c.conflicts;
-    if (!c.warnings.empty()) t["warnings"] = c.warnings;
-    if (plan) t["actions"] = c.planned;
+    t["messages"] = SafeList(c.errors);
+    if (!c.conflicts.empty()) t["conflict_messages"] = SafeList(c.conflicts);
+    if (!c.warnings.empty()) t["warnings"] = SafeList(c.warnings);
+    if (plan) t["actions"] = SafeList(c.planned);
     if (c.offboarded) t["offboarded"] = true;
     targets.push_back(std::move(t));
   }
@@ -60,16 +79,16 @@ void PrintJson(const RunReport& report, bool plan) {
     if (!c.errors.empty() && c.counts.errors == 0) ++totals.errors;
   }
   totals.errors += static_cast<int64_t>(report.errors.size());
-  json out{{"mode", plan ? "plan" : "sync"}, {"totals", CountsJson(totals)},
-           {"targets", std::move(targets)},  {"errors", report.errors},
-           {"warnings", report.warnings},    {"sources", report.notices},
+  json out{{"mode", plan ? "plan" : "sync"},        {"totals", CountsJson(totals)},
+           {"targets", std::move(targets)},         {"errors", SafeList(report.errors)},
+           {"warnings", SafeList(report.warnings)}, {"sources", SafeList(report.notices)},
            {"exit_code", report.ExitCode()}};
-  std::cout << out.dump(2) << "\n";
+  std::cout << Dump(out) << "\n";
 }
 
 void PrintText(const RunReport& report, bool plan, bool verbose) {
   if (plan) std::cout << "Plan (dry run: nothing was written)\n";
-  for (const std::string& n : report.notices) std::cout << n << "\n";
+  for (const std::string& n : report.notices) std::cout << Safe(n) << "\n";
   // Source warnings can be many (one per unreadable phone number): a few and a
   // count, unless asked for all.
   size_t warned = 0;
@@ -79,22 +98,22 @@ void PrintText(const RunReport& report, bool plan, bool verbose) {
                 << " more warnings (--verbose lists them all)\n";
       break;
     }
-    std::cout << "  warning: " << w << "\n";
+    std::cout << "  warning: " << Safe(w) << "\n";
     ++warned;
   }
   for (const CollectionReport& c : report.collections) {
-    std::cout << "  " << c.key.rule << " -> " << c.key.target << "/" << c.key.user
+    std::cout << "  " << Safe(c.key.rule) << " -> " << Safe(c.key.target) << "/" << Safe(c.key.user)
               << (c.offboarded ? " (no longer receives the rule)" : "") << ": "
               << CountsText(c.counts, plan) << "\n";
-    for (const std::string& a : c.planned) std::cout << "      " << a << "\n";
+    for (const std::string& a : c.planned) std::cout << "      " << Safe(a) << "\n";
     if (c.planned_more > 0) {
       std::cout << "      ... " << c.planned_more << " more (--verbose lists them all)\n";
     }
-    for (const std::string& e : c.errors) std::cout << "      error: " << e << "\n";
-    for (const std::string& e : c.conflicts) std::cout << "      conflict: " << e << "\n";
-    for (const std::string& w : c.warnings) std::cout << "      warning: " << w << "\n";
+    for (const std::string& e : c.errors) std::cout << "      error: " << Safe(e) << "\n";
+    for (const std::string& e : c.conflicts) std::cout << "      conflict: " << Safe(e) << "\n";
+    for (const std::string& w : c.warnings) std::cout << "      warning: " << Safe(w) << "\n";
   }
-  for (const std::string& e : report.errors) std::cout << "error: " << e << "\n";
+  for (const std::string& e : report.errors) std::cout << "error: " << Safe(e) << "\n";
   std::cout << (plan ? "Total: " : "Total: ") << CountsText(report.Totals(), plan) << "\n";
 }
 
@@ -103,46 +122,46 @@ void Progress(const CollectionReport& c, size_t done, size_t total) {
   constexpr int kWidth = 30;
   int filled = total ? static_cast<int>(done * kWidth / total) : kWidth;
   std::fprintf(stderr, "\r[%-*s] %zu/%zu  %s/%s%s", kWidth, std::string(filled, '#').c_str(), done,
-               total, c.key.target.c_str(), c.key.user.c_str(), "\033[K");
+               total, Safe(c.key.target).c_str(), Safe(c.key.user).c_str(), "\033[K");
   if (done == total) std::fprintf(stderr, "\n");
   std::fflush(stderr);
 }
 
 int Status(const Config& config, bool as_json) {
-  auto store = OpenSqliteStateStore(config.state_path);
+  auto store = OpenSqliteStateStoreForReading(config.state_path);
   if (!store.ok()) {
-    std::cerr << "roster: " << store.error().message << "\n";
+    std::cerr << "roster: " << Safe(store.error().message) << "\n";
     return 2;
   }
   auto rows = (*store)->LastResults();
   if (!rows.ok()) {
-    std::cerr << "roster: " << rows.error().message << "\n";
+    std::cerr << "roster: " << Safe(rows.error().message) << "\n";
     return 1;
   }
   if (as_json) {
     json out = json::array();
     for (const RunSummary& r : *rows) {
       json t = CountsJson(r.result.counts);
-      t["rule"] = r.result.collection.rule;
-      t["target"] = r.result.collection.target;
-      t["user"] = r.result.collection.user;
+      t["rule"] = Safe(r.result.collection.rule);
+      t["target"] = Safe(r.result.collection.target);
+      t["user"] = Safe(r.result.collection.user);
       t["run"] = r.run_id;
       t["started_at"] = r.started_at;
       t["finished_at"] = r.finished_at;
       t["exit_code"] = r.exit_code;
-      t["message"] = r.result.message;
+      t["message"] = Safe(r.result.message);
       out.push_back(std::move(t));
     }
-    std::cout << out.dump(2) << "\n";
+    std::cout << Dump(out) << "\n";
     return 0;
   }
   if (rows->empty()) std::cout << "No sync has run yet with state " << config.state_path << "\n";
   for (const RunSummary& r : *rows) {
-    std::cout << r.result.collection.rule << " -> " << r.result.collection.target << "/"
-              << r.result.collection.user << ": run " << r.run_id << " at " << r.started_at
+    std::cout << Safe(r.result.collection.rule) << " -> " << Safe(r.result.collection.target) << "/"
+              << Safe(r.result.collection.user) << ": run " << r.run_id << " at " << r.started_at
               << (r.exit_code < 0 ? " (did not finish)" : "") << ": "
               << CountsText(r.result.counts, false)
-              << (r.result.message.empty() ? "" : "; " + r.result.message) << "\n";
+              << (r.result.message.empty() ? "" : "; " + Safe(r.result.message)) << "\n";
   }
   return 0;
 }
@@ -170,14 +189,14 @@ int Main(int argc, char** argv) {
 
   auto config = LoadConfig(config_path);
   if (!config.ok()) {
-    std::cerr << "roster: " << config.error().message << "\n";
+    std::cerr << "roster: " << Safe(config.error().message) << "\n";
     return 2;
   }
   if (status_cmd->parsed()) return Status(*config, as_json);
 
   auto engine_config = BuildEngineConfig(*config);
   if (!engine_config.ok()) {
-    std::cerr << "roster: " << engine_config.error().message << "\n";
+    std::cerr << "roster: " << Safe(engine_config.error().message) << "\n";
     return 2;
   }
   bool plan = plan_cmd->parsed();
@@ -198,9 +217,11 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  auto store = OpenSqliteStateStore(config->state_path);
+  // A plan creates, migrates and writes nothing, not even the state file.
+  auto store = plan ? OpenSqliteStateStoreForReading(config->state_path)
+                    : OpenSqliteStateStore(config->state_path);
   if (!store.ok()) {
-    std::cerr << "roster: " << store.error().message << "\n";
+    std::cerr << "roster: " << Safe(store.error().message) << "\n";
     return 2;
   }
   RunOptions options;
@@ -216,10 +237,11 @@ int Main(int argc, char** argv) {
     PrintText(report, plan, verbose);
   }
   // The reasons go to stderr too, one line each, for logs and cron mail.
-  for (const std::string& e : report.errors) std::cerr << "roster: " << e << "\n";
+  for (const std::string& e : report.errors) std::cerr << "roster: " << Safe(e) << "\n";
   for (const CollectionReport& c : report.collections) {
     for (const std::string& e : c.errors) {
-      std::cerr << "roster: " << c.key.target << "/" << c.key.user << ": " << e << "\n";
+      std::cerr << "roster: " << Safe(c.key.target) << "/" << Safe(c.key.user) << ": " << Safe(e)
+                << "\n";
     }
   }
   return report.ExitCode();

@@ -1,6 +1,7 @@
 #include "core/text.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace roster::text {
 
@@ -70,6 +71,70 @@ std::string NormalizeMediaType(std::string_view media_type) {
     }
   }
   if (!out.empty() && out.find('/') == std::string::npos) out = "image/" + out;
+  return out;
+}
+
+namespace {
+
+// The code point of the valid UTF-8 sequence at the start of `s` and its
+// length, or length 0 when there is none.
+std::pair<char32_t, size_t> DecodeUtf8(std::string_view s) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char lead = byte(0);
+  size_t length;
+  char32_t cp, min;
+  if (lead < 0x80) return {lead, 1};
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2, cp = lead & 0x1f, min = 0x80;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3, cp = lead & 0x0f, min = 0x800;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4, cp = lead & 0x07, min = 0x10000;
+  } else {
+    return {0, 0};
+  }
+  if (s.size() < length) return {0, 0};
+  for (size_t i = 1; i < length; ++i) {
+    if ((byte(i) & 0xc0) != 0x80) return {0, 0};
+    cp = (cp << 6) | (byte(i) & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return {0, 0};
+  return {cp, length};
+}
+
+bool NeedsUnicodeEscape(char32_t cp) {
+  return (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+         (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+void AppendHex(std::string& out, char32_t value, int digits) {
+  static const char kHex[] = "0123456789abcdef";
+  for (int shift = (digits - 1) * 4; shift >= 0; shift -= 4) out += kHex[(value >> shift) & 15];
+}
+
+}  // namespace
+
+std::string SafeForOutput(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  while (!s.empty()) {
+    auto [cp, length] = DecodeUtf8(s);
+    if (length == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
+      s.remove_prefix(1);
+      continue;
+    }
+    if (cp < 0x20 || cp == 0x7f) {
+      out += "\\x";
+      AppendHex(out, cp, 2);
+    } else if (NeedsUnicodeEscape(cp)) {
+      out += "\\u";
+      AppendHex(out, cp, 4);
+    } else {
+      out.append(s.substr(0, length));
+    }
+    s.remove_prefix(length);
+  }
   return out;
 }
 

@@ -23,6 +23,15 @@ std::string StripTelScheme(std::string_view value);
 // both become the latter, limited to RFC 6838 name characters.
 std::string NormalizeMediaType(std::string_view media_type);
 
+// Text from outside (a server's message, an href, a name) made safe for a
+// terminal, a log line or JSON: invalid UTF-8 becomes U+FFFD (one per byte
+// that starts no valid sequence; overlong forms, surrogates and code points
+// past U+10FFFF are invalid); C0 controls and DEL become "\xHH" (tab and
+// newline too: one message stays one line); C1 controls, U+2028/U+2029 and
+// the bidirectional overrides and isolates (U+202A-U+202E, U+2066-U+2069)
+// become "\uHHHH". Everything else is kept as it is.
+std::string SafeForOutput(std::string_view s);
+
 // Contact types normalised: lower case, trimmed, comma lists split, empty and
 // duplicate entries dropped, order kept; "pref" sets *preferred instead (vCard
 // 3.0 spells preference as a type); for e-mail, "internet" (vCard 3.0's
