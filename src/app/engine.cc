@@ -286,6 +286,7 @@ class CollectionRun {
 
   void Run(const std::string& user) {
     Status st = RunInner(user);
+    DrainWarnings();
     if (!st.ok()) report_.errors.push_back(st.error().message);
   }
 
@@ -293,6 +294,13 @@ class CollectionRun {
   template <typename T>
   Result<T> Retry(const std::function<Result<T>()>& op) {
     return WithRetries<T>(opt_.retry, *opt_.clock, op);
+  }
+
+  // What the collection ignored on the way (an href outside the book, an
+  // unsafe etag), one warning each.
+  void DrainWarnings() {
+    if (!collection_) return;
+    for (std::string& w : collection_->TakeWarnings()) report_.warnings.push_back(std::move(w));
   }
 
   bool SelfExcluded() const { return !self_key_.empty() && in_.Has(self_key_); }
@@ -635,6 +643,7 @@ class CollectionRun {
   // Then the next quiet run has an empty delta and reads nothing.
   Status Finish(const CollectionState& state, bool wrote) {
     if (opt_.dry_run) return {};
+    DrainWarnings();  // a collection that ignored something is not clean
     bool clean = report_.errors.empty() && report_.counts.errors == 0 &&
                  report_.counts.conflicts == 0 && report_.warnings.empty();
     if (wrote && !token_.empty()) {
@@ -736,6 +745,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
   options.retry.deadline = options.deadline;
   RunReport report;
   report.warnings = config_.warnings;
+  for (std::string& w : store_.TakeWarnings()) report.warnings.push_back(std::move(w));
   int64_t run_id = 0;
   if (!options.dry_run) {
     auto run = store_.BeginRun("sync");

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <ctime>
 #include <functional>
 #include <mutex>
@@ -78,6 +79,33 @@ class SqliteStateStore final : public StateStore {
  public:
   explicit SqliteStateStore(sqlite3* db) : db_(db) {}
   ~SqliteStateStore() override { sqlite3_close_v2(db_); }
+
+  std::vector<std::string> TakeWarnings() override { return std::move(warnings_); }
+  void AddWarning(std::string w) { warnings_.push_back(std::move(w)); }
+
+  // For a dry run: no journal change, no migration, and SQLite itself refuses
+  // any write (query_only), so nothing reaches the file.
+  Status InitForReading(const std::string& path) {
+    ROSTER_RETURN_IF_ERROR(Exec("PRAGMA query_only=ON"));
+    ROSTER_RETURN_IF_ERROR(Exec("PRAGMA busy_timeout=10000"));
+    int64_t current = 0;
+    {
+      Stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+      if (!s.ok() || s.Step() != SQLITE_ROW) return SqlError(db_, "reading schema version");
+      current = s.Int(0);
+    }
+    const auto& migrations = Migrations();
+    int64_t newest = migrations.empty() ? 0 : migrations.back().version;
+    if (current != newest) {
+      return MakeError(
+          ErrorKind::kInvalidData,
+          "state file " + path + " has schema version " + std::to_string(current) +
+              ", this roster uses " + std::to_string(newest) +
+              (current < newest ? "; `roster sync` upgrades it (a plan changes nothing)"
+                                : "; use a newer roster"));
+    }
+    return {};
+  }
 
   Status Init() {
     for (const char* pragma :
@@ -487,7 +515,28 @@ class SqliteStateStore final : public StateStore {
 
   std::mutex mu_;
   sqlite3* db_;
+  std::vector<std::string> warnings_;
 };
+
+// The state names people's identities: no group or other permission bit on
+// the file or its -wal and -shm. Looser ones (an old roster, a copy, a
+// restore) are tightened and reported.
+void TightenPermissions(const std::string& path, SqliteStateStore& store) {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::string file = path + suffix;
+    struct stat st {};
+    if (stat(file.c_str(), &st) != 0 || (st.st_mode & 077) == 0) continue;
+    char before[8];
+    std::snprintf(before, sizeof before, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    if (chmod(file.c_str(), st.st_mode & 07700) == 0) {
+      store.AddWarning("state file " + file + " had mode " + before +
+                       ", readable by group or others; it is now private to its owner");
+    } else {
+      store.AddWarning("state file " + file + " has mode " + before +
+                       ", readable by group or others, and could not be tightened");
+    }
+  }
+}
 
 }  // namespace
 
@@ -504,12 +553,47 @@ Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path
     return MakeError(ErrorKind::kInvalidArgument, "cannot open state file " + path + ": " + msg);
   }
   auto store = std::make_unique<SqliteStateStore>(db);
+  if (path != ":memory:") TightenPermissions(path, *store);
   Status st = store->Init();
   if (!st.ok()) {
     Error e = st.take_error();
     e.message = "state file " + path + ": " + e.message;
     return e;
   }
+  if (path != ":memory:") TightenPermissions(path, *store);  // -wal and -shm exist now
+  return std::unique_ptr<StateStore>(std::move(store));
+}
+
+Result<std::unique_ptr<StateStore>> OpenSqliteStateStoreForReading(const std::string& path) {
+  struct stat st {};
+  if (path == ":memory:" || stat(path.c_str(), &st) != 0) return OpenSqliteStateStore(":memory:");
+  // With no -wal beside it the file holds everything (the last sync closed
+  // cleanly), and "immutable" lets SQLite read it without creating a -shm.
+  // A -wal (a sync running, or one that crashed) must be read with it.
+  struct stat wal {};
+  const bool has_wal = stat((path + "-wal").c_str(), &wal) == 0;
+  std::string uri = "file:";
+  for (char c : path) {
+    if (c == '%' || c == '?' || c == '#') {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", static_cast<unsigned char>(c));
+      uri += hex;
+    } else {
+      uri.push_back(c);
+    }
+  }
+  uri += has_wal ? "?mode=ro" : "?immutable=1";
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(uri.c_str(), &db,
+                           SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close_v2(db);
+    return MakeError(ErrorKind::kInvalidArgument, "cannot read state file " + path + ": " + msg);
+  }
+  auto store = std::make_unique<SqliteStateStore>(db);
+  Status init = store->InitForReading(path);
+  if (!init.ok()) return init.take_error();
   return std::unique_ptr<StateStore>(std::move(store));
 }
 

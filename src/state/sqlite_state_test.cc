@@ -1,8 +1,13 @@
 #include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <map>
 
+#include "migrations.h"
 #include "state/state.h"
 
 namespace roster {
@@ -171,6 +176,117 @@ TEST(SqliteStateStore, UnopenablePathIsAClearError) {
   auto store = OpenSqliteStateStore("/nonexistent-dir/roster.db");
   ASSERT_FALSE(store.ok());
   EXPECT_NE(store.error().message.find("/nonexistent-dir/roster.db"), std::string::npos);
+}
+
+// A folder removed at the end of the test.
+class StateFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("roster-state-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "roster.db").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Every file in the folder with its size and a hash of its bytes: what
+  // "changed nothing" compares.
+  std::map<std::string, std::string> Files() const {
+    std::map<std::string, std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+      std::ifstream in(e.path(), std::ios::binary);
+      std::string bytes(std::istreambuf_iterator<char>(in), {});
+      out[e.path().filename().string()] = std::to_string(bytes.size()) + " bytes, hash " +
+                                          std::to_string(std::hash<std::string>()(bytes));
+    }
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+};
+
+TEST_F(StateFiles, ADryRunCreatesNothingAndChangesNothing) {
+  {
+    auto missing = OpenSqliteStateStoreForReading(path_);
+    ASSERT_TRUE(missing.ok()) << missing.error().message;
+    EXPECT_FALSE((*missing)->FindCollection({"r", "t", "u"}).ok());
+  }
+  EXPECT_TRUE(Files().empty()) << "a plan created the state file";
+  {
+    auto store = Open(path_);
+    auto c = store->OpenCollection({"r", "t", "u"});
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(store->ApplyListing(c->id, {{"/a.vcf", "e1"}}, {}, {}, "tok", "fp").ok());
+  }
+  auto before = Files();
+  {
+    auto store = OpenSqliteStateStoreForReading(path_);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    auto c = (*store)->FindCollection({"r", "t", "u"});
+    ASSERT_TRUE(c.ok());
+    EXPECT_EQ(c->sync_token, "tok");
+    EXPECT_EQ(c->synced_snapshot, "fp");
+    EXPECT_FALSE((*store)->SetSyncToken(c->id, "other").ok());  // refused, not written
+  }
+  EXPECT_EQ(Files(), before);
+}
+
+// What roster 0.1 (state version 1) wrote: the first migration alone, with rows.
+void WriteVersion1File(const std::string& path) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string sql = std::string("CREATE TABLE schema_version (version INTEGER NOT NULL);") +
+                    Migrations().front().sql +
+                    "INSERT INTO schema_version VALUES (1);"
+                    "INSERT INTO collections (rule, target, user, url, sync_token, synced_snapshot)"
+                    " VALUES ('company', 'dav', 'alice', 'http://h/alice/b/', 'tok1', 'fp1');"
+                    "INSERT INTO items (collection_id, href, etag_seen, etag, key, hash) VALUES"
+                    " (1, '/alice/b/x.vcf', 'e1', 'e1', 'k1', 'h1'),"
+                    " (1, '/alice/b/own.vcf', 'e2', 'e2', NULL, 'h2');";
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
+  sqlite3_close(db);
+}
+
+TEST_F(StateFiles, AVersion1FileIsMigratedByASyncAndRefusedByAPlan) {
+  ASSERT_EQ(Migrations().front().version, 1);
+  WriteVersion1File(path_);
+  auto before = Files();
+  auto plan = OpenSqliteStateStoreForReading(path_);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.error().message.find("roster sync` upgrades it"), std::string::npos)
+      << plan.error().message;
+  EXPECT_EQ(Files(), before);
+
+  auto store = Open(path_);
+  auto c = store->FindCollection({"company", "dav", "alice"});
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->url, "http://h/alice/b/");
+  EXPECT_EQ(c->sync_token, "tok1");
+  EXPECT_EQ(c->synced_snapshot, "");  // the next run plans the book in full
+  auto items = store->LoadItems(c->id);
+  ASSERT_TRUE(items.ok());
+  ASSERT_EQ(items->size(), 2u);
+  EXPECT_EQ((*items)[1].key, "k1");
+  EXPECT_TRUE((*items)[1].known());   // roster's own card stays known
+  EXPECT_FALSE((*items)[0].known());  // the user's card is read once more for its e-mail hashes
+}
+
+TEST_F(StateFiles, LoosePermissionsAreTightenedWithAWarning) {
+  { Open(path_); }
+  chmod(path_.c_str(), 0644);
+  auto store = Open(path_);
+  auto warnings = store->TakeWarnings();
+  ASSERT_FALSE(warnings.empty());
+  EXPECT_NE(warnings[0].find("had mode 0644"), std::string::npos) << warnings[0];
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    struct stat st {};
+    if (stat((path_ + suffix).c_str(), &st) == 0) {
+      EXPECT_EQ(st.st_mode & 077, 0u) << suffix;
+    }
+  }
 }
 
 }  // namespace

@@ -136,9 +136,21 @@ class StateStore {
   virtual Status FinishRun(int64_t run, int exit_code) = 0;
   // The newest result per collection the store still keeps, over all runs.
   virtual Result<std::vector<RunSummary>> LastResults() = 0;
+
+  // What opening the store noticed and mended (permissions tightened), one
+  // sentence each. Taking them clears them.
+  virtual std::vector<std::string> TakeWarnings() { return {}; }
 };
 
 // Opens (creating and migrating) the SQLite store at `path`. ":memory:" works.
+// The file and its -wal and -shm are kept private to their owner: looser
+// permissions are tightened, with a warning.
 Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path);
+
+// Opens the store for a dry run, which must change nothing on disk: a missing
+// file is not created (the plan starts from an empty state, in memory), an
+// existing one is opened read-only and never migrated (an older schema is an
+// error that says `roster sync` upgrades it).
+Result<std::unique_ptr<StateStore>> OpenSqliteStateStoreForReading(const std::string& path);
 
 }  // namespace roster
