@@ -94,6 +94,15 @@ std::vector<std::string> LookupField(const SourceRecord& record, std::string_vie
   return {};
 }
 
+// One safe path segment: not empty, not . or .., no slash, no control character.
+bool IsSafeAccountName(std::string_view name) {
+  if (name.empty() || name == "." || name == "..") return false;
+  for (unsigned char c : name) {
+    if (c == '/' || c == '\\' || c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
 std::string LowerEmail(std::string_view email) { return text::AsciiLower(text::Trim(email)); }
 
 // Hashes of a contact's e-mail addresses: how a user's own card for a person
@@ -910,14 +919,35 @@ RunReport Engine::Run(const RunOptions& options_in) {
         continue;
       }
       std::set<std::string> seen;
+      size_t ineligible = 0;
       for (const DirectoryUser& u : *found) {
         if (u.values.empty() || u.values.front().empty()) {
           report.warnings.push_back("rule " + rule.name + ": " + u.dn + " has no " + sel.attribute +
                                     " and receives nothing");
           continue;
         }
+        if (!IsSafeAccountName(u.values.front())) {
+          // It becomes a path segment of the user's home on the target.
+          report.warnings.push_back("rule " + rule.name + ": " + u.dn + " has " + sel.attribute +
+                                    " \"" + u.values.front() +
+                                    "\", which cannot name an account (empty, . or .., a slash "
+                                    "or a control character); it receives nothing");
+          continue;
+        }
+        if (!sel.exclude.text().empty() && sel.exclude.Matches([&](std::string_view f) {
+              auto it = u.attributes.find(std::string(f));
+              return it == u.attributes.end() ? std::vector<std::string>() : it->second;
+            })) {
+          ++ineligible;  // a disabled account: as if they had left the rule
+          continue;
+        }
         if (!seen.insert(text::AsciiLower(u.values.front())).second) continue;
         candidates.push_back({u.values.front(), u.key});
+      }
+      if (ineligible > 0) {
+        report.notices.push_back("rule " + rule.name + ": " + std::to_string(ineligible) +
+                                 " target users left out by users_exclude (" + sel.exclude.text() +
+                                 ")");
       }
       // A person's key is the directory's own when the rule reads only it.
       if (!(rule.sources.size() == 1 && rule.sources.front() == sel.directory)) {

@@ -26,6 +26,9 @@ struct UserSelection {
   std::string group;               // every member of this group, nested groups included
   std::string query;               // or everyone matching this directory query
   std::string attribute;           // the directory attribute that names the account
+  // Directory users who are not eligible (users_exclude; by default disabled
+  // accounts): they receive nothing, as if they had left the rule.
+  Filter exclude;
 };
 
 struct RuleSpec {

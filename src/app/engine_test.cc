@@ -333,6 +333,38 @@ TEST_F(EngineTest, TargetUsersFromADirectoryGroupExcludeThemselvesByKey) {
   EXPECT_EQ(server_->counters().writes(), 0);
 }
 
+TEST_F(EngineTest, DisabledOrUnsafeDirectoryUsersReceiveNothingAndAreOffboarded) {
+  FakeDirectory dir;
+  for (int i = 0; i < 6; ++i) {
+    dir.members.push_back(
+        {"p100" + std::to_string(i), "uid=p" + std::to_string(i), {"u" + std::to_string(i)}});
+    dir.members.back().attributes["userAccountControl"] = {"512"};
+  }
+  dir.members.push_back({"p1007", "uid=dots", {".."}});
+  dir.members.push_back({"p1008", "uid=slash", {"a/b"}});
+  customize_ = [&](EngineConfig& config, RuleSpec& rule) {
+    config.directories["staff"] = &dir;
+    rule.users = UserSelection{{}, "staff", "cn=sales", "", "uid"};
+    rule.users->exclude = std::move(Filter::Parse("bit(userAccountControl, 2)")).value();
+  };
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 0);
+  EXPECT_EQ(r.collections.size(), 6u);  // not "..", not "a/b"
+  EXPECT_EQ(r.warnings.size(), 2u);
+  // u5's account is disabled (514 = 512 + 2): they stop receiving the rule,
+  // as if they had left it, and roster's cards leave their book.
+  dir.members[5].attributes["userAccountControl"] = {"514"};
+  RunReport disabled = Run();
+  EXPECT_EQ(disabled.ExitCode(), 0);
+  EXPECT_TRUE(Keys("u5").empty());
+  EXPECT_EQ(Keys("u4").size(), 49u);
+  bool offboarded = false;
+  for (const CollectionReport& c : disabled.collections) {
+    offboarded = offboarded || (c.key.user == "u5" && c.offboarded);
+  }
+  EXPECT_TRUE(offboarded);
+}
+
 TEST_F(EngineTest, UsersWhoLeaveLoseRostersItemsButKeepTheirOwn) {
   users_ = {"alice", "bob", "carol", "dave", "erin", "frank"};
   ASSERT_EQ(Run().ExitCode(), 0);

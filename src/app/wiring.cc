@@ -49,6 +49,17 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
       o.page_size = s.page_size;
       o.timeout_seconds = s.timeout_seconds;
       o.allow_insecure = s.allow_insecure;
+      // Whatever the rules' users_exclude tests is read for every target user.
+      for (const RuleConfig& r : config.rules) {
+        if (!r.users_from || r.users_from->source != name) continue;
+        ROSTER_ASSIGN_OR_RETURN(Filter f, Filter::Parse(r.users_exclude));
+        for (const std::string& field : f.Fields()) {
+          if (std::find(o.user_attributes.begin(), o.user_attributes.end(), field) ==
+              o.user_attributes.end()) {
+            o.user_attributes.push_back(field);
+          }
+        }
+      }
       ROSTER_ASSIGN_OR_RETURN(auto dir, OpenLdapDirectory(std::move(o)));
       out.directories[name] = dir.get();
       entry.source = std::move(dir);
@@ -99,6 +110,7 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
       sel.group = r.users_from->group;
       sel.query = r.users_from->filter;
       sel.attribute = r.users_from->attribute;
+      ROSTER_ASSIGN_OR_RETURN(sel.exclude, Filter::Parse(r.users_exclude));
       spec.users = sel;
     } else if (!r.users.empty()) {
       spec.users = UserSelection{r.users, "", "", "", ""};

@@ -497,6 +497,14 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
       }
       rule.users_from = u;
     }
+    ROSTER_ASSIGN_OR_RETURN(rule.users_exclude,
+                            named.String("users_exclude", false, kDefaultUsersExclude));
+    if (auto f = Filter::Parse(rule.users_exclude); !f.ok()) {
+      const toml::node* at = t.get("users_exclude");
+      return MakeError(ErrorKind::kInvalidArgument, (at ? named.At(*at) : named.At()) + ": rule " +
+                                                        rule.name +
+                                                        ": users_exclude: " + f.error().message);
+    }
     ROSTER_ASSIGN_OR_RETURN(rule.include_self, named.Bool("include_self", false));
     ROSTER_ASSIGN_OR_RETURN(rule.fields, named.StringMap("fields"));
     for (const auto& [field, mode] : rule.fields) {

@@ -52,6 +52,10 @@ struct SourceConfig {
 inline constexpr const char* kDefaultLdapExclude =
     "bit(userAccountControl, 2) or msExchHideFromAddressLists == 'true'";
 
+// Target users who are not eligible unless users_exclude says otherwise:
+// disabled accounts (Active Directory's userAccountControl bit 2).
+inline constexpr const char* kDefaultUsersExclude = "bit(userAccountControl, 2)";
+
 struct TargetConfig {
   std::string name;
   std::string type;  // "carddav"
@@ -93,6 +97,8 @@ struct RuleConfig {
   int max_update_percent = 50;
   std::vector<std::string> users;  // a fixed list, overriding the target's
   std::optional<UsersFrom> users_from;
+  // Directory users who do not receive the rule (a filter over their entry).
+  std::string users_exclude = kDefaultUsersExclude;
   bool include_self = false;
   std::map<std::string, std::string> fields;  // field -> "overwrite" | "if_blank" | "keep_user"
   std::string adopt = "never";                // | "merge"

@@ -46,6 +46,9 @@ struct DirectoryUser {
   std::string key;
   std::string dn;
   std::vector<std::string> values;
+  // The attributes the directory was asked to read for every user (those a
+  // rule's users_exclude tests, such as userAccountControl), text values.
+  std::map<std::string, std::vector<std::string>> attributes;
 };
 
 // A directory that can name target users: members of a group (nested groups

@@ -316,6 +316,12 @@ std::optional<DirectoryUser> LdapDirectory::ToUser(const LdapEntry& entry,
       }
     }
   }
+  for (const std::string& a : options_.user_attributes) {
+    const auto* values = entry.Find(a);
+    if (values == nullptr || mapping_.IsBinary(a)) continue;
+    bool repaired = false;
+    for (const std::string& v : *values) user.attributes[a].push_back(RepairUtf8(v, &repaired));
+  }
   return user;
 }
 
@@ -332,6 +338,7 @@ Result<std::vector<DirectoryUser>> LdapDirectory::GroupMembers(const std::string
   std::vector<std::string> attributes = {"objectClass", "member", "uniqueMember",
                                          mapping_.key_attribute};
   if (!attribute.empty()) attributes.push_back(attribute);
+  for (const std::string& a : options_.user_attributes) attributes.push_back(a);
   SigpipeGuard sigpipe_guard;
   ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
   ROSTER_ASSIGN_OR_RETURN(auto top, connection->ReadMany({group}, attributes));
@@ -392,6 +399,7 @@ Result<std::vector<DirectoryUser>> LdapDirectory::SearchUsers(const std::string&
   }
   std::vector<std::string> attributes = {mapping_.key_attribute};
   if (!attribute.empty()) attributes.push_back(attribute);
+  for (const std::string& a : options_.user_attributes) attributes.push_back(a);
   SigpipeGuard sigpipe_guard;
   ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
   std::vector<DirectoryUser> users;

@@ -42,6 +42,9 @@ struct LdapOptions {
   // so it is refused unless every server is this machine (127.0.0.0/8, ::1,
   // localhost) or this is set; then it is a warning in every ReadAll.
   bool allow_insecure = false;
+  // Also read for every target user (GroupMembers, SearchUsers) into
+  // DirectoryUser::attributes: what the rules' users_exclude tests.
+  std::vector<std::string> user_attributes;
 };
 
 // Reads people (Source) and target users (Directory) from one LDAP server.
