@@ -254,3 +254,36 @@ def write_credentials(path, passwords):
             f.write(f"{user}:{password}\n")
     os.chmod(path, 0o600)
     return path
+
+
+def roster_measured(config, *args, env=None, timeout=120):
+    """Runs roster like roster(), and measures that run alone: returns a dict
+    with code (negative: the signal that ended it), out (parsed JSON or None),
+    stdout, err, seconds, and max_rss_mb (os.wait4's rusage of that child).
+    Output is read as bytes and decoded strictly, so invalid UTF-8 in it fails."""
+    import signal
+    import threading
+    cmd = [ROSTER, "--config", config]
+    if args and args[0] in ("plan", "sync"):
+        cmd.append("--json")
+    cmd += list(args)
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
+        t0 = time.time()
+        p = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, env=full_env)
+        timer = threading.Timer(timeout, lambda: os.kill(p.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(p.pid, 0)
+        finally:
+            timer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.time() - t0
+        out_f.seek(0)
+        err_f.seek(0)
+        stdout = out_f.read().decode("utf-8")
+        stderr = err_f.read().decode("utf-8")
+    out = json.loads(stdout) if stdout.strip().startswith("{") else None
+    return {"code": p.returncode, "out": out, "stdout": stdout, "err": stderr,
+            "seconds": seconds, "max_rss_mb": usage.ru_maxrss / 1024.0}
