@@ -243,6 +243,11 @@ int Main(int argc, char** argv) {
       std::cerr << "roster: " << Safe(c.key.target) << "/" << Safe(c.key.user) << ": " << Safe(e)
                 << "\n";
     }
+    // A run that ends with conflicts only exits 1: say why where cron looks.
+    for (const std::string& e : c.conflicts) {
+      std::cerr << "roster: " << Safe(c.key.target) << "/" << Safe(c.key.user)
+                << ": conflict: " << Safe(e) << "\n";
+    }
   }
   return report.ExitCode();
 }

@@ -1,0 +1,125 @@
+"""Safety promises checked from outside, on the real binary against fakedav.py
+(a CardDAV server in its own process): a plan changes nothing on disk or on
+the server, the mass-change guard holds back an export whose every mobile
+number went blank until --force, a run that ends with conflicts only says why
+on stderr, and secret and state files are kept private."""
+import hashlib
+import os
+import stat
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from crash_matrix_test import BOOK, FakeDav, World, check_converged, own_card  # noqa: E402
+from harness import Suite, check  # noqa: E402
+
+USERS = ["alice", "bob", "carol"]
+
+
+def world(suite, server, name):
+    server.reset()
+    return World(os.path.join(suite.workdir, name), server)
+
+
+def state_files(w):
+    out = {}
+    for suffix in ("", "-wal", "-shm"):
+        p = w.state + suffix
+        if os.path.exists(p):
+            with open(p, "rb") as f:
+                out[suffix] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def test_plan_creates_and_writes_nothing(suite, server):
+    w = world(suite, server, "plan")
+    code, out, err = w.roster("plan")
+    check(code == 0, f"plan exited {code}: {err}")
+    check(out["totals"]["created"] == 30, out["totals"])
+    check(not os.path.exists(w.state), "a plan created the state file")
+    check(server.dump()["writes"] == 0, "a plan wrote to the server")
+    w.sync()
+    rows = [dict(r) for r in w.rows]
+    rows[0]["title"] = "Changed"
+    w.write_rows(rows)
+    before = state_files(w)
+    writes = server.dump()["writes"]
+    code, out, err = w.roster("plan")
+    check(code == 0 and out["totals"]["updated"] == 3, (code, out and out["totals"], err))
+    check(state_files(w) == before, "a plan changed the state files")
+    check(server.dump()["writes"] == writes, "a plan wrote to the server")
+
+
+def test_mass_change_guard_holds_back_blank_mobiles_until_forced(suite, server):
+    w = world(suite, server, "mass")
+    w.sync()
+    rows = [dict(r, mobile="") for r in w.rows]
+    w.write_rows(rows)
+    writes = server.dump()["writes"]
+    code, out, err = w.roster("sync")
+    check(code == 3, f"exit {code}, not 3: {err}")
+    check("mass-change guard" in err and "max_update_percent = 50" in err, err)
+    check(server.dump()["writes"] == writes, "the guard let writes through")
+    code, out, err = w.roster("sync", "--force")
+    check(code == 0, f"--force exited {code}: {err}")
+    check(out["totals"]["updated"] == 3 * len([r for r in w.rows if r["email"]]), out["totals"])
+    check(not check_converged(w, USERS), check_converged(w, USERS))
+
+
+def test_conflicts_only_exit_1_with_the_reason_on_stderr(suite, server):
+    w = world(suite, server, "conflict")
+    book = w.dav.mkbook("alice", BOOK, "mine")
+    key = w.rows[0]["id"]
+    name = "roster-" + hashlib.blake2b(b"company\0" + key.encode(), digest_size=16).hexdigest()
+    # Someone else's card sits at the name roster would create for this person.
+    w.dav.put(f"{book}{name}.vcf", own_card("squatter", "Not roster's", "x@example.org"))
+    code, out, err = w.roster("sync")
+    check(code == 1, f"exit {code}, not 1: {err}")
+    check("alice: conflict:" in err and name in err, err)
+
+
+def test_secret_and_state_files_are_private(suite, server):
+    w = world(suite, server, "perms")
+    secret = os.path.join(w.dir, "dav.secret")
+    with open(secret, "w") as f:
+        f.write("hunter2-secret\n")
+    os.chmod(secret, 0o644)
+    with open(w.config) as f:
+        text = f.read()
+    with open(w.config, "w") as f:
+        f.write(text.replace('users = [', 'username = "roster"\npassword_file = "dav.secret"\n'
+                                          'users = ['))
+    code, _, err = w.roster("sync")
+    check(code == 2 and "has mode 0644" in err, (code, err))
+    check("hunter2" not in err, "the password leaked")
+    os.chmod(secret, 0o600)
+    w.sync()
+    os.chmod(w.state, 0o644)
+    code, out, err = w.roster("sync")
+    check(code == 0, err)
+    check(any("had mode 0644" in x for x in out["warnings"]), out["warnings"])
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(w.state + suffix):
+            mode = stat.S_IMODE(os.stat(w.state + suffix).st_mode)
+            check(mode & 0o077 == 0, f"roster.db{suffix} has mode {mode:o}")
+
+
+def main():
+    suite = Suite("safety")
+    server = FakeDav()
+    tests = [test_plan_creates_and_writes_nothing,
+             test_mass_change_guard_holds_back_blank_mobiles_until_forced,
+             test_conflicts_only_exit_1_with_the_reason_on_stderr,
+             test_secret_and_state_files_are_private]
+    def bind(test):
+        def run(s):
+            test(s, server)
+        run.__name__ = test.__name__
+        return run
+
+    code = suite.run([bind(t) for t in tests])
+    suite.close(server)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
