@@ -137,10 +137,10 @@ class Cyrus:
 
     # Users.
 
-    def add_user(self, user, password):
-        """Creates the account and mailbox, then logs in as the user over
-        CardDAV, which makes Cyrus create their address-book home and its
-        Default book. Returns the home's path."""
+    def add_user(self, user, password, first_login=True):
+        """Creates the account and mailbox, then (unless first_login is False)
+        logs in as the user over CardDAV, which makes Cyrus create their
+        address-book home and its Default book. Returns the home's path."""
         self._saslpasswd(user, password)
         imap = imaplib.IMAP4("127.0.0.1", self.imap_port)
         try:
@@ -151,6 +151,8 @@ class Cyrus:
         finally:
             imap.logout()
         self.passwords[user] = password
+        if not first_login:
+            return self.home(user)
         status, text = self.request("PROPFIND", self.principal(user), user=user,
                                     body=b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:">'
                                     b'<D:prop><D:current-user-principal/></D:prop>'
@@ -158,6 +160,20 @@ class Cyrus:
         if status != 207:
             raise RuntimeError(f"cyrus: first login of {user}: {status} {text[:300]}")
         return self.home(user)
+
+    def mailboxes(self, user):
+        """The user's mailboxes as the admin sees them over IMAP (DAV
+        collections are mailboxes: user/NAME/#addressbooks/Default), without
+        logging in as the user, which would create their DAV homes."""
+        imap = imaplib.IMAP4("127.0.0.1", self.imap_port)
+        try:
+            imap.login(ADMIN, self.admin_password)
+            typ, data = imap.list('""', f"user/{user}*")
+        finally:
+            imap.logout()
+        if typ != "OK":
+            raise RuntimeError(f"cyrus: LIST user/{user}*: {data}")
+        return sorted(line.decode().rsplit(" ", 1)[-1] for line in data if line)
 
     @staticmethod
     def principal(user):
