@@ -296,7 +296,10 @@ class CollectionRun {
   void Run(const std::string& user) {
     Status st = RunInner(user);
     DrainWarnings();
-    if (!st.ok()) report_.errors.push_back(st.error().message);
+    if (!st.ok()) {
+      report_.credential_refused = st.error().credential_refused;
+      report_.errors.push_back(st.error().message);
+    }
   }
 
  private:
@@ -637,6 +640,7 @@ class CollectionRun {
     ctx.retry = opt_.retry;
     ctx.clock = opt_.clock;
     ExecuteResult result = ExecutePlan(plan, ctx);
+    report_.credential_refused = result.credential_refused;
     report_.counts = result.counts;
     report_.counts.unchanged += plan.unchanged;
     report_.errors.insert(report_.errors.end(), result.errors.begin(), result.errors.end());
@@ -1085,6 +1089,23 @@ RunReport Engine::Run(const RunOptions& options_in) {
   auto past_deadline = [&] {
     return options.deadline && options.clock->Now() >= *options.deadline;
   };
+  // Targets whose shared credential the server refused (HTTP 401): nothing
+  // more is tried with it, so that a wrong password cannot lock the account
+  // with one failed login per address book.
+  std::mutex refused_mu;
+  std::set<const Target*> refused;
+  auto refused_message = [&](const std::string& target) -> std::string {
+    std::lock_guard lock(refused_mu);
+    auto it = config_.targets.find(target);
+    if (it == config_.targets.end() || !refused.count(it->second.target.get())) return "";
+    return "not synced: the server refused target " + target +
+           "'s credential earlier in this run; nothing more is tried with it";
+  };
+  auto note_refusal = [&](const CollectionReport& r, const Target& t) {
+    if (!r.credential_refused || !t.shared_credential()) return;
+    std::lock_guard lock(refused_mu);
+    refused.insert(&t);
+  };
   for (RuleWork& w : work) {
     const RuleSpec& rule = *w.rule;
     RuleInput& in = w.in;
@@ -1103,10 +1124,13 @@ RunReport Engine::Run(const RunOptions& options_in) {
               "not synced: the run's deadline (run_timeout_seconds) "
               "passed before this address book was reached; it is "
               "synced next run");
+        } else if (std::string why = refused_message(rule.target); !why.empty()) {
+          reports[i].errors.push_back(std::move(why));
         } else {
           CollectionRun(rule, in, *entry.target, store_, rule_options, reports[i],
                         w.users[i].self_key)
               .Run(w.users[i].name);
+          note_refusal(reports[i], *entry.target);
         }
         size_t n = ++done;
         if (options.on_collection) {
@@ -1138,6 +1162,8 @@ RunReport Engine::Run(const RunOptions& options_in) {
           r.errors.push_back(
               "not offboarded: the run's deadline (run_timeout_seconds) passed; "
               "roster's cards are removed next run");
+        } else if (std::string why = refused_message(key.target); !why.empty()) {
+          r.errors.push_back(std::move(why));
         } else if (rule.offboard_remove && target == config_.targets.end()) {
           // Nothing can remove the cards now; forgetting them would leave
           // them on the phone for good.
@@ -1149,6 +1175,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
           CollectionRun(rule, nobody, *target->second.target, store_, forced, r, "",
                         /*create=*/false)
               .Run(key.user);
+          note_refusal(r, *target->second.target);
         }
         if (!options.dry_run && r.errors.empty() && r.counts.errors == 0 &&
             r.counts.conflicts == 0) {

@@ -85,7 +85,8 @@ struct CollectionReport {
   std::vector<std::string> planned;    // dry run: the actions, described
   size_t planned_more = 0;             // dry run: actions beyond RunOptions::max_planned
   bool guard_tripped = false;
-  bool offboarded = false;  // the user left the rule: roster's items removed or let go
+  bool offboarded = false;          // the user left the rule: roster's items removed or let go
+  bool credential_refused = false;  // the server refused the credential (HTTP 401)
 };
 
 struct RunReport {

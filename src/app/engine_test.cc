@@ -365,6 +365,32 @@ TEST_F(EngineTest, DisabledOrUnsafeDirectoryUsersReceiveNothingAndAreOffboarded)
   EXPECT_TRUE(offboarded);
 }
 
+TEST_F(EngineTest, ARefusedSharedCredentialStopsTheTargetNotMore) {
+  users_ = {"alice", "bob", "carol", "dave"};
+  server_->SetFault([](const std::string&, const std::string&) -> std::optional<Error> {
+    Error e = MakeError(ErrorKind::kAccessDenied, "the server rejected the credentials (HTTP 401)");
+    e.credential_refused = true;
+    return e;
+  });
+  customize_ = [this](EngineConfig& config, RuleSpec&) {
+    config.targets["mem"].target = NewMemoryTarget(server_, 1);  // one book at a time
+  };
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 1);
+  // One refused write; then no more logins on this target in this run.
+  EXPECT_EQ(r.Totals().errors, 2);  // the refused create, and "49 actions were not tried"
+  int skipped = 0;
+  for (const CollectionReport& c : r.collections) {
+    for (const std::string& e : c.errors) {
+      skipped += e.find("nothing more is tried with it") != std::string::npos ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(skipped, 3);
+  server_->SetFault(nullptr);
+  EXPECT_EQ(Run().ExitCode(), 0);  // fixed: the next run syncs everything
+  ExpectConverged(50);
+}
+
 TEST_F(EngineTest, UsersWhoLeaveLoseRostersItemsButKeepTheirOwn) {
   users_ = {"alice", "bob", "carol", "dave", "erin", "frank"};
   ASSERT_EQ(Run().ExitCode(), 0);

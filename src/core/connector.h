@@ -145,6 +145,10 @@ class Target {
   virtual Result<std::unique_ptr<Collection>> Open(const CollectionSpec& spec, bool create) = 0;
   // How many requests this target's server may have in flight at once.
   virtual int max_in_flight() const = 0;
+  // True when one credential serves every user (a service account): once the
+  // server refuses it, nothing more is tried on this target in the run.
+  // False with per-user credentials: a refusal stops only that user's book.
+  virtual bool shared_credential() const { return true; }
   // The resource name a create uses for a managed item: deterministic per
   // (rule, key), so that a create retried after a crash finds the first copy.
   virtual std::string ResourceName(const ManagedTag& tag) const { return DefaultResourceName(tag); }

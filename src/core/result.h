@@ -31,6 +31,9 @@ struct Error {
   std::string message;
   // For kThrottled / kTransient: how long the server asked us to wait, if it said.
   std::chrono::milliseconds retry_after{0};
+  // The server refused the credential itself (HTTP 401), not access to one
+  // thing (403): nothing more should be tried with it in this run.
+  bool credential_refused = false;
 
   bool retryable() const { return kind == ErrorKind::kThrottled || kind == ErrorKind::kTransient; }
 };

@@ -294,8 +294,11 @@ Error CurlHttpClient::TransportError(CURLcode code, const HttpRequest& request, 
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
       return MakeError(ErrorKind::kInvalidArgument, "invalid URL " + request.url + ": " + text);
-    case CURLE_LOGIN_DENIED:
-      return MakeError(ErrorKind::kAccessDenied, what + ": the server rejected the credentials");
+    case CURLE_LOGIN_DENIED: {
+      Error e = MakeError(ErrorKind::kAccessDenied, what + ": the server rejected the credentials");
+      e.credential_refused = true;
+      return e;
+    }
     default:
       // Resets, partial transfers, empty replies: a retry may well succeed.
       return MakeError(ErrorKind::kTransient, what + ": " + text);

@@ -248,8 +248,10 @@ Error HttpStatusError(const HttpResponse& response, const std::string& what) {
   std::string with_reason = *reason ? code + " " + reason : code;
 
   if (status == 401) {
-    return MakeError(ErrorKind::kAccessDenied,
-                     what + ": the server rejected the credentials (" + code + ")");
+    Error e = MakeError(ErrorKind::kAccessDenied,
+                        what + ": the server rejected the credentials (" + code + ")");
+    e.credential_refused = true;
+    return e;
   }
   if (status == 403) {
     return MakeError(ErrorKind::kAccessDenied, what + ": access denied (" + with_reason + ")");

@@ -33,11 +33,13 @@ class Runner {
     if (!st.ok()) {
       ++result_.counts.errors;
       result_.errors.push_back(DescribeAction(action) + ": " + st.error().message);
+      result_.credential_refused = result_.credential_refused || st.error().credential_refused;
     }
     if (ctx_.on_done) ctx_.on_done(action, st);
   }
 
   ExecuteResult Take() { return std::move(result_); }
+  bool CredentialRefused() const { return result_.credential_refused; }
 
  private:
   template <typename T>
@@ -302,13 +304,20 @@ ExecuteResult ExecutePlan(const Plan& plan, ExecuteContext& context) {
   runner.Prefetch(plan);
   const auto& deadline = context.retry.deadline;
   size_t done = 0;
+  bool refused = false;
   for (const Action& action : plan.actions) {
     if (deadline && context.clock->Now() >= *deadline) break;
+    if (refused) break;
     runner.Run(action);
+    refused = runner.CredentialRefused();
     ++done;
   }
   ExecuteResult result = runner.Take();
-  if (done < plan.actions.size()) {
+  if (refused && done < plan.actions.size()) {
+    ++result.counts.errors;
+    result.errors.push_back("the server refused the credential; " +
+                            std::to_string(plan.actions.size() - done) + " actions were not tried");
+  } else if (done < plan.actions.size()) {
     // Nothing is recorded for what was not done: the next run plans it again.
     ++result.counts.errors;
     result.errors.push_back("the run's deadline (run_timeout_seconds) passed; " +

@@ -186,6 +186,9 @@ struct ExecuteResult {
   std::vector<std::string> deleted;    // hrefs this run deleted
   std::vector<std::string> errors;     // one sentence each
   std::vector<std::string> conflicts;  // items left alone, one sentence each
+  // The server refused the credential (HTTP 401): the plan's remaining
+  // actions were not tried, since each would be one more failed login.
+  bool credential_refused = false;
 };
 
 // Runs the plan's actions one after another on one collection. An item's

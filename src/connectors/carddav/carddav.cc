@@ -577,6 +577,7 @@ class CardDavTarget : public Target {
 
   Result<std::unique_ptr<Collection>> Open(const CollectionSpec& spec, bool create) override;
   int max_in_flight() const override { return options_.max_in_flight; }
+  bool shared_credential() const override { return options_.user_passwords.empty(); }
   std::string ResourceName(const ManagedTag& tag) const override {
     return CardDavResourceName(tag.rule, tag.key);
   }

@@ -402,12 +402,15 @@ Result<HttpResponse> DavClient::Send(const std::string& method, const std::strin
 
 Error DavClient::StatusError(const HttpResponse& response, const std::string& what) const {
   if (response.status != 401) return HttpStatusError(response, what);
-  return MakeError(ErrorKind::kAccessDenied,
-                   user_.empty() ? what +
-                                       ": the server asks for credentials and none are "
-                                       "configured (HTTP 401)"
-                                 : what + ": the server refused the credentials of user \"" +
-                                       user_ + "\" (HTTP 401)");
+  Error refused = MakeError(
+      ErrorKind::kAccessDenied,
+      user_.empty()
+          ? what +
+                ": the server asks for credentials and none are "
+                "configured (HTTP 401)"
+          : what + ": the server refused the credentials of user \"" + user_ + "\" (HTTP 401)");
+  refused.credential_refused = true;
+  return refused;
 }
 
 Result<Multistatus> DavClient::ParseResponse(const HttpResponse& response,
