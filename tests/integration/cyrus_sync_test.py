@@ -226,8 +226,9 @@ def test_a_credentials_file_others_may_read_is_refused(s):
 
 def main():
     if not cyrus.available():
-        print("cyrus_sync: Cyrus IMAP (cyrus-imapd, cyrus-caldav, sasl2-bin) or root is missing")
-        return 1
+        # 77: ctest's SKIP_RETURN_CODE for this test; on CI a skip is a failure.
+        print("cyrus_sync: needs Cyrus IMAP (cyrus-imapd, cyrus-caldav, sasl2-bin) and root")
+        return 1 if os.environ.get("CI") == "true" else 77
     s = harness.Suite("cyrus_sync")
     s.cyrus = None
     try:
