@@ -617,15 +617,11 @@ std::string TypeParams(const std::vector<std::string>& types, bool preferred, VC
     }
     return out;
   }
-  if (types.size() == 1) {
-    out += ";TYPE=" + ParamValue(types[0]);
-  } else if (types.size() > 1) {
-    out += ";TYPE=\"";
-    for (size_t k = 0; k < types.size(); ++k) {
-      if (k > 0) out += ',';
-      out += CaretEncode(types[k]);
-    }
-    out += '"';
+  // A list unquoted (TYPE=work,voice): khard and python-vobject read a
+  // quoted list as one type, while every reader takes the bare list as two.
+  for (size_t k = 0; k < types.size(); ++k) {
+    out += k == 0 ? ";TYPE=" : ",";
+    out += ParamValue(types[k]);
   }
   if (preferred) out += ";PREF=1";
   return out;

@@ -545,7 +545,7 @@ TEST(WriteVCardTest, Vcard40Layout) {
                       "FN:Ada",
                       "ORG:Engines\\; Ltd;R&D",
                       "EMAIL;TYPE=work;PREF=1:ada@example.org",
-                      "TEL;TYPE=\"work,voice\":+44 20 7946 0000",
+                      "TEL;TYPE=work,voice:+44 20 7946 0000",
                       "ADR;TYPE=home:;;1 Row\\, Flat 2;London;;N1;UK",
                       "URL:https://example.org/a,b",
                       "BDAY:--12-10",

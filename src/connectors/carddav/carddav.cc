@@ -500,7 +500,7 @@ Result<std::vector<RemoteItem>> CardDavCollection::Fetch(const std::vector<std::
         HttpResponse response,
         dav.Send("REPORT", url_,
                  {{"Depth", "0"}, {"Content-Type", "application/xml; charset=utf-8"}},
-                 webdav::MultigetBody(chunk)));
+                 webdav::MultigetBody(chunk, version_ == VCardVersion::k40)));
     ROSTER_ASSIGN_OR_RETURN(Multistatus ms, dav.ParseResponse(response, "REPORT", url_));
     for (const DavResponse& r : ms.responses) {
       std::optional<std::string> path = MemberPath(r.href);

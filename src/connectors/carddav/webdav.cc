@@ -366,10 +366,12 @@ std::string SyncCollectionBody(const std::string& sync_token) {
   return body;
 }
 
-std::string MultigetBody(const std::vector<std::string>& hrefs) {
+std::string MultigetBody(const std::vector<std::string>& hrefs, bool vcard4) {
   std::string body = kXmlDecl;
   body += "<C:addressbook-multiget xmlns:D=\"DAV:\" xmlns:C=\"urn:ietf:params:xml:ns:carddav\">";
-  body += "<D:prop><D:getetag/><C:address-data/></D:prop>";
+  body += vcard4 ? "<D:prop><D:getetag/>"
+                   "<C:address-data content-type=\"text/vcard\" version=\"4.0\"/></D:prop>"
+                 : "<D:prop><D:getetag/><C:address-data/></D:prop>";
   for (const std::string& href : hrefs) body += "<D:href>" + XmlEscape(href) + "</D:href>";
   body += "</C:addressbook-multiget>\n";
   return body;

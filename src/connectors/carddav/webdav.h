@@ -149,6 +149,8 @@ class DavClient {
 // Request bodies.
 std::string PropfindBody(const std::vector<std::string>& props);
 std::string SyncCollectionBody(const std::string& sync_token);
-std::string MultigetBody(const std::vector<std::string>& hrefs);
+// `vcard4` asks for the cards as vCard 4.0 (RFC 6352 §10.4): Cyrus otherwise
+// serves a lossy 3.0 conversion of a 4.0 card (it drops a data: URI photo).
+std::string MultigetBody(const std::vector<std::string>& hrefs, bool vcard4 = false);
 
 }  // namespace roster::webdav
