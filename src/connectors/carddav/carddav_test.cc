@@ -1078,6 +1078,12 @@ TEST(HrefTest, ResolvedOnceAndComparedByOrigin) {
   EXPECT_FALSE(webdav::IsDirectMember("/a/b/", "/a/b/c/d"));
   EXPECT_FALSE(webdav::IsDirectMember("/a/b/", "/a/bc"));
   EXPECT_FALSE(webdav::IsDirectMember("/a/b", "/a/b/c"));
+  // A server that decodes %2F before removing dot segments must not be led out.
+  h = webdav::ResolveHref(book, "..%2f..%2Fbob%2fbook%2Fx.vcf");
+  EXPECT_EQ(h.path, "/alice/book/..%2F..%2Fbob%2Fbook%2Fx.vcf");
+  EXPECT_FALSE(webdav::IsDirectMember("/alice/book/", h.path));
+  EXPECT_FALSE(
+      webdav::IsDirectMember("/alice/book/", webdav::ResolveHref(book, "..%5c..%5Cx").path));
 }
 
 // ---------------------------------------------------------------------------

@@ -340,7 +340,11 @@ bool IsDirectMember(std::string_view collection, std::string_view path) {
   if (path.size() <= collection.size() || !path.starts_with(collection)) return false;
   std::string_view rest = path.substr(collection.size());
   if (rest.ends_with('/')) rest.remove_suffix(1);
-  return !rest.empty() && rest.find('/') == std::string_view::npos && rest != "." && rest != "..";
+  // An encoded slash or backslash (canonical escaping spells them "%2F",
+  // "%5C") is one segment to us, but a server that decodes it before
+  // resolving dot segments could take "..%2F..%2Fbob" for another path.
+  return !rest.empty() && rest.find('/') == std::string_view::npos && rest != "." && rest != ".." &&
+         rest.find("%2F") == std::string_view::npos && rest.find("%5C") == std::string_view::npos;
 }
 
 std::string SafeServerValue(std::string_view value, size_t max_bytes) {

@@ -87,7 +87,8 @@ Href ResolveHref(const std::string& base, std::string_view href);
 
 // True when `path` is strictly inside the collection at `collection` (a
 // canonical path ending in '/'), one segment below it: "/a/b/x.vcf" and
-// "/a/b/sub/" are inside "/a/b/"; "/a/b/", "/a/b/c/d" and "/a/x" are not.
+// "/a/b/sub/" are inside "/a/b/"; "/a/b/", "/a/b/c/d", "/a/x" and a segment
+// with an encoded slash or backslash ("..%2Fx") are not.
 bool IsDirectMember(std::string_view collection, std::string_view path);
 
 // A header-like value from a server (etag, CTag, sync token) trimmed, or
