@@ -746,7 +746,8 @@ struct RuleWork {
   // Collections the state knows for the rule whose user no longer receives it.
   std::vector<std::pair<CollectionKey, CollectionState>> leaving;
   bool offboard_guard = false;
-  std::string version;  // of the sources and configuration; see version_of
+  std::string version;                           // of the sources and configuration; see version_of
+  std::map<std::string, std::string> self_keys;  // listed user -> own person, see Snapshot
 };
 
 }  // namespace
@@ -963,18 +964,23 @@ RunReport Engine::Run(const RunOptions& options_in) {
       }
     }
     // Listed users are recognised by their card's e-mail address or their
-    // account name, which needs the people read.
+    // account name, which needs the people read — unless the last read's
+    // answer is stored: who a user is depends only on the people, and the
+    // sources' version covers them.
+    auto resolved_from_people = [&](const Candidate& c) {
+      return !rule.include_self && (c.self.empty() || c.self.find('\0') != std::string::npos);
+    };
     bool needs_people = false;
-    if (!rule.include_self) {
-      for (const Candidate& c : candidates) {
-        needs_people = needs_people || c.self.empty() || c.self.find('\0') != std::string::npos;
-      }
+    for (const Candidate& c : candidates) {
+      needs_people =
+          needs_people || (resolved_from_people(c) && !in.previous.self_keys.count(c.name));
     }
 
     // Nothing changed in the sources since the last snapshot: do not read
-    // them unless a collection turns out to need the people.
-    // (Rules that need the people anyway do not ask the sources for a version.)
-    const std::string version = needs_people ? std::string() : version_of(rule);
+    // them unless a collection turns out to need the people. The version is
+    // taken even when the people are read anyway (a new listed user), so
+    // that the next run can skip the read.
+    const std::string version = version_of(rule);
     w.version = version;
     bool deferred = !options.force && !needs_people && !version.empty() &&
                     version == in.previous.source_version && !in.previous.fingerprint.empty();
@@ -994,7 +1000,9 @@ RunReport Engine::Run(const RunOptions& options_in) {
 
     for (const Candidate& c : candidates) {
       std::string self;
-      if (!rule.include_self) {
+      if (deferred && resolved_from_people(c)) {
+        self = in.previous.self_keys.at(c.name);
+      } else if (!rule.include_self) {
         if (c.self.find('\0') != std::string::npos) {
           auto it = in.origin.find(c.self);
           if (it != in.origin.end()) self = it->second;
@@ -1011,6 +1019,7 @@ RunReport Engine::Run(const RunOptions& options_in) {
           if (it != in.by_account.end()) self = it->second;
         }
       }
+      if (resolved_from_people(c)) w.self_keys[c.name] = self;
       w.users.push_back(TargetUser{c.name, self});
     }
 
@@ -1198,9 +1207,10 @@ RunReport Engine::Run(const RunOptions& options_in) {
         if (!st.ok()) report.errors.push_back(st.error().message);
       }
       bool changed = in.Loaded() && (in.fingerprint != in.previous.fingerprint ||
-                                     w.version != in.previous.source_version);
+                                     w.version != in.previous.source_version ||
+                                     w.self_keys != in.previous.self_keys);
       if (!guard && changed) {
-        Snapshot snap{in.fingerprint, {}, w.version};
+        Snapshot snap{in.fingerprint, {}, w.version, w.self_keys};
         snap.entries.reserve(in.desired.size());
         for (const DesiredItem& d : in.desired) snap.entries.push_back({d.key, d.hash});
         Failpoint("before-snapshot");

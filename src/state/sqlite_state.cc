@@ -15,6 +15,58 @@
 namespace roster {
 namespace {
 
+// snapshots.self_keys: "user<TAB>key" lines, '%' escaping tab, newline and '%'.
+std::string EscapeField(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '%') {
+      out += "%25";
+    } else if (c == '\t') {
+      out += "%09";
+    } else if (c == '\n') {
+      out += "%0A";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string UnescapeField(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      std::string_view code = s.substr(i + 1, 2);
+      if (code == "25" || code == "09" || code == "0A") {
+        out.push_back(code == "25" ? '%' : code == "09" ? '\t' : '\n');
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+std::string EncodeSelfKeys(const std::map<std::string, std::string>& keys) {
+  std::string out;
+  for (const auto& [user, key] : keys) out += EscapeField(user) + "\t" + EscapeField(key) + "\n";
+  return out;
+}
+
+std::map<std::string, std::string> DecodeSelfKeys(std::string_view text) {
+  std::map<std::string, std::string> out;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    size_t tab = line.find('\t');
+    if (tab == std::string_view::npos) continue;
+    out[UnescapeField(line.substr(0, tab))] = UnescapeField(line.substr(tab + 1));
+  }
+  return out;
+}
+
 Error SqlError(sqlite3* db, const std::string& what) {
   return MakeError(ErrorKind::kInternal,
                    "state store: " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
@@ -335,7 +387,7 @@ class SqliteStateStore final : public StateStore {
   Result<Snapshot> LoadSnapshot(const std::string& rule) override {
     std::lock_guard lock(mu_);
     Snapshot snap;
-    Stmt head(db_, "SELECT fingerprint, source_version FROM snapshots WHERE rule = ?");
+    Stmt head(db_, "SELECT fingerprint, source_version, self_keys FROM snapshots WHERE rule = ?");
     if (!head.ok()) return SqlError(db_, "preparing snapshot query");
     head.Bind(1, rule);
     int rc = head.Step();
@@ -343,6 +395,7 @@ class SqliteStateStore final : public StateStore {
     if (rc != SQLITE_ROW) return SqlError(db_, "reading snapshot");
     snap.fingerprint = head.Text(0);
     snap.source_version = head.Text(1);
+    snap.self_keys = DecodeSelfKeys(head.Text(2));
     Stmt s(db_, "SELECT key, hash FROM snapshot_items WHERE rule = ? ORDER BY key");
     if (!s.ok()) return SqlError(db_, "preparing snapshot query");
     s.Bind(1, rule);
@@ -356,14 +409,16 @@ class SqliteStateStore final : public StateStore {
     return InTransaction([&]() -> Status {
       Stmt clear(db_, "DELETE FROM snapshot_items WHERE rule = ?");
       Stmt head(db_,
-                "INSERT INTO snapshots (rule, fingerprint, source_version) VALUES (?, ?, ?) "
-                "ON CONFLICT (rule) DO UPDATE SET fingerprint = excluded.fingerprint, "
-                "source_version = excluded.source_version");
+                "INSERT INTO snapshots (rule, fingerprint, source_version, self_keys) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (rule) DO UPDATE SET "
+                "fingerprint = excluded.fingerprint, source_version = excluded.source_version, "
+                "self_keys = excluded.self_keys");
       Stmt ins(db_, "INSERT INTO snapshot_items (rule, key, hash) VALUES (?, ?, ?)");
       if (!clear.ok() || !head.ok() || !ins.ok()) return SqlError(db_, "preparing snapshot");
       clear.Bind(1, rule);
       if (clear.Step() != SQLITE_DONE) return SqlError(db_, "clearing snapshot");
       head.Bind(1, rule).Bind(2, snapshot.fingerprint).Bind(3, snapshot.source_version);
+      head.Bind(4, EncodeSelfKeys(snapshot.self_keys));
       if (head.Step() != SQLITE_DONE) return SqlError(db_, "storing snapshot");
       for (const SnapshotEntry& e : snapshot.entries) {
         ins.Reset().Bind(1, rule).Bind(2, e.key).Bind(3, e.hash);

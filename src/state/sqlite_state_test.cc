@@ -178,6 +178,17 @@ TEST(SqliteStateStore, UnopenablePathIsAClearError) {
   EXPECT_NE(store.error().message.find("/nonexistent-dir/roster.db"), std::string::npos);
 }
 
+TEST(SqliteStateStore, SnapshotKeepsWhoEachListedUserIs) {
+  auto store = Open();
+  Snapshot snap{
+      "fp", {{"k1", "h1"}}, "v1", {{"alice", "k1"}, {"odd\tname\n%", "k%2\t"}, {"bob", ""}}};
+  ASSERT_TRUE(store->SaveSnapshot("company", snap).ok());
+  auto back = store->LoadSnapshot("company");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->self_keys, snap.self_keys);
+  EXPECT_EQ(back->source_version, "v1");
+}
+
 // A folder removed at the end of the test.
 class StateFiles : public ::testing::Test {
  protected:

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,6 +61,10 @@ struct Snapshot {
   std::string fingerprint;             // empty when the rule has never synced
   std::vector<SnapshotEntry> entries;  // sorted by key
   std::string source_version;          // the sources' Version() and the rule's config, combined
+  // Listed target user -> the key of their own person in the selection
+  // (empty: none), as last resolved from the people: a run with unchanged
+  // sources reuses it instead of reading them again.
+  std::map<std::string, std::string> self_keys;
 };
 
 struct Counts {
