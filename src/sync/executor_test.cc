@@ -90,6 +90,62 @@ TEST(Executor, RetriesTransientFailuresWithBackoffAndRetryAfter) {
   EXPECT_EQ(f.clock.sleeps[1], std::chrono::seconds(7));  // the server's Retry-After
 }
 
+TEST(Executor, ARetryAfterBeyondTheCapIsNotWaitedFor) {
+  Fixture f;
+  f.Want("a", "Ann");
+  f.server->SetFault([&](const std::string&, const std::string&) -> std::optional<Error> {
+    return Error{ErrorKind::kThrottled, "HTTP 503", std::chrono::seconds(99999999)};
+  });
+  Plan plan;
+  plan.actions.push_back(CreateAction{"a"});
+  ExecuteResult r = f.Execute(plan);  // the cap is 60 s by default
+  EXPECT_TRUE(f.clock.sleeps.empty());
+  EXPECT_EQ(r.counts.errors, 1);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("more than max_retry_after_seconds = 60"), std::string::npos)
+      << r.errors[0];
+  EXPECT_TRUE(f.store->LoadItems(f.id)->empty());  // nothing recorded as done
+}
+
+TEST(Executor, NoWaitOrActionReachesPastTheDeadline) {
+  Fixture f;
+  f.Want("a", "Ann");
+  f.Want("b", "Bob");
+  int calls = 0;
+  f.server->SetFault([&](const std::string&, const std::string&) -> std::optional<Error> {
+    if (++calls == 1) return Error{ErrorKind::kThrottled, "HTTP 429", std::chrono::seconds(30)};
+    return std::nullopt;
+  });
+  Plan plan;
+  plan.actions.push_back(CreateAction{"a"});
+  plan.actions.push_back(CreateAction{"b"});
+  // 10 s left: the 30 s wait would pass the deadline, so "a" fails at once;
+  // then the clock is past it and "b" is not tried.
+  RetryPolicy retry;
+  retry.deadline = f.clock.Now() + std::chrono::seconds(10);
+  ExecuteResult r = [&] {
+    ExecuteContext c;
+    c.collection = f.collection.get();
+    c.store = f.store.get();
+    c.collection_id = f.id;
+    c.rule = "r";
+    c.desired = [&](const std::string& k) -> const DesiredItem* { return &f.desired.at(k); };
+    c.resource_name = [](const std::string& k) { return "roster-" + k; };
+    c.clock = &f.clock;
+    c.retry = retry;
+    c.on_done = [&](const Action&, const Status&) { f.clock.SleepFor(std::chrono::seconds(11)); };
+    return ExecutePlan(plan, c);
+  }();
+  EXPECT_EQ(r.counts.created, 0);
+  EXPECT_EQ(r.counts.errors, 2);
+  ASSERT_EQ(r.errors.size(), 2u);
+  EXPECT_NE(r.errors[0].find("deadline"), std::string::npos) << r.errors[0];
+  EXPECT_NE(r.errors[1].find("1 actions are left for the next run"), std::string::npos)
+      << r.errors[1];
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(f.store->LoadItems(f.id)->empty());
+}
+
 TEST(Executor, PermanentFailureIsRecordedAsErrorAndNothingIsStored) {
   Fixture f;
   f.Want("a", "Ann");

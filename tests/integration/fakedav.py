@@ -10,7 +10,8 @@ REPORTs, and PUT and DELETE with If-Match / If-None-Match. Authentication is
 not checked.
 
 Tests control it under /_ctl/: GET dump (the whole state as JSON, plus a count
-of writes), POST load (replace the state with a dump), POST reset.
+of writes), POST load (replace the state with a dump), POST reset, POST
+drop_puts ("on": PUT answers 201 and keeps nothing, as a lying server would).
 
     python3 fakedav.py PORT      prints "ready" once it listens
 """
@@ -41,6 +42,8 @@ class State:
         #               "changes": {href: seq}, "born": seq}
         self.books = {}
         self.writes = 0
+        # A lying server for one test: PUT answers 201 with an etag but keeps nothing.
+        self.drop_puts = False
 
     def dump(self):
         return {"seq": self.seq, "homes": sorted(self.homes), "books": self.books,
@@ -152,6 +155,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send(204)
             if path == "/_ctl/reset":
                 STATE.reset()
+                return self.send(204)
+            if path == "/_ctl/drop_puts":
+                STATE.drop_puts = body == b"on"
                 return self.send(204)
         return self.send(404)
 
@@ -293,6 +299,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if im is not None and (current is None or (im != "*" and im != current[0])):
                 return self.send(412)
             etag = '"%d-%s"' % (STATE.seq + 1, hashlib.sha1(data.encode()).hexdigest()[:8])
+            if STATE.drop_puts:
+                return self.send(201, headers={"ETag": etag})
             book["items"][path] = [etag, data]
             STATE.bump(book, path)
             STATE.writes += 1

@@ -77,6 +77,21 @@ def test_conflicts_only_exit_1_with_the_reason_on_stderr(suite, server):
     check("alice: conflict:" in err and name in err, err)
 
 
+def test_a_write_the_server_does_not_keep_is_not_recorded_as_done(suite, server):
+    w = world(suite, server, "lying")
+    server.dav.req("POST", "/_ctl/drop_puts", "on")
+    try:
+        code, out, err = w.roster("sync")
+    finally:
+        server.dav.req("POST", "/_ctl/drop_puts", "off")
+    check(code == 1, f"exit {code}, not 1: {err}")
+    check("acknowledged writing" in err and "does not list it" in err, err)
+    code, out, err = w.roster("sync")  # an honest server again: everything is written
+    check(code == 0, f"exit {code}: {err}")
+    check(out["totals"]["created"] == 3 * len([r for r in w.rows if r["email"]]), out["totals"])
+    check(not check_converged(w, USERS), check_converged(w, USERS))
+
+
 def test_secret_and_state_files_are_private(suite, server):
     w = world(suite, server, "perms")
     secret = os.path.join(w.dir, "dav.secret")
@@ -109,6 +124,7 @@ def main():
     tests = [test_plan_creates_and_writes_nothing,
              test_mass_change_guard_holds_back_blank_mobiles_until_forced,
              test_conflicts_only_exit_1_with_the_reason_on_stderr,
+             test_a_write_the_server_does_not_keep_is_not_recorded_as_done,
              test_secret_and_state_files_are_private]
     def bind(test):
         def run(s):
