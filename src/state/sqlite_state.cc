@@ -137,17 +137,21 @@ class SqliteStateStore final : public StateStore {
 
   // For a dry run: no journal change, no migration, and SQLite itself refuses
   // any write (query_only), so nothing reaches the file.
+  Result<int64_t> SchemaVersion() {
+    Stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+    if (!s.ok() || s.Step() != SQLITE_ROW) return SqlError(db_, "reading schema version");
+    return s.Int(0);
+  }
+  static int64_t NewestVersion() {
+    const auto& migrations = Migrations();
+    return migrations.empty() ? 0 : migrations.back().version;
+  }
+
   Status InitForReading(const std::string& path) {
     ROSTER_RETURN_IF_ERROR(Exec("PRAGMA query_only=ON"));
     ROSTER_RETURN_IF_ERROR(Exec("PRAGMA busy_timeout=10000"));
-    int64_t current = 0;
-    {
-      Stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
-      if (!s.ok() || s.Step() != SQLITE_ROW) return SqlError(db_, "reading schema version");
-      current = s.Int(0);
-    }
-    const auto& migrations = Migrations();
-    int64_t newest = migrations.empty() ? 0 : migrations.back().version;
+    ROSTER_ASSIGN_OR_RETURN(int64_t current, SchemaVersion());
+    const int64_t newest = NewestVersion();
     if (current != newest) {
       return MakeError(
           ErrorKind::kInvalidData,
@@ -167,14 +171,9 @@ class SqliteStateStore final : public StateStore {
     }
     ROSTER_RETURN_IF_ERROR(
         Exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
-    int64_t current = 0;
-    {
-      Stmt s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
-      if (!s.ok() || s.Step() != SQLITE_ROW) return SqlError(db_, "reading schema version");
-      current = s.Int(0);
-    }
+    ROSTER_ASSIGN_OR_RETURN(int64_t current, SchemaVersion());
     const auto& migrations = Migrations();
-    int64_t newest = migrations.empty() ? 0 : migrations.back().version;
+    const int64_t newest = NewestVersion();
     if (current > newest) {
       return MakeError(ErrorKind::kInvalidData,
                        "state store: schema version " + std::to_string(current) +

@@ -59,6 +59,23 @@ std::string DescribeAction(const Action& action) {
       action);
 }
 
+namespace {
+
+// Blocks the plan when `count` of `total` managed items exceed `percent`.
+bool TripGuard(Plan& plan, const char* name, const char* verb, int64_t count, int64_t total,
+               int percent, const char* key) {
+  if (count == 0 || total == 0 || count * 100 <= static_cast<int64_t>(percent) * total) {
+    return false;
+  }
+  plan.guard_name = name;
+  plan.guard = std::string("would ") + verb + " " + std::to_string(count) + " of " +
+               std::to_string(total) + " managed items (" + std::to_string(count * 100 / total) +
+               "%), more than " + key + " = " + std::to_string(percent);
+  return true;
+}
+
+}  // namespace
+
 Plan PlanCollection(const PlanInput& input) {
   Plan plan;
   plan.unchanged = input.unchanged_outside;
@@ -146,29 +163,17 @@ Plan PlanCollection(const PlanInput& input) {
   }
 
   // The deletion guard counts departures only: removing duplicates is repair.
-  int64_t departures = static_cast<int64_t>(departed.size());
-  if (!input.force && departures > 0 && input.managed_total > 0 &&
-      departures * 100 > static_cast<int64_t>(input.max_delete_percent) * input.managed_total) {
-    plan.guard_name = "deletion guard";
-    plan.guard = "would delete " + std::to_string(departures) + " of " +
-                 std::to_string(input.managed_total) + " managed items (" +
-                 std::to_string(departures * 100 / input.managed_total) +
-                 "%), more than max_delete_percent = " + std::to_string(input.max_delete_percent);
-    return plan;
-  }
   // The mass-change guard counts rewrites of managed items; a take-over of a
   // user's own card is a first write, not a change.
   int64_t updates = 0;
   for (const Action& a : plan.actions) {
     if (const auto* u = std::get_if<UpdateAction>(&a)) updates += u->take_over ? 0 : 1;
   }
-  if (!input.force && updates > 0 && input.managed_total > 0 &&
-      updates * 100 > static_cast<int64_t>(input.max_update_percent) * input.managed_total) {
-    plan.guard_name = "mass-change guard";
-    plan.guard = "would update " + std::to_string(updates) + " of " +
-                 std::to_string(input.managed_total) + " managed items (" +
-                 std::to_string(updates * 100 / input.managed_total) +
-                 "%), more than max_update_percent = " + std::to_string(input.max_update_percent);
+  if (!input.force &&
+      !TripGuard(plan, "deletion guard", "delete", static_cast<int64_t>(departed.size()),
+                 input.managed_total, input.max_delete_percent, "max_delete_percent")) {
+    TripGuard(plan, "mass-change guard", "update", updates, input.managed_total,
+              input.max_update_percent, "max_update_percent");
   }
   return plan;
 }
