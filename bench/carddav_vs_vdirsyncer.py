@@ -105,6 +105,9 @@ def main():
             if code != 0:
                 sys.exit(f"roster failed: {err}")
         t_roster = [timed(roster_sync)]
+        # The first quiet run straight after the tool's own load, before the
+        # other tool writes anything (else it times the other tool's writes).
+        first_r = timed(roster_sync)
 
         # 3. vdirsyncer: one pair per book, the cards as a folder of .vcf files.
         conf = os.path.join(work, "vdirsyncer.conf")
@@ -127,12 +130,15 @@ def main():
         vd = ["vdirsyncer", "-c", conf]
         run(vd + ["discover"], input="y\n" * 100)
         t_vd = [timed(lambda: run(vd + ["sync"]))]
+        first_v = timed(lambda: run(vd + ["sync"]))
 
         # Nothing changed: three runs of each, interleaved; the median counts.
         quiet_r, quiet_v = [], []
         for _ in range(3):
             quiet_r.append(timed(roster_sync))
             quiet_v.append(timed(lambda: run(vd + ["sync"])))
+        t_roster.append(first_r)
+        t_vd.append(first_v)
         t_roster.append(statistics.median(quiet_r))
         t_vd.append(statistics.median(quiet_v))
 
@@ -169,11 +175,13 @@ def main():
           f"on 127.0.0.1, roster max_in_flight={args.in_flight}")
     print(f"  server bound (bare kept-alive PUTs): {t_bare:8.2f} s")
     print(f"  {'':28} {'roster':>9} {'vdirsyncer':>11} {'ratio':>7}")
-    for label, r, v in zip(["initial sync", "nothing changed", "1% changed"], t_roster, t_vd):
+    labels = ["initial sync", "first quiet run after load", "nothing changed", "1% changed"]
+    for label, r, v in zip(labels, t_roster, t_vd):
         print(f"  {label:28} {r:8.2f}s {v:10.2f}s {r / v:7.3f}")
     print(f"  initial sync vs server bound: {t_roster[0] / t_bare:.3f}x (goal <= 1.1)")
     ok = (t_roster[0] <= t_vd[0] and t_roster[0] <= 1.1 * t_bare and
-          t_roster[1] <= 0.1 * t_vd[1] and t_roster[2] <= 0.5 * t_vd[2])
+          t_roster[1] <= 0.1 * t_vd[1] and t_roster[2] <= 0.1 * t_vd[2] and
+          t_roster[3] <= 0.5 * t_vd[3])
     print("  goals met" if ok else "  GOALS NOT MET")
     return 0 if ok else 1
 
