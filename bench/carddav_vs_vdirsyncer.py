@@ -24,18 +24,7 @@ BOOK = "Company Contacts"
 
 
 def vcard(row):
-    def esc(v):
-        return v.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;")
-    return ("BEGIN:VCARD\r\nVERSION:3.0\r\n"
-            f"UID:{row['id']}\r\n"
-            f"FN:{esc(row['first_name'])} {esc(row['last_name'])}\r\n"
-            f"N:{esc(row['last_name'])};{esc(row['first_name'])};;;\r\n"
-            f"ORG:{esc(row['company'])};{esc(row['department'])}\r\n"
-            f"TITLE:{esc(row['title'])}\r\n"
-            f"EMAIL;TYPE=work:{row['email']}\r\n"
-            f"TEL;TYPE=cell:{row['mobile']}\r\n"
-            f"TEL;TYPE=work,voice:{row['phone']}\r\n"
-            "END:VCARD\r\n")
+    return harness.person_vcard(row)
 
 
 def mkbook(radicale, user, name):

@@ -287,3 +287,19 @@ def roster_measured(config, *args, env=None, timeout=120):
     out = json.loads(stdout) if stdout.strip().startswith("{") else None
     return {"code": p.returncode, "out": out, "stdout": stdout, "err": stderr,
             "seconds": seconds, "max_rss_mb": usage.ru_maxrss / 1024.0}
+
+
+def person_vcard(row):
+    """One generated person (tools/gen_people.py row) as a plain vCard 3.0."""
+    def esc(v):
+        return v.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;")
+    return ("BEGIN:VCARD\r\nVERSION:3.0\r\n"
+            f"UID:{row['id']}\r\n"
+            f"FN:{esc(row['first_name'])} {esc(row['last_name'])}\r\n"
+            f"N:{esc(row['last_name'])};{esc(row['first_name'])};;;\r\n"
+            f"ORG:{esc(row['company'])};{esc(row['department'])}\r\n"
+            f"TITLE:{esc(row['title'])}\r\n"
+            f"EMAIL;TYPE=work:{row['email']}\r\n"
+            f"TEL;TYPE=cell:{row['mobile']}\r\n"
+            f"TEL;TYPE=work,voice:{row['phone']}\r\n"
+            "END:VCARD\r\n")
