@@ -221,6 +221,21 @@ TEST(ResolveUrlTest, CanonicalPercentEncoding) {
   EXPECT_EQ(ResolveUrl(base, "http://h/a%2C b"), "http://h/a,%20b");
 }
 
+TEST(ResolveUrlTest, CanonicalPathSpellsEveryByteOneWay) {
+  const std::string base = "http://h/";
+  // RFC 3986 pchar and '/' stay bare, everything else is "%XX" in upper case.
+  EXPECT_EQ(ResolveUrl(base, "/!$&'()*+,-./0189:;=@AZ[\\]^_`az{|}~\"<> "),
+            "http://h/!$&'()*+,-./0189:;=@AZ%5B%5C%5D%5E_%60az%7B%7C%7D~%22%3C%3E%20");
+  EXPECT_EQ(ResolveUrl(base, "/" + std::string("\x00\x01\t\n\r\x1f\x7f\x80\xc3\xa9\xff", 11)),
+            "http://h/%00%01%09%0A%0D%1F%7F%80%C3%A9%FF");
+  // Escapes of pchar are decoded, others re-spelled; a broken escape is a '%'.
+  EXPECT_EQ(ResolveUrl(base,
+                       "/%21%24%26%27%28%29%2a%2B%2c%3b%3D%3a%40%41%7a%2d%2E%5f%7E%2f%2F%25%20%22"
+                       "%3c%5B%5c%5d%5e%60%7b%7c%7d%00%7f%80%ff%c3%a9%g1%4%"),
+            "http://h/!$&'()*+,;=:@Az-._~%2F%2F%25%20%22%3C%5B%5C%5D%5E%60%7B%7C%7D%00%7F%80%FF"
+            "%C3%A9%25g1%254%25");
+}
+
 TEST(ResolveUrlTest, EncodedDotSegmentsAreRemovedToo) {
   const std::string base = "http://h/alice/book/";
   EXPECT_EQ(ResolveUrl(base, "%2e%2e/%2E%2E/bob/book/x.vcf"), "http://h/bob/book/x.vcf");
@@ -388,7 +403,9 @@ TEST(CurlHttpClientTest, TricklingServerIsCutOff) {
 
 TEST(CurlHttpClientTest, GetReturnsStatusBodyAndLowerCaseHeaders) {
   TinyServer server([](const std::string&) {
-    return TinyServer::Reply(200, "hello", "ETag: \"abc\"\r\nX-Thing:  v  \r\n");
+    return TinyServer::Reply(200, "hello",
+                             "ETag: \"abc\"\r\nX-Thing:  v  \r\nX-Tabs:\t v\t \r\nX-Empty: \r\n"
+                             "X-Inner: a \t b\r\n");
   });
   auto client = NewCurlHttpClient({});
   auto response = client->Send({"GET", server.url() + "x", {}, ""});
@@ -397,6 +414,9 @@ TEST(CurlHttpClientTest, GetReturnsStatusBodyAndLowerCaseHeaders) {
   EXPECT_EQ(response->body, "hello");
   EXPECT_EQ(response->Header("etag"), "\"abc\"");
   EXPECT_EQ(response->Header("x-thing"), "v");
+  EXPECT_EQ(response->Header("x-tabs"), "v");  // optional whitespace goes at both ends
+  EXPECT_EQ(response->Header("x-empty"), "");
+  EXPECT_EQ(response->Header("x-inner"), "a \t b");
   bool lower = true;
   for (const auto& [name, value] : response->headers) {
     for (char c : name) lower = lower && !(c >= 'A' && c <= 'Z');

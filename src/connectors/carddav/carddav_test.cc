@@ -504,6 +504,24 @@ TEST(WebDav, MultigetAsksForVCard4WhenRosterWritesIt) {
   EXPECT_NE(webdav::MultigetBody({"/a.vcf"}).find("<C:address-data/>"), std::string::npos);
 }
 
+TEST(WebDav, EncodeSegmentKeepsOnlyUnreservedCharacters) {
+  // A user name or resource name becomes one path segment: "/" and "%" must
+  // not survive, and the spelling is what servers were sent before.
+  std::string ascii;
+  for (char c = 0x20; c < 0x7f; ++c) ascii += c;
+  EXPECT_EQ(webdav::EncodeSegment(ascii),
+            "%20%21%22%23%24%25%26%27%28%29%2A%2B%2C-.%2F0123456789%3A%3B%3C%3D%3E%3F%40"
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ%5B%5C%5D%5E_%60abcdefghijklmnopqrstuvwxyz%7B%7C%7D~");
+  EXPECT_EQ(webdav::EncodeSegment(std::string("\x00\x01\t\n\r\x1f\x7f\x80\xc3\xa9\xff", 11)),
+            "%00%01%09%0A%0D%1F%7F%80%C3%A9%FF");
+  EXPECT_EQ(webdav::EncodeSegment(""), "");
+}
+
+TEST(WebDav, DecodePercentDecodesOnlyCompleteEscapes) {
+  EXPECT_EQ(webdav::DecodePercent("%41%7a%2F%2f%c3%A9%g1%4%%%25x%"), "Az//\xc3\xa9%g1%4%%%x%");
+  EXPECT_EQ(webdav::DecodePercent(webdav::EncodeSegment("a/b c%")), "a/b c%");
+}
+
 TEST_F(CardDavFakeTest, MultigetInChunksOf100) {
   auto book = OpenBook();
   std::vector<std::string> hrefs;
