@@ -5,21 +5,27 @@
 
 namespace roster::text {
 
-namespace {
-constexpr std::string_view kSpace = " \t\r\n\f\v";
-}  // namespace
-
-std::string_view Trim(std::string_view s) {
-  const size_t begin = s.find_first_not_of(kSpace);
-  if (begin == std::string_view::npos) return {};
-  return s.substr(begin, s.find_last_not_of(kSpace) - begin + 1);
+std::string_view Trim(std::string_view s, std::string_view chars) {
+  return TrimRight(TrimLeft(s, chars), chars);
 }
+
+std::string_view TrimLeft(std::string_view s, std::string_view chars) {
+  const size_t begin = s.find_first_not_of(chars);
+  return begin == std::string_view::npos ? std::string_view() : s.substr(begin);
+}
+
+std::string_view TrimRight(std::string_view s, std::string_view chars) {
+  const size_t last = s.find_last_not_of(chars);
+  return last == std::string_view::npos ? std::string_view() : s.substr(0, last + 1);
+}
+
+namespace {
+char LowerChar(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+}  // namespace
 
 std::string AsciiLower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
+  for (char& c : out) c = LowerChar(c);
   return out;
 }
 
@@ -32,11 +38,53 @@ std::string AsciiUpper(std::string_view s) {
 }
 
 bool EqualsNoCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && AsciiLower(a) == AsciiLower(b);
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (LowerChar(a[i]) != LowerChar(b[i])) return false;
+  }
+  return true;
 }
 
 bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && EqualsNoCase(s.substr(0, prefix.size()), prefix);
+}
+
+std::string Hex(std::string_view bytes, HexCase letters) {
+  const char* digits = letters == HexCase::kUpper ? "0123456789ABCDEF" : "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (char ch : bytes) {
+    const auto b = static_cast<unsigned char>(ch);
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
+int HexDigitValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool IsUrlUnreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+std::string PercentEncode(std::string_view s, bool (*keep)(unsigned char)) {
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    if (keep(static_cast<unsigned char>(ch))) {
+      out += ch;
+    } else {
+      out += '%';
+      out += Hex(std::string_view(&ch, 1), HexCase::kUpper);
+    }
+  }
+  return out;
 }
 
 std::string NormalizeText(std::string_view s) {
@@ -107,11 +155,6 @@ bool NeedsUnicodeEscape(char32_t cp) {
          (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
-void AppendHex(std::string& out, char32_t value, int digits) {
-  static const char kHex[] = "0123456789abcdef";
-  for (int shift = (digits - 1) * 4; shift >= 0; shift -= 4) out += kHex[(value >> shift) & 15];
-}
-
 }  // namespace
 
 std::string SafeForOutput(std::string_view s) {
@@ -125,11 +168,10 @@ std::string SafeForOutput(std::string_view s) {
       continue;
     }
     if (cp < 0x20 || cp == 0x7f) {
-      out += "\\x";
-      AppendHex(out, cp, 2);
+      out += "\\x" + Hex(std::string(1, static_cast<char>(cp)));
     } else if (NeedsUnicodeEscape(cp)) {
-      out += "\\u";
-      AppendHex(out, cp, 4);
+      // Every code point escaped here is below U+10000: two bytes' worth.
+      out += "\\u" + Hex(std::string{static_cast<char>(cp >> 8), static_cast<char>(cp & 0xff)});
     } else {
       out.append(s.substr(0, length));
     }

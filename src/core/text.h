@@ -1,6 +1,6 @@
-// Small text normalisations shared by the contact model and the formats that
-// read and write it; one copy, so the canonical form and the vCard writer can
-// never drift apart.
+// Small text helpers shared by every module (trimming, ASCII case, hex,
+// percent-encoding) and the normalisations of the contact model and the
+// formats; one copy of each, so that no two callers can drift apart.
 #pragma once
 
 #include <string>
@@ -9,12 +9,37 @@
 
 namespace roster::text {
 
-// Without surrounding whitespace (space, tab, CR, LF, FF, VT).
-std::string_view Trim(std::string_view s);
+// What Trim removes unless told otherwise: space, tab, CR, LF, FF, VT.
+inline constexpr std::string_view kWhitespace = " \t\r\n\f\v";
+
+// `s` without the characters of `chars` at both ends, at the start only, or
+// at the end only. A protocol with its own notion of whitespace (XML: space,
+// tab, CR, LF; HTTP: space and tab) passes that set.
+std::string_view Trim(std::string_view s, std::string_view chars = kWhitespace);
+std::string_view TrimLeft(std::string_view s, std::string_view chars = kWhitespace);
+std::string_view TrimRight(std::string_view s, std::string_view chars = kWhitespace);
+
+// ASCII letters only: full Unicode case folding would need ICU, and what is
+// compared without case (protocol names, e-mail addresses, types) is ASCII.
 std::string AsciiLower(std::string_view s);
 std::string AsciiUpper(std::string_view s);
 bool EqualsNoCase(std::string_view a, std::string_view b);
 bool StartsWithNoCase(std::string_view s, std::string_view prefix);
+
+enum class HexCase { kLower, kUpper };
+// Two hex digits per byte, high nibble first: "\x0f\xa0" -> "0fa0" ("0FA0").
+std::string Hex(std::string_view bytes, HexCase letters = HexCase::kLower);
+// The value of one hex digit of either case, or -1 when `c` is none.
+int HexDigitValue(char c);
+
+// RFC 3986's unreserved characters (A-Z a-z 0-9 - . _ ~), which no part of a
+// URI ever needs to escape.
+bool IsUrlUnreserved(unsigned char c);
+// `s` with every byte for which `keep` is false written as "%XX" in
+// upper-case hex (RFC 3986 §2.1), the others as they are. The default keeps
+// only unreserved characters: right for one path segment or query value.
+std::string PercentEncode(std::string_view s, bool (*keep)(unsigned char) = IsUrlUnreserved);
+
 // Trimmed, with CRLF and CR turned into LF: vCard text can only carry LF.
 std::string NormalizeText(std::string_view s);
 // "tel:" is vCard 4.0's URI spelling of a number; any number of them go.

@@ -7,6 +7,80 @@
 namespace roster::text {
 namespace {
 
+TEST(TrimTest, WhitespaceByDefault) {
+  EXPECT_EQ(Trim(" \t\r\n\f\vx y\v\f\n\r\t "), "x y");
+  EXPECT_EQ(Trim(""), "");
+  EXPECT_EQ(Trim(" \t\r\n\f\v"), "");
+  EXPECT_EQ(Trim("x"), "x");
+  EXPECT_EQ(TrimLeft("  x  "), "x  ");
+  EXPECT_EQ(TrimRight("  x  "), "  x");
+  EXPECT_EQ(TrimLeft("   "), "");
+  EXPECT_EQ(TrimRight("   "), "");
+}
+
+TEST(TrimTest, OnlyTheGivenCharacters) {
+  // XML's whitespace: a form feed is text there.
+  EXPECT_EQ(Trim("\f \t\r\nx\n\r\t \f", " \t\r\n"), "\f \t\r\nx\n\r\t \f");
+  EXPECT_EQ(Trim(" \t\r\nx\n\r\t ", " \t\r\n"), "x");
+  // An HTTP header value: optional whitespace before, the line end after.
+  EXPECT_EQ(TrimRight(TrimLeft(" \t v \t\r\n", " \t"), " \t\r\n"), "v");
+  EXPECT_EQ(TrimLeft("\r\n v", " \t"), "\r\n v");
+  EXPECT_EQ(Trim("xxaxx", "x"), "a");
+  EXPECT_EQ(Trim("abc", ""), "abc");
+}
+
+TEST(CaseTest, AsciiLettersOnly) {
+  EXPECT_EQ(AsciiLower("Ab-Z\xc3\x89@"), "ab-z\xc3\x89@");
+  EXPECT_EQ(AsciiUpper("aB-z\xc3\xa9@"), "AB-Z\xc3\xa9@");
+  EXPECT_TRUE(EqualsNoCase("Content-Type", "content-TYPE"));
+  EXPECT_FALSE(EqualsNoCase("abc", "abd"));
+  EXPECT_FALSE(EqualsNoCase("abc", "ab"));
+  EXPECT_FALSE(EqualsNoCase("\xc3\x89", "\xc3\xa9"));  // not Unicode folding
+  EXPECT_TRUE(EqualsNoCase("", ""));
+  EXPECT_TRUE(StartsWithNoCase("TEL:+1", "tel:"));
+  EXPECT_FALSE(StartsWithNoCase("te", "tel:"));
+}
+
+TEST(HexTest, TwoDigitsPerByte) {
+  EXPECT_EQ(Hex(""), "");
+  EXPECT_EQ(Hex(std::string("\x00\x0f\xf0\xff\x7f\x80", 6)), "000ff0ff7f80");
+  EXPECT_EQ(Hex("\xab\xcd", HexCase::kUpper), "ABCD");
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  const std::string hex = Hex(all);
+  ASSERT_EQ(hex.size(), 512u);
+  for (int i = 0; i < 256; ++i) {
+    EXPECT_EQ(HexDigitValue(hex[2 * i]) * 16 + HexDigitValue(hex[2 * i + 1]), i);
+  }
+}
+
+TEST(HexTest, DigitValues) {
+  EXPECT_EQ(HexDigitValue('0'), 0);
+  EXPECT_EQ(HexDigitValue('9'), 9);
+  EXPECT_EQ(HexDigitValue('a'), 10);
+  EXPECT_EQ(HexDigitValue('F'), 15);
+  for (char c : std::string("gG/:@`\0 %", 9)) EXPECT_EQ(HexDigitValue(c), -1) << c;
+}
+
+TEST(PercentEncodeTest, KeepsUnreservedByDefault) {
+  std::string ascii;
+  for (char c = 0x20; c < 0x7f; ++c) ascii += c;
+  EXPECT_EQ(PercentEncode(ascii),
+            "%20%21%22%23%24%25%26%27%28%29%2A%2B%2C-.%2F0123456789%3A%3B%3C%3D%3E%3F%40"
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ%5B%5C%5D%5E_%60abcdefghijklmnopqrstuvwxyz%7B%7C%7D~");
+  EXPECT_EQ(PercentEncode(std::string("\x00\x7f\x80\xc3\xa9\xff", 6)), "%00%7F%80%C3%A9%FF");
+  EXPECT_EQ(PercentEncode(""), "");
+}
+
+TEST(PercentEncodeTest, KeepsWhatTheCallerSays) {
+  // SQLite's URI filenames: only '%', '?' and '#' would be misread.
+  const auto sqlite_keep = [](unsigned char c) { return c != '%' && c != '?' && c != '#'; };
+  EXPECT_EQ(PercentEncode("/tmp/a b%41?x=1#f\xc3\xa9", sqlite_keep),
+            "/tmp/a b%2541%3Fx=1%23f\xc3\xa9");
+  const auto keep_nothing = [](unsigned char) { return false; };
+  EXPECT_EQ(PercentEncode("a/", keep_nothing), "%61%2F");
+}
+
 TEST(SafeForOutputTest, KeepsValidTextAsItIs) {
   EXPECT_EQ(SafeForOutput(""), "");
   EXPECT_EQ(SafeForOutput("PROPFIND http://h/alice/: HTTP 404"),
