@@ -61,13 +61,6 @@ std::string Hex(std::string_view bytes, HexCase letters) {
   return out;
 }
 
-int HexDigitValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool IsUrlUnreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '.' || c == '_' || c == '~';
@@ -85,6 +78,21 @@ std::string PercentEncode(std::string_view s, bool (*keep)(unsigned char)) {
     }
   }
   return out;
+}
+
+namespace {
+int HexDigitValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+int PercentEscapeAt(std::string_view s, size_t i) {
+  if (i >= s.size() || s.size() - i < 3 || s[i] != '%') return -1;
+  const int high = HexDigitValue(s[i + 1]), low = HexDigitValue(s[i + 2]);
+  return high < 0 || low < 0 ? -1 : high * 16 + low;
 }
 
 std::string NormalizeText(std::string_view s) {

@@ -29,8 +29,6 @@ bool StartsWithNoCase(std::string_view s, std::string_view prefix);
 enum class HexCase { kLower, kUpper };
 // Two hex digits per byte, high nibble first: "\x0f\xa0" -> "0fa0" ("0FA0").
 std::string Hex(std::string_view bytes, HexCase letters = HexCase::kLower);
-// The value of one hex digit of either case, or -1 when `c` is none.
-int HexDigitValue(char c);
 
 // RFC 3986's unreserved characters (A-Z a-z 0-9 - . _ ~), which no part of a
 // URI ever needs to escape.
@@ -39,6 +37,9 @@ bool IsUrlUnreserved(unsigned char c);
 // upper-case hex (RFC 3986 §2.1), the others as they are. The default keeps
 // only unreserved characters: right for one path segment or query value.
 std::string PercentEncode(std::string_view s, bool (*keep)(unsigned char) = IsUrlUnreserved);
+// The byte (0-255) of the escape "%XX" (hex digits of either case) at s[i],
+// or -1 when none starts there.
+int PercentEscapeAt(std::string_view s, size_t i);
 
 // Trimmed, with CRLF and CR turned into LF: vCard text can only carry LF.
 std::string NormalizeText(std::string_view s);

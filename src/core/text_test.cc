@@ -50,16 +50,25 @@ TEST(HexTest, TwoDigitsPerByte) {
   const std::string hex = Hex(all);
   ASSERT_EQ(hex.size(), 512u);
   for (int i = 0; i < 256; ++i) {
-    EXPECT_EQ(HexDigitValue(hex[2 * i]) * 16 + HexDigitValue(hex[2 * i + 1]), i);
+    EXPECT_EQ(PercentEscapeAt("%" + hex.substr(2 * i, 2), 0), i);
   }
 }
 
-TEST(HexTest, DigitValues) {
-  EXPECT_EQ(HexDigitValue('0'), 0);
-  EXPECT_EQ(HexDigitValue('9'), 9);
-  EXPECT_EQ(HexDigitValue('a'), 10);
-  EXPECT_EQ(HexDigitValue('F'), 15);
-  for (char c : std::string("gG/:@`\0 %", 9)) EXPECT_EQ(HexDigitValue(c), -1) << c;
+TEST(PercentEscapeAtTest, OnlyACompleteEscape) {
+  EXPECT_EQ(PercentEscapeAt("%41", 0), 0x41);
+  EXPECT_EQ(PercentEscapeAt("a%c3%A9", 1), 0xc3);
+  EXPECT_EQ(PercentEscapeAt("a%c3%A9", 4), 0xa9);
+  EXPECT_EQ(PercentEscapeAt("%fF", 0), 0xff);
+  EXPECT_EQ(PercentEscapeAt("%00", 0), 0);
+  EXPECT_EQ(PercentEscapeAt("%41", 1), -1);  // not at a '%'
+  EXPECT_EQ(PercentEscapeAt("%4", 0), -1);   // truncated
+  EXPECT_EQ(PercentEscapeAt("%", 0), -1);
+  EXPECT_EQ(PercentEscapeAt("", 0), -1);
+  EXPECT_EQ(PercentEscapeAt("%41", 7), -1);  // past the end
+  for (char c : std::string("gG/:@`\0 %", 9)) {
+    EXPECT_EQ(PercentEscapeAt(std::string("%") + c + "0", 0), -1) << c;
+    EXPECT_EQ(PercentEscapeAt(std::string("%0") + c, 0), -1) << c;
+  }
 }
 
 TEST(PercentEncodeTest, KeepsUnreservedByDefault) {
