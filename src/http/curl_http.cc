@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include "core/text.h"
 #include "http/http.h"
 
 namespace roster {
@@ -18,15 +19,6 @@ void GlobalInitOnce() {
   // curl_global_init is not thread-safe itself; call_once makes it so.
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-std::string Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return std::string(s);
 }
 
 // "scheme://authority/" of a URL, for messages about the server as a whole.
@@ -99,11 +91,12 @@ class CurlHttpClient : public HttpClient {
     }
     size_t colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) return bytes;
-    std::string name(line.substr(0, colon));
-    for (char& c : name) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
-    transfer->response->headers.emplace_back(std::move(name), Trim(line.substr(colon + 1)));
+    // The value without optional whitespace before it (RFC 9110 §5.6.3) and
+    // without that and the line end after it.
+    const std::string_view value =
+        text::TrimRight(text::TrimLeft(line.substr(colon + 1), " \t"), " \t\r\n");
+    transfer->response->headers.emplace_back(text::AsciiLower(line.substr(0, colon)),
+                                             std::string(value));
     return bytes;
   }
 

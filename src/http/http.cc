@@ -9,18 +9,10 @@
 #include <string>
 #include <string_view>
 
+#include "core/text.h"
+
 namespace roster {
 namespace {
-
-char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (LowerAscii(a[i]) != LowerAscii(b[i])) return false;
-  }
-  return true;
-}
 
 const char* ReasonPhrase(int status) {
   switch (status) {
@@ -95,14 +87,9 @@ std::chrono::milliseconds ParseRetryAfter(const std::string& value) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(delta);
 }
 
-bool IsUnreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
 // Characters a path segment may carry unencoded (RFC 3986 pchar minus '%').
 bool IsPathChar(unsigned char c) {
-  if (IsUnreserved(c)) return true;
+  if (text::IsUrlUnreserved(c)) return true;
   switch (c) {
     case '!':
     case '$':
@@ -123,19 +110,7 @@ bool IsPathChar(unsigned char c) {
   }
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-void AppendEncoded(std::string& out, unsigned char c) {
-  static const char kHex[] = "0123456789ABCDEF";
-  out += '%';
-  out += kHex[c >> 4];
-  out += kHex[c & 15];
-}
+bool IsPathCharOrSlash(unsigned char c) { return c == '/' || IsPathChar(c); }
 
 // One canonical spelling for a path: servers differ in what they escape
 // ("%40" or "@", "%2c" or ","), and hrefs must compare equal whichever way a
@@ -145,21 +120,12 @@ std::string CanonicalPath(std::string_view path) {
   std::string out;
   out.reserve(path.size());
   for (size_t i = 0; i < path.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(path[i]);
-    if (c == '%' && i + 2 < path.size() && HexValue(path[i + 1]) >= 0 &&
-        HexValue(path[i + 2]) >= 0) {
-      unsigned char decoded =
-          static_cast<unsigned char>(HexValue(path[i + 1]) * 16 + HexValue(path[i + 2]));
-      if (IsPathChar(decoded)) {
-        out += static_cast<char>(decoded);
-      } else {
-        AppendEncoded(out, decoded);
-      }
+    if (const int escaped = text::PercentEscapeAt(path, i); escaped >= 0) {
+      const char decoded = static_cast<char>(escaped);
+      out += text::PercentEncode(std::string_view(&decoded, 1), IsPathChar);
       i += 2;
-    } else if (c == '/' || IsPathChar(c)) {
-      out += static_cast<char>(c);
     } else {
-      AppendEncoded(out, c);
+      out += text::PercentEncode(path.substr(i, 1), IsPathCharOrSlash);
     }
   }
   return out;
@@ -209,8 +175,7 @@ bool SplitAbsolute(std::string_view url, UrlParts* parts) {
               (i > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
     if (!ok) return false;
   }
-  parts->scheme = std::string(url.substr(0, colon));
-  for (char& c : parts->scheme) c = LowerAscii(c);
+  parts->scheme = text::AsciiLower(url.substr(0, colon));
   std::string_view after = url.substr(colon + 3);
   size_t end = after.find_first_of("/?#");
   if (end == std::string_view::npos) end = after.size();
@@ -236,7 +201,7 @@ std::string Join(const UrlParts& parts) {
 
 std::string HttpResponse::Header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
-    if (EqualsIgnoreCase(key, name)) return value;
+    if (text::EqualsNoCase(key, name)) return value;
   }
   return "";
 }
@@ -341,7 +306,7 @@ std::string CanonicalOrigin(std::string_view url) {
   while (port.size() > 1 && port.front() == '0') port.remove_prefix(1);
   if (port.size() > 5) return "";
   std::string out = parts.scheme + "://";
-  for (char c : host) out += LowerAscii(c);
+  out += text::AsciiLower(host);
   out += ':';
   if (!port.empty()) {
     out += port;
