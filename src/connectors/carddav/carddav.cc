@@ -14,6 +14,7 @@
 
 #include "connectors/carddav/webdav.h"
 #include "core/hash.h"
+#include "core/text.h"
 #include "formats/vcard.h"
 
 namespace roster {
@@ -45,20 +46,6 @@ std::string WithSlash(std::string url) {
   return url;
 }
 
-std::string Lower(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return s;
-}
-
-std::string Trimmed(const std::string& s) {
-  size_t begin = s.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) return "";
-  size_t end = s.find_last_not_of(" \t\r\n");
-  return s.substr(begin, end - begin + 1);
-}
-
 bool SupportsSync(const DavResponse& response) {
   const webdav::DavProp* reports = response.Find(kDav, "supported-report-set");
   return reports != nullptr && reports->elements.count(Clark(kDav, "sync-collection")) > 0;
@@ -74,8 +61,9 @@ std::string LastSegment(const std::string& path) {
 bool IsCardMember(const std::string& path, const DavResponse& response) {
   if (path.empty() || path.back() == '/' || response.IsCollection()) return false;
   const webdav::DavProp* type = response.Find(kDav, "getcontenttype");
-  if (type == nullptr || Trimmed(type->text).empty()) return true;
-  return Lower(type->text).find("vcard") != std::string::npos || Lower(path).ends_with(".vcf");
+  if (type == nullptr || webdav::TrimXmlSpace(type->text).empty()) return true;
+  return text::AsciiLower(type->text).find("vcard") != std::string::npos ||
+         text::AsciiLower(path).ends_with(".vcf");
 }
 
 // Bounds the requests in flight over all of a target's pools.
@@ -377,7 +365,7 @@ std::string CardDavCollection::Etag(const DavResponse& r) {
   const webdav::DavProp* etag = r.Find(kDav, "getetag");
   if (etag == nullptr) return "";
   std::string safe = webdav::SafeServerValue(etag->text, webdav::kMaxEtagBytes);
-  if (safe.empty() && !Trimmed(etag->text).empty()) ++bad_etags_;
+  if (safe.empty() && !webdav::TrimXmlSpace(etag->text).empty()) ++bad_etags_;
   return safe;
 }
 
@@ -818,7 +806,7 @@ Result<std::unique_ptr<Collection>> CardDavTarget::Discover(const CollectionSpec
                             std::move(warnings));
     }
     const webdav::DavProp* name = r.Find(kDav, "displayname");
-    if (name != nullptr && Trimmed(name->text) == spec.display_name &&
+    if (name != nullptr && webdav::TrimXmlSpace(name->text) == spec.display_name &&
         (by_name == nullptr || path < by_name_path)) {
       by_name = &r;
       by_name_path = path;

@@ -23,6 +23,7 @@
 
 #include "connectors/carddav/webdav.h"
 #include "core/hash.h"
+#include "core/text.h"
 
 extern char** environ;
 
@@ -1187,9 +1188,7 @@ Contact Person(const std::string& given, const std::string& family) {
   c.given_name = given;
   c.family_name = family;
   c.formatted_name = given + " " + family;
-  std::string local = given;
-  for (char& ch : local) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
-  c.emails.push_back({local + "@example.com", {"work"}, false});
+  c.emails.push_back({text::AsciiLower(given) + "@example.com", {"work"}, false});
   return c;
 }
 

@@ -9,6 +9,8 @@
 #include <new>
 #include <pugixml.hpp>
 
+#include "core/text.h"
+
 namespace roster::webdav {
 namespace {
 
@@ -43,18 +45,6 @@ class XmlAllowance {
   XmlAllowance(const XmlAllowance&) = delete;
   XmlAllowance& operator=(const XmlAllowance&) = delete;
 };
-
-std::string_view TrimWs(std::string_view s) {
-  while (!s.empty() &&
-         (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
 
 // The namespace URI bound to `prefix` at `node` (empty prefix: the default).
 std::string_view LookupNamespace(pugi::xml_node node, std::string_view prefix) {
@@ -106,7 +96,7 @@ std::string DirectText(pugi::xml_node node) {
 
 // "HTTP/1.1 404 Not Found" -> 404; 0 when unreadable.
 int ParseStatusLine(std::string_view line) {
-  line = TrimWs(line);
+  line = TrimXmlSpace(line);
   size_t space = line.find(' ');
   if (space == std::string_view::npos) return 0;
   std::string_view rest = line.substr(space + 1);
@@ -127,7 +117,7 @@ bool Collect(pugi::xml_node node, int depth, DavProp* prop) {
     Name name = Resolve(child);
     prop->elements.insert(Clark(name.ns, name.local));
     if (name.ns == kDav && name.local == "href") {
-      prop->hrefs.emplace_back(TrimWs(DirectText(child)));
+      prop->hrefs.emplace_back(TrimXmlSpace(DirectText(child)));
     }
     if (!Collect(child, depth + 1, prop)) return false;
   }
@@ -146,7 +136,7 @@ Result<Multistatus> ParseDocument(const pugi::xml_document& doc, const std::stri
   Multistatus result;
   for (pugi::xml_node node : root.children()) {
     if (Is(node, kDav, "sync-token")) {
-      result.sync_token = std::string(TrimWs(DirectText(node)));
+      result.sync_token = std::string(TrimXmlSpace(DirectText(node)));
       continue;
     }
     if (!Is(node, kDav, "response")) continue;
@@ -156,7 +146,7 @@ Result<Multistatus> ParseDocument(const pugi::xml_document& doc, const std::stri
                                                     ")");
     }
     DavResponse response;
-    response.href = std::string(TrimWs(DirectText(Child(node, kDav, "href"))));
+    response.href = std::string(TrimXmlSpace(DirectText(Child(node, kDav, "href"))));
     if (response.href.empty()) return Malformed(context, "a DAV:response without DAV:href");
     if (pugi::xml_node status = Child(node, kDav, "status")) {
       response.status = ParseStatusLine(DirectText(status));
@@ -240,6 +230,8 @@ Result<Multistatus> ParseMultistatus(std::string_view xml, const std::string& co
   }
 }
 
+std::string_view TrimXmlSpace(std::string_view s) { return text::Trim(s, " \t\r\n"); }
+
 std::string XmlEscape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -267,38 +259,16 @@ std::string XmlEscape(std::string_view text) {
   return out;
 }
 
-std::string EncodeSegment(std::string_view text) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char ch : text) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out += ch;
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
+std::string EncodeSegment(std::string_view segment) { return text::PercentEncode(segment); }
 
-std::string DecodePercent(std::string_view text) {
-  auto hex = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
+std::string DecodePercent(std::string_view encoded) {
   std::string out;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+  for (size_t i = 0; i < encoded.size(); ++i) {
+    if (const int escaped = text::PercentEscapeAt(encoded, i); escaped >= 0) {
+      out += static_cast<char>(escaped);
       i += 2;
     } else {
-      out += text[i];
+      out += encoded[i];
     }
   }
   return out;
@@ -322,7 +292,7 @@ std::string UrlPath(const std::string& base, const std::string& href) {
 
 Href ResolveHref(const std::string& base, std::string_view href) {
   Href out;
-  std::string absolute = ResolveUrl(base, std::string(TrimWs(href)));
+  std::string absolute = ResolveUrl(base, std::string(TrimXmlSpace(href)));
   std::string origin = UrlOrigin(absolute);
   out.path = absolute.substr(origin.size());
   if (size_t query = out.path.find_first_of("?#"); query != std::string::npos) {
@@ -348,7 +318,7 @@ bool IsDirectMember(std::string_view collection, std::string_view path) {
 }
 
 std::string SafeServerValue(std::string_view value, size_t max_bytes) {
-  std::string_view trimmed = TrimWs(value);
+  std::string_view trimmed = TrimXmlSpace(value);
   return IsSafeHeaderValue(trimmed, max_bytes) ? std::string(trimmed) : std::string();
 }
 

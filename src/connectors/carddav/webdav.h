@@ -61,6 +61,10 @@ inline constexpr size_t kMaxTokenBytes = 4096;
 // Never throws; malformed or oversized input is kInvalidData.
 Result<Multistatus> ParseMultistatus(std::string_view xml, const std::string& context);
 
+// `s` without XML's whitespace (XML 1.0 §2.3: space, tab, CR, LF) around it,
+// which a server may put around an element's text; a form feed is text.
+std::string_view TrimXmlSpace(std::string_view s);
+
 // Escapes text for an XML element body or attribute.
 std::string XmlEscape(std::string_view text);
 
