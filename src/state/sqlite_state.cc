@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "core/failpoint.h"
+#include "core/text.h"
 #include "migrations.h"
 #include "state/state.h"
 
@@ -626,16 +627,11 @@ Result<std::unique_ptr<StateStore>> OpenSqliteStateStoreForReading(const std::st
   // A -wal (a sync running, or one that crashed) must be read with it.
   struct stat wal {};
   const bool has_wal = stat((path + "-wal").c_str(), &wal) == 0;
-  std::string uri = "file:";
-  for (char c : path) {
-    if (c == '%' || c == '?' || c == '#') {
-      char hex[4];
-      std::snprintf(hex, sizeof hex, "%%%02X", static_cast<unsigned char>(c));
-      uri += hex;
-    } else {
-      uri.push_back(c);
-    }
-  }
+  // In a URI filename SQLite reads '%' as an escape and '?' and '#' as the
+  // start of the query and fragment; every other byte may stand as it is.
+  std::string uri = "file:" + text::PercentEncode(path, [](unsigned char c) {
+                      return c != '%' && c != '?' && c != '#';
+                    });
   uri += has_wal ? "?mode=ro" : "?immutable=1";
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(uri.c_str(), &db,
