@@ -123,16 +123,6 @@ bool IsMultiValuedField(std::string_view field) {
 
 bool IsActiveDirectory(std::string_view schema) { return EqualsNoCase(schema, "ad"); }
 
-// Writes the 16 bytes' hex digits in the order of `order`.
-void AppendHex(std::string& out, std::string_view bytes, std::initializer_list<int> order) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i : order) {
-    const auto b = static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0xf]);
-  }
-}
-
 // A value of labeledURI is "URI [label]": the URI is all a contact wants.
 std::string_view UriOfLabeledUri(std::string_view value) {
   value = Trim(value);
@@ -261,18 +251,13 @@ Result<LdapMapping> ResolveLdapMapping(std::string_view schema, const std::strin
 
 std::string FormatGuid(std::string_view bytes) {
   if (bytes.size() != 16) return {};
-  std::string out;
-  out.reserve(36);
-  AppendHex(out, bytes, {3, 2, 1, 0});
-  out.push_back('-');
-  AppendHex(out, bytes, {5, 4});
-  out.push_back('-');
-  AppendHex(out, bytes, {7, 6});
-  out.push_back('-');
-  AppendHex(out, bytes, {8, 9});
-  out.push_back('-');
-  AppendHex(out, bytes, {10, 11, 12, 13, 14, 15});
-  return out;
+  // The first three groups are little-endian numbers; the last eight bytes
+  // are written in the order they come.
+  std::string ordered;
+  for (size_t i : {3, 2, 1, 0, 5, 4, 7, 6}) ordered += bytes[i];
+  const std::string hex = text::Hex(ordered + std::string(bytes.substr(8)));
+  return hex.substr(0, 8) + '-' + hex.substr(8, 4) + '-' + hex.substr(12, 4) + '-' +
+         hex.substr(16, 4) + '-' + hex.substr(20);
 }
 
 std::string RepairUtf8(std::string_view text, bool* repaired) {
