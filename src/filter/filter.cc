@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/text.h"
+
 namespace roster {
 
 struct Filter::Node {
@@ -43,15 +45,10 @@ constexpr int kMaxDepth = 64;
 constexpr size_t kMaxRegexBytes = 1000;
 constexpr unsigned long kMaxRegexExpandedSize = 20000;
 
-// ASCII only: full Unicode case folding would need ICU, and the values we filter
-// on (departments, domains, flags) are overwhelmingly ASCII.
-char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string LowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = LowerAscii(c);
-  return out;
-}
+// Case is compared in ASCII only (text::AsciiLower): full Unicode case
+// folding would need ICU, and the values we filter on (departments, domains,
+// flags) are overwhelmingly ASCII.
+using text::AsciiLower;
 
 bool IsIdentStart(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
 
@@ -280,7 +277,7 @@ class Parser {
   }
 
   bool PeekKeyword(std::string_view keyword) const {
-    return Peek().kind == TokenKind::kWord && LowerAscii(Peek().text) == keyword;
+    return Peek().kind == TokenKind::kWord && AsciiLower(Peek().text) == keyword;
   }
 
   Result<Node> ParseOr() { return ParseList("or", Node::Kind::kOr); }
@@ -346,7 +343,7 @@ class Parser {
       default:
         return Fail(t, "expected a field name");
     }
-    const std::string lower = LowerAscii(t.text);
+    const std::string lower = AsciiLower(t.text);
     if (lower == "has") return ParseHas(t);
     if (lower == "bit") return ParseBit(t);
     if (IsKeyword(lower)) return Fail(t, "expected a field name, not the keyword '" + lower + "'");
@@ -358,7 +355,7 @@ class Parser {
     Take();
     const Token& field = Take();
     if (field.kind == TokenKind::kError) return Fail(field, field.text);
-    if (field.kind != TokenKind::kWord || IsKeyword(LowerAscii(field.text))) {
+    if (field.kind != TokenKind::kWord || IsKeyword(AsciiLower(field.text))) {
       return Fail(field, "expected a field name after 'has('");
     }
     const Token& close = Take();
@@ -379,7 +376,7 @@ class Parser {
     Take();
     const Token& field = Take();
     if (field.kind == TokenKind::kError) return Fail(field, field.text);
-    if (field.kind != TokenKind::kWord || IsKeyword(LowerAscii(field.text))) {
+    if (field.kind != TokenKind::kWord || IsKeyword(AsciiLower(field.text))) {
       return Fail(field, "expected a field name after 'bit('");
     }
     const Token& comma = Take();
@@ -435,7 +432,7 @@ class Parser {
         return Fail(op, "unknown operator '" + op.text + "'");
       }
     } else if (op.kind == TokenKind::kWord) {
-      op_name = LowerAscii(op.text);
+      op_name = AsciiLower(op.text);
       if (op_name == "contains") {
         node.op = Node::Op::kContains;
       } else if (op_name == "startswith") {
@@ -461,7 +458,7 @@ class Parser {
     if (node.op == Node::Op::kMatches || node.op == Node::Op::kNotMatches) {
       ROSTER_RETURN_IF_ERROR(CompileRegex(literal_token, literal, &node.regex));
     }
-    node.literals.push_back(LowerAscii(literal));
+    node.literals.push_back(AsciiLower(literal));
     return node;
   }
 
@@ -471,7 +468,7 @@ class Parser {
     for (;;) {
       ROSTER_ASSIGN_OR_RETURN(std::string literal,
                               ParseLiteral("expected a quoted string in the 'in' list"));
-      node->literals.push_back(LowerAscii(literal));
+      node->literals.push_back(AsciiLower(literal));
       const Token& t = Take();
       if (t.kind == TokenKind::kRParen) return {};
       if (t.kind == TokenKind::kError) return Fail(t, t.text);
@@ -562,9 +559,7 @@ bool Evaluate(const Node& node, const FieldLookup& lookup) {
     case Node::Kind::kBit:
       // A value that is not a whole number has no bits set.
       for (const std::string& value : lookup(node.field)) {
-        std::string_view v = value;
-        while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-        while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+        std::string_view v = text::Trim(value, " ");
         bool negative = !v.empty() && v.front() == '-';
         if (negative) v.remove_prefix(1);
         if (v.empty() || v.size() > 20) continue;
@@ -585,7 +580,7 @@ bool Evaluate(const Node& node, const FieldLookup& lookup) {
       const bool is_regex = node.op == Node::Op::kMatches || node.op == Node::Op::kNotMatches;
       bool any = false;
       for (const std::string& value : lookup(node.field)) {
-        if (ValueMatches(node, is_regex ? value : LowerAscii(value))) {
+        if (ValueMatches(node, is_regex ? value : AsciiLower(value))) {
           any = true;
           break;
         }

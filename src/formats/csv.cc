@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/text.h"
+
 namespace roster {
 namespace {
 
@@ -194,14 +196,6 @@ class CsvReader {
   size_t line_ = 1;
 };
 
-std::string TrimAsciiSpace(std::string_view s) {
-  constexpr std::string_view kSpace = " \t\r\n\v\f";
-  const size_t begin = s.find_first_not_of(kSpace);
-  if (begin == std::string_view::npos) return {};
-  const size_t end = s.find_last_not_of(kSpace);
-  return std::string(s.substr(begin, end - begin + 1));
-}
-
 }  // namespace
 
 int CsvTable::Column(std::string_view name) const {
@@ -227,7 +221,7 @@ Result<CsvTable> ParseCsv(std::string_view text, char delimiter) {
 
   std::unordered_map<std::string, size_t> seen;  // name -> 1-based column
   for (size_t i = 0; i < header_row.fields.size(); ++i) {
-    std::string name = TrimAsciiSpace(header_row.fields[i]);
+    std::string name(text::Trim(header_row.fields[i]));
     // An unnamed column could never be mapped, and is usually a stray trailing
     // delimiter that would shift every row's count.
     if (name.empty()) {
