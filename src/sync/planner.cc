@@ -4,6 +4,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "sync/guard.h"
 #include "sync/sync.h"
 
 namespace roster {
@@ -61,16 +62,13 @@ std::string DescribeAction(const Action& action) {
 
 namespace {
 
-// Blocks the plan when `count` of `total` managed items exceed `percent`.
+// Blocks the plan when the guard trips.
 bool TripGuard(Plan& plan, const char* name, const char* verb, int64_t count, int64_t total,
-               int percent, const char* key) {
-  if (count == 0 || total == 0 || count * 100 <= static_cast<int64_t>(percent) * total) {
-    return false;
-  }
+               int percent, const char* setting) {
+  auto trip = CheckGuard(name, setting, count, total, percent);
+  if (!trip) return false;
   plan.guard_name = name;
-  plan.guard = std::string("would ") + verb + " " + std::to_string(count) + " of " +
-               std::to_string(total) + " managed items (" + std::to_string(count * 100 / total) +
-               "%), more than " + key + " = " + std::to_string(percent);
+  plan.guard = std::string("would ") + verb + " " + trip->Share("managed items");
   return true;
 }
 

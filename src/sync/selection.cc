@@ -1,0 +1,213 @@
+#include "sync/selection.h"
+
+#include <algorithm>
+
+#include "core/hash.h"
+#include "core/text.h"
+
+namespace roster {
+
+std::vector<std::string> LookupField(const SourceRecord& record, std::string_view field) {
+  if (IsContactField(field)) return GetContactField(record.contact, field);
+  if (field == "phone") {  // any phone number, whatever its type
+    std::vector<std::string> out;
+    for (const TypedValue& p : record.contact.phones) out.push_back(p.value);
+    return out;
+  }
+  if (field == "any_email") {
+    std::vector<std::string> out;
+    for (const TypedValue& e : record.contact.emails) out.push_back(e.value);
+    return out;
+  }
+  auto it = record.attributes.find(std::string(field));
+  if (it != record.attributes.end()) return it->second;
+  return {};
+}
+
+std::string LowerEmail(std::string_view email) { return text::AsciiLower(text::Trim(email)); }
+
+std::vector<std::string> MatchHashes(const Contact& contact) {
+  std::vector<std::string> out;
+  for (const TypedValue& e : contact.emails) {
+    std::string lower = LowerEmail(e.value);
+    if (!lower.empty()) out.push_back(HashHex("roster-match\n" + lower).substr(0, 16));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::string JoinMatch(const std::vector<std::string>& match) {
+  std::string out;
+  for (const std::string& m : match) {
+    if (!out.empty()) out.push_back(',');
+    out += m;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitMatch(const std::string& joined) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < joined.size()) {
+    size_t comma = joined.find(',', start);
+    if (comma == std::string::npos) comma = joined.size();
+    if (comma > start) out.push_back(joined.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::vector<SourceRecord> MergeSources(const std::vector<SourcePeople>& sources,
+                                       std::unordered_map<std::string, std::string>* origin) {
+  std::vector<SourceRecord> people;
+  std::vector<std::vector<bool>> has_source;  // per person, per source index
+  std::unordered_map<std::string, size_t> by_email;
+  for (size_t si = 0; si < sources.size(); ++si) {
+    for (const SourceRecord& r : *sources[si].records) {
+      size_t found = people.size();
+      for (const TypedValue& e : r.contact.emails) {
+        auto it = by_email.find(LowerEmail(e.value));
+        if (it != by_email.end() && !has_source[it->second][si]) {
+          found = it->second;
+          break;
+        }
+      }
+      if (found == people.size()) {
+        SourceRecord p = r;
+        p.key = sources[si].name + ":" + r.key;
+        people.push_back(std::move(p));
+        has_source.emplace_back(sources.size(), false);
+      } else {
+        SourceRecord& p = people[found];
+        for (std::string_view field : ContactFieldNames()) {
+          if (!GetContactField(p.contact, field).empty()) continue;
+          for (const std::string& v : GetContactField(r.contact, field)) {
+            SetContactField(p.contact, field, v);
+          }
+        }
+        if (!p.contact.photo && r.contact.photo) p.contact.photo = r.contact.photo;
+        for (const auto& [name, values] : r.attributes) p.attributes.emplace(name, values);
+      }
+      has_source[found][si] = true;
+      (*origin)[sources[si].name + std::string(1, '\0') + r.key] = people[found].key;
+      for (const TypedValue& e : r.contact.emails) {
+        by_email.emplace(LowerEmail(e.value), found);
+      }
+    }
+  }
+  return people;
+}
+
+Status RuleSelection::Load() const {
+  if (!loader) return {};
+  std::lock_guard lock(loader->mu);
+  if (!loader->done.load()) {
+    loader->status = loader->load();
+    loader->done.store(true);
+  }
+  return loader->status;
+}
+
+bool RuleSelection::Has(const std::string& key) const {
+  if (Loaded()) return by_key.count(key) > 0;
+  auto it =
+      std::lower_bound(previous.entries.begin(), previous.entries.end(), key,
+                       [](const SnapshotEntry& e, const std::string& k) { return e.key < k; });
+  return it != previous.entries.end() && it->key == key;
+}
+
+const DesiredItem* RuleSelection::Find(const std::string& key) const {
+  auto it = by_key.find(key);
+  return it == by_key.end() ? nullptr : it->second;
+}
+
+void RuleSelection::AdoptPeople(RuleSelection&& other) {
+  desired = std::move(other.desired);
+  by_key.clear();
+  for (const DesiredItem& d : desired) by_key.emplace(d.key, &d);
+  origin = std::move(other.origin);
+  by_email = std::move(other.by_email);
+  by_account = std::move(other.by_account);
+}
+
+Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<SourcePeople>& sources) {
+  RuleSelection in;
+  std::vector<SourceRecord> merged;
+  const std::vector<SourceRecord>* records = sources.front().records;
+  if (sources.size() > 1) {
+    merged = MergeSources(sources, &in.origin);
+    records = &merged;
+  } else {
+    for (const SourceRecord& r : *records) {
+      in.origin[sources.front().name + std::string(1, '\0') + r.key] = r.key;
+    }
+  }
+  // Field rules change what is written for the same source content: they are
+  // part of every desired item's hash, so that editing them rewrites (or
+  // re-merges) each item once.
+  const std::string policy = rule.fields.empty() ? std::string() : rule.fields.Fingerprint();
+  in.desired.reserve(records->size());
+  for (const SourceRecord& r : *records) {
+    if (!rule.filter.Matches([&](std::string_view f) { return LookupField(r, f); })) continue;
+    auto contact = std::make_shared<const Contact>(r.contact);
+    std::string hash = ContentHash(*contact);
+    if (!policy.empty()) hash = HashHex(hash + "\n" + policy);
+    in.desired.push_back(DesiredItem{r.key, std::move(hash), contact, MatchHashes(*contact)});
+    for (const char* account : kAccountAttributes) {
+      auto it = r.attributes.find(account);
+      if (it == r.attributes.end()) continue;
+      for (const std::string& v : it->second) {
+        // Two people with one account name: the smaller key, whatever the read order.
+        auto [at, fresh] = in.by_account.emplace(text::AsciiLower(v), r.key);
+        if (!fresh && r.key < at->second) at->second = r.key;
+      }
+    }
+  }
+  std::sort(in.desired.begin(), in.desired.end(),
+            [](const DesiredItem& a, const DesiredItem& b) { return a.key < b.key; });
+  for (size_t i = 1; i < in.desired.size(); ++i) {
+    if (in.desired[i].key == in.desired[i - 1].key) {
+      return MakeError(ErrorKind::kInvalidData,
+                       "rule " + rule.name + ": source " + sources.front().name +
+                           " has two people with the key \"" + in.desired[i].key + "\"");
+    }
+  }
+  for (const DesiredItem& d : in.desired) {
+    in.by_key.emplace(d.key, &d);
+    for (const TypedValue& e : d.contact->emails) in.by_email.emplace(LowerEmail(e.value), d.key);
+  }
+  in.fingerprint = SelectionFingerprint(in.desired);
+  return in;
+}
+
+std::string SelectionFingerprint(const std::vector<DesiredItem>& sorted) {
+  std::string material;
+  for (const DesiredItem& d : sorted) {
+    material += d.key;
+    material.push_back('\0');
+    material += d.hash;
+    material.push_back('\n');
+  }
+  return HashHex(material);
+}
+
+std::vector<std::string> DiffKeys(const std::vector<SnapshotEntry>& before,
+                                  const std::vector<DesiredItem>& now) {
+  std::vector<std::string> changed;
+  size_t i = 0, j = 0;
+  while (i < before.size() || j < now.size()) {
+    if (j == now.size() || (i < before.size() && before[i].key < now[j].key)) {
+      changed.push_back(before[i++].key);
+    } else if (i == before.size() || now[j].key < before[i].key) {
+      changed.push_back(now[j++].key);
+    } else {
+      if (before[i].hash != now[j].hash) changed.push_back(now[j].key);
+      ++i;
+      ++j;
+    }
+  }
+  return changed;
+}
+
+}  // namespace roster

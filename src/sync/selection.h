@@ -1,0 +1,101 @@
+// Selection: a rule's sources merged into one list of people, filtered, and
+// turned into the items every target user's collection should hold, with the
+// indexes the rest of the run asks (by key, by e-mail, by account name) and
+// the difference from the last sync's snapshot.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/connector.h"
+#include "state/state.h"
+#include "sync/rule.h"
+#include "sync/sync.h"
+
+namespace roster {
+
+// Attributes that name a person's account: a target user listed by account
+// name is recognised by them.
+inline constexpr const char* kAccountAttributes[] = {"uid", "sAMAccountName"};
+
+// A field of a record as filters see it: a contact field, "phone" (any
+// phone), "any_email", or a raw attribute.
+std::vector<std::string> LookupField(const SourceRecord& record, std::string_view field);
+
+// Trimmed, lower-cased: how e-mail addresses are compared everywhere.
+std::string LowerEmail(std::string_view email);
+
+// Hashes of a contact's e-mail addresses, sorted and unique: how a user's own
+// card for a person is recognised without keeping the addresses in the state.
+std::vector<std::string> MatchHashes(const Contact& contact);
+std::string JoinMatch(const std::vector<std::string>& match);
+std::vector<std::string> SplitMatch(const std::string& joined);
+
+// One source's people as a rule sees them.
+struct SourcePeople {
+  std::string name;
+  const std::vector<SourceRecord>* records = nullptr;
+};
+
+// Several sources into one list of people: records that share an e-mail
+// address are one person; for each field the first source (in priority
+// order) with a value wins. Keys become "source:key" of the first record.
+// `origin` maps "source NUL key" to the merged person's key.
+std::vector<SourceRecord> MergeSources(const std::vector<SourcePeople>& sources,
+                                       std::unordered_map<std::string, std::string>* origin);
+
+// The selected, mapped people of one rule, sorted by key.
+struct RuleSelection {
+  std::vector<DesiredItem> desired;
+  std::unordered_map<std::string_view, const DesiredItem*> by_key;
+  std::string fingerprint;
+  Snapshot previous;
+  std::vector<std::string> changed_keys;  // added, modified or removed since `previous`
+  // "source NUL key" -> the person's key in this rule (differs when merged).
+  std::unordered_map<std::string, std::string> origin;
+  // Lower-cased e-mail address -> key, to recognise a target user's own card.
+  std::unordered_map<std::string, std::string> by_email;
+  // Lower-cased account name (uid, sAMAccountName) -> key, likewise.
+  std::unordered_map<std::string, std::string> by_account;
+
+  // Set when the sources' versions matched the last snapshot's, so that the
+  // people were not read: `fingerprint` is the previous one, and the members
+  // above stay empty until a collection that changed on the server needs them.
+  struct Loader {
+    std::mutex mu;
+    std::atomic<bool> done{false};
+    Status status;
+    std::function<Status()> load;
+  };
+  std::shared_ptr<Loader> loader;
+
+  bool Loaded() const { return !loader || loader->done.load(); }
+  // Reads the people now if they were deferred; once, whatever the threads.
+  Status Load() const;
+  size_t Count() const { return Loaded() ? desired.size() : previous.entries.size(); }
+  bool Has(const std::string& key) const;
+  const DesiredItem* Find(const std::string& key) const;
+  // Takes over the people of `other` (a deferred read that finished).
+  void AdoptPeople(RuleSelection&& other);
+};
+
+// Selects and maps the people of `rule` from its sources' records (in the
+// rule's priority order). Fails when two people share a key.
+Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<SourcePeople>& sources);
+
+// The fingerprint of a selection (sorted by key): equal fingerprints mean the
+// same people with the same content.
+std::string SelectionFingerprint(const std::vector<DesiredItem>& sorted);
+
+// Keys whose desired state differs between the previous snapshot and now
+// (added, changed or gone), sorted.
+std::vector<std::string> DiffKeys(const std::vector<SnapshotEntry>& before,
+                                  const std::vector<DesiredItem>& now);
+
+}  // namespace roster
