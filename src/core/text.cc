@@ -1,6 +1,5 @@
 #include "core/text.h"
 
-#include <algorithm>
 #include <utility>
 
 namespace roster::text {
@@ -190,24 +189,25 @@ std::string SafeForOutput(std::string_view s) {
 
 std::vector<std::string> NormalizeTypes(const std::vector<std::string>& types, bool is_email,
                                         bool* preferred) {
-  std::vector<std::string> out;
-  for (const std::string& type : types) {
-    const std::string all = NormalizeText(type);
-    size_t start = 0;
-    while (start <= all.size()) {
-      size_t comma = all.find(',', start);
-      if (comma == std::string::npos) comma = all.size();
-      std::string t = AsciiLower(NormalizeText(std::string_view(all).substr(start, comma - start)));
-      start = comma + 1;
-      if (t.empty() || (is_email && t == "internet")) continue;
-      if (t == "pref") {
-        if (preferred != nullptr) *preferred = true;
-        continue;
-      }
-      if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(std::move(t));
+  TypeList list(is_email, preferred);
+  for (const std::string& type : types) list.Add(NormalizeText(type));
+  return std::move(list).Take();
+}
+
+void TypeList::Add(std::string_view list) {
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string_view::npos) comma = list.size();
+    std::string type = AsciiLower(Trim(list.substr(start, comma - start)));
+    start = comma + 1;
+    if (type.empty() || (is_email_ && type == "internet")) continue;
+    if (type == "pref") {
+      if (preferred_ != nullptr) *preferred_ = true;
+      continue;
     }
+    if (seen_.insert(type).second) types_.push_back(std::move(type));
   }
-  return out;
 }
 
 }  // namespace roster::text

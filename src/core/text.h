@@ -5,6 +5,8 @@
 
 #include <string>
 #include <string_view>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace roster::text {
@@ -64,5 +66,24 @@ std::string SafeForOutput(std::string_view s);
 // default) is dropped.
 std::vector<std::string> NormalizeTypes(const std::vector<std::string>& types, bool is_email,
                                         bool* preferred);
+
+// What NormalizeTypes does, one comma-separated list at a time, for a reader
+// that finds the lists one by one (vCard's TYPE parameters). Duplicates are
+// found with a set: a hostile list may hold many thousands of entries.
+class TypeList {
+ public:
+  // `preferred` may be null.
+  TypeList(bool is_email, bool* preferred) : is_email_(is_email), preferred_(preferred) {}
+  // Adds each entry of `list`, trimmed and lower-cased, unless it is empty,
+  // "pref", "internet" for e-mail, or already there.
+  void Add(std::string_view list);
+  std::vector<std::string> Take() && { return std::move(types_); }
+
+ private:
+  bool is_email_;
+  bool* preferred_;
+  std::vector<std::string> types_;
+  std::unordered_set<std::string> seen_;
+};
 
 }  // namespace roster::text

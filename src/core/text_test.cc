@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace roster::text {
 namespace {
@@ -88,6 +89,41 @@ TEST(PercentEncodeTest, KeepsWhatTheCallerSays) {
             "/tmp/a b%2541%3Fx=1%23f\xc3\xa9");
   const auto keep_nothing = [](unsigned char) { return false; };
   EXPECT_EQ(PercentEncode("a/", keep_nothing), "%61%2F");
+}
+
+TEST(NormalizeTypesTest, SplitsTrimsLowersAndDropsWhatSaysNothing) {
+  bool preferred = false;
+  EXPECT_EQ(
+      NormalizeTypes({" Work ,VOICE", "pref", "work", "", ",,", "Cell\r\n"}, false, &preferred),
+      (std::vector<std::string>{"work", "voice", "cell"}));
+  EXPECT_TRUE(preferred);
+  preferred = false;
+  EXPECT_EQ(NormalizeTypes({"INTERNET,home"}, true, &preferred), std::vector<std::string>{"home"});
+  EXPECT_FALSE(preferred);
+  EXPECT_EQ(NormalizeTypes({"internet"}, false, nullptr), std::vector<std::string>{"internet"});
+  EXPECT_EQ(NormalizeTypes({"a\rb"}, false, nullptr), std::vector<std::string>{"a\nb"});
+}
+
+TEST(TypeListTest, ListsAddUpWithoutDuplicates) {
+  bool preferred = false;
+  TypeList list(true, &preferred);
+  list.Add("WORK,internet");
+  list.Add(" home , work ,PREF");
+  list.Add("");
+  EXPECT_EQ(std::move(list).Take(), (std::vector<std::string>{"work", "home"}));
+  EXPECT_TRUE(preferred);
+  TypeList no_flag(false, nullptr);
+  no_flag.Add("pref,x\ry");  // a CR is kept: vCard parameter values are taken as read
+  EXPECT_EQ(std::move(no_flag).Take(), std::vector<std::string>{"x\ry"});
+}
+
+TEST(TypeListTest, ManyDistinctEntriesStayFast) {
+  std::string hostile;
+  for (int i = 0; i < 200000; ++i) hostile += "t" + std::to_string(i) + ",";
+  TypeList list(false, nullptr);
+  list.Add(hostile);
+  EXPECT_EQ(std::move(list).Take().size(), 200000u);
+  EXPECT_EQ(NormalizeTypes({hostile, hostile}, false, nullptr).size(), 200000u);
 }
 
 TEST(SafeForOutputTest, KeepsValidTextAsItIs) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <optional>
-#include <unordered_set>
 
 #include "core/hash.h"
 #include "core/text.h"
@@ -282,8 +281,7 @@ std::vector<std::string> Components(std::string_view v, size_t count) {
 // "TYPE=\"work,voice\"" and 2.1's bare "WORK". Preference arrives as TYPE=pref
 // (3.0) or PREF=1 (4.0).
 std::vector<std::string> Types(const Property& p, bool drop_internet, bool* preferred) {
-  std::vector<std::string> types;
-  std::unordered_set<std::string> seen;  // a set: a hostile TYPE list may be long
+  text::TypeList types(drop_internet, preferred);
   for (const Param& param : p.params) {
     if (param.name == "PREF") {
       const std::string_view v = param.values.empty() ? "" : Trim(param.values.front());
@@ -291,24 +289,10 @@ std::vector<std::string> Types(const Property& p, bool drop_internet, bool* pref
       continue;
     }
     if (param.name != "TYPE") continue;
-    for (const std::string& value : param.values) {
-      // Parameter values know no backslash escapes, so every comma splits.
-      size_t start = 0;
-      while (start <= value.size()) {
-        size_t comma = value.find(',', start);
-        if (comma == std::string::npos) comma = value.size();
-        std::string type = AsciiLower(Trim(std::string_view(value).substr(start, comma - start)));
-        start = comma + 1;
-        if (type.empty() || (drop_internet && type == "internet")) continue;
-        if (type == "pref") {
-          *preferred = true;
-          continue;
-        }
-        if (seen.insert(type).second) types.push_back(std::move(type));
-      }
-    }
+    // Parameter values know no backslash escapes, so every comma splits.
+    for (const std::string& value : param.values) types.Add(value);
   }
-  return types;
+  return std::move(types).Take();
 }
 
 // A photo as 3.0 embeds it (ENCODING=b;TYPE=JPEG), as 4.0 does (a data: URI),
