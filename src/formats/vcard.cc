@@ -339,137 +339,176 @@ std::optional<Photo> ParsePhoto(const Property& p, bool v4) {
   return photo;
 }
 
-// Fills a card from the properties between BEGIN and END. Properties the model
-// has no room for (a second FN, X-*, PRODID, REV, ...) go to `other`.
-ParsedVCard BuildCard(const std::vector<Property>& props) {
-  ParsedVCard card;
-  for (const Property& p : props) {
-    if (p.name == "VERSION") {
-      card.version = std::string(Trim(p.value));
-      break;
+// Fills a card from the properties between BEGIN and END, one property at a
+// time. Properties the model has no room for (a second FN, X-*, PRODID, REV,
+// ...) go to `other`.
+class CardBuilder {
+ public:
+  explicit CardBuilder(std::string version) : v4_(version == "4.0") {
+    card_.version = std::move(version);
+  }
+
+  void Add(const Property& p) {
+    Contact& c = card_.contact;
+    const std::string& n = p.name;
+    if (n == "VERSION") {
+      if (have_version_) KeepOther(p);
+      have_version_ = true;
+    } else if (n == "FN") {
+      SetOnce(p, c.formatted_name);
+    } else if (n == "N") {
+      AddName(p);
+    } else if (n == "NICKNAME") {
+      AddNickname(p);
+    } else if (n == "ORG") {
+      AddOrganization(p);
+    } else if (n == "TITLE") {
+      SetOnce(p, c.title);
+    } else if (n == "ROLE") {
+      SetOnce(p, c.role);
+    } else if (n == "X-MS-MANAGER") {
+      // Outlook's property; neither RFC has one for a manager.
+      SetOnce(p, c.manager);
+    } else if (n == "NOTE") {
+      SetOnce(p, c.note);
+    } else if (n == "BDAY") {
+      SetOnce(p, c.birthday);
+    } else if (n == "UID") {
+      SetOnce(p, card_.uid);
+    } else if (n == "EMAIL") {
+      AddTyped(p, c.emails, /*is_email=*/true, /*is_phone=*/false);
+    } else if (n == "TEL") {
+      AddTyped(p, c.phones, /*is_email=*/false, /*is_phone=*/true);
+    } else if (n == "URL") {
+      AddTyped(p, c.urls, /*is_email=*/false, /*is_phone=*/false);
+    } else if (n == "ADR") {
+      AddAddress(p);
+    } else if (n == "CATEGORIES") {
+      AddCategories(p);
+    } else if (n == "PHOTO") {
+      AddPhoto(p);
+    } else {
+      KeepOther(p);
     }
   }
-  const bool v4 = card.version == "4.0";
-  Contact& c = card.contact;
-  bool have_version = false, have_n = false, have_org = false;
 
-  auto keep_other = [&card](const Property& p) {
+  ParsedVCard Take() && { return std::move(card_); }
+
+ private:
+  void KeepOther(const Property& p) {
     VCardProperty other;
     other.group = p.group;
     other.name = p.name;
     for (const Param& param : p.params) other.params.emplace_back(param.name, param.values);
     other.value = UnescapeText(p.value);
-    card.other.push_back(std::move(other));
-  };
+    card_.other.push_back(std::move(other));
+  }
+
   // Single-valued fields take the first non-empty value.
-  auto set_once = [&](const Property& p, std::string& field) {
-    if (!Trim(field).empty()) return keep_other(p);
+  void SetOnce(const Property& p, std::string& field) {
+    if (!Trim(field).empty()) return KeepOther(p);
     field = UnescapeText(p.value);
-  };
-  auto add_typed = [&](const Property& p, std::vector<TypedValue>& list, bool is_email) {
+  }
+
+  void AddTyped(const Property& p, std::vector<TypedValue>& list, bool is_email, bool is_phone) {
     TypedValue tv;
     tv.value = UnescapeText(p.value);
-    if (&list == &c.phones) tv.value = StripTelScheme(tv.value);
+    if (is_phone) tv.value = StripTelScheme(tv.value);
     if (Trim(tv.value).empty()) return;
     tv.types = Types(p, is_email, &tv.preferred);
     list.push_back(std::move(tv));
-  };
+  }
 
-  for (const Property& p : props) {
-    const std::string& n = p.name;
-    if (n == "VERSION") {
-      if (have_version) keep_other(p);
-      have_version = true;
-    } else if (n == "FN") {
-      set_once(p, c.formatted_name);
-    } else if (n == "N") {
-      if (have_n) {
-        keep_other(p);
-        continue;
-      }
-      std::vector<std::string> parts = Components(p.value, 5);
-      // Like the single-valued fields, an empty N leaves room for a later one.
-      have_n = std::any_of(parts.begin(), parts.end(),
-                           [](const std::string& s) { return !Trim(s).empty(); });
-      c.family_name = std::move(parts[0]);
-      c.given_name = std::move(parts[1]);
-      c.additional_names = std::move(parts[2]);
-      c.honorific_prefix = std::move(parts[3]);
-      c.honorific_suffix = std::move(parts[4]);
-    } else if (n == "NICKNAME") {
-      // NICKNAME is a list; several properties make one longer list.
-      const std::string value = UnescapeText(p.value);
-      if (Trim(value).empty()) continue;
-      if (!Trim(c.nickname).empty()) c.nickname += ',';
-      c.nickname += value;
-    } else if (n == "ORG") {
-      if (have_org) {
-        keep_other(p);
-        continue;
-      }
-      const std::vector<std::string_view> units = SplitUnescaped(p.value, ';');
-      c.organization = UnescapeText(units[0]);
-      // The model has one department: deeper units join it.
-      c.department.clear();
-      for (size_t k = 1; k < units.size(); ++k) {
-        const std::string unit = UnescapeText(units[k]);
-        if (Trim(unit).empty()) continue;
-        if (!c.department.empty()) c.department += ", ";
-        c.department += Trim(unit);
-      }
-      have_org = !Trim(c.organization).empty() || !c.department.empty();
-    } else if (n == "TITLE") {
-      set_once(p, c.title);
-    } else if (n == "ROLE") {
-      set_once(p, c.role);
-    } else if (n == "X-MS-MANAGER") {
-      // Outlook's property; neither RFC has one for a manager.
-      set_once(p, c.manager);
-    } else if (n == "NOTE") {
-      set_once(p, c.note);
-    } else if (n == "BDAY") {
-      set_once(p, c.birthday);
-    } else if (n == "UID") {
-      set_once(p, card.uid);
-    } else if (n == "EMAIL") {
-      add_typed(p, c.emails, true);
-    } else if (n == "TEL") {
-      add_typed(p, c.phones, false);
-    } else if (n == "URL") {
-      add_typed(p, c.urls, false);
-    } else if (n == "ADR") {
-      std::vector<std::string> parts = Components(p.value, 7);
-      PostalAddress a;
-      bool preferred = false;  // the model keeps no preferred address
-      a.types = Types(p, false, &preferred);
-      a.po_box = std::move(parts[0]);
-      a.extended = std::move(parts[1]);
-      a.street = std::move(parts[2]);
-      a.locality = std::move(parts[3]);
-      a.region = std::move(parts[4]);
-      a.postal_code = std::move(parts[5]);
-      a.country = std::move(parts[6]);
-      c.addresses.push_back(std::move(a));
-    } else if (n == "CATEGORIES") {
-      for (std::string_view raw : SplitUnescaped(p.value, ',')) {
-        std::string category = UnescapeText(raw);
-        if (!Trim(category).empty()) c.categories.push_back(std::move(category));
-      }
-    } else if (n == "PHOTO") {
-      std::optional<Photo> photo;
-      if (!c.photo.has_value() || (c.photo->data.empty() && Trim(c.photo->uri).empty())) {
-        photo = ParsePhoto(p, v4);
-      }
-      if (photo.has_value()) {
-        c.photo = std::move(photo);
-      } else {
-        keep_other(p);  // a second photo, or one we cannot decode: keep it as read
-      }
-    } else {
-      keep_other(p);
+  void AddName(const Property& p) {
+    if (have_n_) return KeepOther(p);
+    Contact& c = card_.contact;
+    std::vector<std::string> parts = Components(p.value, 5);
+    // Like the single-valued fields, an empty N leaves room for a later one.
+    have_n_ = std::any_of(parts.begin(), parts.end(),
+                          [](const std::string& s) { return !Trim(s).empty(); });
+    c.family_name = std::move(parts[0]);
+    c.given_name = std::move(parts[1]);
+    c.additional_names = std::move(parts[2]);
+    c.honorific_prefix = std::move(parts[3]);
+    c.honorific_suffix = std::move(parts[4]);
+  }
+
+  // NICKNAME is a list; several properties make one longer list.
+  void AddNickname(const Property& p) {
+    std::string& nickname = card_.contact.nickname;
+    const std::string value = UnescapeText(p.value);
+    if (Trim(value).empty()) return;
+    if (!Trim(nickname).empty()) nickname += ',';
+    nickname += value;
+  }
+
+  void AddOrganization(const Property& p) {
+    if (have_org_) return KeepOther(p);
+    Contact& c = card_.contact;
+    const std::vector<std::string_view> units = SplitUnescaped(p.value, ';');
+    c.organization = UnescapeText(units[0]);
+    // The model has one department: deeper units join it.
+    c.department.clear();
+    for (size_t k = 1; k < units.size(); ++k) {
+      const std::string unit = UnescapeText(units[k]);
+      if (Trim(unit).empty()) continue;
+      if (!c.department.empty()) c.department += ", ";
+      c.department += Trim(unit);
+    }
+    have_org_ = !Trim(c.organization).empty() || !c.department.empty();
+  }
+
+  void AddAddress(const Property& p) {
+    std::vector<std::string> parts = Components(p.value, 7);
+    PostalAddress a;
+    bool preferred = false;  // the model keeps no preferred address
+    a.types = Types(p, false, &preferred);
+    a.po_box = std::move(parts[0]);
+    a.extended = std::move(parts[1]);
+    a.street = std::move(parts[2]);
+    a.locality = std::move(parts[3]);
+    a.region = std::move(parts[4]);
+    a.postal_code = std::move(parts[5]);
+    a.country = std::move(parts[6]);
+    card_.contact.addresses.push_back(std::move(a));
+  }
+
+  void AddCategories(const Property& p) {
+    for (std::string_view raw : SplitUnescaped(p.value, ',')) {
+      std::string category = UnescapeText(raw);
+      if (!Trim(category).empty()) card_.contact.categories.push_back(std::move(category));
     }
   }
-  return card;
+
+  void AddPhoto(const Property& p) {
+    std::optional<Photo>& current = card_.contact.photo;
+    std::optional<Photo> photo;
+    if (!current.has_value() || (current->data.empty() && Trim(current->uri).empty())) {
+      photo = ParsePhoto(p, v4_);
+    }
+    if (photo.has_value()) {
+      current = std::move(photo);
+    } else {
+      KeepOther(p);  // a second photo, or one we cannot decode: keep it as read
+    }
+  }
+
+  ParsedVCard card_;
+  const bool v4_;
+  bool have_version_ = false, have_n_ = false, have_org_ = false;
+};
+
+ParsedVCard BuildCard(const std::vector<Property>& props) {
+  std::string version;
+  for (const Property& p : props) {
+    if (p.name == "VERSION") {
+      version = std::string(Trim(p.value));
+      break;
+    }
+  }
+  CardBuilder builder(std::move(version));
+  for (const Property& p : props) builder.Add(p);
+  return std::move(builder).Take();
 }
 
 struct CardAt {
@@ -655,6 +694,102 @@ bool IsWritableExtraName(std::string_view name) {
   return std::find(std::begin(kOwn), std::end(kOwn), upper) == std::end(kOwn);
 }
 
+// N, which vCard 3.0 requires and 4.0 leaves out when there is nothing to say.
+void WriteName(std::string& out, const Contact& c, bool v4) {
+  const std::string n_parts[] = {c.family_name, c.given_name, c.additional_names,
+                                 c.honorific_prefix, c.honorific_suffix};
+  const bool has_n = std::any_of(std::begin(n_parts), std::end(n_parts),
+                                 [](const std::string& s) { return !Trim(s).empty(); });
+  if (!has_n && v4) return;
+  std::string n = "N:";
+  for (size_t k = 0; k < 5; ++k) {
+    if (k > 0) n += ';';
+    n += EscapeText(n_parts[k]);
+  }
+  AppendFolded(out, n);
+}
+
+// NICKNAME, ORG, TITLE, ROLE and X-MS-MANAGER, each when it has text.
+void WriteWorkFields(std::string& out, const Contact& c) {
+  if (!Trim(c.nickname).empty()) {
+    AppendFolded(out, "NICKNAME:" + EscapeText(c.nickname, /*commas=*/false));
+  }
+  if (!Trim(c.organization).empty() || !Trim(c.department).empty()) {
+    std::string org = "ORG:" + EscapeText(c.organization);
+    if (!Trim(c.department).empty()) org += ';' + EscapeText(c.department);
+    AppendFolded(out, org);
+  }
+  if (!Trim(c.title).empty()) AppendFolded(out, "TITLE:" + EscapeText(c.title));
+  if (!Trim(c.role).empty()) AppendFolded(out, "ROLE:" + EscapeText(c.role));
+  if (!Trim(c.manager).empty()) AppendFolded(out, "X-MS-MANAGER:" + EscapeText(c.manager));
+}
+
+// One EMAIL, TEL or URL line per value that is not empty.
+void WriteTyped(std::string& out, std::string_view name, const std::vector<TypedValue>& values,
+                VCardVersion version, bool is_email, bool is_phone, bool is_uri) {
+  for (const TypedValue& tv : values) {
+    std::string value = Norm(tv.value);
+    if (is_phone) value = StripTelScheme(value);
+    if (value.empty()) continue;
+    bool preferred = tv.preferred;
+    const std::vector<std::string> types = WriterTypes(tv.types, is_email, &preferred);
+    AppendFolded(out, std::string(name) + TypeParams(types, preferred, version) + ":" +
+                          (is_uri ? EscapeUri(value) : EscapeText(value)));
+  }
+}
+
+void WriteAddresses(std::string& out, const std::vector<PostalAddress>& addresses,
+                    VCardVersion version) {
+  for (const PostalAddress& a : addresses) {
+    const std::string parts[] = {a.po_box, a.extended,    a.street, a.locality,
+                                 a.region, a.postal_code, a.country};
+    if (std::all_of(std::begin(parts), std::end(parts),
+                    [](const std::string& s) { return Trim(s).empty(); })) {
+      continue;
+    }
+    std::string adr =
+        "ADR" + TypeParams(WriterTypes(a.types, false, nullptr), false, version) + ":";
+    for (size_t k = 0; k < 7; ++k) {
+      if (k > 0) adr += ';';
+      adr += EscapeText(parts[k]);
+    }
+    AppendFolded(out, adr);
+  }
+}
+
+void WriteCategories(std::string& out, const std::vector<std::string>& all) {
+  std::string categories;
+  for (const std::string& cat : all) {
+    if (Trim(cat).empty()) continue;
+    if (!categories.empty()) categories += ',';
+    categories += EscapeText(cat);
+  }
+  if (!categories.empty()) AppendFolded(out, "CATEGORIES:" + categories);
+}
+
+// Embedded bytes as each version spells them (a data: URI in 4.0,
+// ENCODING=b in 3.0), else the link; nothing when there is neither.
+void WritePhoto(std::string& out, const Photo& photo, bool v4) {
+  const std::string media = NormalizeMediaType(photo.media_type);
+  if (!photo.data.empty()) {
+    if (v4) {
+      AppendFolded(out, "PHOTO:data:" + media + ";base64," + Base64Encode(photo.data));
+      return;
+    }
+    // 3.0 names the format without "image/" when it can.
+    std::string type = media;
+    if (type.starts_with("image/") && type.size() > 6 && type.find('/', 6) == std::string::npos) {
+      type = AsciiUpper(type.substr(6));
+    }
+    AppendFolded(out, "PHOTO;ENCODING=b" + (type.empty() ? "" : ";TYPE=" + ParamValue(type)) + ":" +
+                          Base64Encode(photo.data));
+  } else if (const std::string uri = Norm(photo.uri); !uri.empty()) {
+    std::string params = v4 ? "" : ";VALUE=uri";
+    if (!media.empty()) params += (v4 ? ";MEDIATYPE=" : ";TYPE=") + ParamValue(media);
+    AppendFolded(out, "PHOTO" + params + ":" + EscapeUri(uri));
+  }
+}
+
 }  // namespace
 
 std::string ParsedVCard::Get(std::string_view name) const {
@@ -683,110 +818,32 @@ std::string WriteVCard(const Contact& c, VCardVersion version, std::string_view 
                        const std::vector<std::pair<std::string, std::string>>& extra) {
   const bool v4 = version == VCardVersion::k40;
   std::string out;
-  auto line = [&out](std::string_view content) { AppendFolded(out, content); };
-
-  line("BEGIN:VCARD");
-  line(v4 ? "VERSION:4.0" : "VERSION:3.0");
-  line("FN:" + EscapeText(c.DisplayName()));
-
-  const std::string n_parts[] = {c.family_name, c.given_name, c.additional_names,
-                                 c.honorific_prefix, c.honorific_suffix};
-  const bool has_n = std::any_of(std::begin(n_parts), std::end(n_parts),
-                                 [](const std::string& s) { return !Trim(s).empty(); });
-  // vCard 3.0 requires N; 4.0 leaves it out when there is nothing to say.
-  if (has_n || !v4) {
-    std::string n = "N:";
-    for (size_t k = 0; k < 5; ++k) {
-      if (k > 0) n += ';';
-      n += EscapeText(n_parts[k]);
-    }
-    line(n);
-  }
-  if (!Trim(c.nickname).empty()) line("NICKNAME:" + EscapeText(c.nickname, /*commas=*/false));
-  if (!Trim(c.organization).empty() || !Trim(c.department).empty()) {
-    std::string org = "ORG:" + EscapeText(c.organization);
-    if (!Trim(c.department).empty()) org += ';' + EscapeText(c.department);
-    line(org);
-  }
-  if (!Trim(c.title).empty()) line("TITLE:" + EscapeText(c.title));
-  if (!Trim(c.role).empty()) line("ROLE:" + EscapeText(c.role));
-  if (!Trim(c.manager).empty()) line("X-MS-MANAGER:" + EscapeText(c.manager));
-
-  auto typed = [&](std::string_view name, const std::vector<TypedValue>& values, bool is_email,
-                   bool is_phone, bool is_uri) {
-    for (const TypedValue& tv : values) {
-      std::string value = Norm(tv.value);
-      if (is_phone) value = StripTelScheme(value);
-      if (value.empty()) continue;
-      bool preferred = tv.preferred;
-      const std::vector<std::string> types = WriterTypes(tv.types, is_email, &preferred);
-      line(std::string(name) + TypeParams(types, preferred, version) + ":" +
-           (is_uri ? EscapeUri(value) : EscapeText(value)));
-    }
-  };
-  typed("EMAIL", c.emails, true, false, false);
-  typed("TEL", c.phones, false, true, false);
-
-  for (const PostalAddress& a : c.addresses) {
-    const std::string parts[] = {a.po_box, a.extended,    a.street, a.locality,
-                                 a.region, a.postal_code, a.country};
-    if (std::all_of(std::begin(parts), std::end(parts),
-                    [](const std::string& s) { return Trim(s).empty(); })) {
-      continue;
-    }
-    std::string adr =
-        "ADR" + TypeParams(WriterTypes(a.types, false, nullptr), false, version) + ":";
-    for (size_t k = 0; k < 7; ++k) {
-      if (k > 0) adr += ';';
-      adr += EscapeText(parts[k]);
-    }
-    line(adr);
-  }
-  typed("URL", c.urls, false, false, true);
-
+  AppendFolded(out, "BEGIN:VCARD");
+  AppendFolded(out, v4 ? "VERSION:4.0" : "VERSION:3.0");
+  AppendFolded(out, "FN:" + EscapeText(c.DisplayName()));
+  WriteName(out, c, v4);
+  WriteWorkFields(out, c);
+  WriteTyped(out, "EMAIL", c.emails, version, /*is_email=*/true, /*is_phone=*/false,
+             /*is_uri=*/false);
+  WriteTyped(out, "TEL", c.phones, version, /*is_email=*/false, /*is_phone=*/true,
+             /*is_uri=*/false);
+  WriteAddresses(out, c.addresses, version);
+  WriteTyped(out, "URL", c.urls, version, /*is_email=*/false, /*is_phone=*/false,
+             /*is_uri=*/true);
   if (const std::string bday = Norm(c.birthday); !bday.empty()) {
     // vCard 4.0 wants free-form birthdays ("circa 1800") marked as text.
-    line(std::string("BDAY") + (v4 && !LooksLikeDate(bday) ? ";VALUE=text" : "") + ":" +
-         EscapeText(bday));
+    AppendFolded(out, std::string("BDAY") + (v4 && !LooksLikeDate(bday) ? ";VALUE=text" : "") +
+                          ":" + EscapeText(bday));
   }
-  if (!Trim(c.note).empty()) line("NOTE:" + EscapeText(c.note));
-
-  std::string categories;
-  for (const std::string& cat : c.categories) {
-    if (Trim(cat).empty()) continue;
-    if (!categories.empty()) categories += ',';
-    categories += EscapeText(cat);
-  }
-  if (!categories.empty()) line("CATEGORIES:" + categories);
-
-  if (c.photo.has_value()) {
-    const Photo& photo = *c.photo;
-    const std::string media = NormalizeMediaType(photo.media_type);
-    if (!photo.data.empty()) {
-      if (v4) {
-        line("PHOTO:data:" + media + ";base64," + Base64Encode(photo.data));
-      } else {
-        // 3.0 names the format without "image/" when it can.
-        std::string type = media;
-        if (type.starts_with("image/") && type.size() > 6 &&
-            type.find('/', 6) == std::string::npos) {
-          type = AsciiUpper(type.substr(6));
-        }
-        line("PHOTO;ENCODING=b" + (type.empty() ? "" : ";TYPE=" + ParamValue(type)) + ":" +
-             Base64Encode(photo.data));
-      }
-    } else if (const std::string uri = Norm(photo.uri); !uri.empty()) {
-      std::string params = v4 ? "" : ";VALUE=uri";
-      if (!media.empty()) params += (v4 ? ";MEDIATYPE=" : ";TYPE=") + ParamValue(media);
-      line("PHOTO" + params + ":" + EscapeUri(uri));
-    }
-  }
-  if (!Trim(uid).empty()) line("UID:" + EscapeUri(uid));
+  if (!Trim(c.note).empty()) AppendFolded(out, "NOTE:" + EscapeText(c.note));
+  WriteCategories(out, c.categories);
+  if (c.photo.has_value()) WritePhoto(out, *c.photo, v4);
+  if (!Trim(uid).empty()) AppendFolded(out, "UID:" + EscapeUri(uid));
   for (const auto& [name, value] : extra) {
     if (!IsWritableExtraName(name)) continue;
-    line(AsciiUpper(name) + ":" + EscapeText(value));
+    AppendFolded(out, AsciiUpper(name) + ":" + EscapeText(value));
   }
-  line("END:VCARD");
+  AppendFolded(out, "END:VCARD");
   return out;
 }
 
