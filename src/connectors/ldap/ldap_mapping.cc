@@ -19,59 +19,50 @@ using text::Trim;
 
 using FieldList = std::vector<std::pair<std::string, std::vector<std::string>>>;
 
-// The defaults of the two schemas, in the order fields are applied.
-const FieldList& InetOrgPersonFields() {
-  static const FieldList kFields = {
-      {"display_name", {"displayName", "cn"}},
-      {"given_name", {"givenName"}},
-      {"family_name", {"sn"}},
-      {"email", {"mail"}},
-      {"proxy_addresses", {"proxyAddresses"}},
-      {"work_phone", {"telephoneNumber"}},
-      {"mobile", {"mobile"}},
-      {"home_phone", {"homePhone"}},
-      {"fax", {"facsimileTelephoneNumber"}},
-      {"pager", {"pager"}},
-      {"title", {"title"}},
-      {"department", {"ou"}},
-      {"organization", {"o"}},
-      {"street", {"street"}},
-      {"city", {"l"}},
-      {"region", {"st"}},
-      {"postal_code", {"postalCode"}},
-      {"url", {"labeledURI"}},
-      {"photo", {"jpegPhoto", "thumbnailPhoto"}},
-      {"office", {"physicalDeliveryOfficeName"}},
-      {"manager", {"manager"}},
+// The defaults of the two schemas side by side, in the order fields are
+// applied (as docs/configuration.md shows them); an empty list: the schema
+// does not map that field.
+struct DefaultField {
+  std::string_view field;
+  std::vector<std::string> inetorgperson;
+  std::vector<std::string> ad;
+};
+
+const std::vector<DefaultField>& DefaultFields() {
+  static const std::vector<DefaultField> kFields = {
+      {"display_name", {"displayName", "cn"}, {"displayName"}},
+      {"given_name", {"givenName"}, {"givenName"}},
+      {"family_name", {"sn"}, {"sn"}},
+      {"email", {"mail"}, {"mail"}},
+      {"proxy_addresses", {"proxyAddresses"}, {"proxyAddresses"}},
+      {"work_phone", {"telephoneNumber"}, {"telephoneNumber"}},
+      {"mobile", {"mobile"}, {"mobile"}},
+      {"home_phone", {"homePhone"}, {"homePhone"}},
+      {"fax", {"facsimileTelephoneNumber"}, {"facsimileTelephoneNumber"}},
+      {"pager", {"pager"}, {}},
+      {"title", {"title"}, {"title"}},
+      {"department", {"ou"}, {"department"}},
+      {"organization", {"o"}, {"company"}},
+      {"street", {"street"}, {"streetAddress"}},
+      {"city", {"l"}, {"l"}},
+      {"region", {"st"}, {"st"}},
+      {"postal_code", {"postalCode"}, {"postalCode"}},
+      {"country", {}, {"co", "c"}},
+      {"url", {"labeledURI"}, {"wWWHomePage"}},
+      {"photo", {"jpegPhoto", "thumbnailPhoto"}, {"thumbnailPhoto", "jpegPhoto"}},
+      {"office", {"physicalDeliveryOfficeName"}, {"physicalDeliveryOfficeName"}},
+      {"manager", {"manager"}, {"manager"}},
   };
   return kFields;
 }
 
-const FieldList& ActiveDirectoryFields() {
-  static const FieldList kFields = {
-      {"display_name", {"displayName"}},
-      {"given_name", {"givenName"}},
-      {"family_name", {"sn"}},
-      {"email", {"mail"}},
-      {"proxy_addresses", {"proxyAddresses"}},
-      {"work_phone", {"telephoneNumber"}},
-      {"mobile", {"mobile"}},
-      {"home_phone", {"homePhone"}},
-      {"fax", {"facsimileTelephoneNumber"}},
-      {"title", {"title"}},
-      {"department", {"department"}},
-      {"organization", {"company"}},
-      {"street", {"streetAddress"}},
-      {"city", {"l"}},
-      {"region", {"st"}},
-      {"postal_code", {"postalCode"}},
-      {"country", {"co", "c"}},
-      {"url", {"wWWHomePage"}},
-      {"photo", {"thumbnailPhoto", "jpegPhoto"}},
-      {"office", {"physicalDeliveryOfficeName"}},
-      {"manager", {"manager"}},
-  };
-  return kFields;
+FieldList SchemaFields(bool ad) {
+  FieldList out;
+  for (const DefaultField& f : DefaultFields()) {
+    const std::vector<std::string>& attributes = ad ? f.ad : f.inetorgperson;
+    if (!attributes.empty()) out.emplace_back(std::string(f.field), attributes);
+  }
+  return out;
 }
 
 constexpr std::array<std::string_view, 4> kPseudoFields = {"photo", "office", "manager",
@@ -215,7 +206,7 @@ Result<LdapMapping> ResolveLdapMapping(std::string_view schema, const std::strin
     return MakeError(ErrorKind::kInvalidArgument,
                      "key_attribute \"" + m.key_attribute + "\" is not an attribute name");
   }
-  m.fields = ad ? ActiveDirectoryFields() : InetOrgPersonFields();
+  m.fields = SchemaFields(ad);
   for (const auto& override_entry : overrides) {
     // Named copies: a lambda below may not capture structured bindings
     // (clang before 16).
@@ -398,6 +389,148 @@ std::optional<std::string> LdapEntryKey(const LdapEntry& entry, const std::strin
   return key;
 }
 
+namespace {
+
+// Text attribute values by lower-case attribute name, repaired to UTF-8.
+using TextByLower = std::unordered_map<std::string, std::vector<std::string>>;
+
+// The spelling the mapping uses for `name` (servers answer with their own:
+// "mail" for "Mail"), without building the request list for every entry of
+// a large directory.
+const std::string& SpellingOf(const LdapMapping& mapping, const std::string& name) {
+  if (EqualsNoCase(mapping.key_attribute, name)) return mapping.key_attribute;
+  for (const auto& field : mapping.fields) {
+    for (const std::string& a : field.second) {
+      if (EqualsNoCase(a, name)) return a;
+    }
+  }
+  for (const std::string& a : mapping.extra_attributes) {
+    if (EqualsNoCase(a, name)) return a;
+  }
+  return name;
+}
+
+// Keeps every text attribute of `entry`, repaired once, in
+// record->attributes under the name the mapping asked for, with one warning
+// per attribute that needed repair; returns the same values by lower-case
+// name for the field mapping.
+TextByLower KeepTextAttributes(const LdapEntry& entry, const LdapMapping& mapping,
+                               const std::string& warning_prefix, SourceRecord* record,
+                               std::vector<std::string>* warnings) {
+  TextByLower text_by_lower;
+  for (const auto& [name, values] : entry.attributes) {
+    if (mapping.IsBinary(name)) continue;
+    // Names roster fills itself; no attribute type can be called "dn", but a
+    // server could still send one.
+    if (EqualsNoCase(name, "dn") || EqualsNoCase(name, "manager_dn")) continue;
+    std::string spelled = name;
+    for (std::string_view a : kExclusionAttributes) {
+      if (EqualsNoCase(a, name)) spelled = std::string(a);
+    }
+    spelled = SpellingOf(mapping, spelled);
+    std::vector<std::string> repaired_values;
+    repaired_values.reserve(values.size());
+    bool any_repaired = false;
+    for (const std::string& v : values) {
+      bool repaired = false;
+      repaired_values.push_back(RepairUtf8(v, &repaired));
+      any_repaired = any_repaired || repaired;
+    }
+    if (any_repaired) {
+      warnings->push_back(warning_prefix + "attribute " + spelled +
+                          " is not valid UTF-8; the invalid bytes were replaced with U+FFFD");
+    }
+    std::vector<std::string>& kept = record->attributes[spelled];
+    kept.insert(kept.end(), repaired_values.begin(), repaired_values.end());
+    auto& by_lower = text_by_lower[AsciiLower(name)];
+    by_lower.insert(by_lower.end(), repaired_values.begin(), repaired_values.end());
+  }
+  return text_by_lower;
+}
+
+// The non-blank values of the first of `attributes` that has any.
+TextValues TextOf(const TextByLower& text_by_lower, const std::vector<std::string>& attributes) {
+  TextValues out;
+  for (const std::string& a : attributes) {
+    auto it = text_by_lower.find(AsciiLower(a));
+    if (it == text_by_lower.end()) continue;
+    for (const std::string& v : it->second) {
+      if (!Trim(v).empty()) out.values.push_back(v);
+    }
+    if (!out.values.empty()) {
+      out.attribute = &a;
+      break;
+    }
+  }
+  return out;
+}
+
+// The bytes of the first of `attributes` that has a value, as a photo.
+std::optional<Photo> FirstPhoto(const LdapEntry& entry,
+                                const std::vector<std::string>& attributes) {
+  for (const std::string& a : attributes) {
+    const std::vector<std::string>* values = entry.Find(a);
+    if (values == nullptr || values->empty() || values->front().empty()) continue;
+    return Photo{SniffImageType(values->front()), values->front(), ""};
+  }
+  return std::nullopt;
+}
+
+// Sets one mapped text field (any but "photo" and "proxy_addresses") from
+// the values found for it.
+void ApplyTextField(const std::string& field, const TextValues& found, SourceRecord* record) {
+  Contact& contact = record->contact;
+  if (field == "email") {
+    // The first address is the main one, the others are kept as "other".
+    AddEmailOnce(contact, "email", found.values.front());
+    for (size_t i = 1; i < found.values.size(); ++i) {
+      AddEmailOnce(contact, "email_other", found.values[i]);
+    }
+  } else if (field == "manager") {
+    const std::string& value = found.values.front();
+    record->attributes["manager_dn"] = {value};
+    // Unescaping the DN ("cn=\\FF,...") can bring back bytes that are not
+    // UTF-8.
+    bool ignored = false;
+    record->attributes["manager"] = {RepairUtf8(FirstRdnValue(Trim(value)), &ignored)};
+  } else if (field == "office") {
+    const std::string& value = found.values.front();
+    record->attributes["office"] = {value};
+    // The contact model may not have the field yet; set it once it does.
+    if (IsContactField("office")) SetContactField(contact, "office", value);
+  } else if (field == "url" && EqualsNoCase(*found.attribute, "labeledURI")) {
+    for (const std::string& v : found.values) SetContactField(contact, field, UriOfLabeledUri(v));
+  } else if (IsMultiValuedField(field)) {
+    for (const std::string& v : found.values) SetContactField(contact, field, v);
+  } else {
+    SetContactField(contact, field, found.values.front());
+  }
+}
+
+// Exchange's list: "SMTP:" marks the primary address, "smtp:" (any other
+// case) a secondary one; X500:, SIP: and the like are not e-mail.
+void AddProxyAddresses(const std::vector<std::string>& proxy_addresses, Contact* contact) {
+  if (proxy_addresses.empty()) return;
+  std::string primary;
+  std::vector<std::string_view> secondary;
+  for (const std::string& p : proxy_addresses) {
+    const std::string_view v = Trim(p);
+    if (v.starts_with("SMTP:")) {
+      if (primary.empty())
+        primary = std::string(Trim(v.substr(5)));
+      else
+        secondary.push_back(Trim(v.substr(5)));
+    } else if (StartsWithNoCase(v, "smtp:")) {
+      secondary.push_back(Trim(v.substr(5)));
+    }
+  }
+  const bool has_main = !GetContactField(*contact, "email").empty();
+  if (!primary.empty()) AddEmailOnce(*contact, has_main ? "email_other" : "email", primary);
+  for (std::string_view s : secondary) AddEmailOnce(*contact, "email_other", s);
+}
+
+}  // namespace
+
 std::optional<SourceRecord> MapLdapEntry(const LdapEntry& entry, const LdapMapping& mapping,
                                          std::string_view source,
                                          std::vector<std::string>* warnings) {
@@ -413,131 +546,26 @@ std::optional<SourceRecord> MapLdapEntry(const LdapEntry& entry, const LdapMappi
   SourceRecord record;
   record.key = std::move(*key);
   record.attributes["dn"] = {dn};
+  const TextByLower text_by_lower =
+      KeepTextAttributes(entry, mapping, prefix + "entry " + dn + ": ", &record, warnings);
 
-  // Every text attribute, repaired once, under the name the mapping asked
-  // for (servers answer with their own spelling: "mail" for "Mail").
-  // The spelling the mapping uses for `name`, without building the request
-  // list for every entry of a large directory.
-  auto spelling_of = [&](const std::string& name) -> const std::string& {
-    if (EqualsNoCase(mapping.key_attribute, name)) return mapping.key_attribute;
-    for (const auto& field : mapping.fields) {
-      for (const std::string& a : field.second) {
-        if (EqualsNoCase(a, name)) return a;
-      }
-    }
-    for (const std::string& a : mapping.extra_attributes) {
-      if (EqualsNoCase(a, name)) return a;
-    }
-    return name;
-  };
-  std::unordered_map<std::string, std::vector<std::string>> text_by_lower;
-  for (const auto& [name, values] : entry.attributes) {
-    if (mapping.IsBinary(name)) continue;
-    // Names roster fills itself; no attribute type can be called "dn", but a
-    // server could still send one.
-    if (EqualsNoCase(name, "dn") || EqualsNoCase(name, "manager_dn")) continue;
-    std::string spelled = name;
-    for (std::string_view a : kExclusionAttributes) {
-      if (EqualsNoCase(a, name)) spelled = std::string(a);
-    }
-    spelled = spelling_of(spelled);
-    std::vector<std::string> repaired_values;
-    repaired_values.reserve(values.size());
-    bool any_repaired = false;
-    for (const std::string& v : values) {
-      bool repaired = false;
-      repaired_values.push_back(RepairUtf8(v, &repaired));
-      any_repaired = any_repaired || repaired;
-    }
-    if (any_repaired) {
-      warnings->push_back(prefix + "entry " + dn + ": attribute " + spelled +
-                          " is not valid UTF-8; the invalid bytes were replaced with U+FFFD");
-    }
-    std::vector<std::string>& kept = record.attributes[spelled];
-    kept.insert(kept.end(), repaired_values.begin(), repaired_values.end());
-    auto& by_lower = text_by_lower[AsciiLower(name)];
-    by_lower.insert(by_lower.end(), repaired_values.begin(), repaired_values.end());
-  }
-  auto text_of = [&](const std::vector<std::string>& attributes) {
-    TextValues out;
-    for (const std::string& a : attributes) {
-      auto it = text_by_lower.find(AsciiLower(a));
-      if (it == text_by_lower.end()) continue;
-      for (const std::string& v : it->second) {
-        if (!Trim(v).empty()) out.values.push_back(v);
-      }
-      if (!out.values.empty()) {
-        out.attribute = &a;
-        break;
-      }
-    }
-    return out;
-  };
-
-  Contact& contact = record.contact;
   std::vector<std::string> proxy_addresses;
   for (const auto& [field, attributes] : mapping.fields) {
     if (field == "photo") {
-      for (const std::string& a : attributes) {
-        const std::vector<std::string>* values = entry.Find(a);
-        if (values == nullptr || values->empty() || values->front().empty()) continue;
-        contact.photo = Photo{SniffImageType(values->front()), values->front(), ""};
-        break;
+      if (std::optional<Photo> photo = FirstPhoto(entry, attributes)) {
+        record.contact.photo = std::move(photo);
       }
       continue;
     }
-    TextValues found = text_of(attributes);
+    TextValues found = TextOf(text_by_lower, attributes);
     if (found.values.empty()) continue;
     if (field == "proxy_addresses") {
-      proxy_addresses = std::move(found.values);
-    } else if (field == "email") {
-      // The first address is the main one, the others are kept as "other".
-      AddEmailOnce(contact, "email", found.values.front());
-      for (size_t i = 1; i < found.values.size(); ++i) {
-        AddEmailOnce(contact, "email_other", found.values[i]);
-      }
-    } else if (field == "office" || field == "manager") {
-      const std::string& value = found.values.front();
-      if (field == "manager") {
-        record.attributes["manager_dn"] = {value};
-        // Unescaping the DN ("cn=\\FF,...") can bring back bytes that are
-        // not UTF-8.
-        bool ignored = false;
-        record.attributes["manager"] = {RepairUtf8(FirstRdnValue(Trim(value)), &ignored)};
-      } else {
-        record.attributes["office"] = {value};
-        // The contact model may not have the field yet; set it once it does.
-        if (IsContactField("office")) SetContactField(contact, "office", value);
-      }
-    } else if (field == "url" && EqualsNoCase(*found.attribute, "labeledURI")) {
-      for (const std::string& v : found.values) SetContactField(contact, field, UriOfLabeledUri(v));
-    } else if (IsMultiValuedField(field)) {
-      for (const std::string& v : found.values) SetContactField(contact, field, v);
+      proxy_addresses = std::move(found.values);  // merged once every e-mail field is in
     } else {
-      SetContactField(contact, field, found.values.front());
+      ApplyTextField(field, found, &record);
     }
   }
-
-  // Exchange's list: "SMTP:" marks the primary address, "smtp:" (any other
-  // case) a secondary one; X500:, SIP: and the like are not e-mail.
-  if (!proxy_addresses.empty()) {
-    std::string primary;
-    std::vector<std::string_view> secondary;
-    for (const std::string& p : proxy_addresses) {
-      const std::string_view v = Trim(p);
-      if (v.starts_with("SMTP:")) {
-        if (primary.empty())
-          primary = std::string(Trim(v.substr(5)));
-        else
-          secondary.push_back(Trim(v.substr(5)));
-      } else if (StartsWithNoCase(v, "smtp:")) {
-        secondary.push_back(Trim(v.substr(5)));
-      }
-    }
-    const bool has_main = !GetContactField(contact, "email").empty();
-    if (!primary.empty()) AddEmailOnce(contact, has_main ? "email_other" : "email", primary);
-    for (std::string_view s : secondary) AddEmailOnce(contact, "email_other", s);
-  }
+  AddProxyAddresses(proxy_addresses, &record.contact);
   return record;
 }
 
