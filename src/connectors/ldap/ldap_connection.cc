@@ -369,6 +369,22 @@ bool ParseRange(const std::string& name, std::string* base, long* high) {
   return end != nullptr && *end == '\0' && *high >= 0;
 }
 
+// The cookie a page's paged-results control carries: empty when the search
+// is done (the last page, or a server that ignored paging and sent
+// everything), nullopt when the control is malformed.
+std::optional<std::string> NextPageCookie(LDAP* ld, LDAPControl** controls) {
+  LDAPControl* response = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, controls, nullptr);
+  if (response == nullptr) return std::string();
+  ber_int_t estimate = 0;
+  berval next{0, nullptr};
+  if (ldap_parse_pageresponse_control(ld, response, &estimate, &next) != LDAP_SUCCESS) {
+    return std::nullopt;
+  }
+  std::string cookie(next.bv_val != nullptr ? next.bv_val : "", next.bv_len);
+  ber_memfree(next.bv_val);
+  return cookie;
+}
+
 }  // namespace
 
 LdapConnection::LdapConnection(LDAP* ld, LdapConnectionOptions options)
@@ -439,40 +455,11 @@ Status LdapConnection::Search(const std::string& base, const std::string& filter
       ldap_parse_result(ld_, result.get(), &parsed.code, &parsed.matched, &parsed.diagnostic,
                         nullptr, &parsed.controls, 0);
     }
-    const std::string what = "searching " + base + " for " + filter;
-    switch (parsed.code) {
-      case LDAP_SUCCESS:
-        break;
-      case LDAP_NO_SUCH_OBJECT:
-        return MakeError(ErrorKind::kNotFound, prefix + "base DN " + base + " does not exist on " +
-                                                   options_.url + ": " + ErrText(parsed.code));
-      case LDAP_REFERRAL:
-        return MakeError(ErrorKind::kNotFound, prefix + "base DN " + base + " is not held by " +
-                                                   options_.url + ", which refers elsewhere");
-      case LDAP_FILTER_ERROR:
-        return MakeError(ErrorKind::kInvalidArgument,
-                         prefix + "filter " + filter + " is not a valid LDAP filter");
-      case LDAP_INVALID_DN_SYNTAX:
-        return MakeError(
-            ErrorKind::kInvalidArgument,
-            prefix + "base DN " + base + " is not a valid DN: " + ErrText(parsed.code));
-      case LDAP_SIZELIMIT_EXCEEDED:
-        return MakeError(
-            ErrorKind::kConflict,
-            prefix + "the server's size limit stopped " + what + " after " +
-                std::to_string(received + static_cast<size_t>(
-                                              std::max(0, ldap_count_entries(ld_, result.get())))) +
-                " entries" +
-                (page_size > 0 ? " although the search was paged; raise the limit for the bind DN"
-                               : "; set page_size so that roster pages its searches"));
-      case LDAP_ADMINLIMIT_EXCEEDED:
-        return MakeError(ErrorKind::kConflict,
-                         prefix + "the server refused " + what + " as over an administrative " +
-                             "limit (" + (parsed.diagnostic ? parsed.diagnostic : "no detail") +
-                             "); a page_size of " + std::to_string(page_size) +
-                             " may be larger than it allows");
-      default:
-        return OperationError(parsed.code, what, parsed.diagnostic);
+    if (parsed.code != LDAP_SUCCESS) {
+      const size_t in_page =
+          static_cast<size_t>(std::max(0, ldap_count_entries(ld_, result.get())));
+      return SearchStatus(parsed.code, parsed.diagnostic, base, filter, page_size,
+                          received + in_page);
     }
     for (LDAPMessage* e = ldap_first_entry(ld_, result.get()); e != nullptr;
          e = ldap_next_entry(ld_, e)) {
@@ -480,17 +467,52 @@ Status LdapConnection::Search(const std::string& base, const std::string& filter
       ROSTER_RETURN_IF_ERROR(on_entry(ToEntry(ld_, e)));
     }
     if (page_size <= 0) return {};
-    LDAPControl* response = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, parsed.controls, nullptr);
-    if (response == nullptr) return {};  // the server ignored paging and sent everything
-    ber_int_t estimate = 0;
-    berval next{0, nullptr};
-    if (ldap_parse_pageresponse_control(ld_, response, &estimate, &next) != LDAP_SUCCESS) {
+    std::optional<std::string> next = NextPageCookie(ld_, parsed.controls);
+    if (!next) {
       return MakeError(ErrorKind::kInvalidData,
-                       prefix + "the server's paged results control is malformed (" + what + ")");
+                       prefix + "the server's paged results control is malformed (searching " +
+                           base + " for " + filter + ")");
     }
-    cookie.assign(next.bv_val != nullptr ? next.bv_val : "", next.bv_len);
-    ber_memfree(next.bv_val);
+    cookie = std::move(*next);
     if (cookie.empty()) return {};
+  }
+}
+
+Status LdapConnection::SearchStatus(int code, const char* diagnostic, const std::string& base,
+                                    const std::string& filter, int page_size,
+                                    size_t received) const {
+  const std::string prefix = "source " + options_.source + ": ";
+  const std::string what = "searching " + base + " for " + filter;
+  switch (code) {
+    case LDAP_SUCCESS:
+      return {};
+    case LDAP_NO_SUCH_OBJECT:
+      return MakeError(ErrorKind::kNotFound, prefix + "base DN " + base + " does not exist on " +
+                                                 options_.url + ": " + ErrText(code));
+    case LDAP_REFERRAL:
+      return MakeError(ErrorKind::kNotFound, prefix + "base DN " + base + " is not held by " +
+                                                 options_.url + ", which refers elsewhere");
+    case LDAP_FILTER_ERROR:
+      return MakeError(ErrorKind::kInvalidArgument,
+                       prefix + "filter " + filter + " is not a valid LDAP filter");
+    case LDAP_INVALID_DN_SYNTAX:
+      return MakeError(ErrorKind::kInvalidArgument,
+                       prefix + "base DN " + base + " is not a valid DN: " + ErrText(code));
+    case LDAP_SIZELIMIT_EXCEEDED:
+      return MakeError(
+          ErrorKind::kConflict,
+          prefix + "the server's size limit stopped " + what + " after " +
+              std::to_string(received) + " entries" +
+              (page_size > 0 ? " although the search was paged; raise the limit for the bind DN"
+                             : "; set page_size so that roster pages its searches"));
+    case LDAP_ADMINLIMIT_EXCEEDED:
+      return MakeError(ErrorKind::kConflict, prefix + "the server refused " + what +
+                                                 " as over an administrative " + "limit (" +
+                                                 (diagnostic ? diagnostic : "no detail") +
+                                                 "); a page_size of " + std::to_string(page_size) +
+                                                 " may be larger than it allows");
+    default:
+      return OperationError(code, what, diagnostic);
   }
 }
 

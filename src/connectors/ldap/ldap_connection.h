@@ -57,6 +57,10 @@ class LdapConnection {
   LdapConnection(LDAP* ld, LdapConnectionOptions options);
   Status CompleteRanges(const std::string& dn, LdapEntry* entry);
   Error OperationError(int code, const std::string& what, const char* diagnostic) const;
+  // What a search's result code means: OK, or the error, in the words of
+  // this search. `received` counts the entries including this page's.
+  Status SearchStatus(int code, const char* diagnostic, const std::string& base,
+                      const std::string& filter, int page_size, size_t received) const;
 
   LDAP* ld_;
   LdapConnectionOptions options_;
