@@ -1,7 +1,6 @@
 // HttpClient over one libcurl easy handle. Reusing the handle keeps the
 // connection (and TLS session) alive between requests to the same server.
 #include <curl/curl.h>
-#include <strings.h>
 
 #include <algorithm>
 #include <chrono>
@@ -46,6 +45,25 @@ bool HasControl(std::string_view s) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
   }
   return false;
+}
+
+// The request's headers as curl takes them (the caller frees the list).
+curl_slist* HeaderList(const HttpRequest& request, bool has_body) {
+  curl_slist* headers = nullptr;
+  bool has_content_type = false;
+  for (const auto& [name, value] : request.headers) {
+    std::string line = name + ": " + value;
+    has_content_type = has_content_type || text::EqualsNoCase(name, "content-type");
+    headers = curl_slist_append(headers, line.c_str());
+  }
+  if (has_body) {
+    // Radicale never answers "Expect: 100-continue", so curl would stall a
+    // second before every upload; an empty header stops curl sending it.
+    headers = curl_slist_append(headers, "Expect:");
+    // POSTFIELDS would otherwise add a form content type.
+    if (!has_content_type) headers = curl_slist_append(headers, "Content-Type:");
+  }
+  return headers;
 }
 
 class CurlHttpClient : public HttpClient {
@@ -106,6 +124,11 @@ class CurlHttpClient : public HttpClient {
   // The time this request may take: the configured timeout, capped by what is
   // left before the deadline.
   std::chrono::milliseconds TimeAllowed();
+  // Everything about a transfer but its method and headers: the URL, TLS,
+  // timeouts, the size cap, credentials, and where body and headers go.
+  void SetTransferOptions(const HttpRequest& request, Transfer* transfer, char* error_buffer);
+  // The method, and the body if it has one; true when it does.
+  bool SetMethodAndBody(const HttpRequest& request);
   Error TransportError(CURLcode code, const HttpRequest& request, const char* detail,
                        bool too_large) const;
 
@@ -151,17 +174,8 @@ std::chrono::milliseconds CurlHttpClient::TimeAllowed() {
   return allowed;
 }
 
-Result<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
-  if (curl_ == nullptr) return MakeError(ErrorKind::kInternal, "cannot initialise libcurl");
-  if (std::optional<Error> refused = Refusal(request)) return std::move(*refused);
-  // Reset clears options from the previous request but keeps live connections,
-  // the DNS cache and TLS sessions.
-  curl_easy_reset(curl_);
-
-  HttpResponse response;
-  Transfer transfer{&response, options_.max_response_bytes};
-  char error_buffer[CURL_ERROR_SIZE] = {0};
-
+void CurlHttpClient::SetTransferOptions(const HttpRequest& request, Transfer* transfer,
+                                        char* error_buffer) {
   curl_easy_setopt(curl_, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, error_buffer);
@@ -191,10 +205,12 @@ Result<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
     curl_easy_setopt(curl_, CURLOPT_PASSWORD, options_.password.c_str());
   }
   curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &CurlHttpClient::OnBody);
-  curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &transfer);
+  curl_easy_setopt(curl_, CURLOPT_WRITEDATA, transfer);
   curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &CurlHttpClient::OnHeader);
-  curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &transfer);
+  curl_easy_setopt(curl_, CURLOPT_HEADERDATA, transfer);
+}
 
+bool CurlHttpClient::SetMethodAndBody(const HttpRequest& request) {
   const bool has_body = !request.body.empty() || request.method == "PUT" ||
                         request.method == "POST" || request.method == "PATCH";
   if (request.method == "HEAD") {
@@ -214,21 +230,22 @@ Result<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
       curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, request.method.c_str());
     }
   }
+  return has_body;
+}
 
-  struct curl_slist* headers = nullptr;
-  bool has_content_type = false;
-  for (const auto& [name, value] : request.headers) {
-    std::string line = name + ": " + value;
-    has_content_type = has_content_type || strcasecmp(name.c_str(), "content-type") == 0;
-    headers = curl_slist_append(headers, line.c_str());
-  }
-  if (has_body) {
-    // Radicale never answers "Expect: 100-continue", so curl would stall a
-    // second before every upload; an empty header stops curl sending it.
-    headers = curl_slist_append(headers, "Expect:");
-    // POSTFIELDS would otherwise add a form content type.
-    if (!has_content_type) headers = curl_slist_append(headers, "Content-Type:");
-  }
+Result<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
+  if (curl_ == nullptr) return MakeError(ErrorKind::kInternal, "cannot initialise libcurl");
+  if (std::optional<Error> refused = Refusal(request)) return std::move(*refused);
+  // Reset clears options from the previous request but keeps live connections,
+  // the DNS cache and TLS sessions.
+  curl_easy_reset(curl_);
+
+  HttpResponse response;
+  Transfer transfer{&response, options_.max_response_bytes};
+  char error_buffer[CURL_ERROR_SIZE] = {0};
+  SetTransferOptions(request, &transfer, error_buffer);
+  const bool has_body = SetMethodAndBody(request);
+  curl_slist* headers = HeaderList(request, has_body);
   curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
 
   CURLcode code = curl_easy_perform(curl_);
