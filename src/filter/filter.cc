@@ -74,6 +74,88 @@ bool IsKeyword(std::string_view lower) {
          lower == "in" || lower == "contains" || lower == "startswith" || lower == "endswith";
 }
 
+// Space between tokens; an expression of nothing else is the empty filter.
+constexpr std::string_view kFilterSpace = " \t\n\r";
+
+// The quoted string that opens at s[pos] into *token, unescaped; returns
+// where it ends, after the closing quote. Without one, *token is a kError.
+size_t ScanString(std::string_view s, size_t pos, Token* token) {
+  const char quote = s[pos];
+  token->kind = TokenKind::kString;
+  size_t end = pos + 1;
+  while (end < s.size()) {
+    const char d = s[end];
+    if (d == quote) return end + 1;
+    // Only these three are escapes; any other backslash is kept, so that
+    // regular expressions such as '\d+' can be written without doubling.
+    if (d == '\\' && end + 1 < s.size() &&
+        (s[end + 1] == '\\' || s[end + 1] == '\'' || s[end + 1] == '"')) {
+      token->text += s[end + 1];
+      end += 2;
+      continue;
+    }
+    token->text += d;
+    ++end;
+  }
+  token->kind = TokenKind::kError;
+  token->text = "unterminated string";
+  return end;
+}
+
+// The number that starts at s[pos] ("42", "-7", "1.5") into *token; returns
+// where it ends. One that runs on into a word ("555-1234") is a kError.
+size_t ScanNumber(std::string_view s, size_t pos, Token* token) {
+  token->kind = TokenKind::kNumber;
+  size_t end = pos + 1;
+  while (end < s.size() && IsDigit(s[end])) ++end;
+  if (end + 1 < s.size() && s[end] == '.' && IsDigit(s[end + 1])) {
+    end += 2;
+    while (end < s.size() && IsDigit(s[end])) ++end;
+  }
+  if (end < s.size() && IsIdentChar(s[end])) {
+    // "555-1234" or "1.2.3": almost certainly meant as a string.
+    while (end < s.size() && IsIdentChar(s[end])) ++end;
+    token->kind = TokenKind::kError;
+    token->text = "malformed number '" + std::string(s.substr(pos, end - pos)) +
+                  "' (quote it to compare text)";
+    return end;
+  }
+  token->text = std::string(s.substr(pos, end - pos));
+  return end;
+}
+
+// The token that starts at s[pos] (not a space) into *token; returns where
+// it ends.
+size_t ScanToken(std::string_view s, size_t pos, Token* token) {
+  const char c = s[pos];
+  size_t end = pos + 1;
+  if (c == '(' || c == ')' || c == ',') {
+    token->kind = c == '(' ? TokenKind::kLParen : c == ')' ? TokenKind::kRParen : TokenKind::kComma;
+    token->text = std::string(1, c);
+    return end;
+  }
+  if (c == '\'' || c == '"') return ScanString(s, pos, token);
+  if (IsDigit(c) || (c == '-' && pos + 1 < s.size() && IsDigit(s[pos + 1]))) {
+    return ScanNumber(s, pos, token);
+  }
+  if (IsIdentStart(c)) {
+    token->kind = TokenKind::kWord;
+    while (end < s.size() && IsIdentChar(s[end])) ++end;
+    token->text = std::string(s.substr(pos, end - pos));
+    return end;
+  }
+  if (IsOperatorChar(c)) {
+    token->kind = TokenKind::kOperator;
+    while (end < s.size() && IsOperatorChar(s[end])) ++end;
+    token->text = std::string(s.substr(pos, end - pos));
+    return end;
+  }
+  token->kind = TokenKind::kError;
+  token->text = c >= 0x21 && c <= 0x7E ? "unexpected character '" + std::string(1, c) + "'"
+                                       : std::string("unexpected character");
+  return end;
+}
+
 // Splits the expression into tokens. A lexical error becomes a kError token
 // that ends the list, so the parser reports whichever error comes first.
 std::vector<Token> Tokenize(std::string_view s) {
@@ -86,8 +168,7 @@ std::vector<Token> Tokenize(std::string_view s) {
     }
   };
   for (;;) {
-    while (pos < s.size() &&
-           (s[pos] == ' ' || s[pos] == '\t' || s[pos] == '\n' || s[pos] == '\r')) {
+    while (pos < s.size() && kFilterSpace.find(s[pos]) != std::string_view::npos) {
       advance(pos + 1);
     }
     Token token;
@@ -96,74 +177,11 @@ std::vector<Token> Tokenize(std::string_view s) {
       tokens.push_back(std::move(token));
       return tokens;
     }
-    const char c = s[pos];
-    size_t end = pos + 1;
-    if (c == '(' || c == ')' || c == ',') {
-      token.kind = c == '('   ? TokenKind::kLParen
-                   : c == ')' ? TokenKind::kRParen
-                              : TokenKind::kComma;
-      token.text = std::string(1, c);
-    } else if (c == '\'' || c == '"') {
-      token.kind = TokenKind::kString;
-      bool closed = false;
-      while (end < s.size()) {
-        const char d = s[end];
-        if (d == c) {
-          closed = true;
-          ++end;
-          break;
-        }
-        // Only these three are escapes; any other backslash is kept, so that
-        // regular expressions such as '\d+' can be written without doubling.
-        if (d == '\\' && end + 1 < s.size() &&
-            (s[end + 1] == '\\' || s[end + 1] == '\'' || s[end + 1] == '"')) {
-          token.text += s[end + 1];
-          end += 2;
-          continue;
-        }
-        token.text += d;
-        ++end;
-      }
-      if (!closed) {
-        token.kind = TokenKind::kError;
-        token.text = "unterminated string";
-        tokens.push_back(std::move(token));
-        return tokens;
-      }
-    } else if (IsDigit(c) || (c == '-' && pos + 1 < s.size() && IsDigit(s[pos + 1]))) {
-      token.kind = TokenKind::kNumber;
-      while (end < s.size() && IsDigit(s[end])) ++end;
-      if (end + 1 < s.size() && s[end] == '.' && IsDigit(s[end + 1])) {
-        end += 2;
-        while (end < s.size() && IsDigit(s[end])) ++end;
-      }
-      if (end < s.size() && IsIdentChar(s[end])) {
-        // "555-1234" or "1.2.3": almost certainly meant as a string.
-        while (end < s.size() && IsIdentChar(s[end])) ++end;
-        token.kind = TokenKind::kError;
-        token.text = "malformed number '" + std::string(s.substr(pos, end - pos)) +
-                     "' (quote it to compare text)";
-        tokens.push_back(std::move(token));
-        return tokens;
-      }
-      token.text = std::string(s.substr(pos, end - pos));
-    } else if (IsIdentStart(c)) {
-      token.kind = TokenKind::kWord;
-      while (end < s.size() && IsIdentChar(s[end])) ++end;
-      token.text = std::string(s.substr(pos, end - pos));
-    } else if (IsOperatorChar(c)) {
-      token.kind = TokenKind::kOperator;
-      while (end < s.size() && IsOperatorChar(s[end])) ++end;
-      token.text = std::string(s.substr(pos, end - pos));
-    } else {
-      token.kind = TokenKind::kError;
-      token.text = c >= 0x21 && c <= 0x7E ? "unexpected character '" + std::string(1, c) + "'"
-                                          : std::string("unexpected character");
-      tokens.push_back(std::move(token));
-      return tokens;
-    }
-    advance(end);
+    const size_t end = ScanToken(s, pos, &token);
+    const bool error = token.kind == TokenKind::kError;
     tokens.push_back(std::move(token));
+    if (error) return tokens;
+    advance(end);
   }
 }
 
@@ -602,7 +620,7 @@ void CollectFields(const Node& node, std::set<std::string>* fields) {
 Result<Filter> Filter::Parse(std::string_view expression) {
   Filter filter;
   filter.text_ = std::string(expression);
-  if (expression.find_first_not_of(" \t\r\n") == std::string_view::npos) return filter;
+  if (text::Trim(expression, kFilterSpace).empty()) return filter;
   Parser parser(expression);
   ROSTER_ASSIGN_OR_RETURN(Node root, parser.ParseAll());
   filter.root_ = std::make_shared<const Node>(std::move(root));
