@@ -260,17 +260,10 @@ class SqliteStateStore final : public StateStore {
   }
 
   Result<std::vector<ItemState>> LoadItems(int64_t collection) override {
-    std::lock_guard lock(mu_);
-    Stmt s(db_,
-           "SELECT href, etag_seen, etag, COALESCE(key, ''), hash, fields, match FROM items "
-           "WHERE collection_id = ? ORDER BY href");
-    if (!s.ok()) return SqlError(db_, "preparing item query");
-    s.Bind(1, collection);
-    std::vector<ItemState> items;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) items.push_back(ReadItem(s));
-    if (rc != SQLITE_DONE) return SqlError(db_, "reading items");
-    return items;
+    return LoadItemsWhere(
+        "SELECT href, etag_seen, etag, COALESCE(key, ''), hash, fields, match FROM items "
+        "WHERE collection_id = ? ORDER BY href",
+        collection);
   }
 
   Result<std::vector<ItemState>> LoadItemsByKeys(int64_t collection,
@@ -285,9 +278,7 @@ class SqliteStateStore final : public StateStore {
     std::vector<ItemState> items;
     for (const std::string& key : keys) {
       s.Reset().Bind(1, collection).Bind(2, key);
-      int rc;
-      while ((rc = s.Step()) == SQLITE_ROW) items.push_back(ReadItem(s));
-      if (rc != SQLITE_DONE) return SqlError(db_, "reading items");
+      ROSTER_RETURN_IF_ERROR(ReadItems(s, &items));
     }
     return items;
   }
@@ -302,17 +293,10 @@ class SqliteStateStore final : public StateStore {
   }
 
   Result<std::vector<ItemState>> LoadUnmanaged(int64_t collection) override {
-    std::lock_guard lock(mu_);
-    Stmt s(db_,
-           "SELECT href, etag_seen, etag, '', hash, fields, match FROM items "
-           "WHERE collection_id = ? AND key IS NULL AND match != '' ORDER BY href");
-    if (!s.ok()) return SqlError(db_, "preparing item query");
-    s.Bind(1, collection);
-    std::vector<ItemState> items;
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) items.push_back(ReadItem(s));
-    if (rc != SQLITE_DONE) return SqlError(db_, "reading items");
-    return items;
+    return LoadItemsWhere(
+        "SELECT href, etag_seen, etag, '', hash, fields, match FROM items "
+        "WHERE collection_id = ? AND key IS NULL AND match != '' ORDER BY href",
+        collection);
   }
 
   Status ApplyListing(int64_t collection, const std::vector<ItemRef>& seen,
@@ -516,6 +500,27 @@ class SqliteStateStore final : public StateStore {
     s.Bind(1, collection).Bind(2, item.href).Bind(3, item.etag_seen).Bind(4, item.etag);
     s.BindNullable(5, item.key).Bind(6, item.hash).Bind(7, item.fields).Bind(8, item.match);
   }
+
+  // The items of one collection that `sql` (whose one parameter is the
+  // collection) selects, in the columns ReadItem reads.
+  Result<std::vector<ItemState>> LoadItemsWhere(const char* sql, int64_t collection) {
+    std::lock_guard lock(mu_);
+    Stmt s(db_, sql);
+    if (!s.ok()) return SqlError(db_, "preparing item query");
+    s.Bind(1, collection);
+    std::vector<ItemState> items;
+    ROSTER_RETURN_IF_ERROR(ReadItems(s, &items));
+    return items;
+  }
+
+  // Appends every row the bound statement `s` returns to *items.
+  Status ReadItems(Stmt& s, std::vector<ItemState>* items) {
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) items->push_back(ReadItem(s));
+    if (rc != SQLITE_DONE) return SqlError(db_, "reading items");
+    return {};
+  }
+
   static ItemState ReadItem(const Stmt& s) {
     return ItemState{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6)};
   }
