@@ -301,40 +301,21 @@ void Orient(Image& image, int orientation) {
   if (orientation <= 1 || orientation > 8) return;
   const size_t w = static_cast<size_t>(image.width), h = static_cast<size_t>(image.height);
   const size_t comps = static_cast<size_t>(image.components);
+  // The eight orientations are the combinations of three moves: 5-8 swap
+  // the axes, then 2, 3, 7 and 8 mirror the stored image left to right and
+  // 3, 4, 6 and 7 top to bottom.
   const bool swap = orientation >= 5;
+  const bool mirror_x =
+      orientation == 2 || orientation == 3 || orientation == 7 || orientation == 8;
+  const bool mirror_y =
+      orientation == 3 || orientation == 4 || orientation == 6 || orientation == 7;
   const size_t ow = swap ? h : w, oh = swap ? w : h;
   std::vector<unsigned char> out(image.pixels.size());
   for (size_t oy = 0; oy < oh; ++oy) {
     for (size_t ox = 0; ox < ow; ++ox) {
-      size_t sx = ox, sy = oy;
-      switch (orientation) {
-        case 2:
-          sx = w - 1 - ox;
-          break;
-        case 3:
-          sx = w - 1 - ox;
-          sy = h - 1 - oy;
-          break;
-        case 4:
-          sy = h - 1 - oy;
-          break;
-        case 5:
-          sx = oy;
-          sy = ox;
-          break;
-        case 6:
-          sx = oy;
-          sy = h - 1 - ox;
-          break;
-        case 7:
-          sx = w - 1 - oy;
-          sy = h - 1 - ox;
-          break;
-        case 8:
-          sx = w - 1 - oy;
-          sy = ox;
-          break;
-      }
+      size_t sx = swap ? oy : ox, sy = swap ? ox : oy;
+      if (mirror_x) sx = w - 1 - sx;
+      if (mirror_y) sy = h - 1 - sy;
       std::copy_n(&image.pixels[(sy * w + sx) * comps], comps, &out[(oy * ow + ox) * comps]);
     }
   }

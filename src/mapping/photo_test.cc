@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -173,6 +174,42 @@ TEST(CapPhotoTest, TurnsThePhotoUprightByItsExifOrientation) {
           .photo->data);
   ASSERT_EQ(flipped.width, 200);
   EXPECT_GT(flipped.at(180, 50)[0], 200);  // right: red
+}
+
+TEST(CapPhotoTest, EveryExifOrientationShowsTheRightCornersOnTop) {
+  // The stored image's quadrants in four colours; for each orientation, the
+  // quadrants a viewer shows top left and top right (EXIF 2.32, 4.6.4).
+  enum Quadrant { kTopLeft, kTopRight, kBottomLeft, kBottomRight };
+  const unsigned char kColour[4][3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {255, 255, 255}};
+  auto quadrants = [&kColour](int x, int y, unsigned char* px) {
+    const int q = (y >= 200 ? 2 : 0) + (x >= 400 ? 1 : 0);
+    std::copy_n(kColour[q], 3, px);
+  };
+  const Quadrant kOnTop[9][2] = {{},
+                                 {kTopLeft, kTopRight},
+                                 {kTopRight, kTopLeft},
+                                 {kBottomRight, kBottomLeft},
+                                 {kBottomLeft, kBottomRight},
+                                 {kTopLeft, kBottomLeft},
+                                 {kBottomLeft, kTopLeft},
+                                 {kBottomRight, kTopRight},
+                                 {kTopRight, kBottomRight}};
+  for (int orientation = 1; orientation <= 8; ++orientation) {
+    SCOPED_TRACE(orientation);
+    const CappedPhoto capped =
+        CapPhoto(Jpeg(MakeJpeg(JpegSpec{
+                     .width = 800, .height = 400, .orientation = orientation, .fill = quadrants})),
+                 1 << 20, 200);
+    ASSERT_EQ(capped.outcome, Outcome::kResampled);
+    const Decoded out = DecodeJpegForTest(capped.photo->data);
+    ASSERT_EQ(out.width, orientation >= 5 ? 100 : 200);
+    const unsigned char* corners[2] = {out.at(10, 10), out.at(out.width - 11, 10)};
+    for (int k = 0; k < 2; ++k) {
+      for (int c = 0; c < 3; ++c) {
+        EXPECT_NEAR(corners[k][c], kColour[kOnTop[orientation][k]][c], 40) << k << " " << c;
+      }
+    }
+  }
 }
 
 TEST(CapPhotoTest, DropsWhatItCannotShrink) {
