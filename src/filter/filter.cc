@@ -368,35 +368,43 @@ class Parser {
     return ParseComparison(t);
   }
 
-  Result<Node> ParseHas(const Token& has) {
-    if (Peek().kind != TokenKind::kLParen) return Fail(Peek(), "expected '(' after 'has'");
+  // "(" and a field name after has or bit (`name`).
+  Result<std::string> ParseCallField(std::string_view name) {
+    const std::string quoted = "'" + std::string(name) + "'";
+    if (Peek().kind != TokenKind::kLParen) return Fail(Peek(), "expected '(' after " + quoted);
     Take();
     const Token& field = Take();
     if (field.kind == TokenKind::kError) return Fail(field, field.text);
     if (field.kind != TokenKind::kWord || IsKeyword(AsciiLower(field.text))) {
-      return Fail(field, "expected a field name after 'has('");
+      return Fail(field, "expected a field name after '" + std::string(name) + "('");
     }
+    return field.text;
+  }
+
+  // The ")" that closes the call `call` (has or bit, `name`) opened.
+  Status ParseCallClose(const Token& call, std::string_view name) {
     const Token& close = Take();
     if (close.kind == TokenKind::kError) return Fail(close, close.text);
     if (close.kind != TokenKind::kRParen) {
-      return Fail(close, "expected ')' to close the '(' after 'has' at column " +
-                             std::to_string(has.column));
+      return Fail(close, "expected ')' to close the '(' after '" + std::string(name) +
+                             "' at column " + std::to_string(call.column));
     }
+    return {};
+  }
+
+  Result<Node> ParseHas(const Token& has) {
     Node node;
     node.kind = Node::Kind::kHas;
-    node.field = field.text;
+    ROSTER_ASSIGN_OR_RETURN(node.field, ParseCallField("has"));
+    ROSTER_RETURN_IF_ERROR(ParseCallClose(has, "has"));
     return node;
   }
 
   // bit(field, mask): Active Directory's flag fields (userAccountControl).
   Result<Node> ParseBit(const Token& bit) {
-    if (Peek().kind != TokenKind::kLParen) return Fail(Peek(), "expected '(' after 'bit'");
-    Take();
-    const Token& field = Take();
-    if (field.kind == TokenKind::kError) return Fail(field, field.text);
-    if (field.kind != TokenKind::kWord || IsKeyword(AsciiLower(field.text))) {
-      return Fail(field, "expected a field name after 'bit('");
-    }
+    Node node;
+    node.kind = Node::Kind::kBit;
+    ROSTER_ASSIGN_OR_RETURN(node.field, ParseCallField("bit"));
     const Token& comma = Take();
     if (comma.kind == TokenKind::kError) return Fail(comma, comma.text);
     if (comma.kind != TokenKind::kComma) return Fail(comma, "expected ',' after the field name");
@@ -409,15 +417,7 @@ class Parser {
       value = value * 10 + static_cast<uint64_t>(c - '0');
     }
     if (!valid || value == 0) return Fail(mask, "expected a positive whole number as the bit mask");
-    const Token& close = Take();
-    if (close.kind == TokenKind::kError) return Fail(close, close.text);
-    if (close.kind != TokenKind::kRParen) {
-      return Fail(close, "expected ')' to close the '(' after 'bit' at column " +
-                             std::to_string(bit.column));
-    }
-    Node node;
-    node.kind = Node::Kind::kBit;
-    node.field = field.text;
+    ROSTER_RETURN_IF_ERROR(ParseCallClose(bit, "bit"));
     node.mask = value;
     return node;
   }
