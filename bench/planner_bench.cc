@@ -44,11 +44,11 @@ class QuietCollection final : public Collection {
   Result<std::vector<RemoteItem>> Fetch(const std::vector<std::string>&) override {
     return std::vector<RemoteItem>{};
   }
-  Result<WriteResult> Create(const std::string& name, const ManagedTag&, const Contact&) override {
+  Result<WriteResult> Create(const std::string& name, const ManagedTag&, const ItemBody&) override {
     return WriteResult{"/" + user_ + "/" + name, "e2"};
   }
   Result<WriteResult> Update(const std::string& href, const std::string&, const ManagedTag&,
-                             const Contact&) override {
+                             const ItemBody&) override {
     return WriteResult{href, "e2"};
   }
   Status Delete(const std::string&, const std::string&) override { return {}; }

@@ -46,6 +46,30 @@ json CountsJson(const Counts& c) {
               {"adopted", c.adopted},     {"skipped", c.skipped}};
 }
 
+// A planned action as data: what, why, and (with --verbose) the fields.
+json DecisionJson(const PlannedAction& a) {
+  json changes = json::array();
+  for (const FieldChange& c : a.why.changes) {
+    changes.push_back(
+        {{"field", Safe(c.field)}, {"before", Safe(c.before)}, {"after", Safe(c.after)}});
+  }
+  json out{{"action", Safe(a.text)}, {"key", Safe(a.key)}, {"why", DescribeWhy(a.why.why)}};
+  if (!a.why.detail.empty()) out["detail"] = Safe(a.why.detail);
+  if (!changes.empty()) out["changes"] = std::move(changes);
+  return out;
+}
+
+void PrintPlanned(const PlannedAction& a, bool verbose) {
+  std::cout << "      " << Safe(a.text) << "\n";
+  if (!verbose) return;
+  std::cout << "        why: " << DescribeWhy(a.why.why)
+            << (a.why.detail.empty() ? "" : "; " + Safe(a.why.detail)) << "\n";
+  for (const FieldChange& c : a.why.changes) {
+    std::cout << "        " << Safe(c.field) << ": \"" << Safe(c.before) << "\" -> \""
+              << Safe(c.after) << "\"\n";
+  }
+}
+
 std::string CountsText(const Counts& c, bool plan) {
   std::string s = plan ? "to create " : "created ";
   s += std::to_string(c.created) + ", " + (plan ? "to update " : "updated ") +
@@ -70,7 +94,15 @@ void PrintJson(const RunReport& report, bool plan) {
     t["messages"] = SafeList(c.errors);
     if (!c.conflicts.empty()) t["conflict_messages"] = SafeList(c.conflicts);
     if (!c.warnings.empty()) t["warnings"] = SafeList(c.warnings);
-    if (plan) t["actions"] = SafeList(c.planned);
+    if (plan) {
+      json actions = json::array(), decisions = json::array();
+      for (const PlannedAction& a : c.planned) {
+        actions.push_back(Safe(a.text));
+        decisions.push_back(DecisionJson(a));
+      }
+      t["actions"] = std::move(actions);
+      t["decisions"] = std::move(decisions);
+    }
     if (c.offboarded) t["offboarded"] = true;
     targets.push_back(std::move(t));
   }
@@ -105,7 +137,7 @@ void PrintText(const RunReport& report, bool plan, bool verbose) {
     std::cout << "  " << Safe(c.key.rule) << " -> " << Safe(c.key.target) << "/" << Safe(c.key.user)
               << (c.offboarded ? " (no longer receives the rule)" : "") << ": "
               << CountsText(c.counts, plan) << "\n";
-    for (const std::string& a : c.planned) std::cout << "      " << Safe(a) << "\n";
+    for (const PlannedAction& a : c.planned) PrintPlanned(a, verbose);
     if (c.planned_more > 0) {
       std::cout << "      ... " << c.planned_more << " more (--verbose lists them all)\n";
     }
@@ -172,7 +204,8 @@ int Main(int argc, char** argv) {
   bool as_json = false, force = false, verbose = false;
   app.add_option("-c,--config", config_path, "configuration file (TOML)");
   app.add_flag("--json", as_json, "print one JSON object instead of text");
-  app.add_flag("-v,--verbose", verbose, "list every planned action");
+  app.add_flag("-v,--verbose", verbose,
+               "list every planned action, why, and for updates which fields change");
   app.require_subcommand(1);
   app.fallthrough();  // --json and --verbose may also follow the subcommand
   auto* plan_cmd = app.add_subcommand("plan", "show what a sync would change; writes nothing");
@@ -228,6 +261,8 @@ int Main(int argc, char** argv) {
   options.dry_run = plan;
   options.force = force;
   if (!verbose && !as_json) options.max_planned = 10;
+  // A verbose plan reads what each update would change, to show the fields.
+  options.explain = plan && verbose;
   if (isatty(STDERR_FILENO)) options.on_collection = Progress;
   Engine engine(std::move(engine_config).value(), **store);
   RunReport report = engine.Run(options);

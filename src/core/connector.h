@@ -1,6 +1,6 @@
 // The two interfaces every connector implements: a Source lists people, a
 // Target holds one collection (address book, contact folder) per target user
-// and writes to it with preconditions. The sync engine knows only these.
+// and writes items to it with preconditions. The sync engine knows only these.
 #pragma once
 
 #include <map>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/contact.h"
+#include "core/item.h"
 #include "core/result.h"
 
 namespace roster {
@@ -90,8 +91,8 @@ struct RemoteItem {
   std::string href;
   std::string etag;
   std::optional<ManagedTag> tag;  // set only when the item carries roster's marker
-  Contact contact;
-  std::string content_hash;  // ContentHash(contact), marker and server fields excluded
+  ItemBody body;
+  std::string content_hash;  // KindOf(body).ContentHash(body), marker and server fields excluded
   std::string parse_error;   // non-empty when the body could not be read; item is left alone
 };
 
@@ -114,11 +115,12 @@ class Collection {
   // The href a resource name gets in this collection (as List reports hrefs).
   virtual std::string HrefOf(const std::string& name) const { return name; }
   // Creates `name` (a resource name, not a URL) only if it does not exist yet.
+  // An item of a kind the collection cannot hold is kInvalidArgument.
   virtual Result<WriteResult> Create(const std::string& name, const ManagedTag& tag,
-                                     const Contact& contact) = 0;
+                                     const ItemBody& body) = 0;
   // Replaces `href` only if its etag is still `if_match`.
   virtual Result<WriteResult> Update(const std::string& href, const std::string& if_match,
-                                     const ManagedTag& tag, const Contact& contact) = 0;
+                                     const ManagedTag& tag, const ItemBody& body) = 0;
   // Deletes `href` only if its etag is still `if_match`; NotFound counts as done.
   virtual Status Delete(const std::string& href, const std::string& if_match) = 0;
   // What the collection noticed and ignored since the last call (hrefs a

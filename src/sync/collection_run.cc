@@ -1,6 +1,9 @@
 #include "sync/collection_run.h"
 
+#include <algorithm>
+
 #include "core/failpoint.h"
+#include "kinds/kind.h"
 #include "sync/reconcile.h"
 
 namespace roster {
@@ -200,6 +203,9 @@ Status CollectionRun::PlanAndRun(Collection* collection, const CollectionState& 
   input.max_update_percent = rule_.max_update_percent;
   input.force = opt_.force;
   input.adopt = rule_.adopt;
+  input.source_changed = [this](const std::string& key) {
+    return std::binary_search(in_.changed_keys.begin(), in_.changed_keys.end(), key);
+  };
   Plan plan = PlanCollection(input);
   if (!plan.guard.empty()) return StopAtGuard(state, plan);
   if (opt_.dry_run || collection == nullptr) {
@@ -225,18 +231,94 @@ Status CollectionRun::StopAtGuard(const CollectionState& state, const Plan& plan
 // A dry run: the predicted counts and the actions, described.
 void CollectionRun::Describe(const Plan& plan) {
   report_.counts = plan.Predicted();
+  std::vector<const UpdateAction*> updates;
+  size_t first = report_.planned.size();
   for (const Action& a : plan.actions) {
     if (report_.planned.size() >= opt_.max_planned) {
       ++report_.planned_more;
       continue;
     }
     // Name the person where the source still knows them.
-    std::string line = DescribeAction(a);
-    const std::string& key =
-        std::visit([](const auto& x) -> const std::string& { return x.key; }, a);
-    const DesiredItem* d = in_.Find(key);
-    if (d && d->contact) line += ": " + d->contact->DisplayName();
-    report_.planned.push_back(std::move(line));
+    PlannedAction p{DescribeAction(a), std::visit([](const auto& x) { return x.key; }, a),
+                    DecisionOf(a)};
+    const DesiredItem* d = in_.Find(p.key);
+    if (d && d->body) p.text += ": " + KindOf(*d->body).Title(*d->body);
+    p.why.detail = Detail(a);
+    report_.planned.push_back(std::move(p));
+    const auto* u = std::get_if<UpdateAction>(&a);
+    updates.push_back(u);
+  }
+  if (opt_.explain && collection_) {
+    std::vector<PlannedAction> planned(report_.planned.begin() + first, report_.planned.end());
+    Explain(planned, updates);
+    std::move(planned.begin(), planned.end(), report_.planned.begin() + first);
+  }
+}
+
+// What this run knows beyond the planner: which source, which filter.
+std::string CollectionRun::Detail(const Action& a) const {
+  const Decision& why = DecisionOf(a);
+  const std::string& key = std::visit([](const auto& x) -> const std::string& { return x.key; }, a);
+  switch (why.why) {
+    case Why::kNew:
+    case Why::kTakeOver:
+    case Why::kUsersOwn:
+      if (rule_.sources.size() == 1) return "from source " + rule_.sources.front();
+      return "from source " + key.substr(0, key.find(':'));
+    case Why::kLeft:
+      if (key == self_key_) return "the user's own person, never sent to them";
+      if (std::string why_out = in_.WhyLeftOut(key); !why_out.empty()) return why_out;
+      return in_.Loaded() ? "no longer in the source" : "";
+    default:
+      return "";
+  }
+}
+
+// Reads the items the updates would write over (in batches) and records, per
+// update, the fields that change and those the field rules keep as they are.
+void CollectionRun::Explain(std::vector<PlannedAction>& planned,
+                            const std::vector<const UpdateAction*>& updates) {
+  std::vector<std::string> hrefs;
+  for (const UpdateAction* u : updates) {
+    if (u) hrefs.push_back(u->href);
+  }
+  std::unordered_map<std::string, RemoteItem> remote;
+  constexpr size_t kBatch = 100;
+  for (size_t i = 0; i < hrefs.size(); i += kBatch) {
+    std::vector<std::string> chunk(
+        hrefs.begin() + static_cast<std::ptrdiff_t>(i),
+        hrefs.begin() + static_cast<std::ptrdiff_t>(std::min(hrefs.size(), i + kBatch)));
+    auto items = Retry<std::vector<RemoteItem>>([&] { return collection_->Fetch(chunk); });
+    if (!items.ok()) return;  // the plan stands without the field-level detail
+    for (RemoteItem& item : *items) {
+      std::string href = item.href;
+      remote.emplace(std::move(href), std::move(item));
+    }
+  }
+  for (size_t i = 0; i < planned.size(); ++i) {
+    const UpdateAction* u = updates[i];
+    const DesiredItem* want = u ? in_.Find(u->key) : nullptr;
+    auto it = u ? remote.find(u->href) : remote.end();
+    if (!want || it == remote.end() || !it->second.parse_error.empty()) continue;
+    const ItemKind& kind = KindOf(*want->body);
+    ItemBody write = *want->body;
+    if (!rule_.fields.empty()) {
+      auto before = DecodeFieldMemory(fields_by_href_[u->href]);
+      FieldMemory after;
+      write = kind.Merge(*want->body, &it->second.body, rule_.fields,
+                         before.ok() ? *before : FieldMemory(), &after);
+    }
+    Decision& why = planned[i].why;
+    why.changes = kind.Diff(it->second.body, write);
+    std::string kept;
+    for (const FieldChange& c : kind.Diff(it->second.body, *want->body)) {
+      bool written = std::any_of(why.changes.begin(), why.changes.end(),
+                                 [&](const FieldChange& w) { return w.field == c.field; });
+      if (!written) kept += (kept.empty() ? "" : ", ") + c.field;
+    }
+    if (!kept.empty()) {
+      why.detail += (why.detail.empty() ? "" : "; ") + std::string("the field rules keep ") + kept;
+    }
   }
 }
 
@@ -257,8 +339,9 @@ Status CollectionRun::Execute(Collection* collection, const CollectionState& sta
                             const std::string& fields) {
       auto before = DecodeFieldMemory(fields);
       FieldMemory after;
-      Contact merged = MergeContact(*want.contact, remote ? &remote->contact : nullptr, policy,
-                                    before.ok() ? *before : FieldMemory(), &after);
+      const ItemKind& kind = KindOf(*want.body);
+      ItemBody merged = kind.Merge(*want.body, remote ? &remote->body : nullptr, policy,
+                                   before.ok() ? *before : FieldMemory(), &after);
       return PreparedWrite{std::move(merged), EncodeFieldMemory(after)};
     };
     ctx.stored_fields = [this](const std::string& href) {

@@ -21,13 +21,20 @@
 
 namespace roster {
 
+// One action of a dry run, described for people and as data.
+struct PlannedAction {
+  std::string text;  // "update p1001 (/alice/book/x.vcf): Ann Lee"
+  std::string key;
+  Decision why;
+};
+
 struct CollectionReport {
   CollectionKey key;
   Counts counts;
   std::vector<std::string> errors;     // one sentence each
   std::vector<std::string> conflicts;  // items left alone
   std::vector<std::string> warnings;   // e.g. unreadable items in the collection
-  std::vector<std::string> planned;    // dry run: the actions, described
+  std::vector<PlannedAction> planned;  // dry run: the actions, described
   size_t planned_more = 0;             // dry run: actions beyond RunOptions::max_planned
   bool guard_tripped = false;
   bool offboarded = false;          // the user left the rule: roster's items removed or let go
@@ -40,6 +47,9 @@ struct RunOptions {
   // Dry run: at most this many actions are described per collection (the
   // rest are counted), so that planning 100 books of 50,000 people stays small.
   size_t max_planned = SIZE_MAX;
+  // Dry run: read the items the described updates would change, and say
+  // which fields change (Decision::changes) and which the field rules keep.
+  bool explain = false;
   // Called after each collection finishes (from worker threads, serialised).
   std::function<void(const CollectionReport&, size_t done, size_t total)> on_collection;
   RetryPolicy retry;
@@ -81,6 +91,9 @@ class CollectionRun {
                     const std::vector<DesiredItem>& desired, int64_t managed, int64_t outside);
   Status StopAtGuard(const CollectionState& state, const Plan& plan);
   void Describe(const Plan& plan);
+  void Explain(std::vector<PlannedAction>& planned,
+               const std::vector<const UpdateAction*>& updates);
+  std::string Detail(const Action& action) const;
   Status Execute(Collection* collection, const CollectionState& state, const Plan& plan);
   Status Finish(const CollectionState& state, bool wrote);
 

@@ -7,22 +7,11 @@
 #include <unordered_map>
 
 #include "core/failpoint.h"
-#include "core/text.h"
+#include "kinds/kind.h"
 #include "sync/sync.h"
 
 namespace roster {
 namespace {
-
-bool SharesAnEmail(const Contact& a, const Contact& b) {
-  for (const TypedValue& x : a.emails) {
-    std::string lx = text::AsciiLower(text::Trim(x.value));
-    if (lx.empty()) continue;
-    for (const TypedValue& y : b.emails) {
-      if (lx == text::AsciiLower(text::Trim(y.value))) return true;
-    }
-  }
-  return false;
-}
 
 class Runner {
  public:
@@ -69,7 +58,7 @@ class Runner {
     ManagedTag tag{ctx_.rule, a.key};
     PreparedWrite prepared;
     if (ctx_.prepare) prepared = ctx_.prepare(*want, nullptr, "");
-    const Contact& body = ctx_.prepare ? prepared.contact : *want->contact;
+    const ItemBody& body = ctx_.prepare ? prepared.body : *want->body;
     Failpoint("before-create");
     auto w = Retry<WriteResult>([&] { return ctx_.collection->Create(name, tag, body); });
     if (w.ok()) {
@@ -101,7 +90,7 @@ class Runner {
           why = "now carries a marker (rule " + remote->tag->rule + ")";
         } else if (!remote->parse_error.empty()) {
           why = "could not be read";
-        } else if (!SharesAnEmail(*want->contact, remote->contact)) {
+        } else if (!SameSubject(*want->body, remote->body)) {
           why = "no longer has the person's e-mail address";
         }
         if (!why.empty()) {
@@ -118,9 +107,10 @@ class Runner {
       }
       std::string stored = a.take_over || !ctx_.stored_fields ? "" : ctx_.stored_fields(a.href);
       prepared =
-          ctx_.prepare ? ctx_.prepare(*want, &*remote, stored) : PreparedWrite{*want->contact, ""};
+          ctx_.prepare ? ctx_.prepare(*want, &*remote, stored) : PreparedWrite{*want->body, ""};
       if_match = remote->etag;
-      if (!a.take_over && ContentHash(prepared.contact) == remote->content_hash) {
+      if (!a.take_over &&
+          KindOf(prepared.body).ContentHash(prepared.body) == remote->content_hash) {
         // The merge changes nothing on the server (the user's edits are all
         // kept, or the source's change is one the rules do not write): no
         // write, only the record that this content matches the source now.
@@ -130,7 +120,7 @@ class Runner {
         return ctx_.store->PutItem(ctx_.collection_id, row);
       }
     }
-    const Contact& body = (ctx_.prepare || a.take_over) ? prepared.contact : *want->contact;
+    const ItemBody& body = (ctx_.prepare || a.take_over) ? prepared.body : *want->body;
     Failpoint("before-update");
     auto w =
         Retry<WriteResult>([&] { return ctx_.collection->Update(a.href, if_match, tag, body); });

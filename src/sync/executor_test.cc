@@ -35,8 +35,8 @@ struct Fixture {
   void Want(const std::string& key, const std::string& name) {
     Contact c;
     c.formatted_name = name;
-    auto p = std::make_shared<const Contact>(c);
-    desired[key] = DesiredItem{key, ContentHash(*p), p};
+    auto p = std::make_shared<const ItemBody>(c);
+    desired[key] = DesiredItem{key, ContentHash(c), p};
   }
   ExecuteResult Execute(const Plan& plan) {
     ExecuteContext ctx;
@@ -227,9 +227,10 @@ TEST(Executor, DeleteOfAnItemThatLostItsMarkerIsRefused) {
 // A stand-in for field rules: the note is the user's to keep once they edit it.
 PreparedWrite KeepUserNote(const DesiredItem& want, const RemoteItem* remote,
                            const std::string& fields) {
-  PreparedWrite out{*want.contact, "note=" + want.contact->note};
-  if (remote && !fields.empty() && fields != "note=" + remote->contact.note) {
-    out.contact.note = remote->contact.note;  // edited on the phone: keep it
+  PreparedWrite out{std::get<Contact>(*want.body), "note=" + std::get<Contact>(*want.body).note};
+  if (remote && !fields.empty() && fields != "note=" + std::get<Contact>(remote->body).note) {
+    std::get<Contact>(out.body).note =
+        std::get<Contact>(remote->body).note;  // edited on the phone: keep it
     out.fields = fields;
   }
   return out;
@@ -238,7 +239,7 @@ PreparedWrite KeepUserNote(const DesiredItem& want, const RemoteItem* remote,
 TEST(Executor, FieldRulesKeepAUsersEditAndSkipWritesThatChangeNothing) {
   Fixture f;
   f.Want("a", "Ann");
-  f.desired["a"].contact = std::make_shared<const Contact>([] {
+  f.desired["a"].body = std::make_shared<const ItemBody>([] {
     Contact c;
     c.formatted_name = "Ann";
     c.note = "from source";
@@ -278,9 +279,9 @@ TEST(Executor, FieldRulesKeepAUsersEditAndSkipWritesThatChangeNothing) {
   Contact edited = items.begin()->second.contact;
   edited.note = "my own words";
   f.server->PutByHand("alice", href, edited, ManagedTag{"r", "a"});
-  Contact renamed = *f.desired["a"].contact;
+  Contact renamed = std::get<Contact>(*f.desired["a"].body);
   renamed.formatted_name = "Ann B";
-  f.desired["a"].contact = std::make_shared<const Contact>(renamed);
+  f.desired["a"].body = std::make_shared<const ItemBody>(renamed);
   f.desired["a"].hash = ContentHash(renamed);
   f.server->ResetCounters();
   Plan update;
@@ -306,9 +307,9 @@ TEST(Executor, FieldRulesKeepAUsersEditAndSkipWritesThatChangeNothing) {
 TEST(Executor, TakeOverMarksTheUsersOwnCardAsManaged) {
   Fixture f;
   f.Want("b", "Bob");
-  Contact bob = *f.desired["b"].contact;
+  Contact bob = std::get<Contact>(*f.desired["b"].body);
   bob.emails.push_back({"bob@example.com", {"work"}, false});
-  f.desired["b"].contact = std::make_shared<const Contact>(bob);
+  f.desired["b"].body = std::make_shared<const ItemBody>(bob);
   Contact own;
   own.formatted_name = "Bobby";
   own.note = "met at the fair";
@@ -329,9 +330,9 @@ TEST(Executor, TakeOverMarksTheUsersOwnCardAsManaged) {
 TEST(Executor, TakeOverLeavesACardThatChangedMeanwhile) {
   Fixture f;
   f.Want("b", "Bob");
-  Contact bob = *f.desired["b"].contact;
+  Contact bob = std::get<Contact>(*f.desired["b"].body);
   bob.emails.push_back({"bob@example.com", {"work"}, false});
-  f.desired["b"].contact = std::make_shared<const Contact>(bob);
+  f.desired["b"].body = std::make_shared<const ItemBody>(bob);
   Contact other;
   other.formatted_name = "Someone else now";
   other.emails.push_back({"carol@example.com", {"home"}, false});

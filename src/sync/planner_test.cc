@@ -55,5 +55,76 @@ TEST(Planner, IsDeterministic) {
   EXPECT_EQ(first, second);
 }
 
+// Every action says why it was decided, as data (plan --verbose, audit).
+TEST(Planner, EveryActionCarriesItsReason) {
+  struct Case {
+    const char* name;
+    std::vector<DesiredItem> desired;
+    std::vector<CurrentItem> current;
+    AdoptMode adopt;
+    Why want;
+  };
+  auto own = [](const char* href) {
+    CurrentItem c{href, "e", "", "x", true};
+    c.match = {"m1"};
+    return c;
+  };
+  auto edited = [] {
+    CurrentItem c{"/a", "e2", "a", "old", true};
+    c.edited = true;
+    return c;
+  };
+  const Case cases[] = {
+      {"new", {{"a", "h", nullptr}}, {}, AdoptMode::kNever, Why::kNew},
+      {"source changed",
+       {{"a", "h2", nullptr}},
+       {{"/a", "e", "a", "h1", true}},
+       AdoptMode::kNever,
+       Why::kSourceChanged},
+      {"edited on the server",
+       {{"a", "h", nullptr}},
+       {edited()},
+       AdoptMode::kNever,
+       Why::kEditedOnServer},
+      {"found unrecorded",
+       {{"a", "h", nullptr}},
+       {{"/a", "e", "a", "h", false}},
+       AdoptMode::kNever,
+       Why::kFoundUnrecorded},
+      {"left", {}, {{"/a", "e", "a", "h", true}}, AdoptMode::kNever, Why::kLeft},
+      {"user's own, never",
+       {{"a", "h", nullptr, {"m1"}}},
+       {own("/mine")},
+       AdoptMode::kNever,
+       Why::kUsersOwn},
+      {"user's own, merge",
+       {{"a", "h", nullptr, {"m1"}}},
+       {own("/mine")},
+       AdoptMode::kMerge,
+       Why::kTakeOver},
+  };
+  for (const Case& c : cases) {
+    PlanInput in;
+    in.desired = &c.desired;
+    in.current = &c.current;
+    in.adopt = c.adopt;
+    in.force = true;
+    in.source_changed = [](const std::string& key) { return key == "a"; };
+    Plan plan = PlanCollection(in);
+    ASSERT_FALSE(plan.actions.empty()) << c.name;
+    EXPECT_EQ(DecisionOf(plan.actions.back()).why, c.want) << c.name;
+    EXPECT_NE(std::string(DescribeWhy(c.want)), "") << c.name;
+  }
+  // Duplicates say so.
+  std::vector<DesiredItem> desired = {{"a", "h", nullptr}};
+  std::vector<CurrentItem> current = {{"/1", "e", "a", "h", true}, {"/2", "e", "a", "h", true}};
+  PlanInput in;
+  in.desired = &desired;
+  in.current = &current;
+  Plan plan = PlanCollection(in);
+  ASSERT_EQ(plan.actions.size(), 1u);
+  EXPECT_EQ(DecisionOf(plan.actions[0]).why, Why::kDuplicate);
+}
+
 }  // namespace
 }  // namespace roster

@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "core/hash.h"
+#include "kinds/kind.h"
 #include "sync/selection.h"
 
 namespace roster {
@@ -48,6 +49,7 @@ Reconciliation ReconcileListing(std::vector<ItemState> stored, const Listing& li
   for (const ItemRef& ref : listing.changed) {
     if (ReconciledItem* w = find(ref.href)) {
       w->gone = false;
+      w->edited = !w->s.etag.empty() && w->s.etag != ref.etag;
       w->s.etag_seen = ref.etag;
     } else {
       r.items.push_back(ReconciledItem{ItemState{ref.href, ref.etag, "", "", ""}, false, false});
@@ -82,7 +84,7 @@ std::vector<ItemState> LearnFetched(Reconciliation& r, std::vector<RemoteItem> f
     w.s.hash = item.content_hash;
     // Someone's own card (not another rule's): remember how to recognise it.
     w.s.match = w.s.key.empty() && item.parse_error.empty() && !item.tag
-                    ? JoinMatch(MatchHashes(item.contact))
+                    ? JoinMatch(MatchHashes(item.body))
                     : std::string();
     if (!item.parse_error.empty()) {
       warnings.push_back(item.href + " could not be read and is left alone: " + item.parse_error);
@@ -118,7 +120,8 @@ std::vector<CurrentItem> CurrentItems(Reconciliation&& r, int64_t* managed,
                        std::move(w.s.key),
                        std::move(w.s.hash),
                        w.recorded,
-                       {}});
+                       {},
+                       w.edited});
   }
   r.items.clear();
   return current;

@@ -48,6 +48,7 @@ struct ReconciledItem {
   ItemState s;
   bool recorded = false;  // a managed item the state knew before this run
   bool gone = false;      // not in the collection any more
+  bool edited = false;    // known before, and its etag moved since
 };
 
 struct Reconciliation {

@@ -99,7 +99,9 @@ RemoteItem Remote(const std::string& href, const std::string& etag, const char* 
   item.href = href;
   item.etag = etag;
   if (rule) item.tag = ManagedTag{rule, key};
-  if (!email.empty()) item.contact.emails.push_back({email, {}, false});
+  Contact contact;
+  if (!email.empty()) contact.emails.push_back({email, {}, false});
+  item.body = contact;
   item.content_hash = "remote-" + href;
   return item;
 }

@@ -4,6 +4,7 @@
 
 #include "core/hash.h"
 #include "core/text.h"
+#include "kinds/kind.h"
 
 namespace roster {
 
@@ -25,17 +26,6 @@ std::vector<std::string> LookupField(const SourceRecord& record, std::string_vie
 }
 
 std::string LowerEmail(std::string_view email) { return text::AsciiLower(text::Trim(email)); }
-
-std::vector<std::string> MatchHashes(const Contact& contact) {
-  std::vector<std::string> out;
-  for (const TypedValue& e : contact.emails) {
-    std::string lower = LowerEmail(e.value);
-    if (!lower.empty()) out.push_back(HashHex("roster-match\n" + lower).substr(0, 16));
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
 
 std::string JoinMatch(const std::vector<std::string>& match) {
   std::string out;
@@ -129,6 +119,12 @@ void RuleSelection::AdoptPeople(RuleSelection&& other) {
   origin = std::move(other.origin);
   by_email = std::move(other.by_email);
   by_account = std::move(other.by_account);
+  left_out = std::move(other.left_out);
+}
+
+std::string RuleSelection::WhyLeftOut(const std::string& key) const {
+  auto it = left_out.find(key);
+  return it == left_out.end() ? std::string() : it->second;
 }
 
 Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<SourcePeople>& sources) {
@@ -143,17 +139,27 @@ Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<Sourc
       in.origin[sources.front().name + std::string(1, '\0') + r.key] = r.key;
     }
   }
+  for (const SourcePeople& source : sources) {
+    if (!source.excluded) continue;
+    for (const std::string& key : *source.excluded) {
+      std::string k = sources.size() > 1 ? source.name + ":" + key : key;
+      in.left_out[k] = "excluded by source " + source.name + " (" + source.exclude_text + ")";
+    }
+  }
   // Field rules change what is written for the same source content: they are
   // part of every desired item's hash, so that editing them rewrites (or
   // re-merges) each item once.
   const std::string policy = rule.fields.empty() ? std::string() : rule.fields.Fingerprint();
   in.desired.reserve(records->size());
   for (const SourceRecord& r : *records) {
-    if (!rule.filter.Matches([&](std::string_view f) { return LookupField(r, f); })) continue;
-    auto contact = std::make_shared<const Contact>(r.contact);
-    std::string hash = ContentHash(*contact);
+    if (!rule.filter.Matches([&](std::string_view f) { return LookupField(r, f); })) {
+      in.left_out[r.key] = "does not match the rule's filter (" + rule.filter.text() + ")";
+      continue;
+    }
+    auto body = std::make_shared<const ItemBody>(r.contact);
+    std::string hash = KindOf(*body).ContentHash(*body);
     if (!policy.empty()) hash = HashHex(hash + "\n" + policy);
-    in.desired.push_back(DesiredItem{r.key, std::move(hash), contact, MatchHashes(*contact)});
+    in.desired.push_back(DesiredItem{r.key, std::move(hash), body, MatchHashes(*body)});
     for (const char* account : kAccountAttributes) {
       auto it = r.attributes.find(account);
       if (it == r.attributes.end()) continue;
@@ -175,7 +181,8 @@ Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<Sourc
   }
   for (const DesiredItem& d : in.desired) {
     in.by_key.emplace(d.key, &d);
-    for (const TypedValue& e : d.contact->emails) in.by_email.emplace(LowerEmail(e.value), d.key);
+    for (std::string& m : KindOf(*d.body).MatchKeys(*d.body))
+      in.by_email.emplace(std::move(m), d.key);
   }
   in.fingerprint = SelectionFingerprint(in.desired);
   return in;

@@ -31,9 +31,7 @@ std::vector<std::string> LookupField(const SourceRecord& record, std::string_vie
 // Trimmed, lower-cased: how e-mail addresses are compared everywhere.
 std::string LowerEmail(std::string_view email);
 
-// Hashes of a contact's e-mail addresses, sorted and unique: how a user's own
-// card for a person is recognised without keeping the addresses in the state.
-std::vector<std::string> MatchHashes(const Contact& contact);
+// Match hashes (kinds/kind.h's MatchHashes) as the state stores them.
 std::string JoinMatch(const std::vector<std::string>& match);
 std::vector<std::string> SplitMatch(const std::string& joined);
 
@@ -41,6 +39,10 @@ std::vector<std::string> SplitMatch(const std::string& joined);
 struct SourcePeople {
   std::string name;
   const std::vector<SourceRecord>* records = nullptr;
+  // Keys the source's own `exclude` left out, and that filter's text: to say
+  // why someone is no longer selected.
+  const std::vector<std::string>* excluded = nullptr;
+  std::string exclude_text;
 };
 
 // Several sources into one list of people: records that share an e-mail
@@ -63,6 +65,9 @@ struct RuleSelection {
   std::unordered_map<std::string, std::string> by_email;
   // Lower-cased account name (uid, sAMAccountName) -> key, likewise.
   std::unordered_map<std::string, std::string> by_account;
+  // Keys read but not selected -> why ("does not match the rule's filter
+  // ..."): the reason a plan gives for removing them.
+  std::unordered_map<std::string, std::string> left_out;
 
   // Set when the sources' versions matched the last snapshot's, so that the
   // people were not read: `fingerprint` is the previous one, and the members
@@ -81,6 +86,8 @@ struct RuleSelection {
   size_t Count() const { return Loaded() ? desired.size() : previous.entries.size(); }
   bool Has(const std::string& key) const;
   const DesiredItem* Find(const std::string& key) const;
+  // Why `key` is not selected, as far as this run knows ("" when it does not).
+  std::string WhyLeftOut(const std::string& key) const;
   // Takes over the people of `other` (a deferred read that finished).
   void AdoptPeople(RuleSelection&& other);
 };

@@ -24,8 +24,12 @@ void SourceReader::Prepare(const std::string& name, SourceEntry& entry,
                            std::vector<SourceRecord>& records) {
   size_t before = records.size();
   if (!entry.exclude.text().empty()) {
+    std::vector<std::string>& excluded = excluded_[name];
+    excluded.clear();
     std::erase_if(records, [&](const SourceRecord& r) {
-      return entry.exclude.Matches([&](std::string_view f) { return LookupField(r, f); });
+      bool out = entry.exclude.Matches([&](std::string_view f) { return LookupField(r, f); });
+      if (out) excluded.push_back(r.key);
+      return out;
     });
   }
   TransformReport tr;
@@ -86,7 +90,11 @@ Status SourceReader::ReadRule(const RuleSpec& rule, RuleSelection& selection, bo
       return MakeError(records.error().kind, "rule " + rule.name + ": " + records.error().message +
                                                  "; no address book was changed");
     }
-    sources.push_back(SourcePeople{name, &*records});
+    const SourceEntry& entry = sources_.at(name);
+    std::lock_guard lock(mu_);
+    auto ex = excluded_.find(name);
+    sources.push_back(SourcePeople{name, &*records, ex == excluded_.end() ? nullptr : &ex->second,
+                                   entry.exclude.text()});
   }
   auto selected = SelectPeople(rule, sources);
   if (!selected.ok()) {
@@ -108,6 +116,7 @@ Status SourceReader::ReadRule(const RuleSpec& rule, RuleSelection& selection, bo
 void SourceReader::DropRecords() {
   std::lock_guard lock(mu_);
   read_.clear();
+  excluded_.clear();
 }
 
 }  // namespace roster

@@ -58,6 +58,7 @@ class SourceReader {
   RunNotes& notes_;
   std::mutex mu_;
   std::map<std::string, Result<std::vector<SourceRecord>>> read_;
+  std::map<std::string, std::vector<std::string>> excluded_;  // keys, per source
   std::map<std::string, std::string> versions_;
 };
 

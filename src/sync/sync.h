@@ -14,7 +14,7 @@
 
 #include "core/clock.h"
 #include "core/connector.h"
-#include "core/contact.h"
+#include "core/item.h"
 #include "state/state.h"
 
 namespace roster {
@@ -23,9 +23,9 @@ namespace roster {
 struct DesiredItem {
   std::string key;
   std::string hash;
-  std::shared_ptr<const Contact> contact;
-  // Hashes that identify the person among a user's own items (e-mail
-  // addresses): an unmanaged item sharing one is the user's own copy.
+  std::shared_ptr<const ItemBody> body;
+  // Hashes that identify the person among a user's own items (MatchHashes:
+  // e-mail addresses): an unmanaged item sharing one is the user's own copy.
   std::vector<std::string> match;
 };
 
@@ -42,10 +42,41 @@ struct CurrentItem {
   // Items roster does not manage (empty key): hashes of their e-mail
   // addresses, compared with DesiredItem::match for adoption.
   std::vector<std::string> match;
+  // The item changed on the server since roster last wrote or read it (its
+  // etag moved): a difference is then the user's edit, not the source's.
+  bool edited = false;
 };
+
+// Why the planner decided an action. The words are DescribeWhy's; the
+// detail and the changes are filled in by whoever knows more (the collection
+// run knows the sources, the filter and, for a verbose plan, the old content).
+enum class Why {
+  kNew,              // selected, not in the collection
+  kSourceChanged,    // the person changed in the source since the last sync
+  kEditedOnServer,   // the item changed on the server since roster wrote it
+  kDiffers,          // the content differs for another reason (rules, mapping, a lost state)
+  kFoundUnrecorded,  // a managed copy the state did not know: a lost state or an interrupted run
+  kLeft,             // no longer selected
+  kDuplicate,        // a second managed copy of a person who stays
+  kUsersOwn,         // the user has their own item for the person (adopt = "never")
+  kTakeOver,         // the user's own item for the person, managed from now on (adopt = "merge")
+  kRepair,           // found again while writing (the executor's single-item replan)
+};
+
+// A decision as data: for plan --verbose, and later the audit log and
+// "explain". `changes` is empty unless the old content was read.
+struct Decision {
+  Why why = Why::kDiffers;
+  std::string detail;                // "from source staff", "does not match the filter ..."
+  std::vector<FieldChange> changes;  // old -> new, by field
+};
+
+// "in the selection, not yet in the collection", ...
+const char* DescribeWhy(Why why);
 
 struct CreateAction {
   std::string key;
+  Decision why;
 };
 struct UpdateAction {
   std::string key;
@@ -55,28 +86,33 @@ struct UpdateAction {
   // The user's own item for this person (same e-mail), taken over under
   // adopt = "merge": read, merged by the field rules, and marked as roster's.
   bool take_over = false;
+  Decision why;
 };
 struct DeleteAction {
   std::string key;
   std::string href;
   std::string etag;        // If-Match
   bool duplicate = false;  // a second managed copy of a key that stays
+  Decision why;
 };
 struct AdoptAction {  // a managed item found on the server, already right: record it only
   std::string key;
   std::string href;
   std::string etag;
   std::string hash;
+  Decision why;
 };
 struct ConflictAction {
   std::string key;
   std::string href;
   std::string reason;
+  Decision why;
 };
 // Not written: the user already has their own item for the person (adopt = "never").
 struct SkipAction {
   std::string key;
   std::string href;  // the user's item
+  Decision why;
 };
 using Action =
     std::variant<CreateAction, UpdateAction, DeleteAction, AdoptAction, ConflictAction, SkipAction>;
@@ -108,6 +144,9 @@ struct PlanInput {
   // every phone and pass the deletion guard.
   int max_update_percent = 100;
   bool force = false;
+  // Keys whose source content changed since the last sync (to say why an
+  // update is planned); may be empty.
+  std::function<bool(const std::string& key)> source_changed;
 };
 
 struct Plan {
@@ -128,6 +167,9 @@ Plan PlanCollection(const PlanInput& input);
 
 // Describes an action for the dry-run listing: "create alice@example.com".
 std::string DescribeAction(const Action& action);
+// The action's decision, whatever its type.
+const Decision& DecisionOf(const Action& action);
+Decision& DecisionOf(Action& action);
 
 struct RetryPolicy {
   int max_attempts = 5;
@@ -152,7 +194,7 @@ Result<T> WithRetries(const RetryPolicy& policy, Clock& clock,
 // create) and the field memory stored with it: the content to write, and the
 // field memory to store after the write.
 struct PreparedWrite {
-  Contact contact;
+  ItemBody body;
   std::string fields;
 };
 using PrepareFn = std::function<PreparedWrite(const DesiredItem& want, const RemoteItem* remote,

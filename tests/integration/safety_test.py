@@ -1,15 +1,18 @@
 """Safety promises checked from outside, on the real binary against fakedav.py
 (a CardDAV server in its own process): a plan changes nothing on disk or on
-the server, the mass-change guard holds back an export whose every mobile
+the server, a verbose plan says which fields change and why, the mass-change
+guard holds back an export whose every mobile
 number went blank until --force, a run that ends with conflicts only says why
 on stderr, and secret and state files are kept private."""
 import hashlib
 import os
 import stat
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crash_matrix_test import BOOK, FakeDav, World, check_converged, own_card  # noqa: E402
+from crash_matrix_test import (BOOK, ROSTER, FakeDav, World, check_converged,  # noqa: E402
+                               own_card)
 from harness import Suite, check  # noqa: E402
 
 USERS = ["alice", "bob", "carol"]
@@ -42,6 +45,39 @@ def test_plan_creates_and_writes_nothing(suite, server):
     check(code == 0 and out["totals"]["updated"] == 3, (code, out and out["totals"], err))
     check(state_files(w) == before, "a plan changed the state files")
     check(server.dump()["writes"] == writes, "a plan wrote to the server")
+
+
+def test_verbose_plan_says_which_fields_change_and_why(suite, server):
+    w = world(suite, server, "explain")
+    w.sync()
+    rows = [dict(r) for r in w.rows]
+    with_email = [i for i, r in enumerate(rows) if r["email"]]
+    changed, dropped = rows[with_email[0]], rows[with_email[1]]
+    old_title = changed["title"]
+    changed["title"] = "Chief Explainer"
+    dropped["email"] = ""  # the rule's filter is has(email)
+    w.write_rows(rows)
+    code, out, err = w.roster("plan", "--verbose")
+    check(code == 0, f"plan exited {code}: {err}")
+    decisions = [d for t in out["targets"] if t["user"] == "alice" for d in t["decisions"]]
+    update = [d for d in decisions if d["key"] == changed["id"]]
+    check(len(update) == 1, decisions)
+    check(update[0]["why"] == "changed in the source since the last sync", update[0])
+    check({"field": "title", "before": old_title, "after": "Chief Explainer"} in
+          update[0].get("changes", []), update[0])
+    check(all(c["field"] == "title" for c in update[0]["changes"]), update[0])
+    gone = [d for d in decisions if d["key"] == dropped["id"]]
+    check(len(gone) == 1 and gone[0]["why"] == "no longer selected", gone)
+    check("does not match the rule's filter (has(email))" in gone[0].get("detail", ""), gone)
+    # The same in words, for a person at a terminal.
+    p = subprocess.run([ROSTER, "--config", w.config, "plan", "--verbose"], capture_output=True,
+                       text=True, timeout=60)
+    check(p.returncode == 0, p.stderr)
+    check(f'title: "{old_title}" -> "Chief Explainer"' in p.stdout, p.stdout)
+    check("why: changed in the source since the last sync" in p.stdout, p.stdout)
+    # Without --verbose the plan does not read the cards to say so.
+    code, out, err = w.roster("plan")
+    check(all("changes" not in d for t in out["targets"] for d in t["decisions"]), out)
 
 
 def test_mass_change_guard_holds_back_blank_mobiles_until_forced(suite, server):
@@ -117,6 +153,7 @@ def main():
     suite = Suite("safety")
     server = FakeDav()
     tests = [test_plan_creates_and_writes_nothing,
+             test_verbose_plan_says_which_fields_change_and_why,
              test_mass_change_guard_holds_back_blank_mobiles_until_forced,
              test_conflicts_only_exit_1_with_the_reason_on_stderr,
              test_a_write_the_server_does_not_keep_is_not_recorded_as_done,

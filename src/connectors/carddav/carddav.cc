@@ -193,7 +193,7 @@ RemoteItem ReadItem(const std::string& path, std::string etag, const std::string
   std::string key = card->Get("X-ROSTER-KEY");
   if (!rule.empty() && !key.empty()) item.tag = ManagedTag{rule, key};
   item.content_hash = ContentHash(card->contact);
-  item.contact = std::move(card->contact);
+  item.body = std::move(card->contact);
   return item;
 }
 
@@ -295,9 +295,9 @@ class CardDavCollection : public Collection {
 
   Result<std::vector<RemoteItem>> Fetch(const std::vector<std::string>& hrefs) override;
   Result<WriteResult> Create(const std::string& name, const ManagedTag& tag,
-                             const Contact& contact) override;
+                             const ItemBody& item) override;
   Result<WriteResult> Update(const std::string& href, const std::string& if_match,
-                             const ManagedTag& tag, const Contact& contact) override;
+                             const ManagedTag& tag, const ItemBody& item) override;
   Status Delete(const std::string& href, const std::string& if_match) override;
 
  private:
@@ -528,23 +528,33 @@ Result<WriteResult> CardDavCollection::Put(const std::string& url, const std::st
                      webdav::SafeServerValue(response.Header("etag"), webdav::kMaxEtagBytes)};
 }
 
+// An address book holds vCards: contacts only.
+Result<const Contact*> AsContact(const ItemBody& item) {
+  const Contact* contact = std::get_if<Contact>(&item);
+  if (!contact)
+    return MakeError(ErrorKind::kInvalidArgument, "an address book holds contacts only");
+  return contact;
+}
+
 Result<WriteResult> CardDavCollection::Create(const std::string& name, const ManagedTag& tag,
-                                              const Contact& contact) {
+                                              const ItemBody& item) {
+  ROSTER_ASSIGN_OR_RETURN(const Contact* contact, AsContact(item));
   if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
     return MakeError(ErrorKind::kInvalidArgument, "invalid resource name \"" + name + "\"");
   }
   std::string uid = name.ends_with(".vcf") ? name.substr(0, name.size() - 4) : name;
-  return Put(url_ + webdav::EncodeSegment(name), uid, {"If-None-Match", "*"}, tag, contact);
+  return Put(url_ + webdav::EncodeSegment(name), uid, {"If-None-Match", "*"}, tag, *contact);
 }
 
 Result<WriteResult> CardDavCollection::Update(const std::string& href, const std::string& if_match,
-                                              const ManagedTag& tag, const Contact& contact) {
+                                              const ManagedTag& tag, const ItemBody& item) {
+  ROSTER_ASSIGN_OR_RETURN(const Contact* contact, AsContact(item));
   ROSTER_ASSIGN_OR_RETURN(std::string path, WritablePath(href, "update"));
   std::string name = webdav::DecodePercent(LastSegment(path));
   std::string uid = name.ends_with(".vcf") ? name.substr(0, name.size() - 4) : name;
   // Without a known etag, "*" still refuses to resurrect a deleted item.
   return Put(ResolveUrl(url_, path), uid, {"If-Match", if_match.empty() ? "*" : if_match}, tag,
-             contact);
+             *contact);
 }
 
 Status CardDavCollection::Delete(const std::string& href, const std::string& if_match) {

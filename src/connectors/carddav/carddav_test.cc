@@ -483,11 +483,11 @@ TEST_F(CardDavFakeTest, MultigetParsesCardsTagsAndErrors) {
   EXPECT_EQ(a.etag, "\"1\"");
   ASSERT_TRUE(a.tag.has_value());
   EXPECT_EQ(*a.tag, (ManagedTag{"staff", "e-1"}));
-  EXPECT_EQ(a.contact.formatted_name, "Ann");
-  EXPECT_EQ(a.content_hash, ContentHash(a.contact));
+  EXPECT_EQ(std::get<Contact>(a.body).formatted_name, "Ann");
+  EXPECT_EQ(a.content_hash, ContentHash(std::get<Contact>(a.body)));
   EXPECT_TRUE(a.parse_error.empty());
   EXPECT_FALSE((*items)[1].tag.has_value());
-  EXPECT_EQ((*items)[1].contact.formatted_name, "Bob");
+  EXPECT_EQ(std::get<Contact>((*items)[1].body).formatted_name, "Bob");
   EXPECT_FALSE((*items)[2].parse_error.empty());
 
   const HttpRequest& report = script_.seen.at(0);
@@ -1275,13 +1275,13 @@ TEST_F(RadicaleTest, EndToEnd) {
     ASSERT_TRUE(item.tag.has_value()) << item.href;
     EXPECT_TRUE(item.parse_error.empty()) << item.parse_error;
     EXPECT_EQ(item.href, written[item.tag->key].href);
-    EXPECT_EQ(item.content_hash, ContentHash(item.contact));
+    EXPECT_EQ(item.content_hash, ContentHash(std::get<Contact>(item.body)));
     if (item.tag->key == "e-1") {
-      EXPECT_EQ(item.contact.title, "Engineer");
+      EXPECT_EQ(std::get<Contact>(item.body).title, "Engineer");
       EXPECT_EQ(item.content_hash, ContentHash(ann2));
     }
     if (item.tag->key == "e-3") {
-      EXPECT_EQ(item.contact.family_name, "Díaz");
+      EXPECT_EQ(std::get<Contact>(item.body).family_name, "Díaz");
     }
   }
 
@@ -1325,7 +1325,7 @@ TEST_F(RadicaleTest, EndToEnd) {
   ASSERT_EQ(hand->size(), 1u);
   EXPECT_EQ((*hand)[0].href, hand_href);
   EXPECT_FALSE((*hand)[0].tag.has_value());
-  EXPECT_EQ((*hand)[0].contact.formatted_name, "Hand Made");
+  EXPECT_EQ(std::get<Contact>((*hand)[0].body).formatted_name, "Hand Made");
 
   // An unknown token costs a full listing, not an error.
   auto reset = alice->List("http://radicale.org/ns/sync/0000");

@@ -97,15 +97,17 @@ class MemoryCollection final : public Collection {
       r.href = href;
       r.etag = it->second.etag;
       r.tag = it->second.tag;
-      r.contact = it->second.contact;
-      r.content_hash = ContentHash(r.contact);
+      r.body = it->second.contact;
+      r.content_hash = ContentHash(it->second.contact);
       out.push_back(std::move(r));
     }
     return out;
   }
 
   Result<WriteResult> Create(const std::string& name, const ManagedTag& tag,
-                             const Contact& contact) override {
+                             const ItemBody& body) override {
+    const Contact* contact = std::get_if<Contact>(&body);
+    if (!contact) return NotAContact();
     std::string href = HrefOf(name);
     std::lock_guard lock(server_->mu_);
     if (auto e = Fault("create", href)) return *e;
@@ -114,11 +116,13 @@ class MemoryCollection final : public Collection {
       return MakeError(ErrorKind::kPreconditionFailed, "PUT " + href + ": HTTP 412");
     }
     ++server_->counters_.creates;
-    return Store(book, href, tag, contact);
+    return Store(book, href, tag, *contact);
   }
 
   Result<WriteResult> Update(const std::string& href, const std::string& if_match,
-                             const ManagedTag& tag, const Contact& contact) override {
+                             const ManagedTag& tag, const ItemBody& body) override {
+    const Contact* contact = std::get_if<Contact>(&body);
+    if (!contact) return NotAContact();
     std::lock_guard lock(server_->mu_);
     if (auto e = Fault("update", href)) return *e;
     MemoryServer::Book& book = server_->books_[user_];
@@ -127,7 +131,7 @@ class MemoryCollection final : public Collection {
       return MakeError(ErrorKind::kPreconditionFailed, "PUT " + href + ": HTTP 412");
     }
     ++server_->counters_.updates;
-    return Store(book, href, tag, contact);
+    return Store(book, href, tag, *contact);
   }
 
   Status Delete(const std::string& href, const std::string& if_match) override {
@@ -146,6 +150,10 @@ class MemoryCollection final : public Collection {
   }
 
  private:
+  static Error NotAContact() {
+    return Error{ErrorKind::kInvalidArgument, "an in-memory address book holds contacts only"};
+  }
+
   std::optional<Error> Fault(const std::string& op, const std::string& href) {
     return server_->fault_ ? server_->fault_(op, href) : std::nullopt;
   }
