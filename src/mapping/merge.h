@@ -19,6 +19,12 @@ enum class FieldMode {
 
 const char* FieldModeName(FieldMode mode);
 
+// What to do when a user already has their own item for a person roster would create.
+enum class AdoptMode {
+  kNever,  // leave theirs alone and add nothing: no duplicate either way
+  kMerge,  // manage theirs from now on, merged by the field rules
+};
+
 // Field name (ContactFieldNames() or "photo") -> mode; a field not listed is
 // overwritten.
 struct FieldPolicy {

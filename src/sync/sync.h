@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "core/connector.h"
 #include "core/item.h"
+#include "mapping/merge.h"
 #include "state/state.h"
 
 namespace roster {
@@ -117,11 +118,6 @@ struct SkipAction {
 using Action =
     std::variant<CreateAction, UpdateAction, DeleteAction, AdoptAction, ConflictAction, SkipAction>;
 
-// What to do when a user already has their own item for a person roster would create.
-enum class AdoptMode {
-  kNever,  // leave theirs alone and add nothing: no duplicate either way
-  kMerge,  // manage theirs from now on, merged by the field rules
-};
 
 struct PlanInput {
   // Sorted by key, unique. In incremental planning only the keys that changed.
