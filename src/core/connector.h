@@ -78,27 +78,76 @@ struct ItemRef {
   std::string etag;
 };
 
+// An item read back from a target.
+struct RemoteItem {
+  std::string href;
+  std::string etag;
+  std::optional<ManagedTag> tag;  // set only when the item carries roster's marker
+  // What the item holds, as the target's projection of it (see
+  // Target::Project): fields the server fills itself are left out.
+  ItemBody body;
+  std::string content_hash;  // KindOf(body).ContentHash(body), marker and server fields excluded
+  std::string parse_error;   // non-empty when the body could not be read; item is left alone
+};
+
 // What changed in a collection since a sync token (or everything, when `full`).
 struct Listing {
   bool full = false;                 // `changed` is the complete membership
   std::vector<ItemRef> changed;      // new or modified members
   std::vector<std::string> removed;  // hrefs gone since the token (delta only)
   std::string sync_token;            // token for next time; empty if unsupported
-};
-
-// An item read back from a target.
-struct RemoteItem {
-  std::string href;
-  std::string etag;
-  std::optional<ManagedTag> tag;  // set only when the item carries roster's marker
-  ItemBody body;
-  std::string content_hash;  // KindOf(body).ContentHash(body), marker and server fields excluded
-  std::string parse_error;   // non-empty when the body could not be read; item is left alone
+  // Members read in the same pass (a target that lists with the marker and
+  // the content expanded, as Graph does): they need no Fetch.
+  std::vector<RemoteItem> items;
 };
 
 struct WriteResult {
   std::string href;
   std::string etag;  // empty when the server did not say; the next listing fills it in
+};
+
+// How a target makes a create idempotent, so that neither a retry, a crash
+// nor a lost answer can leave two copies.
+enum class CreateMode {
+  // The client names the item (deterministically, per rule and key) and
+  // creates it with If-None-Match: *; a second attempt answers 412 and the
+  // executor reads what is there (CardDAV, CalDAV).
+  kClientName,
+  // The server chooses the id (Graph). A create whose answer was lost is not
+  // retried and not recorded; the next full listing, with roster's marker
+  // expanded (one paged pass per collection), finds it and adopts it.
+  kServerId,
+};
+
+// One write, as the executor hands it to a collection.
+struct WriteOp {
+  enum class Kind { kCreate, kUpdate, kDelete };
+  Kind kind = Kind::kCreate;
+  std::string name;      // create with kClientName: the resource name
+  std::string href;      // update, delete
+  std::string if_match;  // update, delete
+  ManagedTag tag;        // create, update
+  // Create, update: the item to hold, already projected (Target::Project).
+  const ItemBody* body = nullptr;
+  // Update: the item as it is on the server now, when the executor read it;
+  // a target that merges (PATCH) sends only what differs, with explicit
+  // clears, and writes no part that already matches.
+  const ItemBody* current = nullptr;
+};
+
+// What one write did. A failed write changed nothing the executor must
+// record, except as `landed` says.
+struct WriteOutcome {
+  Status status;
+  WriteResult result;
+  // A write made of dependent steps (a contact, then its photo) that failed
+  // after some steps landed: status is the failure, result names the item,
+  // and `landed` is what the server holds now. The executor records it as
+  // such, and the next run writes exactly what is missing.
+  std::optional<ItemBody> landed;
+  // The request may have been carried out though its answer was lost (a
+  // timeout, a dropped connection, a 5xx after a create with a server id).
+  bool ambiguous = false;
 };
 
 // One collection of one target user. Not thread-safe: one thread at a time.
@@ -123,6 +172,20 @@ class Collection {
                                      const ManagedTag& tag, const ItemBody& body) = 0;
   // Deletes `href` only if its etag is still `if_match`; NotFound counts as done.
   virtual Status Delete(const std::string& href, const std::string& if_match) = 0;
+  // How creates are made idempotent; see CreateMode.
+  virtual CreateMode create_mode() const { return CreateMode::kClientName; }
+  // How many writes one request may carry ($batch: 20; CardDAV: 1).
+  virtual size_t max_batch() const { return 1; }
+  // Runs up to max_batch() writes, each succeeding or failing alone; one
+  // outcome per op, in order. The default runs Create, Update and Delete
+  // one after another.
+  virtual std::vector<WriteOutcome> WriteBatch(const std::vector<WriteOp>& ops);
+  // The limiter bucket of the server limits this collection's requests count
+  // against (Graph: the app and mailbox); empty when there are none.
+  virtual std::string limit_bucket() const { return std::string(); }
+  // Whether the executor should read an item before updating it, so that
+  // the write can send only what differs (targets that merge on PATCH).
+  virtual bool update_reads_current() const { return false; }
   // What the collection noticed and ignored since the last call (hrefs a
   // server named outside the collection, unusable etags), one sentence each;
   // the caller reports them. Taking them clears them.
@@ -147,6 +210,15 @@ class Target {
   virtual Result<std::unique_ptr<Collection>> Open(const CollectionSpec& spec, bool create) = 0;
   // How many requests this target's server may have in flight at once.
   virtual int max_in_flight() const = 0;
+  // The item as this target can hold it, canonical for comparing: for Graph
+  // contacts, three e-mail addresses and its phone slots, the fields the
+  // server fills itself filled the same way; for CardDAV, everything.
+  // Changes are decided on it, so that a lossy target never rewrites an
+  // unchanged item. RemoteItem bodies are in the same form.
+  virtual ItemBody Project(const ItemBody& body) const { return body; }
+  // Names the projection, for the fingerprint of what a rule would write:
+  // a new projection (a roster upgrade) rewrites each item once.
+  virtual std::string projection_name() const { return std::string(); }
   // True when one credential serves every user (a service account): once the
   // server refuses it, nothing more is tried on this target in the run.
   // False with per-user credentials: a refusal stops only that user's book.
