@@ -75,7 +75,8 @@ class TypeList {
   // `preferred` may be null.
   TypeList(bool is_email, bool* preferred) : is_email_(is_email), preferred_(preferred) {}
   // Adds each entry of `list`, trimmed and lower-cased, unless it is empty,
-  // "pref", "internet" for e-mail, or already there.
+  // "pref" (which sets *preferred instead), "internet" for e-mail, or
+  // already there.
   void Add(std::string_view list);
   std::vector<std::string> Take() && { return std::move(types_); }
 
