@@ -69,6 +69,10 @@ class Engine::RunState {
   // Phase 1: every rule prepared; nothing is written yet.
   void PrepareAll() {
     PrepareContext ctx{&store_, &config_.directories, &reader_, &notes_, options_.force};
+    ctx.target = [this](const std::string& name) -> const Target* {
+      auto it = config_.targets.find(name);
+      return it == config_.targets.end() ? nullptr : it->second.target.get();
+    };
     for (const RuleSpec& rule : config_.rules) {
       auto w = std::make_unique<RuleWork>();
       Preparation p = PrepareRule(rule, config_.targets.at(rule.target).users, ctx, *w);
@@ -211,6 +215,13 @@ class Engine::RunState {
 RunReport Engine::Run(const RunOptions& options_in) {
   RunOptions options = options_in;
   if (!options.clock) options.clock = &RealClock();
+  // One limiter for every collection of the run, unless the caller shares one
+  // more widely (a service running several runs at once).
+  std::unique_ptr<Limiter> limiter;
+  if (!options.limiter) {
+    limiter = NewLocalLimiter(*options.clock);
+    options.limiter = limiter.get();
+  }
   if (!options.deadline) options.deadline = config_.deadline;
   options.retry.deadline = options.deadline;
   return RunState(*this, options).Run();

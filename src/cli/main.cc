@@ -46,6 +46,16 @@ json CountsJson(const Counts& c) {
               {"adopted", c.adopted},     {"skipped", c.skipped}};
 }
 
+// What the writes cost on the wire: requests, sub-requests of batches, and
+// the waits the servers (or roster's own limiter) asked for.
+json StatsJson(const ExecuteStats& s) {
+  return json{{"requests", s.requests},
+              {"sub_requests", s.sub_requests},
+              {"throttled", s.throttled},
+              {"waits", s.waits},
+              {"waited_ms", s.waited.count()}};
+}
+
 // A planned action as data: what, why, and (with --verbose) the fields.
 json DecisionJson(const PlannedAction& a) {
   json changes = json::array();
@@ -104,16 +114,23 @@ void PrintJson(const RunReport& report, bool plan) {
       t["decisions"] = std::move(decisions);
     }
     if (c.offboarded) t["offboarded"] = true;
+    t["writes"] = StatsJson(c.stats);
     targets.push_back(std::move(t));
   }
+  ExecuteStats wire;
+  for (const CollectionReport& c : report.collections) wire += c.stats;
   Counts totals = report.Totals();
   for (const CollectionReport& c : report.collections) {
     if (!c.errors.empty() && c.counts.errors == 0) ++totals.errors;
   }
   totals.errors += static_cast<int64_t>(report.errors.size());
-  json out{{"mode", plan ? "plan" : "sync"},        {"totals", CountsJson(totals)},
-           {"targets", std::move(targets)},         {"errors", SafeList(report.errors)},
-           {"warnings", SafeList(report.warnings)}, {"sources", SafeList(report.notices)},
+  json out{{"mode", plan ? "plan" : "sync"},
+           {"totals", CountsJson(totals)},
+           {"targets", std::move(targets)},
+           {"errors", SafeList(report.errors)},
+           {"warnings", SafeList(report.warnings)},
+           {"sources", SafeList(report.notices)},
+           {"writes", StatsJson(wire)},
            {"exit_code", report.ExitCode()}};
   std::cout << Dump(out) << "\n";
 }

@@ -176,6 +176,9 @@ class Collection {
   virtual CreateMode create_mode() const { return CreateMode::kClientName; }
   // How many writes one request may carry ($batch: 20; CardDAV: 1).
   virtual size_t max_batch() const { return 1; }
+  // How many writes of one batch the server runs at once (Graph: 4): the
+  // concurrency a batch holds against the server's limit.
+  virtual int parallel_per_batch() const { return 1; }
   // Runs up to max_batch() writes, each succeeding or failing alone; one
   // outcome per op, in order. The default runs Create, Update and Delete
   // one after another.

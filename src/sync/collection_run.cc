@@ -335,14 +335,14 @@ Status CollectionRun::Execute(Collection* collection, const CollectionState& sta
   };
   if (!rule_.fields.empty()) {
     const FieldPolicy& policy = rule_.fields;
-    ctx.prepare = [&policy](const DesiredItem& want, const RemoteItem* remote,
-                            const std::string& fields) {
+    ctx.prepare = [&policy, this](const DesiredItem& want, const RemoteItem* remote,
+                                  const std::string& fields) {
       auto before = DecodeFieldMemory(fields);
       FieldMemory after;
       const ItemKind& kind = KindOf(*want.body);
       ItemBody merged = kind.Merge(*want.body, remote ? &remote->body : nullptr, policy,
                                    before.ok() ? *before : FieldMemory(), &after);
-      return PreparedWrite{std::move(merged), EncodeFieldMemory(after)};
+      return PreparedWrite{target_.Project(merged), EncodeFieldMemory(after)};
     };
     ctx.stored_fields = [this](const std::string& href) {
       auto it = fields_by_href_.find(href);
@@ -351,7 +351,9 @@ Status CollectionRun::Execute(Collection* collection, const CollectionState& sta
   }
   ctx.retry = opt_.retry;
   ctx.clock = opt_.clock;
+  ctx.limiter = opt_.limiter;
   ExecuteResult result = ExecutePlan(plan, ctx);
+  report_.stats = result.stats;
   report_.credential_refused = result.credential_refused;
   report_.counts = result.counts;
   report_.counts.unchanged += plan.unchanged;

@@ -39,6 +39,7 @@ struct CollectionReport {
   bool guard_tripped = false;
   bool offboarded = false;          // the user left the rule: roster's items removed or let go
   bool credential_refused = false;  // the server refused the credential (HTTP 401)
+  ExecuteStats stats;               // requests, sub-requests and waits of the writes
 };
 
 struct RunOptions {
@@ -54,6 +55,9 @@ struct RunOptions {
   std::function<void(const CollectionReport&, size_t done, size_t total)> on_collection;
   RetryPolicy retry;
   Clock* clock = nullptr;
+  // Shared by every collection of the run (and, later, by several workers):
+  // per-bucket concurrency, request and upload windows. May be null.
+  Limiter* limiter = nullptr;
   // The run stops cleanly here: what is done is recorded, collections not
   // reached and actions not run wait for the next run (exit 1).
   std::optional<std::chrono::steady_clock::time_point> deadline;

@@ -76,17 +76,20 @@ Preparation PrepareRule(const RuleSpec& rule, const std::vector<std::string>& ta
   // unless a collection turns out to need the people. The version is taken
   // even when the people are read anyway (a new listed user), so that the
   // next run can skip the read.
-  w.version = ctx.reader->RuleVersion(rule);
+  const Target* target = ctx.target ? ctx.target(rule.target) : nullptr;
+  w.version = ctx.reader->RuleVersion(rule, target);
   w.deferred = !ctx.force && !NeedsPeople(rule, *candidates, w.in.previous) && !w.version.empty() &&
                w.version == w.in.previous.source_version && !w.in.previous.fingerprint.empty();
   if (w.deferred) {
     w.in.fingerprint = w.in.previous.fingerprint;
     w.in.loader = std::make_shared<RuleSelection::Loader>();
     SourceReader* reader = ctx.reader;
-    w.in.loader->load = [reader, &rule, &w]() { return reader->ReadRule(rule, w.in, true); };
+    w.in.loader->load = [reader, target, &rule, &w]() {
+      return reader->ReadRule(rule, target, w.in, true);
+    };
     ctx.notes->Notice("rule " + rule.name + ": sources unchanged since the last sync; not read");
   } else {
-    Status st = ctx.reader->ReadRule(rule, w.in, false);
+    Status st = ctx.reader->ReadRule(rule, target, w.in, false);
     if (!st.ok()) return fail(st.error().message);
     w.in.changed_keys = DiffKeys(w.in.previous.entries, w.in.desired);
   }

@@ -5,6 +5,7 @@
 // written here.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -45,6 +46,8 @@ struct PrepareContext {
   SourceReader* reader = nullptr;
   RunNotes* notes = nullptr;
   bool force = false;  // --force: guards do not stop, sources are always read
+  // The rule's target, whose projection shapes the items (null: none).
+  std::function<const Target*(const std::string& name)> target;
 };
 
 struct Preparation {

@@ -127,7 +127,8 @@ std::string RuleSelection::WhyLeftOut(const std::string& key) const {
   return it == left_out.end() ? std::string() : it->second;
 }
 
-Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<SourcePeople>& sources) {
+Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<SourcePeople>& sources,
+                                   const Target* target) {
   RuleSelection in;
   std::vector<SourceRecord> merged;
   const std::vector<SourceRecord>* records = sources.front().records;
@@ -156,7 +157,8 @@ Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<Sourc
       in.left_out[r.key] = "does not match the rule's filter (" + rule.filter.text() + ")";
       continue;
     }
-    auto body = std::make_shared<const ItemBody>(r.contact);
+    auto body = std::make_shared<const ItemBody>(target ? target->Project(ItemBody(r.contact))
+                                                        : ItemBody(r.contact));
     std::string hash = KindOf(*body).ContentHash(*body);
     if (!policy.empty()) hash = HashHex(hash + "\n" + policy);
     in.desired.push_back(DesiredItem{r.key, std::move(hash), body, MatchHashes(*body)});

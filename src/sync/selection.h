@@ -93,8 +93,10 @@ struct RuleSelection {
 };
 
 // Selects and maps the people of `rule` from its sources' records (in the
-// rule's priority order). Fails when two people share a key.
-Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<SourcePeople>& sources);
+// rule's priority order), each item as the rule's target projects it (null:
+// as it is). Fails when two people share a key.
+Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<SourcePeople>& sources,
+                                   const Target* target = nullptr);
 
 // The fingerprint of a selection (sorted by key): equal fingerprints mean the
 // same people with the same content.

@@ -57,9 +57,13 @@ void SourceReader::Prepare(const std::string& name, SourceEntry& entry,
   notes_.Notice(std::move(notice));
 }
 
-std::string SourceReader::RuleVersion(const RuleSpec& rule) {
+std::string SourceReader::RuleVersion(const RuleSpec& rule, const Target* target) {
   std::string material = "rule\n" + rule.filter.text() + "\n" +
                          (rule.fields.empty() ? "" : rule.fields.Fingerprint()) + "\n";
+  // A target's projection shapes every item's hash (empty for CardDAV).
+  if (target && !target->projection_name().empty()) {
+    material += "projection " + target->projection_name() + "\n";
+  }
   for (const std::string& name : rule.sources) {
     std::string version;
     {
@@ -82,7 +86,8 @@ std::string SourceReader::RuleVersion(const RuleSpec& rule) {
   return HashHex(material);
 }
 
-Status SourceReader::ReadRule(const RuleSpec& rule, RuleSelection& selection, bool deferred) {
+Status SourceReader::ReadRule(const RuleSpec& rule, const Target* target, RuleSelection& selection,
+                              bool deferred) {
   std::vector<SourcePeople> sources;
   for (const std::string& name : rule.sources) {
     const auto& records = Records(name);
@@ -96,7 +101,7 @@ Status SourceReader::ReadRule(const RuleSpec& rule, RuleSelection& selection, bo
     sources.push_back(SourcePeople{name, &*records, ex == excluded_.end() ? nullptr : &ex->second,
                                    entry.exclude.text()});
   }
-  auto selected = SelectPeople(rule, sources);
+  auto selected = SelectPeople(rule, sources, target);
   if (!selected.ok()) {
     return MakeError(selected.error().kind,
                      selected.error().message + "; no address book was changed");

@@ -37,13 +37,15 @@ class SourceReader {
   // A cheap fingerprint of what `rule` would read: each source's Version()
   // and everything in the configuration that shapes the selection. Empty
   // when a source cannot tell, or it failed (the full read then says why).
-  std::string RuleVersion(const RuleSpec& rule);
+  std::string RuleVersion(const RuleSpec& rule, const Target* target);
 
   // Reads the rule's sources and selects its people into `selection`. A
   // deferred read (`deferred`) keeps the fingerprint the collections were
   // compared with and fails, changing nothing, when the people turn out to
   // differ from it: the next run reads afresh and the guards look at them.
-  Status ReadRule(const RuleSpec& rule, RuleSelection& selection, bool deferred);
+  // Items are as `target` projects them.
+  Status ReadRule(const RuleSpec& rule, const Target* target, RuleSelection& selection,
+                  bool deferred);
 
   // Every rule holds its selection now: the raw records (with every
   // attribute read) can go. A deferred read needed later reads again.

@@ -17,6 +17,7 @@
 #include "core/item.h"
 #include "mapping/merge.h"
 #include "state/state.h"
+#include "sync/limiter.h"
 
 namespace roster {
 
@@ -118,7 +119,6 @@ struct SkipAction {
 using Action =
     std::variant<CreateAction, UpdateAction, DeleteAction, AdoptAction, ConflictAction, SkipAction>;
 
-
 struct PlanInput {
   // Sorted by key, unique. In incremental planning only the keys that changed.
   const std::vector<DesiredItem>* desired = nullptr;
@@ -214,8 +214,22 @@ struct ExecuteContext {
   std::function<std::string(const std::string& href)> stored_fields;
   RetryPolicy retry;
   Clock* clock = nullptr;
+  // Shared by all work of the process (may be null): the collection's
+  // limit_bucket() is asked before every request, so that roster's own
+  // concurrency and volume never draw a 429.
+  Limiter* limiter = nullptr;
   // Called after each action, with its outcome.
   std::function<void(const Action&, const Status&)> on_done;
+};
+
+// What the executor sent and waited for, for --json and the dashboard.
+struct ExecuteStats {
+  int64_t requests = 0;      // write requests sent (a $batch counts once)
+  int64_t sub_requests = 0;  // writes inside them
+  int64_t throttled = 0;     // answers that asked to wait (429, 503 with Retry-After)
+  int64_t waits = 0;         // times the executor waited for a retry or the limiter
+  std::chrono::milliseconds waited{0};
+  ExecuteStats& operator+=(const ExecuteStats& o);
 };
 
 struct ExecuteResult {
@@ -227,11 +241,14 @@ struct ExecuteResult {
   // The server refused the credential (HTTP 401): the plan's remaining
   // actions were not tried, since each would be one more failed login.
   bool credential_refused = false;
+  ExecuteStats stats;
 };
 
-// Runs the plan's actions one after another on one collection. An item's
-// failure is recorded and the run goes on; nothing is recorded as done that
-// was not done.
+// Runs the plan's actions on one collection: writes in batches of the
+// collection's max_batch(), each write's outcome handled alone (a retryable
+// failure waits in the queue, not on a thread of its own; a precondition
+// failure is read and decided again). An item's failure is recorded and the
+// run goes on; nothing is recorded as done that was not done.
 ExecuteResult ExecutePlan(const Plan& plan, ExecuteContext& context);
 
 }  // namespace roster
