@@ -167,11 +167,18 @@ Status CollectionRun::PlanFull(const CollectionState& state, const Listing& list
   ROSTER_ASSIGN_OR_RETURN(auto stored, store_.LoadItems(state.id));
   Reconciliation r = ReconcileListing(std::move(stored), listing);
   std::vector<ItemState> learned;
+  if (!listing.items.empty() && !r.unknown.empty()) {
+    // The listing carried the content (a target that lists with the marker
+    // expanded): nothing of it is read again.
+    learned = LearnFetched(r, listing.items, rule_.name, report_.warnings, /*rest_gone=*/false);
+  }
   if (!r.unknown.empty()) {
     // Read what we do not know yet: new items, and items changed since we knew them.
     ROSTER_ASSIGN_OR_RETURN(auto fetched, Retry<std::vector<RemoteItem>>(
                                               [&] { return collection_->Fetch(r.unknown); }));
-    learned = LearnFetched(r, std::move(fetched), rule_.name, report_.warnings);
+    std::vector<ItemState> more = LearnFetched(r, std::move(fetched), rule_.name, report_.warnings);
+    learned.insert(learned.end(), std::make_move_iterator(more.begin()),
+                   std::make_move_iterator(more.end()));
   }
   if (!opt_.dry_run) {
     // Persist what the listing and the reads taught us before writing

@@ -65,7 +65,8 @@ Reconciliation ReconcileListing(std::vector<ItemState> stored, const Listing& li
 }
 
 std::vector<ItemState> LearnFetched(Reconciliation& r, std::vector<RemoteItem> fetched,
-                                    const std::string& rule, std::vector<std::string>& warnings) {
+                                    const std::string& rule, std::vector<std::string>& warnings,
+                                    bool rest_gone) {
   std::unordered_map<std::string_view, ReconciledItem*> unknown_at;
   for (ReconciledItem& w : r.items) {
     if (!w.gone && !w.s.known()) unknown_at[w.s.href] = &w;
@@ -92,9 +93,15 @@ std::vector<ItemState> LearnFetched(Reconciliation& r, std::vector<RemoteItem> f
     learned.push_back(w.s);
     unknown_at.erase(it);
   }
-  for (auto& [href, w] : unknown_at) {  // gone between the listing and the read
-    w->gone = true;
-    r.removed.push_back(w->s.href);
+  if (rest_gone) {
+    for (auto& [href, w] : unknown_at) {  // gone between the listing and the read
+      w->gone = true;
+      r.removed.push_back(w->s.href);
+    }
+  }
+  r.unknown.clear();
+  for (const ReconciledItem& w : r.items) {
+    if (!w.gone && !w.s.known()) r.unknown.push_back(w.s.href);
   }
   return learned;
 }

@@ -66,9 +66,12 @@ Reconciliation ReconcileListing(std::vector<ItemState> stored, const Listing& li
 // Learns what the reads of `r.unknown` answered: the marker of `rule` (any
 // other marker or an unreadable body makes an item unmanaged), the content
 // hash, and for the user's own items their match hashes. Items not answered
-// are gone. Returns the rows to store; unreadable items add a warning.
+// are gone, unless `rest_gone` is false (the items came with the listing,
+// which need not carry every one): then they stay in `r.unknown` to be read.
+// Returns the rows to store; unreadable items add a warning.
 std::vector<ItemState> LearnFetched(Reconciliation& r, std::vector<RemoteItem> fetched,
-                                    const std::string& rule, std::vector<std::string>& warnings);
+                                    const std::string& rule, std::vector<std::string>& warnings,
+                                    bool rest_gone = true);
 
 // The planner's view of a reconciled collection: managed items, and the
 // unmanaged ones that can be matched to a person. Counts the managed ones and

@@ -843,6 +843,8 @@ class GraphLikeCollection final : public Collection {
   }
   CreateMode create_mode() const override { return CreateMode::kServerId; }
   size_t max_batch() const override { return kMaxBatch; }
+  // Graph runs up to 4 requests of one $batch at once.
+  int parallel_per_batch() const override { return 4; }
   std::string limit_bucket() const override { return "graph-like/" + user_; }
   bool update_reads_current() const override { return true; }
 
