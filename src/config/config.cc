@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,7 +11,6 @@
 #include <sstream>
 
 #include "core/contact.h"
-#include "filter/filter.h"
 
 namespace roster {
 namespace {
@@ -81,6 +81,18 @@ class TableReader {
     return MakeError(ErrorKind::kInvalidArgument, At(*table_.get(key)) + ": " + key + " in " +
                                                       where_ + " must be " + list + ", not \"" + v +
                                                       "\"");
+  }
+
+  // One of the names in `choices` (the first when absent), as its value.
+  template <typename T>
+  Result<T> Enum(const std::string& key, const std::vector<std::pair<std::string, T>>& choices) {
+    std::vector<std::string> names;
+    for (const auto& choice : choices) names.push_back(choice.first);
+    ROSTER_ASSIGN_OR_RETURN(std::string name, Choice(key, names));
+    // Choice gave one of the names, so the search cannot miss.
+    return std::find_if(choices.begin(), choices.end(),
+                        [&](const auto& choice) { return choice.first == name; })
+        ->second;
   }
 
   // A table of string values: { field = "value", ... }.
@@ -192,94 +204,127 @@ Error UnknownField(const TableReader& r, const std::string& field, const std::st
                        " (see docs/configuration.md for the field names)");
 }
 
+// An expression of the filter language (filter/filter.h) under `key`;
+// an error names the key's own line, so that its column points into it.
+Result<Filter> ReadFilter(const TableReader& r, const toml::table& t, const std::string& key,
+                          const std::string& text, const std::string& what) {
+  auto filter = Filter::Parse(text);
+  if (filter.ok()) return filter;
+  const toml::node* at = t.get(key);
+  return MakeError(ErrorKind::kInvalidArgument,
+                   (at ? r.At(*at) : r.At()) + ": " + what + filter.error().message);
+}
+
+Status ReadCsvSource(TableReader& r, const std::string& file, const std::string& dir,
+                     SourceConfig& s) {
+  ROSTER_ASSIGN_OR_RETURN(std::string path, r.String("path", true));
+  s.path = Resolve(dir, path);
+  ROSTER_ASSIGN_OR_RETURN(s.key, r.String("key", true));
+  ROSTER_ASSIGN_OR_RETURN(std::string delimiter, r.String("delimiter", false, ","));
+  if (delimiter.size() != 1) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.At() + ": delimiter in " + r.where() + " must be one character");
+  }
+  s.delimiter = delimiter[0];
+  ROSTER_ASSIGN_OR_RETURN(const toml::table* cols, r.Table("columns", true));
+  TableReader cr(*cols, "[sources." + s.name + ".columns]", file);
+  for (const auto& [k, node] : *cols) {
+    std::string field(k.str());
+    if (!IsContactField(field)) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       cr.At(node) + ": unknown contact field \"" + field + "\" in " + cr.where() +
+                           " (see docs/configuration.md for the field names)");
+    }
+    ROSTER_ASSIGN_OR_RETURN(s.columns[field], cr.String(field, true));
+  }
+  return {};
+}
+
+Status ReadLdapSource(TableReader& r, const std::string& dir, SourceConfig& s) {
+  ROSTER_ASSIGN_OR_RETURN(s.url, r.String("url", true));
+  if (!s.url.starts_with("ldap://") && !s.url.starts_with("ldaps://")) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.At() + ": url in " + r.where() + " must start with ldap:// or ldaps://");
+  }
+  ROSTER_ASSIGN_OR_RETURN(s.starttls, r.Bool("starttls", false));
+  if (s.starttls && s.url.starts_with("ldaps://")) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.At() + ": " + r.where() + " has starttls with an ldaps:// url; use one");
+  }
+  ROSTER_ASSIGN_OR_RETURN(std::string ca, r.String("ca_file", false));
+  s.ca_file = Resolve(dir, ca);
+  ROSTER_ASSIGN_OR_RETURN(s.bind_dn, r.String("bind_dn", false));
+  ROSTER_ASSIGN_OR_RETURN(s.password_env, r.String("password_env", false));
+  ROSTER_ASSIGN_OR_RETURN(std::string pw_file, r.String("password_file", false));
+  s.password_file = Resolve(dir, pw_file);
+  ROSTER_RETURN_IF_ERROR(RefusePassword(r));
+  if (!s.password_env.empty() && !s.password_file.empty()) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.At() + ": " + r.where() + " has both password_env and password_file");
+  }
+  ROSTER_ASSIGN_OR_RETURN(s.base_dn, r.String("base_dn", true));
+  ROSTER_ASSIGN_OR_RETURN(s.filter, r.String("filter", false));
+  ROSTER_ASSIGN_OR_RETURN(s.schema, r.Choice("schema", {"inetorgperson", "ad"}));
+  ROSTER_ASSIGN_OR_RETURN(s.key, r.String("key", false));
+  ROSTER_ASSIGN_OR_RETURN(s.attributes, r.StringMap("attributes"));
+  for (const auto& [field, attr] : s.attributes) {
+    if (!IsFieldName(field, true) && field != "proxy_addresses") {
+      return UnknownField(r, field, "[sources." + s.name + ".attributes]");
+    }
+  }
+  ROSTER_ASSIGN_OR_RETURN(s.extra_attributes, r.Strings("extra_attributes", false));
+  ROSTER_ASSIGN_OR_RETURN(s.page_size, r.Int("page_size", 500, 1, 100000));
+  ROSTER_ASSIGN_OR_RETURN(s.timeout_seconds, r.Int("timeout_seconds", 60, 1, 3600));
+  ROSTER_RETURN_IF_ERROR(RefuseUserInfo(r, s.url));
+  ROSTER_ASSIGN_OR_RETURN(s.allow_insecure, r.Bool("allow_insecure", false));
+  return {};
+}
+
+// The keys every type of source has: exclusions, phones, photos, opt-out.
+Status ReadSourceMapping(TableReader& r, const toml::table& t, SourceConfig& s) {
+  const bool ldap = s.type == SourceType::kLdap;
+  ROSTER_ASSIGN_OR_RETURN(std::string exclude,
+                          r.String("exclude", false, ldap ? kDefaultLdapExclude : ""));
+  ROSTER_ASSIGN_OR_RETURN(s.exclude,
+                          ReadFilter(r, t, "exclude", exclude, "exclude in " + r.where() + ": "));
+  ROSTER_ASSIGN_OR_RETURN(s.phone_region, r.String("phone_region", false));
+  ROSTER_ASSIGN_OR_RETURN(s.phone_region_attribute,
+                          r.String("phone_region_attribute", false, ldap ? "c" : ""));
+  ROSTER_ASSIGN_OR_RETURN(
+      s.phone_format,
+      r.Enum<PhoneFormat>("phone_format", {{"e164", PhoneFormat::kE164},
+                                           {"international", PhoneFormat::kInternational},
+                                           {"national", PhoneFormat::kNational},
+                                           {"as_is", PhoneFormat::kAsIs}}));
+  ROSTER_ASSIGN_OR_RETURN(s.photo_max_bytes,
+                          r.Int("photo_max_bytes", 100 * 1024, 1024, 10 * 1024 * 1024));
+  ROSTER_ASSIGN_OR_RETURN(s.photo_max_pixels, r.Int("photo_max_pixels", 512, 0, 4096));
+  ROSTER_ASSIGN_OR_RETURN(s.opt_out_attribute, r.String("opt_out_attribute", false));
+  return {};
+}
+
 Result<SourceConfig> ReadSource(const std::string& name, const toml::table& t,
                                 const std::string& file, const std::string& dir) {
   TableReader r(t, "[sources." + name + "]", file);
   SourceConfig s;
   s.name = name;
-  ROSTER_ASSIGN_OR_RETURN(s.type, r.String("type", true));
-  if (s.type == "csv") {
+  ROSTER_ASSIGN_OR_RETURN(std::string type, r.String("type", true));
+  if (type == "csv") {
+    s.type = SourceType::kCsv;
+    ROSTER_RETURN_IF_ERROR(ReadCsvSource(r, file, dir, s));
+  } else if (type == "vcard-dir") {
+    s.type = SourceType::kVCardDir;
     ROSTER_ASSIGN_OR_RETURN(std::string path, r.String("path", true));
     s.path = Resolve(dir, path);
-    ROSTER_ASSIGN_OR_RETURN(s.key, r.String("key", true));
-    ROSTER_ASSIGN_OR_RETURN(s.delimiter, r.String("delimiter", false, ","));
-    if (s.delimiter.size() != 1) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       r.At() + ": delimiter in " + r.where() + " must be one character");
-    }
-    ROSTER_ASSIGN_OR_RETURN(const toml::table* cols, r.Table("columns", true));
-    TableReader cr(*cols, "[sources." + name + ".columns]", file);
-    for (const auto& [k, node] : *cols) {
-      std::string field(k.str());
-      if (!IsContactField(field)) {
-        return MakeError(ErrorKind::kInvalidArgument,
-                         cr.At(node) + ": unknown contact field \"" + field + "\" in " +
-                             cr.where() + " (see docs/configuration.md for the field names)");
-      }
-      ROSTER_ASSIGN_OR_RETURN(s.columns[field], cr.String(field, true));
-    }
-  } else if (s.type == "vcard-dir") {
-    ROSTER_ASSIGN_OR_RETURN(std::string path, r.String("path", true));
-    s.path = Resolve(dir, path);
-  } else if (s.type == "ldap") {
-    ROSTER_ASSIGN_OR_RETURN(s.url, r.String("url", true));
-    if (!s.url.starts_with("ldap://") && !s.url.starts_with("ldaps://")) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       r.At() + ": url in " + r.where() + " must start with ldap:// or ldaps://");
-    }
-    ROSTER_ASSIGN_OR_RETURN(s.starttls, r.Bool("starttls", false));
-    if (s.starttls && s.url.starts_with("ldaps://")) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       r.At() + ": " + r.where() + " has starttls with an ldaps:// url; use one");
-    }
-    ROSTER_ASSIGN_OR_RETURN(std::string ca, r.String("ca_file", false));
-    s.ca_file = Resolve(dir, ca);
-    ROSTER_ASSIGN_OR_RETURN(s.bind_dn, r.String("bind_dn", false));
-    ROSTER_ASSIGN_OR_RETURN(s.password_env, r.String("password_env", false));
-    ROSTER_ASSIGN_OR_RETURN(std::string pw_file, r.String("password_file", false));
-    s.password_file = Resolve(dir, pw_file);
-    ROSTER_RETURN_IF_ERROR(RefusePassword(r));
-    if (!s.password_env.empty() && !s.password_file.empty()) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       r.At() + ": " + r.where() + " has both password_env and password_file");
-    }
-    ROSTER_ASSIGN_OR_RETURN(s.base_dn, r.String("base_dn", true));
-    ROSTER_ASSIGN_OR_RETURN(s.filter, r.String("filter", false));
-    ROSTER_ASSIGN_OR_RETURN(s.schema, r.Choice("schema", {"inetorgperson", "ad"}));
-    ROSTER_ASSIGN_OR_RETURN(s.key, r.String("key", false));
-    ROSTER_ASSIGN_OR_RETURN(s.attributes, r.StringMap("attributes"));
-    for (const auto& [field, attr] : s.attributes) {
-      if (!IsFieldName(field, true) && field != "proxy_addresses") {
-        return UnknownField(r, field, "[sources." + name + ".attributes]");
-      }
-    }
-    ROSTER_ASSIGN_OR_RETURN(s.extra_attributes, r.Strings("extra_attributes", false));
-    ROSTER_ASSIGN_OR_RETURN(s.page_size, r.Int("page_size", 500, 1, 100000));
-    ROSTER_ASSIGN_OR_RETURN(s.timeout_seconds, r.Int("timeout_seconds", 60, 1, 3600));
-    ROSTER_RETURN_IF_ERROR(RefuseUserInfo(r, s.url));
-    ROSTER_ASSIGN_OR_RETURN(s.allow_insecure, r.Bool("allow_insecure", false));
-    s.exclude = kDefaultLdapExclude;
+  } else if (type == "ldap") {
+    s.type = SourceType::kLdap;
+    ROSTER_RETURN_IF_ERROR(ReadLdapSource(r, dir, s));
   } else {
     return MakeError(ErrorKind::kInvalidArgument,
                      r.At() + ": type in " + r.where() +
-                         " must be \"csv\", \"vcard-dir\" or \"ldap\", not \"" + s.type + "\"");
+                         " must be \"csv\", \"vcard-dir\" or \"ldap\", not \"" + type + "\"");
   }
-  ROSTER_ASSIGN_OR_RETURN(s.exclude, r.String("exclude", false, s.exclude));
-  auto exclude = Filter::Parse(s.exclude);
-  if (!exclude.ok()) {
-    const toml::node* at = t.get("exclude");
-    return MakeError(ErrorKind::kInvalidArgument, (at ? r.At(*at) : r.At()) + ": exclude in " +
-                                                      r.where() + ": " + exclude.error().message);
-  }
-  ROSTER_ASSIGN_OR_RETURN(s.phone_region, r.String("phone_region", false));
-  ROSTER_ASSIGN_OR_RETURN(s.phone_region_attribute,
-                          r.String("phone_region_attribute", false, s.type == "ldap" ? "c" : ""));
-  ROSTER_ASSIGN_OR_RETURN(s.phone_format,
-                          r.Choice("phone_format", {"e164", "international", "national", "as_is"}));
-  ROSTER_ASSIGN_OR_RETURN(s.photo_max_bytes,
-                          r.Int("photo_max_bytes", 100 * 1024, 1024, 10 * 1024 * 1024));
-  ROSTER_ASSIGN_OR_RETURN(s.photo_max_pixels, r.Int("photo_max_pixels", 512, 0, 4096));
-  ROSTER_ASSIGN_OR_RETURN(s.opt_out_attribute, r.String("opt_out_attribute", false));
+  ROSTER_RETURN_IF_ERROR(ReadSourceMapping(r, t, s));
   ROSTER_RETURN_IF_ERROR(r.NoUnknownKeys());
   return s;
 }
@@ -305,12 +350,12 @@ Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
   TableReader r(t, "[targets." + name + "]", file);
   TargetConfig c;
   c.name = name;
-  ROSTER_ASSIGN_OR_RETURN(c.type, r.String("type", true));
-  if (c.type != "carddav") {
-    return MakeError(
-        ErrorKind::kInvalidArgument,
-        r.At() + ": type in " + r.where() + " must be \"carddav\", not \"" + c.type + "\"");
+  ROSTER_ASSIGN_OR_RETURN(std::string type, r.String("type", true));
+  if (type != "carddav") {
+    return MakeError(ErrorKind::kInvalidArgument, r.At() + ": type in " + r.where() +
+                                                      " must be \"carddav\", not \"" + type + "\"");
   }
+  c.type = TargetType::kCardDav;
   ROSTER_ASSIGN_OR_RETURN(c.url, r.String("url", true));
   if (!c.url.starts_with("http://") && !c.url.starts_with("https://")) {
     return MakeError(ErrorKind::kInvalidArgument,
@@ -330,11 +375,12 @@ Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
   ROSTER_ASSIGN_OR_RETURN(c.home_template, r.String("home_template", false));
   ROSTER_ASSIGN_OR_RETURN(std::string ca, r.String("ca_file", false));
   c.ca_file = Resolve(dir, ca);
-  ROSTER_ASSIGN_OR_RETURN(c.vcard_version, r.String("vcard_version", false, "3.0"));
-  if (c.vcard_version != "3.0" && c.vcard_version != "4.0") {
+  ROSTER_ASSIGN_OR_RETURN(std::string version, r.String("vcard_version", false, "3.0"));
+  if (version != "3.0" && version != "4.0") {
     return MakeError(ErrorKind::kInvalidArgument,
                      r.At() + ": vcard_version in " + r.where() + " must be \"3.0\" or \"4.0\"");
   }
+  c.vcard_version = version == "4.0" ? VCardVersion::k40 : VCardVersion::k30;
   ROSTER_ASSIGN_OR_RETURN(c.max_in_flight, r.Int("max_in_flight", 1, 1, 64));
   ROSTER_ASSIGN_OR_RETURN(c.timeout_seconds, r.Int("timeout_seconds", 120, 1, 3600));
   ROSTER_ASSIGN_OR_RETURN(c.users, r.Strings("users", false));
@@ -367,6 +413,154 @@ Status CheckTransport(Config& config, const TargetConfig& t, const std::string& 
   }
   config.warnings.push_back("target " + t.name + ": allow_insecure is set: passwords travel " +
                             "in clear over http:// to " + t.url);
+  return {};
+}
+
+// users_from = { source, group | filter, attribute }: target users from an
+// ldap source, instead of a fixed list.
+Result<std::optional<UsersFrom>> ReadUsersFrom(TableReader& named, const Config& config,
+                                               const RuleConfig& rule, const std::string& path) {
+  ROSTER_ASSIGN_OR_RETURN(const toml::table* from, named.Table("users_from", false));
+  if (!from) return std::optional<UsersFrom>();
+  TableReader fr(*from, "users_from of rule " + rule.name, path);
+  UsersFrom u;
+  ROSTER_ASSIGN_OR_RETURN(u.source, fr.String("source", true));
+  ROSTER_ASSIGN_OR_RETURN(u.group, fr.String("group", false));
+  ROSTER_ASSIGN_OR_RETURN(u.filter, fr.String("filter", false));
+  ROSTER_ASSIGN_OR_RETURN(u.attribute, fr.String("attribute", false, "mail"));
+  ROSTER_RETURN_IF_ERROR(fr.NoUnknownKeys());
+  if (u.group.empty() == u.filter.empty()) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     fr.At() + ": " + fr.where() + " needs either group or filter");
+  }
+  auto it = config.sources.find(u.source);
+  if (it == config.sources.end() || it->second.type != SourceType::kLdap) {
+    return MakeError(ErrorKind::kInvalidArgument, fr.At() + ": " + fr.where() + " names source \"" +
+                                                      u.source + "\", which is not an ldap source");
+  }
+  if (!rule.users.empty()) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     named.At() + ": rule " + rule.name + " has both users and users_from");
+  }
+  return std::optional<UsersFrom>(std::move(u));
+}
+
+// fields = { field = "mode", ... }: which fields people may keep as they edited them.
+Result<FieldPolicy> ReadFieldRules(TableReader& named, const std::string& rule) {
+  ROSTER_ASSIGN_OR_RETURN(auto fields, named.StringMap("fields"));
+  for (const auto& [field, mode] : fields) {
+    if (!IsFieldName(field, true)) {
+      return UnknownField(named, field, "fields of rule " + rule);
+    }
+    if (mode != "overwrite" && mode != "if_blank" && mode != "keep_user") {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       named.At() + ": fields." + field + " of rule " + rule +
+                           " must be \"overwrite\", \"if_blank\" or \"keep_user\", not \"" + mode +
+                           "\"");
+    }
+  }
+  // Every field and mode is known by now: the policy's own checks agree.
+  auto policy = ParseFieldPolicy(fields);
+  if (!policy.ok()) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     named.At() + ": rule " + rule + ": " + policy.error().message);
+  }
+  return policy;
+}
+
+// What a rule names must exist: its own name once, its sources, its target
+// and someone to send to.
+Status CheckRuleNames(const TableReader& named, const RuleConfig& rule, const Config& config,
+                      std::set<std::string>& rule_names) {
+  if (rule.name.empty() || !rule_names.insert(rule.name).second) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     named.At() + ": rule name \"" + rule.name + "\" is empty or used twice");
+  }
+  std::set<std::string> seen_sources;
+  for (const std::string& src : rule.sources) {
+    if (!config.sources.count(src)) {
+      return MakeError(ErrorKind::kInvalidArgument, named.At() + ": rule " + rule.name +
+                                                        " names source \"" + src +
+                                                        "\", which is not defined in [sources]");
+    }
+    if (!seen_sources.insert(src).second) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       named.At() + ": rule " + rule.name + " lists source \"" + src + "\" twice");
+    }
+  }
+  auto target = config.targets.find(rule.target);
+  if (target == config.targets.end()) {
+    return MakeError(ErrorKind::kInvalidArgument, named.At() + ": rule " + rule.name +
+                                                      " names target \"" + rule.target +
+                                                      "\", which is not defined in [targets]");
+  }
+  if (rule.users.empty() && !rule.users_from && target->second.users.empty()) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     named.At() + ": rule " + rule.name +
+                         " has no target users: give users or users_from, or users in [targets." +
+                         rule.target + "]");
+  }
+  return {};
+}
+
+// One [[rules]] table; `rule_names` holds the names of the rules before it.
+Result<RuleConfig> ReadRule(const toml::table& t, const Config& config, const std::string& path,
+                            std::set<std::string>& rule_names) {
+  TableReader rr(t, "[[rules]]", path);
+  RuleConfig rule;
+  ROSTER_ASSIGN_OR_RETURN(rule.name, rr.String("name", true));
+  TableReader named(t, "[[rules]] \"" + rule.name + "\"", path);
+  ROSTER_ASSIGN_OR_RETURN(rule.name, named.String("name", true));
+  ROSTER_ASSIGN_OR_RETURN(std::string source, named.String("source", false));
+  ROSTER_ASSIGN_OR_RETURN(rule.sources, named.Strings("sources", false));
+  if (source.empty() == rule.sources.empty()) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     named.At() + ": rule " + rule.name +
+                         " needs either source = \"name\" or sources = [\"first\", \"second\"]");
+  }
+  if (!source.empty()) rule.sources = {source};
+  ROSTER_ASSIGN_OR_RETURN(rule.target, named.String("target", true));
+  ROSTER_ASSIGN_OR_RETURN(rule.addressbook, named.String("addressbook", true));
+  ROSTER_ASSIGN_OR_RETURN(std::string filter, named.String("filter", false));
+  ROSTER_ASSIGN_OR_RETURN(rule.max_delete_percent, named.Int("max_delete_percent", 20, 0, 100));
+  ROSTER_ASSIGN_OR_RETURN(rule.max_update_percent, named.Int("max_update_percent", 50, 0, 100));
+  ROSTER_ASSIGN_OR_RETURN(rule.users, named.Strings("users", false));
+  ROSTER_RETURN_IF_ERROR(CheckUserNames(named, "users", rule.users));
+  ROSTER_ASSIGN_OR_RETURN(rule.users_from, ReadUsersFrom(named, config, rule, path));
+  ROSTER_ASSIGN_OR_RETURN(std::string users_exclude,
+                          named.String("users_exclude", false, kDefaultUsersExclude));
+  ROSTER_ASSIGN_OR_RETURN(rule.users_exclude,
+                          ReadFilter(named, t, "users_exclude", users_exclude,
+                                     "rule " + rule.name + ": users_exclude: "));
+  ROSTER_ASSIGN_OR_RETURN(rule.include_self, named.Bool("include_self", false));
+  ROSTER_ASSIGN_OR_RETURN(rule.fields, ReadFieldRules(named, rule.name));
+  ROSTER_ASSIGN_OR_RETURN(
+      rule.adopt,
+      named.Enum<AdoptMode>("adopt", {{"never", AdoptMode::kNever}, {"merge", AdoptMode::kMerge}}));
+  ROSTER_ASSIGN_OR_RETURN(rule.offboard_remove,
+                          named.Enum<bool>("offboard", {{"remove", true}, {"keep", false}}));
+  ROSTER_RETURN_IF_ERROR(named.NoUnknownKeys());
+  ROSTER_RETURN_IF_ERROR(CheckRuleNames(named, rule, config, rule_names));
+  ROSTER_ASSIGN_OR_RETURN(rule.filter,
+                          ReadFilter(named, t, "filter", filter, "rule " + rule.name + ": "));
+  return rule;
+}
+
+// Regions are checked once the rest of the file is known to be good: the
+// first check loads libphonenumber's metadata, which a file with another
+// mistake never needs (and each mistake is still reported as it always was).
+Status CheckPhoneRegions(const Config& config, const toml::table& sources,
+                         const std::string& path) {
+  for (const auto& [name, s] : config.sources) {
+    if (s.phone_region.empty()) continue;
+    auto region = PhoneNormalizer::Create(s.phone_region, s.phone_format);
+    if (region.ok()) continue;
+    const toml::table& t = *sources.get(name)->as_table();
+    TableReader r(t, "[sources." + name + "]", path);
+    return MakeError(ErrorKind::kInvalidArgument, r.At(*t.get("phone_region")) +
+                                                      ": phone_region in " + r.where() + ": " +
+                                                      region.error().message);
+  }
   return {};
 }
 
@@ -451,114 +645,11 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
   }
   std::set<std::string> rule_names;
   for (const toml::node& node : *rules->as_array()) {
-    const toml::table& t = *node.as_table();
-    TableReader rr(t, "[[rules]]", path);
-    RuleConfig rule;
-    ROSTER_ASSIGN_OR_RETURN(rule.name, rr.String("name", true));
-    TableReader named(t, "[[rules]] \"" + rule.name + "\"", path);
-    ROSTER_ASSIGN_OR_RETURN(rule.name, named.String("name", true));
-    ROSTER_ASSIGN_OR_RETURN(std::string source, named.String("source", false));
-    ROSTER_ASSIGN_OR_RETURN(rule.sources, named.Strings("sources", false));
-    if (source.empty() == rule.sources.empty()) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       named.At() + ": rule " + rule.name +
-                           " needs either source = \"name\" or sources = [\"first\", \"second\"]");
-    }
-    if (!source.empty()) rule.sources = {source};
-    ROSTER_ASSIGN_OR_RETURN(rule.target, named.String("target", true));
-    ROSTER_ASSIGN_OR_RETURN(rule.addressbook, named.String("addressbook", true));
-    ROSTER_ASSIGN_OR_RETURN(rule.filter, named.String("filter", false));
-    ROSTER_ASSIGN_OR_RETURN(rule.max_delete_percent, named.Int("max_delete_percent", 20, 0, 100));
-    ROSTER_ASSIGN_OR_RETURN(rule.max_update_percent, named.Int("max_update_percent", 50, 0, 100));
-    ROSTER_ASSIGN_OR_RETURN(rule.users, named.Strings("users", false));
-    ROSTER_RETURN_IF_ERROR(CheckUserNames(named, "users", rule.users));
-    ROSTER_ASSIGN_OR_RETURN(const toml::table* from, named.Table("users_from", false));
-    if (from) {
-      TableReader fr(*from, "users_from of rule " + rule.name, path);
-      UsersFrom u;
-      ROSTER_ASSIGN_OR_RETURN(u.source, fr.String("source", true));
-      ROSTER_ASSIGN_OR_RETURN(u.group, fr.String("group", false));
-      ROSTER_ASSIGN_OR_RETURN(u.filter, fr.String("filter", false));
-      ROSTER_ASSIGN_OR_RETURN(u.attribute, fr.String("attribute", false, "mail"));
-      ROSTER_RETURN_IF_ERROR(fr.NoUnknownKeys());
-      if (u.group.empty() == u.filter.empty()) {
-        return MakeError(ErrorKind::kInvalidArgument,
-                         fr.At() + ": " + fr.where() + " needs either group or filter");
-      }
-      auto it = config.sources.find(u.source);
-      if (it == config.sources.end() || it->second.type != "ldap") {
-        return MakeError(ErrorKind::kInvalidArgument, fr.At() + ": " + fr.where() +
-                                                          " names source \"" + u.source +
-                                                          "\", which is not an ldap source");
-      }
-      if (!rule.users.empty()) {
-        return MakeError(ErrorKind::kInvalidArgument,
-                         named.At() + ": rule " + rule.name + " has both users and users_from");
-      }
-      rule.users_from = u;
-    }
-    ROSTER_ASSIGN_OR_RETURN(rule.users_exclude,
-                            named.String("users_exclude", false, kDefaultUsersExclude));
-    if (auto f = Filter::Parse(rule.users_exclude); !f.ok()) {
-      const toml::node* at = t.get("users_exclude");
-      return MakeError(ErrorKind::kInvalidArgument, (at ? named.At(*at) : named.At()) + ": rule " +
-                                                        rule.name +
-                                                        ": users_exclude: " + f.error().message);
-    }
-    ROSTER_ASSIGN_OR_RETURN(rule.include_self, named.Bool("include_self", false));
-    ROSTER_ASSIGN_OR_RETURN(rule.fields, named.StringMap("fields"));
-    for (const auto& [field, mode] : rule.fields) {
-      if (!IsFieldName(field, true)) {
-        return UnknownField(named, field, "fields of rule " + rule.name);
-      }
-      if (mode != "overwrite" && mode != "if_blank" && mode != "keep_user") {
-        return MakeError(ErrorKind::kInvalidArgument,
-                         named.At() + ": fields." + field + " of rule " + rule.name +
-                             " must be \"overwrite\", \"if_blank\" or \"keep_user\", not \"" +
-                             mode + "\"");
-      }
-    }
-    ROSTER_ASSIGN_OR_RETURN(rule.adopt, named.Choice("adopt", {"never", "merge"}));
-    ROSTER_ASSIGN_OR_RETURN(rule.offboard, named.Choice("offboard", {"remove", "keep"}));
-    ROSTER_RETURN_IF_ERROR(named.NoUnknownKeys());
-    if (rule.name.empty() || !rule_names.insert(rule.name).second) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       named.At() + ": rule name \"" + rule.name + "\" is empty or used twice");
-    }
-    std::set<std::string> seen_sources;
-    for (const std::string& src : rule.sources) {
-      if (!config.sources.count(src)) {
-        return MakeError(ErrorKind::kInvalidArgument, named.At() + ": rule " + rule.name +
-                                                          " names source \"" + src +
-                                                          "\", which is not defined in [sources]");
-      }
-      if (!seen_sources.insert(src).second) {
-        return MakeError(ErrorKind::kInvalidArgument, named.At() + ": rule " + rule.name +
-                                                          " lists source \"" + src + "\" twice");
-      }
-    }
-    auto target = config.targets.find(rule.target);
-    if (target == config.targets.end()) {
-      return MakeError(ErrorKind::kInvalidArgument, named.At() + ": rule " + rule.name +
-                                                        " names target \"" + rule.target +
-                                                        "\", which is not defined in [targets]");
-    }
-    if (rule.users.empty() && !rule.users_from && target->second.users.empty()) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       named.At() + ": rule " + rule.name +
-                           " has no target users: give users or users_from, or users in [targets." +
-                           rule.target + "]");
-    }
-    auto filter = Filter::Parse(rule.filter);
-    if (!filter.ok()) {
-      // The line of the filter itself, so that the column points into it.
-      const toml::node* at = t.get("filter");
-      return MakeError(ErrorKind::kInvalidArgument, (at ? named.At(*at) : named.At()) + ": rule " +
-                                                        rule.name + ": " + filter.error().message);
-    }
+    ROSTER_ASSIGN_OR_RETURN(RuleConfig rule, ReadRule(*node.as_table(), config, path, rule_names));
     config.rules.push_back(std::move(rule));
   }
   ROSTER_RETURN_IF_ERROR(r.NoUnknownKeys());
+  ROSTER_RETURN_IF_ERROR(CheckPhoneRegions(config, *sources, path));
   return config;
 }
 

@@ -1,5 +1,6 @@
-// The configuration file (TOML): sources, targets, rules and the state file.
-// Unknown keys, missing keys and wrong types are errors naming the key and line.
+// The configuration file (TOML): sources, targets, rules and the state file,
+// read once into typed, validated values that wiring only has to construct
+// objects from. Every mistake is an error naming the key and line.
 #pragma once
 
 #include <map>
@@ -8,16 +9,23 @@
 #include <vector>
 
 #include "core/result.h"
+#include "filter/filter.h"
+#include "formats/vcard.h"
+#include "mapping/merge.h"
+#include "mapping/phone.h"
 
 namespace roster {
 
+enum class SourceType { kCsv, kVCardDir, kLdap };  // "csv" | "vcard-dir" | "ldap"
+enum class TargetType { kCardDav };                // "carddav"
+
 struct SourceConfig {
   std::string name;
-  std::string type;                            // "csv" | "vcard-dir" | "ldap"
+  SourceType type = SourceType::kCsv;
   std::string path;                            // resolved against the config file's folder
   std::string key;                             // csv: column; ldap: key attribute (optional)
   std::map<std::string, std::string> columns;  // csv: contact field -> column
-  std::string delimiter = ",";
+  char delimiter = ',';
 
   // ldap
   std::string url;  // ldap://host:port/ or ldaps://host:port/
@@ -37,11 +45,13 @@ struct SourceConfig {
   bool allow_insecure = false;
 
   // Every type.
-  std::string
-      exclude;  // filter expression: entries never sent (default for ldap: disabled, hidden)
-  std::string phone_region;            // ISO region for numbers written without a country code
+  // Entries never sent; the empty filter excludes none (ldap default: kDefaultLdapExclude).
+  Filter exclude;
+  // ISO region for numbers written without a country code, as written; one
+  // libphonenumber knows (checked at load).
+  std::string phone_region;
   std::string phone_region_attribute;  // the person's own region (ldap default: "c")
-  std::string phone_format = "e164";   // "e164" | "international" | "national" | "as_is"
+  PhoneFormat phone_format = PhoneFormat::kE164;
   int photo_max_bytes = 100 * 1024;
   int photo_max_pixels = 512;  // 0: no photos
   std::string opt_out_attribute;
@@ -58,14 +68,14 @@ inline constexpr const char* kDefaultUsersExclude = "bit(userAccountControl, 2)"
 
 struct TargetConfig {
   std::string name;
-  std::string type;  // "carddav"
+  TargetType type = TargetType::kCardDav;
   std::string url;
   std::string username;
   std::string password_env;
   std::string password_file;
   std::string home_template;  // optional: "{url}{user}/" style override of discovery
   std::string ca_file;
-  std::string vcard_version = "3.0";
+  VCardVersion vcard_version = VCardVersion::k30;
   int max_in_flight = 1;
   int timeout_seconds = 120;
   std::vector<std::string> users;  // the default target users of rules that name none
@@ -92,17 +102,19 @@ struct RuleConfig {
   std::vector<std::string> sources;  // "source" or "sources", in priority order
   std::string target;
   std::string addressbook;
-  std::string filter;
+  Filter filter;  // empty: everyone
   int max_delete_percent = 20;
   int max_update_percent = 50;
   std::vector<std::string> users;  // a fixed list, overriding the target's
   std::optional<UsersFrom> users_from;
-  // Directory users who do not receive the rule (a filter over their entry).
-  std::string users_exclude = kDefaultUsersExclude;
+  // Directory users who do not receive the rule (a filter over their entry;
+  // the empty filter excludes none). ParseConfig gives kDefaultUsersExclude
+  // when the file names none.
+  Filter users_exclude;
   bool include_self = false;
-  std::map<std::string, std::string> fields;  // field -> "overwrite" | "if_blank" | "keep_user"
-  std::string adopt = "never";                // | "merge"
-  std::string offboard = "remove";            // | "keep"
+  FieldPolicy fields;                   // from field -> "overwrite" | "if_blank" | "keep_user"
+  AdoptMode adopt = AdoptMode::kNever;  // "never" | "merge"
+  bool offboard_remove = true;          // offboard = "remove" | "keep"
 };
 
 struct Config {

@@ -190,23 +190,108 @@ TEST(Config, DirectorySourcesAndRuleOptionsLoad) {
   auto c = ParseConfig(kDirectory, "/etc/roster/roster.toml");
   ASSERT_TRUE(c.ok()) << c.error().message;
   const SourceConfig& dir = c->sources.at("dir");
-  EXPECT_EQ(dir.type, "ldap");
+  EXPECT_EQ(dir.type, SourceType::kLdap);
   EXPECT_EQ(dir.ca_file, "/etc/roster/ca.pem");
   EXPECT_EQ(dir.password_file, "/etc/roster/ldap.secret");
   EXPECT_EQ(dir.schema, "ad");
   EXPECT_EQ(dir.attributes.at("photo"), "jpegPhoto");
-  EXPECT_EQ(dir.exclude, kDefaultLdapExclude);  // disabled and hidden entries, by default
-  EXPECT_EQ(dir.phone_format, "international");
+  EXPECT_EQ(dir.exclude.text(), kDefaultLdapExclude);  // disabled and hidden entries, by default
+  EXPECT_EQ(dir.phone_region, "GB");
+  EXPECT_EQ(dir.phone_format, PhoneFormat::kInternational);
   EXPECT_EQ(dir.photo_max_bytes, 65536);
-  EXPECT_EQ(c->sources.at("hr").exclude, "");
+  EXPECT_EQ(c->sources.at("hr").type, SourceType::kCsv);
+  EXPECT_EQ(c->sources.at("hr").exclude.text(), "");
+  EXPECT_EQ(c->sources.at("hr").phone_format, PhoneFormat::kE164);
   const RuleConfig& rule = c->rules.at(0);
   EXPECT_EQ(rule.sources, (std::vector<std::string>{"dir", "hr"}));
   ASSERT_TRUE(rule.users_from.has_value());
   EXPECT_EQ(rule.users_from->attribute, "uid");
-  EXPECT_EQ(rule.fields.at("note"), "keep_user");
-  EXPECT_EQ(rule.adopt, "merge");
-  EXPECT_EQ(rule.offboard, "keep");
+  EXPECT_EQ(rule.filter.text(), "employeeType != 'Contractor'");
+  EXPECT_EQ(rule.users_exclude.text(), kDefaultUsersExclude);
+  EXPECT_EQ(rule.fields.ModeOf("note"), FieldMode::kKeepUser);
+  EXPECT_EQ(rule.fields.ModeOf("mobile"), FieldMode::kIfBlank);
+  EXPECT_EQ(rule.fields.ModeOf("email"), FieldMode::kOverwrite);
+  EXPECT_EQ(rule.adopt, AdoptMode::kMerge);
+  EXPECT_FALSE(rule.offboard_remove);
   EXPECT_FALSE(rule.include_self);
+}
+
+TEST(Config, ValuesComeOutTypedWithTheirDefaults) {
+  auto c = ParseConfig(kExample, "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  const SourceConfig& s = c->sources.at("staff");
+  EXPECT_EQ(s.type, SourceType::kCsv);
+  EXPECT_EQ(s.delimiter, ',');
+  EXPECT_EQ(s.exclude.text(), "");  // no exclusions but ldap's
+  EXPECT_EQ(s.phone_region, "");
+  EXPECT_EQ(s.phone_format, PhoneFormat::kE164);
+  const TargetConfig& t = c->targets.at("dav");
+  EXPECT_EQ(t.type, TargetType::kCardDav);
+  EXPECT_EQ(t.vcard_version, VCardVersion::k30);
+  const RuleConfig& rule = c->rules.at(0);
+  EXPECT_EQ(rule.filter.text(), "department != 'Contractors'");
+  EXPECT_EQ(rule.filter.Fields(), (std::vector<std::string>{"department"}));
+  EXPECT_EQ(rule.users_exclude.text(), kDefaultUsersExclude);
+  EXPECT_TRUE(rule.fields.empty());
+  EXPECT_EQ(rule.adopt, AdoptMode::kNever);
+  EXPECT_TRUE(rule.offboard_remove);
+}
+
+TEST(Config, EachChoiceBecomesItsValue) {
+  auto load = [](const std::string& from, const std::string& to) {
+    auto c = ParseConfig(Replace(kExample, from, to), "/etc/roster/roster.toml");
+    EXPECT_TRUE(c.ok()) << to << ": " << c.error().message;
+    return c.ok() ? std::move(c).value() : Config{};
+  };
+  const std::string key = "key = \"id\"";
+  const std::pair<const char*, PhoneFormat> formats[] = {
+      {"e164", PhoneFormat::kE164},
+      {"international", PhoneFormat::kInternational},
+      {"national", PhoneFormat::kNational},
+      {"as_is", PhoneFormat::kAsIs},
+  };
+  for (const auto& [name, format] : formats) {
+    Config c = load(key, key + "\nphone_format = \"" + name + "\"");
+    EXPECT_EQ(c.sources["staff"].phone_format, format) << name;
+  }
+  EXPECT_EQ(load(key, key + "\ndelimiter = \";\"").sources["staff"].delimiter, ';');
+  EXPECT_EQ(load("users = [", "vcard_version = \"4.0\"\nusers = [").targets["dav"].vcard_version,
+            VCardVersion::k40);
+  Config dir = load("[targets.dav]",
+                    "[sources.people]\ntype = \"vcard-dir\"\npath = \"people\"\n[targets.dav]");
+  EXPECT_EQ(dir.sources["people"].type, SourceType::kVCardDir);
+  EXPECT_EQ(dir.sources["people"].path, "/etc/roster/people");
+  Config rule = load("max_delete_percent = 20",
+                     "max_delete_percent = 20\nadopt = \"merge\"\noffboard = \"remove\"\n"
+                     "users_exclude = \"department == 'Board'\"\n"
+                     "fields = { photo = \"keep_user\", email = \"overwrite\" }");
+  ASSERT_EQ(rule.rules.size(), 1u);
+  EXPECT_EQ(rule.rules[0].adopt, AdoptMode::kMerge);
+  EXPECT_TRUE(rule.rules[0].offboard_remove);
+  EXPECT_EQ(rule.rules[0].users_exclude.text(), "department == 'Board'");
+  EXPECT_EQ(rule.rules[0].fields.ModeOf("photo"), FieldMode::kKeepUser);
+  EXPECT_EQ(rule.rules[0].fields.ModeOf("email"), FieldMode::kOverwrite);
+}
+
+TEST(Config, AnUnknownPhoneRegionIsNamedWithItsLine) {
+  auto error = [](const std::string& from, const std::string& to) {
+    auto c = ParseConfig(Replace(kDirectory, from, to), "roster.toml");
+    return c.ok() ? std::string("loaded") : c.error().message;
+  };
+  EXPECT_EQ(error("phone_region = \"GB\"", "phone_region = \"XX\""),
+            "roster.toml:11: phone_region in [sources.dir]: \"XX\" is not a region libphonenumber "
+            "knows (use a two-letter country code such as GB or US)");
+  EXPECT_EQ(error("key = \"id\"", "key = \"id\"\nphone_region = \"Britain\"")
+                .rfind("roster.toml:20: phone_region in [sources.hr]: \"Britain\" is not", 0),
+            0u);
+  // libphonenumber's own spelling is not required: the region stays as written.
+  auto lower = ParseConfig(Replace(kDirectory, "phone_region = \"GB\"", "phone_region = \"gb\""),
+                           "roster.toml");
+  ASSERT_TRUE(lower.ok()) << lower.error().message;
+  EXPECT_EQ(lower->sources.at("dir").phone_region, "gb");
+  // Any other mistake in the file is still the one reported.
+  EXPECT_EQ(error("phone_region = \"GB\"", "phone_region = \"XX\"\ncolour = \"red\""),
+            "roster.toml:12: unknown key \"colour\" in [sources.dir]");
 }
 
 TEST(Config, DirectoryMistakesAreNamed) {
