@@ -1192,19 +1192,40 @@ Contact Person(const std::string& given, const std::string& family) {
   return c;
 }
 
-TEST_F(RadicaleTest, EndToEnd) {
+const CollectionSpec kAliceBook{"alice", "Company Contacts", "staff", ""};
+
+// The three people the tests below write, by record key.
+std::vector<std::pair<std::string, Contact>> People() {
+  return {
+      {"e-1", Person("Ann", "Lee")}, {"e-2", Person("Bo", "Chan")}, {"e-3", Person("Cy", "Díaz")}};
+}
+
+std::unique_ptr<Collection> OpenOrCreate(Target& target, const CollectionSpec& spec) {
+  auto book = target.Open(spec, /*create=*/true);
+  EXPECT_TRUE(book.ok()) << book.error().message;
+  return book.ok() ? std::move(book).value() : nullptr;
+}
+
+// Creates People() in `book`; key -> where each went.
+std::map<std::string, WriteResult> CreatePeople(Collection& book) {
+  std::map<std::string, WriteResult> written;
+  for (const auto& [key, contact] : People()) {
+    auto w = book.Create(CardDavResourceName("staff", key), {"staff", key}, contact);
+    EXPECT_TRUE(w.ok()) << w.error().message;
+    if (w.ok()) written[key] = *w;
+  }
+  return written;
+}
+
+TEST_F(RadicaleTest, BooksAreCreatedOnceAndFoundAgain) {
   auto target = NewCardDavTarget(Options());
-  const CollectionSpec alice_spec{"alice", "Company Contacts", "staff", ""};
-  auto missing = target->Open(alice_spec, /*create=*/false);
+  auto missing = target->Open(kAliceBook, /*create=*/false);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.error().kind, ErrorKind::kNotFound);
 
-  auto alice_or = target->Open(alice_spec, true);
-  ASSERT_TRUE(alice_or.ok()) << alice_or.error().message;
-  auto alice = std::move(alice_or).value();
-  auto bob_or = target->Open({"bob", "Company Contacts", "staff", ""}, true);
-  ASSERT_TRUE(bob_or.ok()) << bob_or.error().message;
-  auto bob = std::move(bob_or).value();
+  auto alice = OpenOrCreate(*target, kAliceBook);
+  auto bob = OpenOrCreate(*target, {"bob", "Company Contacts", "staff", ""});
+  ASSERT_TRUE(alice && bob);
   EXPECT_NE(alice->id(), bob->id());
   EXPECT_EQ(alice->id(), base_ + "alice/roster-" + HashHex("staff").substr(0, 16) + "/");
 
@@ -1212,19 +1233,20 @@ TEST_F(RadicaleTest, EndToEnd) {
   auto again = target->Open({"alice", "Company Contacts", "staff", alice->id()}, false);
   ASSERT_TRUE(again.ok()) << again.error().message;
   EXPECT_EQ((*again)->id(), alice->id());
-  again = target->Open(alice_spec, false);
+  again = target->Open(kAliceBook, false);
   ASSERT_TRUE(again.ok()) << again.error().message;
   EXPECT_EQ((*again)->id(), alice->id());
+}
 
-  std::map<std::string, WriteResult> written;  // key -> result
-  const std::vector<std::pair<std::string, Contact>> people = {
-      {"e-1", Person("Ann", "Lee")}, {"e-2", Person("Bo", "Chan")}, {"e-3", Person("Cy", "Díaz")}};
-  for (const auto& [key, contact] : people) {
-    auto w = alice->Create(CardDavResourceName("staff", key), {"staff", key}, contact);
-    ASSERT_TRUE(w.ok()) << w.error().message;
-    written[key] = *w;
-  }
-  auto dup = alice->Create(CardDavResourceName("staff", "e-1"), {"staff", "e-1"}, people[0].second);
+TEST_F(RadicaleTest, CardsAreListedUpdatedAndReadBack) {
+  auto target = NewCardDavTarget(Options());
+  auto alice = OpenOrCreate(*target, kAliceBook);
+  auto bob = OpenOrCreate(*target, {"bob", "Company Contacts", "staff", ""});
+  ASSERT_TRUE(alice && bob);
+  std::map<std::string, WriteResult> written = CreatePeople(*alice);
+  ASSERT_EQ(written.size(), 3u);
+  auto dup =
+      alice->Create(CardDavResourceName("staff", "e-1"), {"staff", "e-1"}, People()[0].second);
   ASSERT_FALSE(dup.ok());
   EXPECT_EQ(dup.error().kind, ErrorKind::kPreconditionFailed);
   // The executor finds what is at a name after a 412 through HrefOf.
@@ -1252,7 +1274,7 @@ TEST_F(RadicaleTest, EndToEnd) {
   EXPECT_TRUE(bob_list->changed.empty());
 
   // One update, then a delta from the token.
-  Contact ann2 = people[0].second;
+  Contact ann2 = People()[0].second;
   ann2.title = "Engineer";
   auto updated = alice->Update(written["e-1"].href, written["e-1"].etag, {"staff", "e-1"}, ann2);
   ASSERT_TRUE(updated.ok()) << updated.error().message;
@@ -1284,8 +1306,19 @@ TEST_F(RadicaleTest, EndToEnd) {
       EXPECT_EQ(std::get<Contact>(item.body).family_name, "Díaz");
     }
   }
+}
 
-  // A stale etag is refused.
+TEST_F(RadicaleTest, StaleWritesAreRefusedAndDeletionsShowInTheDelta) {
+  auto target = NewCardDavTarget(Options());
+  auto alice = OpenOrCreate(*target, kAliceBook);
+  ASSERT_TRUE(alice);
+  std::map<std::string, WriteResult> written = CreatePeople(*alice);
+  ASSERT_EQ(written.size(), 3u);
+
+  // An etag an update has replaced is refused.
+  Contact ann2 = People()[0].second;
+  ann2.title = "Engineer";
+  ASSERT_TRUE(alice->Update(written["e-1"].href, written["e-1"].etag, {"staff", "e-1"}, ann2).ok());
   auto stale = alice->Update(written["e-1"].href, written["e-1"].etag, {"staff", "e-1"}, ann2);
   ASSERT_FALSE(stale.ok());
   EXPECT_EQ(stale.error().kind, ErrorKind::kPreconditionFailed);
@@ -1305,6 +1338,15 @@ TEST_F(RadicaleTest, EndToEnd) {
   auto after_delete = alice->List(before_delete->sync_token);
   ASSERT_TRUE(after_delete.ok()) << after_delete.error().message;
   EXPECT_EQ(after_delete->removed, std::vector<std::string>{written["e-2"].href});
+}
+
+TEST_F(RadicaleTest, AHandMadeCardHasNoMarkerAndAnUnknownTokenListsInFull) {
+  auto target = NewCardDavTarget(Options());
+  auto alice = OpenOrCreate(*target, kAliceBook);
+  ASSERT_TRUE(alice);
+  ASSERT_EQ(CreatePeople(*alice).size(), 3u);
+  auto listed = alice->List("");
+  ASSERT_TRUE(listed.ok()) << listed.error().message;
 
   // A card a person put there by hand has no marker.
   HttpOptions http = Options().http;
@@ -1316,7 +1358,7 @@ TEST_F(RadicaleTest, EndToEnd) {
                         "N:Made;Hand;;;\r\nEND:VCARD\r\n"});
   ASSERT_TRUE(put.ok()) << put.error().message;
   EXPECT_EQ(put->status, 201);
-  auto with_hand = alice->List(after_delete->sync_token);
+  auto with_hand = alice->List(listed->sync_token);
   ASSERT_TRUE(with_hand.ok()) << with_hand.error().message;
   ASSERT_EQ(with_hand->changed.size(), 1u);
   const std::string hand_href = with_hand->changed[0].href;
@@ -1331,7 +1373,7 @@ TEST_F(RadicaleTest, EndToEnd) {
   auto reset = alice->List("http://radicale.org/ns/sync/0000");
   ASSERT_TRUE(reset.ok()) << reset.error().message;
   EXPECT_TRUE(reset->full);
-  EXPECT_EQ(reset->changed.size(), 3u);  // e-1, e-3, by hand
+  EXPECT_EQ(reset->changed.size(), 4u);  // the three people and the one by hand
 }
 
 }  // namespace
