@@ -14,6 +14,7 @@ namespace failpoint_internal {
 namespace {
 
 struct Config {
+  std::function<void(std::string_view)> handler;    // SetFailpointHandlerForTest
   std::map<std::string, long, std::less<>> die_at;  // name -> hit number that kills
   std::map<std::string, long, std::less<>> hits;
   int log_fd = -1;
@@ -61,6 +62,15 @@ std::atomic<bool> g_armed{Arm()};
 
 void Hit(std::string_view name) {
   Config& config = TheConfig();
+  std::function<void(std::string_view)> handler;
+  {
+    std::lock_guard lock(config.mu);
+    handler = config.handler;
+  }
+  if (handler) {
+    handler(name);  // may throw: the lock is not held
+    return;
+  }
   std::lock_guard lock(config.mu);
   long n = ++config.hits[std::string(name)];
   if (config.log_fd >= 0) {
@@ -80,6 +90,13 @@ void Hit(std::string_view name) {
 
 }  // namespace failpoint_internal
 
+void SetFailpointHandlerForTest(std::function<void(std::string_view name)> handler) {
+  failpoint_internal::Config& config = failpoint_internal::TheConfig();
+  std::lock_guard lock(config.mu);
+  config.handler = std::move(handler);
+  if (config.handler) failpoint_internal::g_armed.store(true);
+}
+
 const char* const* FailpointNames() {
   static const char* const kNames[] = {
       // sync/executor.cc: each remote write, and the state record after it.
@@ -87,7 +104,7 @@ const char* const* FailpointNames() {
       "after-delete", "after-record",
       // sync/executor.cc: inside an update with field rules, between its read and its write.
       "after-update-read",
-      // app/engine.cc: a collection's steps.
+      // sync/collection_run.cc, sync/offboard.cc, app/engine.cc: a collection's steps.
       "after-open", "after-list", "after-apply-listing", "before-confirm-list",
       "after-confirm-list", "before-snapshot", "before-forget-collection",
       // state/sqlite_state.cc: every write transaction, before and after its commit.

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <string_view>
 
 namespace roster {
@@ -29,5 +30,13 @@ inline void Failpoint(std::string_view name) {
 
 // Every failpoint name the code uses, for tests that enumerate them.
 const char* const* FailpointNames();
+
+// For crash tests inside one process (the in-process fakes die with the
+// process, so SIGKILL cannot be used there): `handler` is called at every
+// hit, and may throw to stop the run at that point, as a crash would. What
+// the throw unwinds must then be dropped as a crash drops it: the test
+// closes the state store (SQLite rolls back what was not committed) and
+// opens it again. Null disarms it. Not for production code paths.
+void SetFailpointHandlerForTest(std::function<void(std::string_view name)> handler);
 
 }  // namespace roster
