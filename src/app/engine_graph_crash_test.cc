@@ -17,6 +17,7 @@
 #include <set>
 
 #include "app/engine.h"
+#include "app/test_support.h"
 #include "connectors/memory/graph_like.h"
 #include "core/failpoint.h"
 
@@ -25,15 +26,6 @@ namespace {
 
 struct Crash {
   std::string at;
-};
-
-class VectorSource final : public Source {
- public:
-  explicit VectorSource(const std::vector<SourceRecord>* records) : records_(records) {}
-  Result<std::vector<SourceRecord>> ReadAll() override { return *records_; }
-
- private:
-  const std::vector<SourceRecord>* records_;
 };
 
 SourceRecord Person(int i, const std::string& title = "Engineer") {

@@ -13,36 +13,11 @@
 #include <set>
 
 #include "app/engine.h"
+#include "app/test_support.h"
 #include "connectors/memory/graph_like.h"
 
 namespace roster {
 namespace {
-
-// Instant waits, shared by the worker threads.
-class SharedFakeClock final : public Clock {
- public:
-  std::chrono::steady_clock::time_point Now() override {
-    std::lock_guard lock(mu_);
-    return now_;
-  }
-  void SleepFor(std::chrono::milliseconds d) override {
-    std::lock_guard lock(mu_);
-    now_ += d;
-  }
-
- private:
-  std::mutex mu_;
-  std::chrono::steady_clock::time_point now_{std::chrono::hours(1)};
-};
-
-class VectorSource final : public Source {
- public:
-  explicit VectorSource(const std::vector<SourceRecord>* records) : records_(records) {}
-  Result<std::vector<SourceRecord>> ReadAll() override { return *records_; }
-
- private:
-  const std::vector<SourceRecord>* records_;
-};
 
 // A person with more than a Graph contact holds: four e-mail addresses, a
 // fax, a role. Every 50th has a photo.
@@ -106,7 +81,7 @@ class GraphEngineTest : public ::testing::Test {
   }
 
   std::shared_ptr<GraphLikeServer> server_ = std::make_shared<GraphLikeServer>();
-  SharedFakeClock clock_;
+  FakeClock clock_;
   std::vector<SourceRecord> people_;
   std::vector<std::string> users_;
   std::unique_ptr<StateStore> store_;

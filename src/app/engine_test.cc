@@ -5,29 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include "app/test_support.h"
 #include "connectors/memory/memory.h"
 
 namespace roster {
 namespace {
-
-class VectorSource final : public Source {
- public:
-  explicit VectorSource(std::vector<SourceRecord>* records, const std::string* version = nullptr,
-                        int* reads = nullptr)
-      : records_(records), version_(version), reads_(reads) {}
-  Result<std::vector<SourceRecord>> ReadAll() override {
-    if (reads_) ++*reads_;
-    if (fail) return MakeError(ErrorKind::kUnavailable, "cannot read the source");
-    return *records_;
-  }
-  Result<std::string> Version() override { return version_ ? *version_ : std::string(); }
-  bool fail = false;
-
- private:
-  std::vector<SourceRecord>* records_;
-  const std::string* version_;
-  int* reads_;
-};
 
 SourceRecord Person(int i, const std::string& department = "Sales") {
   SourceRecord r;

@@ -215,6 +215,24 @@ int Status(const Config& config, bool as_json) {
   return 0;
 }
 
+// Two syncs of one configuration at once would race each other's writes;
+// the second one stops with a clear message instead. The lock goes with the
+// process, even when it is killed (the descriptor is left open on purpose).
+bool LockState(const std::string& state_path) {
+  std::string lock_path = state_path + ".lock";
+  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) {
+    std::cerr << "roster: cannot create lock file " << lock_path << "\n";
+    return false;
+  }
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    std::cerr << "roster: another sync with state " << state_path << " is running (lock "
+              << lock_path << "); try again when it has finished\n";
+    return false;
+  }
+  return true;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"roster: keeps an organisation's people in every user's address book"};
   std::string config_path = "roster.toml";
@@ -250,23 +268,8 @@ int Main(int argc, char** argv) {
     return 2;
   }
   bool plan = plan_cmd->parsed();
-  // Two syncs of one configuration at once would race each other's writes;
-  // the second one stops with a clear message instead. The lock goes with
-  // the process, even when it is killed.
-  std::string lock_path = config->state_path + ".lock";
-  int lock_fd = -1;
-  if (!plan) {
-    lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_fd < 0) {
-      std::cerr << "roster: cannot create lock file " << lock_path << "\n";
-      return 2;
-    }
-    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-      std::cerr << "roster: another sync with state " << config->state_path << " is running (lock "
-                << lock_path << "); try again when it has finished\n";
-      return 2;
-    }
-  }
+  // Two syncs of one configuration at once would race each other's writes.
+  if (!plan && !LockState(config->state_path)) return 2;
   // A plan creates, migrates and writes nothing, not even the state file.
   auto store = plan ? OpenSqliteStateStoreForReading(config->state_path)
                     : OpenSqliteStateStore(config->state_path);

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/contact.h"
+#include "core/text.h"
 
 namespace roster {
 namespace {
@@ -729,7 +730,7 @@ bool IsLoopbackUrl(const std::string& url) {
     size_t end = url.find_first_of(":/?#", start);
     host = url.substr(start, end == std::string::npos ? end : end - start);
   }
-  for (char& ch : host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  host = text::AsciiLower(host);
   if (host == "localhost" || host == "::1") return true;
   // 127.0.0.0/8, written as a dotted quad.
   int parts = 0;
