@@ -1,6 +1,5 @@
 // Test doubles shared by the engine's tests: a source over a vector of
-// records, and a clock whose waits are instant (thread-safe, since the
-// engine's worker threads share it).
+// records, and (from core/fake_clock.h) a clock whose waits are instant.
 #pragma once
 
 #include <mutex>
@@ -9,6 +8,7 @@
 
 #include "core/clock.h"
 #include "core/connector.h"
+#include "core/fake_clock.h"
 
 namespace roster {
 
@@ -30,24 +30,6 @@ class VectorSource final : public Source {
   const std::vector<SourceRecord>* records_;
   const std::string* version_;
   int* reads_;
-};
-
-class FakeClock final : public Clock {
- public:
-  std::chrono::steady_clock::time_point Now() override {
-    std::lock_guard lock(mu_);
-    return now_;
-  }
-  void SleepFor(std::chrono::milliseconds d) override {
-    std::lock_guard lock(mu_);
-    sleeps.push_back(d);
-    now_ += d;
-  }
-  std::vector<std::chrono::milliseconds> sleeps;
-
- private:
-  std::mutex mu_;
-  std::chrono::steady_clock::time_point now_{std::chrono::hours(1)};
 };
 
 }  // namespace roster

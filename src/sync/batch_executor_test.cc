@@ -7,24 +7,12 @@
 #include <thread>
 
 #include "connectors/memory/memory.h"
+#include "core/fake_clock.h"
 #include "kinds/kind.h"
 #include "sync/sync.h"
 
 namespace roster {
 namespace {
-
-class FakeClock final : public Clock {
- public:
-  std::chrono::steady_clock::time_point Now() override { return now_; }
-  void SleepFor(std::chrono::milliseconds d) override {
-    sleeps.push_back(d);
-    now_ += d;
-  }
-  std::vector<std::chrono::milliseconds> sleeps;
-
- private:
-  std::chrono::steady_clock::time_point now_{};
-};
 
 // What the double answers for one op instead of carrying it out.
 enum class Answer { kDo, kThrottle, kLoseAnswer, kHalfDone };

@@ -1,23 +1,11 @@
 #include <gtest/gtest.h>
 
 #include "connectors/memory/memory.h"
+#include "core/fake_clock.h"
 #include "sync/sync.h"
 
 namespace roster {
 namespace {
-
-class FakeClock final : public Clock {
- public:
-  std::chrono::steady_clock::time_point Now() override { return now_; }
-  void SleepFor(std::chrono::milliseconds d) override {
-    sleeps.push_back(d);
-    now_ += d;
-  }
-  std::vector<std::chrono::milliseconds> sleeps;
-
- private:
-  std::chrono::steady_clock::time_point now_{};
-};
 
 struct Fixture {
   std::shared_ptr<MemoryServer> server = std::make_shared<MemoryServer>();
