@@ -209,6 +209,7 @@ TEST_F(GraphEngineTest, AUsersEditToAWrittenFieldIsSeenAndOnlyThatFieldIsSent) {
   EXPECT_EQ(r.Totals().updated, 1);
   EXPECT_EQ(server_->counters().updates, 1);
   EXPECT_EQ(server_->counters().fields_sent, 1);  // the title, nothing else
+  EXPECT_EQ(server_->counters().fetched, 0);      // the delta listing carried the item
   EXPECT_EQ(server_->Items("u100", "Company Contacts").at(it->first).contact.title, "Engineer");
 }
 

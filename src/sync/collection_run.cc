@@ -171,6 +171,9 @@ Status CollectionRun::PlanFull(const CollectionState& state, const Listing& list
     // The listing carried the content (a target that lists with the marker
     // expanded): nothing of it is read again.
     learned = LearnFetched(r, listing.items, rule_.name, report_.warnings, /*rest_gone=*/false);
+    for (const RemoteItem& item : listing.items) {
+      if (item.tag && item.tag->rule == rule_.name) listed_.emplace(item.href, item);
+    }
   }
   if (!r.unknown.empty()) {
     // Read what we do not know yet: new items, and items changed since we knew them.
@@ -356,6 +359,10 @@ Status CollectionRun::Execute(Collection* collection, const CollectionState& sta
       return it == fields_by_href_.end() ? std::string() : it->second;
     };
   }
+  ctx.known = [this](const std::string& href) -> const RemoteItem* {
+    auto it = listed_.find(href);
+    return it == listed_.end() ? nullptr : &it->second;
+  };
   ctx.retry = opt_.retry;
   ctx.clock = opt_.clock;
   ctx.limiter = opt_.limiter;

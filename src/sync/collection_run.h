@@ -111,6 +111,8 @@ class CollectionRun {
   const bool create_;
   std::vector<DesiredItem> own_desired_;
   std::unordered_map<std::string, std::string> fields_by_href_;
+  // Managed items a full listing carried with their content (Listing::items).
+  std::unordered_map<std::string, RemoteItem> listed_;
   std::unique_ptr<Collection> collection_;
   std::string token_;
   std::vector<ItemState> written_;

@@ -562,8 +562,13 @@ class Runner {
   void Prefetch(const Plan& plan) {
     std::vector<std::string> hrefs;
     for (const Action& action : plan.actions) {
-      if (const auto* u = std::get_if<UpdateAction>(&action)) {
-        if (ReadsBeforeUpdate(*u)) hrefs.push_back(u->href);
+      const auto* u = std::get_if<UpdateAction>(&action);
+      if (!u || !ReadsBeforeUpdate(*u)) continue;
+      const RemoteItem* read = ctx_.known ? ctx_.known(u->href) : nullptr;
+      if (read && read->etag == u->etag) {
+        prefetched_[u->href] = *read;  // the listing carried it: no second read
+      } else {
+        hrefs.push_back(u->href);
       }
     }
     constexpr size_t kBatch = 100;

@@ -212,6 +212,9 @@ struct ExecuteContext {
   PrepareFn prepare;
   // Stored field memory per href, for `prepare`.
   std::function<std::string(const std::string& href)> stored_fields;
+  // Items already read in this run (a listing that carried their content):
+  // an update that must read its item first takes it from here. May be null.
+  std::function<const RemoteItem*(const std::string& href)> known;
   RetryPolicy retry;
   Clock* clock = nullptr;
   // Shared by all work of the process (may be null): the collection's
