@@ -6,6 +6,7 @@
 #include <span>
 #include <variant>
 
+#include "connectors/graph/projection.h"
 #include "core/hash.h"
 #include "core/text.h"
 
@@ -266,16 +267,6 @@ std::string DerivedFileAs(const Props& p) {
 std::optional<Photo> GraphPhoto(const std::optional<Photo>& photo) {
   if (!photo || photo->data.empty()) return std::nullopt;
   return Photo{photo->media_type, photo->data, ""};
-}
-
-// Target::Project for contacts: sent and read back, with displayName filled
-// as the server fills it, so that the server's filling is never a change.
-Contact ProjectContact(const Contact& c) {
-  Props p = ToGraph(c);
-  if (!p.count("displayName")) PutValue(p, "displayName", DerivedDisplayName(p));
-  Contact out = FromGraph(p);
-  out.photo = GraphPhoto(c.photo);
-  return out;
 }
 
 // A body Graph refuses (400): more than it keeps of e-mails or slot phones,
@@ -1016,7 +1007,8 @@ class GraphLikeTarget final : public Target {
   int max_in_flight() const override { return options_.max_in_flight; }
 
   ItemBody Project(const ItemBody& body) const override {
-    if (const Contact* c = std::get_if<Contact>(&body)) return ProjectContact(*c);
+    // The client's side of the contract: what the real Graph target declares.
+    if (std::holds_alternative<Contact>(body)) return ProjectGraphContact(body);
     return body;
   }
 
