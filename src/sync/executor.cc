@@ -220,10 +220,9 @@ class Runner {
                                   " was not written");
       return {};
     }
-    if (remote.tag && remote.tag->rule == ctx_.rule && remote.tag->key == a.key &&
-        remote.parse_error.empty()) {
-      return {};
-    }
+    // Ours by the marker, even if the rest cannot be read: then it is
+    // written whole again.
+    if (remote.tag && remote.tag->rule == ctx_.rule && remote.tag->key == a.key) return {};
     *proceed = false;
     if (replan_left == 0) return MakeError(ErrorKind::kConflict, "item changed owner");
     return Replan(origin, a.key, a.href, replan_left - 1);
@@ -519,7 +518,7 @@ class Runner {
     if (!items.ok()) return items.take_error();
     std::vector<CurrentItem> current;
     for (const RemoteItem& item : *items) {
-      if (!item.parse_error.empty() || !item.tag || item.tag->rule != ctx_.rule) {
+      if (!item.tag || item.tag->rule != ctx_.rule) {
         // Not ours, at the name we wanted: leave it alone and say so. A
         // conflict is reported, not retried, and is not an error of the run.
         ++result_.counts.conflicts;

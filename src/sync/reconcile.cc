@@ -76,8 +76,11 @@ std::vector<ItemState> LearnFetched(Reconciliation& r, std::vector<RemoteItem> f
     auto it = unknown_at.find(item.href);
     if (it == unknown_at.end()) continue;
     ReconciledItem& w = *it->second;
-    std::string key =
-        item.parse_error.empty() && item.tag && item.tag->rule == rule ? item.tag->key : "";
+    // Ownership is the marker's: an item whose marker names this rule is ours
+    // even when the rest of it cannot be read (a target that keeps the marker
+    // apart, as Graph does). Taking it for someone else's would make a
+    // second copy where the server picks ids; it is written again instead.
+    std::string key = item.tag && item.tag->rule == rule ? item.tag->key : "";
     w.recorded = w.recorded && key == w.s.key;
     if (key != w.s.key) w.s.fields.clear();  // what we wrote belongs to another item
     w.s.etag = w.s.etag_seen = item.etag;
@@ -88,7 +91,10 @@ std::vector<ItemState> LearnFetched(Reconciliation& r, std::vector<RemoteItem> f
                     ? JoinMatch(MatchHashes(item.body))
                     : std::string();
     if (!item.parse_error.empty()) {
-      warnings.push_back(item.href + " could not be read and is left alone: " + item.parse_error);
+      warnings.push_back(item.href + " could not be read" +
+                         (w.s.key.empty() ? " and is left alone: "
+                                          : "; it carries roster's marker and is written again: ") +
+                         item.parse_error);
     }
     learned.push_back(w.s);
     unknown_at.erase(it);

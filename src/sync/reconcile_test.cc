@@ -143,20 +143,27 @@ TEST(LearnFetched, MarkersDecideOwnership) {
   EXPECT_EQ(current[2].href, "/d");
 }
 
-TEST(LearnFetched, UnreadableItemsAreLeftAloneWithAWarning) {
+TEST(LearnFetched, AnUnreadableItemIsOursOnlyByItsMarker) {
   Listing listing;
   listing.full = true;
-  listing.changed = {{"/a", "e1"}};
+  listing.changed = {{"/a", "e1"}, {"/b", "e1"}};
   Reconciliation r = ReconcileListing({}, listing);
-  RemoteItem item = Remote("/a", "e1", "company", "k1");
-  item.parse_error = "no END:VCARD";
-  std::vector<RemoteItem> fetched{item};
+  RemoteItem ours = Remote("/a", "e1", "company", "k1");
+  ours.parse_error = "the property 'givenName' is a number, not a string";
+  RemoteItem nobodys = Remote("/b", "e1", nullptr, "", "ann@example.com");
+  nobodys.parse_error = "no END:VCARD";
+  std::vector<RemoteItem> fetched{ours, nobodys};
   std::vector<std::string> warnings;
   auto learned = LearnFetched(r, std::move(fetched), "company", warnings);
-  ASSERT_EQ(learned.size(), 1u);
-  EXPECT_EQ(learned[0].key, "");
-  ASSERT_EQ(warnings.size(), 1u);
-  EXPECT_NE(warnings[0].find("/a could not be read"), std::string::npos);
+  ASSERT_EQ(learned.size(), 2u);
+  // The marker says it is ours: managed, so it is rewritten, never duplicated.
+  EXPECT_EQ(learned[0].key, "k1");
+  // No marker: left alone, and not matched to a person by its unreadable body.
+  EXPECT_EQ(learned[1].key, "");
+  EXPECT_EQ(learned[1].match, "");
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_NE(warnings[0].find("carries roster's marker and is written again"), std::string::npos);
+  EXPECT_NE(warnings[1].find("/b could not be read and is left alone"), std::string::npos);
 }
 
 struct ConfirmCase {
