@@ -7,7 +7,7 @@ what the server holds, as the crash matrix does with fakedav.py). Python 3.11
 standard library only; the `openssl` command verifies certificate assertions.
 
 Emulated, as Microsoft documents it (names and types checked against
-/work/shared/graph/graph-v1.0-contacts-calendars.csdl.xml by graph_schema.py
+tests/data/graph/graph-v1.0-contacts-calendars.csdl.xml by graph_schema.py
 and fakegraph_test.py):
 - Token endpoint POST /{tenant}/oauth2/v2.0/token (form-encoded), app-only:
   grant_type=client_credentials, client_id, scope=https://graph.microsoft.com/

@@ -3,7 +3,7 @@ connector) against what Graph documents: each test talks to the server in its
 own process over HTTP with urllib only. The token tests make a certificate
 and PS256 client assertions with the `openssl` command; every resource shape
 the emulator emits or accepts is checked against Microsoft's v1.0 schema cut
-(../shared/graph, through graph_schema.py), and so are fakegraph's own
+(tests/data/graph, through graph_schema.py), and so are fakegraph's own
 property tables. Prints one line per test and `fakegraph: N passed, N
 failed`; exits 0 when all passed."""
 import base64

@@ -1,5 +1,5 @@
 """Checks JSON objects against Microsoft Graph's own v1.0 schema: the cut in
-../shared/graph/graph-v1.0-contacts-calendars.csdl.xml (OData CSDL XML, read
+tests/data/graph/graph-v1.0-contacts-calendars.csdl.xml (OData CSDL XML, read
 with xml.etree; Python 3.11 stdlib only).
 
     import graph_schema
@@ -45,9 +45,10 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# ../shared/graph beside the repository (ROSTER_GRAPH_CSDL names another file)
+# The repository's copy of the shared cut (tests/data/graph/README.md says
+# from where); ROSTER_GRAPH_CSDL names another file.
 DEFAULT_CSDL = os.environ.get("ROSTER_GRAPH_CSDL") or os.path.normpath(os.path.join(
-    HERE, "..", "..", "..", "shared", "graph", "graph-v1.0-contacts-calendars.csdl.xml"))
+    HERE, "..", "data", "graph", "graph-v1.0-contacts-calendars.csdl.xml"))
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                      r"[0-9a-fA-F]{12}$")
