@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -51,6 +52,7 @@ class Engine::RunState {
       }
       run_id_ = *run;
     }
+    RestoreCursors();
     PrepareAll();
     for (auto& w : work_) {
       std::vector<CollectionReport> reports = SyncCollections(*w);
@@ -59,6 +61,7 @@ class Engine::RunState {
     }
     TakeNotes();
     if (!options_.dry_run) {
+      SaveCursors();
       Status st = store_.FinishRun(run_id_, report_.ExitCode());
       if (!st.ok()) report_.errors.push_back(st.error().message);
     }
@@ -66,6 +69,33 @@ class Engine::RunState {
   }
 
  private:
+  // Sources that read changes (Graph's delta) start from where the last run
+  // left them. A cursor that cannot be loaded only costs a full read.
+  void RestoreCursors() {
+    for (auto& [name, entry] : config_.sources) {
+      auto cursor = store_.LoadSourceCursor(name);
+      if (!cursor.ok()) {
+        report_.warnings.push_back("source " + name + ": " + cursor.error().message +
+                                   "; it is read in full");
+        continue;
+      }
+      cursors_[name] = *cursor;
+      if (!cursor->empty()) entry.source->RestoreCursor(*cursor);
+    }
+  }
+
+  // Where each source stands now, for the next run (a plan stores nothing).
+  void SaveCursors() {
+    for (auto& [name, entry] : config_.sources) {
+      std::string cursor = entry.source->Cursor();
+      auto it = cursors_.find(name);
+      if (it != cursors_.end() && it->second == cursor) continue;
+      if (it == cursors_.end() && cursor.empty()) continue;
+      Status st = store_.SaveSourceCursor(name, cursor);
+      if (!st.ok()) report_.warnings.push_back("source " + name + ": " + st.error().message);
+    }
+  }
+
   // Phase 1: every rule prepared; nothing is written yet.
   void PrepareAll() {
     PrepareContext ctx{&store_, &config_.directories, &reader_, &notes_, options_.force};
@@ -210,6 +240,7 @@ class Engine::RunState {
   std::mutex progress_mu_;
   std::mutex refused_mu_;
   std::set<const Target*> refused_;
+  std::map<std::string, std::string> cursors_;  // source -> cursor as loaded
 };
 
 RunReport Engine::Run(const RunOptions& options_in) {

@@ -587,6 +587,91 @@ TEST_F(EngineTest, AnUnchangedSourceVersionSkipsTheReadUntilACollectionNeedsIt) 
   EXPECT_EQ(reads_, 4);
 }
 
+// A source that reads changes since a saved position, as Graph's delta
+// does: it can tell its version only from a cursor a read left behind.
+class DeltaSource final : public Source {
+ public:
+  DeltaSource(const std::vector<SourceRecord>* records, const int* revision, int* reads,
+              int* version_calls)
+      : records_(records), revision_(revision), reads_(reads), version_calls_(version_calls) {}
+  Result<std::vector<SourceRecord>> ReadAll() override {
+    ++*reads_;
+    cursor_ = std::to_string(*revision_) + ":" + std::to_string(records_->size());
+    return *records_;
+  }
+  Result<std::string> Version() override {
+    ++*version_calls_;
+    // Nothing changed since the cursor: the version it was read at.
+    if (cursor_.empty() || cursor_.substr(0, cursor_.find(':')) != std::to_string(*revision_)) {
+      return std::string();
+    }
+    return "delta " + cursor_;
+  }
+  void RestoreCursor(const std::string& saved) override { cursor_ = saved; }
+  std::string Cursor() const override { return cursor_; }
+
+ private:
+  const std::vector<SourceRecord>* records_;
+  const int* revision_;
+  int* reads_;
+  int* version_calls_;
+  std::string cursor_;
+};
+
+TEST_F(EngineTest, ADeltaCursorKeptInTheStateLetsTheNextRunSkipTheRead) {
+  int revision = 1, version_calls = 0;
+  customize_ = [&](EngineConfig& config, RuleSpec&) {
+    config.sources["staff"] =
+        SourceEntry(std::make_unique<DeltaSource>(&people_, &revision, &reads_, &version_calls));
+  };
+  ASSERT_EQ(Run().ExitCode(), 0);
+  EXPECT_EQ(reads_, 1);
+  EXPECT_EQ(version_calls, 2);  // unknown before the read, known after it
+  EXPECT_EQ(*store_->LoadSourceCursor("staff"), "1:50");
+  // A plan restores the cursor, reads nothing it need not, and stores nothing.
+  RunReport plan = Run(/*dry_run=*/true);
+  EXPECT_EQ(plan.ExitCode(), 0);
+  RunReport quiet = Run();
+  EXPECT_EQ(quiet.ExitCode(), 0);
+  EXPECT_EQ(reads_, 1) << "the cursor said nothing changed";
+  EXPECT_EQ(quiet.Totals().created + quiet.Totals().updated, 0);
+  // The directory changes: the delta sees it, the people are read, the change lands.
+  people_[3].contact.title = "Promoted";
+  revision = 2;
+  RunReport changed = Run();
+  EXPECT_EQ(reads_, 2);
+  EXPECT_EQ(changed.Totals().updated, 3);
+  EXPECT_EQ(*store_->LoadSourceCursor("staff"), "2:50");
+  RunReport after = Run();
+  EXPECT_EQ(reads_, 2) << "the version learned by the read was stored";
+  EXPECT_EQ(after.Totals().updated, 0);
+  ExpectConverged(50);
+}
+
+TEST_F(EngineTest, AUserWithoutAnAccountIsReportedAndSkippedNotAFailure) {
+  server_->SetMissingUsers({"bob"});
+  RunReport r = Run();
+  EXPECT_EQ(r.ExitCode(), 0);
+  bool named = false;
+  for (const CollectionReport& c : r.collections) {
+    if (c.key.user != "bob") continue;
+    EXPECT_TRUE(c.no_such_user);
+    EXPECT_TRUE(c.errors.empty());
+    for (const std::string& w : c.warnings) named = named || w.find("bob") != std::string::npos;
+  }
+  EXPECT_TRUE(named);
+  EXPECT_EQ(Keys("alice").size(), 50u);
+  EXPECT_FALSE(server_->HasCollection("bob"));
+  // The plan says the same and plans nothing for bob.
+  RunReport plan = Run(/*dry_run=*/true);
+  EXPECT_EQ(plan.ExitCode(), 0);
+  for (const CollectionReport& c : plan.collections) {
+    if (c.key.user == "bob") {
+      EXPECT_TRUE(c.planned.empty());
+    }
+  }
+}
+
 TEST_F(EngineTest, ListedUsersAreRecognisedOnceThenTheReadIsSkipped) {
   users_ = {"p1@example.com", "alice", "bob"};
   version_ = "v1";

@@ -36,8 +36,17 @@ class Source {
   // A cheap fingerprint of the source's current content (for LDAP: every
   // entry's identity and modification stamp, without the bodies), so that a
   // run can tell "nothing changed" without reading everything. Empty when the
-  // source cannot tell; then it is read in full every run.
+  // source cannot tell; then it is read in full every run. A source that
+  // answered empty is asked again after its ReadAll, when it may know.
   virtual Result<std::string> Version() { return std::string(); }
+  // A source that reads changes since a saved position (Graph's delta
+  // links) keeps that position in the state between runs: the engine hands
+  // back what Cursor() answered at the end of the last run before it asks
+  // Version(), and stores what Cursor() answers at the end of this one.
+  // Empty: nothing saved. A cursor that no longer works (an expired delta
+  // token) only costs a full read.
+  virtual void RestoreCursor(const std::string& saved) { (void)saved; }
+  virtual std::string Cursor() const { return std::string(); }
 };
 
 // A target user found in a directory: the entry's stable identity (the same
@@ -203,6 +212,12 @@ struct CollectionSpec {
   // it without asking the server; if it is gone, List answers NotFound and the
   // caller opens again with known_url empty.
   std::string known_url;
+  // The user's main collection (Graph: the mailbox's Contacts folder)
+  // instead of one roster creates and owns; roster's markers alone then
+  // tell its items from the user's own. Targets without one refuse it.
+  bool use_default = false;
+  // A category every managed item carries (Outlook shows it), or empty.
+  std::string category;
 };
 
 class Target {

@@ -34,6 +34,10 @@ struct Error {
   // The server refused the credential itself (HTTP 401), not access to one
   // thing (403): nothing more should be tried with it in this run.
   bool credential_refused = false;
+  // The target user cannot hold a collection at all (Graph: the mailbox
+  // does not exist or has no Exchange Online licence): the run names them
+  // in its report and goes on without failing.
+  bool no_such_user = false;
 
   bool retryable() const { return kind == ErrorKind::kThrottled || kind == ErrorKind::kTransient; }
 };

@@ -412,6 +412,35 @@ class SqliteStateStore final : public StateStore {
     });
   }
 
+  Result<std::string> LoadSourceCursor(const std::string& source) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_, "SELECT cursor FROM source_cursors WHERE source = ?");
+    if (!s.ok()) return SqlError(db_, "preparing source cursor query");
+    s.Bind(1, source);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::string();
+    if (rc != SQLITE_ROW) return SqlError(db_, "reading source cursor");
+    return s.Text(0);
+  }
+
+  Status SaveSourceCursor(const std::string& source, const std::string& cursor) override {
+    std::lock_guard lock(mu_);
+    if (cursor.empty()) {
+      Stmt del(db_, "DELETE FROM source_cursors WHERE source = ?");
+      if (!del.ok()) return SqlError(db_, "preparing source cursor delete");
+      del.Bind(1, source);
+      if (del.Step() != SQLITE_DONE) return SqlError(db_, "forgetting source cursor");
+      return {};
+    }
+    Stmt s(db_,
+           "INSERT INTO source_cursors (source, cursor) VALUES (?, ?) "
+           "ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor");
+    if (!s.ok()) return SqlError(db_, "preparing source cursor");
+    s.Bind(1, source).Bind(2, cursor);
+    if (s.Step() != SQLITE_DONE) return SqlError(db_, "storing source cursor");
+    return {};
+  }
+
   Result<int64_t> BeginRun(const std::string& mode) override {
     std::lock_guard lock(mu_);
     Stmt s(db_, "INSERT INTO runs (mode, started_at) VALUES (?, ?)");

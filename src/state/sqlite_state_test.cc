@@ -112,6 +112,19 @@ TEST(SqliteStateStore, FieldsMatchAndSourceVersionRoundTrip) {
   EXPECT_EQ(store->LoadSnapshot("r")->source_version, "v1");
 }
 
+TEST(SqliteStateStore, SourceCursorsAreStoredReplacedAndForgotten) {
+  auto store = Open();
+  EXPECT_EQ(*store->LoadSourceCursor("gal"), "");
+  ASSERT_TRUE(store->SaveSourceCursor("gal", "links-1").ok());
+  ASSERT_TRUE(store->SaveSourceCursor("other", "x").ok());
+  EXPECT_EQ(*store->LoadSourceCursor("gal"), "links-1");
+  ASSERT_TRUE(store->SaveSourceCursor("gal", "links-2").ok());
+  EXPECT_EQ(*store->LoadSourceCursor("gal"), "links-2");
+  ASSERT_TRUE(store->SaveSourceCursor("gal", "").ok());
+  EXPECT_EQ(*store->LoadSourceCursor("gal"), "");
+  EXPECT_EQ(*store->LoadSourceCursor("other"), "x");
+}
+
 TEST(SqliteStateStore, CollectionsAreListedAndDeletedPerRule) {
   auto store = Open();
   int64_t a = store->OpenCollection({"r", "t", "alice"})->id;

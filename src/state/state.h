@@ -135,6 +135,11 @@ class StateStore {
   virtual Result<Snapshot> LoadSnapshot(const std::string& rule) = 0;
   virtual Status SaveSnapshot(const std::string& rule, const Snapshot& snapshot) = 0;
 
+  // Where each source that reads changes left off (Source::Cursor): empty
+  // when none is stored. Saving an empty cursor forgets it.
+  virtual Result<std::string> LoadSourceCursor(const std::string& source) = 0;
+  virtual Status SaveSourceCursor(const std::string& source, const std::string& cursor) = 0;
+
   // Run history for `roster status`.
   virtual Result<int64_t> BeginRun(const std::string& mode) = 0;
   virtual Status RecordResult(int64_t run, const TargetRunResult& result) = 0;

@@ -23,7 +23,10 @@ CollectionRun::CollectionRun(const RuleSpec& rule, const RuleSelection& selectio
 void CollectionRun::Run(const std::string& user) {
   Status st = RunInner(user);
   DrainWarnings();
-  if (!st.ok()) {
+  if (!st.ok() && st.error().no_such_user) {
+    report_.no_such_user = true;
+    report_.warnings.push_back(st.error().message + "; skipped");
+  } else if (!st.ok()) {
     report_.credential_refused = st.error().credential_refused;
     report_.errors.push_back(st.error().message);
   }
@@ -96,7 +99,10 @@ Status CollectionRun::RunInner(const std::string& user) {
     ROSTER_ASSIGN_OR_RETURN(state, store_.OpenCollection(report_.key));
   }
   CollectionSpec spec{user, rule_.display_name, rule_.name, state.url};
+  spec.use_default = rule_.use_default_collection;
+  spec.category = rule_.category;
   Result<Listing> listed = OpenAndList(spec, state);
+  if (!listed.ok() && listed.error().no_such_user) return listed.take_error();
   if (!listed.ok() && listed.error().kind == ErrorKind::kNotFound && !spec.known_url.empty()) {
     // The book we knew is gone (deleted by the user or an admin): find or
     // create it again; nothing we knew of the old one applies.

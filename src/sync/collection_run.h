@@ -39,7 +39,10 @@ struct CollectionReport {
   bool guard_tripped = false;
   bool offboarded = false;          // the user left the rule: roster's items removed or let go
   bool credential_refused = false;  // the server refused the credential (HTTP 401)
-  ExecuteStats stats;               // requests, sub-requests and waits of the writes
+  // The target user cannot hold a collection (no mailbox, no Exchange
+  // licence): named in `warnings`, skipped, and not a failure of the run.
+  bool no_such_user = false;
+  ExecuteStats stats;  // requests, sub-requests and waits of the writes
 };
 
 struct RunOptions {

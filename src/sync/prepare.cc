@@ -91,6 +91,8 @@ Preparation PrepareRule(const RuleSpec& rule, const std::vector<std::string>& ta
   } else {
     Status st = ctx.reader->ReadRule(rule, target, w.in, false);
     if (!st.ok()) return fail(st.error().message);
+    // Sources that learn their version by being read (Graph's delta) tell it now.
+    if (w.version.empty()) w.version = ctx.reader->RuleVersion(rule, target);
     w.in.changed_keys = DiffKeys(w.in.previous.entries, w.in.desired);
   }
   ResolveUsers(rule, *candidates, w);

@@ -40,6 +40,10 @@ struct RuleSpec {
   FieldPolicy fields;                  // per-field rules; empty: the source overwrites all
   AdoptMode adopt = AdoptMode::kNever;
   bool offboard_remove = true;  // a user who leaves the rule loses roster's items
+  // The user's main collection (Graph's Contacts folder) instead of one of
+  // roster's own; `category` tags every managed item (empty: none).
+  bool use_default_collection = false;
+  std::string category;
 };
 
 }  // namespace roster

@@ -14,7 +14,14 @@ const Result<std::vector<SourceRecord>>& SourceReader::Records(const std::string
   SourceEntry& entry = sources_.at(name);
   auto records = entry.source->ReadAll();
   for (const std::string& w : entry.source->Warnings()) notes_.Warn(w);
-  if (records.ok()) Prepare(name, entry, *records);
+  if (records.ok()) {
+    Prepare(name, entry, *records);
+    // A source that could not tell its version before the read (a delta
+    // cursor that saw changes, or none yet) may know it now: ask again, so
+    // that the snapshot of this run lets the next one skip the read.
+    auto v = versions_.find(name);
+    if (v != versions_.end() && v->second.empty()) versions_.erase(v);
+  }
   return read_.emplace(name, std::move(records)).first->second;
 }
 

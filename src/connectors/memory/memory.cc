@@ -46,6 +46,16 @@ void MemoryServer::ResetCounters() {
   counters_ = {};
 }
 
+void MemoryServer::SetMissingUsers(std::set<std::string> users) {
+  std::lock_guard lock(mu_);
+  missing_users_ = std::move(users);
+}
+
+bool MemoryServer::IsMissingUser(const std::string& user) {
+  std::lock_guard lock(mu_);
+  return missing_users_.count(user) > 0;
+}
+
 void MemoryServer::SetFault(
     std::function<std::optional<Error>(const std::string&, const std::string&)> fault) {
   std::lock_guard lock(mu_);
@@ -178,6 +188,11 @@ class MemoryTarget final : public Target {
       : server_(std::move(server)), max_in_flight_(max_in_flight) {}
 
   Result<std::unique_ptr<Collection>> Open(const CollectionSpec& spec, bool create) override {
+    if (server_->IsMissingUser(spec.user)) {
+      Error e = MakeError(ErrorKind::kNotFound, "user " + spec.user + " has no account here");
+      e.no_such_user = true;
+      return e;
+    }
     if (!create && !server_->HasCollection(spec.user)) {
       return MakeError(ErrorKind::kNotFound, "no collection for " + spec.user);
     }

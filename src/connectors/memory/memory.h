@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "core/connector.h"
@@ -42,6 +43,10 @@ class MemoryServer {
   // error is answered instead of doing the write.
   void SetFault(
       std::function<std::optional<Error>(const std::string& op, const std::string& href)> fault);
+  // Users who have no account on this server at all (Graph: no mailbox):
+  // opening their collection fails with Error::no_such_user.
+  void SetMissingUsers(std::set<std::string> users);
+  bool IsMissingUser(const std::string& user);
 
  private:
   friend class MemoryCollection;
@@ -55,6 +60,7 @@ class MemoryServer {
   MemoryCounters counters_;
   int64_t next_etag_ = 1;
   std::function<std::optional<Error>(const std::string&, const std::string&)> fault_;
+  std::set<std::string> missing_users_;
 };
 
 std::unique_ptr<Target> NewMemoryTarget(std::shared_ptr<MemoryServer> server,
