@@ -76,6 +76,10 @@ Status AddSource(const std::string& name, const SourceConfig& s, const Config& c
     case SourceType::kVCardDir:
       entry.source = NewVCardDirSource(s.path);
       break;
+    case SourceType::kGraph:
+    case SourceType::kGraphFolder:
+      return MakeError(ErrorKind::kInvalidArgument,
+                       "source " + name + ": Microsoft Graph sources are not wired in yet");
   }
   entry.exclude = s.exclude;
   entry.transform = TransformOptionsOf(s);
@@ -85,6 +89,10 @@ Status AddSource(const std::string& name, const SourceConfig& s, const Config& c
 
 Result<TargetEntry> BuildTarget(const TargetConfig& t,
                                 std::chrono::steady_clock::time_point deadline) {
+  if (t.type == TargetType::kGraph) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     "target " + t.name + ": Microsoft Graph targets are not wired in yet");
+  }
   CardDavOptions o;
   o.url = t.url;
   o.home_template = t.home_template;

@@ -4,6 +4,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -29,6 +30,11 @@ class TableReader {
     return file_ + ":" + std::to_string(node.source().begin.line);
   }
   std::string At() const { return At(table_); }
+  // The line of `key`, or of the table when the key is absent.
+  std::string AtKey(const std::string& key) const {
+    const toml::node* node = table_.get(key);
+    return node ? At(*node) : At();
+  }
 
   Result<std::string> String(const std::string& key, bool required, std::string fallback = "") {
     used_.insert(key);
@@ -216,6 +222,186 @@ Result<Filter> ReadFilter(const TableReader& r, const toml::table& t, const std:
                    (at ? r.At(*at) : r.At()) + ": " + what + filter.error().message);
 }
 
+// A tenant id goes into the token endpoint's path: a domain name or a GUID.
+bool IsTenantId(const std::string& id) {
+  return !id.empty() && id.size() <= 256 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
+  });
+}
+
+// 8-4-4-4-12 hex digits, as Entra's application (client) ids are.
+bool IsGuid(const std::string& id) {
+  if (id.size() != 36) return false;
+  for (size_t i = 0; i < id.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? id[i] != '-' : !std::isxdigit(static_cast<unsigned char>(id[i]))) return false;
+  }
+  return true;
+}
+
+// Text that goes into a request or a message as it is: no spaces or control
+// characters (so no line breaks in an error, no header injection).
+bool IsPlainToken(const std::string& s) {
+  return !s.empty() && s.size() <= 256 && std::none_of(s.begin(), s.end(), [](char c) {
+    return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f;
+  });
+}
+
+bool HasControl(const std::string& s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+// A Graph property, or a dotted path into a complex one
+// ("onPremisesExtensionAttributes.extensionAttribute1").
+bool IsGraphProperty(const std::string& name) {
+  if (name.empty() || name.size() > 256) return false;
+  size_t start = 0;
+  while (true) {
+    size_t dot = name.find('.', start);
+    std::string part = name.substr(start, dot == std::string::npos ? dot : dot - start);
+    if (part.empty() || !std::all_of(part.begin(), part.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+        })) {
+      return false;
+    }
+    if (dot == std::string::npos) return true;
+    start = dot + 1;
+  }
+}
+
+Error BadGraphProperty(const TableReader& r, const std::string& key, const std::string& name) {
+  return MakeError(ErrorKind::kInvalidArgument,
+                   r.AtKey(key) + ": " + key + " in " + r.where() + ": \"" +
+                       text::SafeForOutput(name) +
+                       "\" is not a Graph property name (letters, digits and '_', '.' between "
+                       "the parts of a path)");
+}
+
+// The key's value names a [tenants.NAME].
+Result<std::string> ReadTenantName(TableReader& r,
+                                   const std::map<std::string, TenantConfig>& tenants) {
+  ROSTER_ASSIGN_OR_RETURN(std::string tenant, r.String("tenant", true));
+  if (!tenants.count(tenant)) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.AtKey("tenant") + ": " + r.where() + " names tenant \"" +
+                         text::SafeForOutput(tenant) + "\", which is not defined in [tenants]");
+  }
+  return tenant;
+}
+
+// An absolute http(s) URL without query, fragment or user:pass@, the
+// trailing '/' dropped. Plain http:// leaves this machine only with
+// allow_insecure, and then the administrator hears of it every run.
+Result<std::string> ReadHttpUrl(TableReader& r, const std::string& key, const std::string& fallback,
+                                bool allow_insecure, std::vector<std::string>& warnings,
+                                const std::string& owner) {
+  ROSTER_ASSIGN_OR_RETURN(std::string url, r.String(key, false, fallback));
+  const std::string at = r.AtKey(key) + ": " + key + " in " + r.where();
+  const bool https = text::StartsWithNoCase(url, "https://");
+  const bool http = text::StartsWithNoCase(url, "http://");
+  const size_t host = http ? 7 : https ? 8 : 0;
+  const size_t host_end = url.find('/', host);
+  const std::string authority =
+      (http || https) ? url.substr(host, host_end == std::string::npos ? host_end : host_end - host)
+                      : "";
+  if ((!http && !https) || authority.empty() || authority[0] == ':' ||
+      url.find_first_of("?# \t") != std::string::npos || HasControl(url)) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     at +
+                         " must be an absolute http:// or https:// URL without query or "
+                         "fragment, such as " +
+                         fallback + ", not \"" + text::SafeForOutput(url) + "\"");
+  }
+  if (authority.find('@') != std::string::npos) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     at + " must not carry a user name or password (user:pass@)");
+  }
+  while (url.size() > host + authority.size() && url.back() == '/') url.pop_back();
+  if (http && !IsLoopbackUrl(url)) {
+    if (!allow_insecure) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       at + " is plain http:// to " + url +
+                           ", where anyone on the path reads the credential and tokens; use "
+                           "https://, or set allow_insecure = true if this network is trusted");
+    }
+    warnings.push_back(owner + ": allow_insecure is set: credentials and tokens travel in clear " +
+                       "over http:// to " + url);
+  }
+  return url;
+}
+
+Result<TenantConfig> ReadTenant(const std::string& name, const toml::table& t,
+                                const std::string& file, const std::string& dir,
+                                std::vector<std::string>& warnings) {
+  TableReader r(t, "[tenants." + name + "]", file);
+  TenantConfig c;
+  c.name = name;
+  ROSTER_ASSIGN_OR_RETURN(c.tenant_id, r.String("tenant_id", true));
+  if (!IsTenantId(c.tenant_id)) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.AtKey("tenant_id") + ": tenant_id in " + r.where() +
+                         " must be a domain (contoso.onmicrosoft.com) or the directory's GUID: "
+                         "letters, digits, '.' and '-', not \"" +
+                         text::SafeForOutput(c.tenant_id) + "\"");
+  }
+  ROSTER_ASSIGN_OR_RETURN(c.client_id, r.String("client_id", true));
+  if (!IsPlainToken(c.client_id)) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.AtKey("client_id") + ": client_id in " + r.where() +
+                         " must be the app registration's application (client) id, such as "
+                         "00000000-0000-0000-0000-000000000000");
+  }
+  if (!IsGuid(c.client_id)) {
+    warnings.push_back("tenant " + name + ": client_id \"" + text::SafeForOutput(c.client_id) +
+                       "\" is not a GUID, as Entra's application (client) ids are; check it");
+  }
+  ROSTER_ASSIGN_OR_RETURN(std::string cert, r.String("certificate_file", false));
+  c.certificate_file = Resolve(dir, cert);
+  ROSTER_ASSIGN_OR_RETURN(std::string secret_file, r.String("client_secret_file", false));
+  c.client_secret_file = Resolve(dir, secret_file);
+  ROSTER_ASSIGN_OR_RETURN(c.client_secret_env, r.String("client_secret_env", false));
+  // Secrets do not belong in the config file: refused, never read.
+  for (const char* key : {"client_secret", "password"}) {
+    if (r.Has(key)) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       r.AtKey(key) + ": " + r.where() +
+                           " must not hold a secret; use certificate_file, client_secret_file or "
+                           "client_secret_env");
+    }
+  }
+  std::vector<std::string> given;
+  if (!c.certificate_file.empty()) given.push_back("certificate_file");
+  if (!c.client_secret_file.empty()) given.push_back("client_secret_file");
+  if (!c.client_secret_env.empty()) given.push_back("client_secret_env");
+  if (given.size() != 1) {
+    std::string both = given.empty() ? "" : given[0] + " and " + given[1];
+    if (given.size() == 3) both = "certificate_file, client_secret_file and client_secret_env";
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.At() + ": " + r.where() +
+                         (given.empty() ? " needs " : " has " + both + "; give only ") +
+                         "one of certificate_file (recommended), client_secret_file or "
+                         "client_secret_env");
+  }
+  if (!c.client_secret_env.empty() && !IsPlainToken(c.client_secret_env)) {
+    return MakeError(ErrorKind::kInvalidArgument, r.AtKey("client_secret_env") +
+                                                      ": client_secret_env in " + r.where() +
+                                                      " must be an environment variable's name");
+  }
+  ROSTER_ASSIGN_OR_RETURN(c.allow_insecure, r.Bool("allow_insecure", false));
+  const std::string owner = "tenant " + name;
+  ROSTER_ASSIGN_OR_RETURN(
+      c.authority, ReadHttpUrl(r, "authority", c.authority, c.allow_insecure, warnings, owner));
+  ROSTER_ASSIGN_OR_RETURN(
+      c.graph_url, ReadHttpUrl(r, "graph_url", c.graph_url, c.allow_insecure, warnings, owner));
+  ROSTER_ASSIGN_OR_RETURN(std::string ca, r.String("ca_file", false));
+  c.ca_file = Resolve(dir, ca);
+  ROSTER_ASSIGN_OR_RETURN(c.timeout_seconds, r.Int("timeout_seconds", 120, 1, 3600));
+  ROSTER_ASSIGN_OR_RETURN(c.max_retry_after_seconds, r.Int("max_retry_after_seconds", 60, 0, 600));
+  ROSTER_RETURN_IF_ERROR(r.NoUnknownKeys());
+  return c;
+}
+
 Status ReadCsvSource(TableReader& r, const std::string& file, const std::string& dir,
                      SourceConfig& s) {
   ROSTER_ASSIGN_OR_RETURN(std::string path, r.String("path", true));
@@ -281,16 +467,121 @@ Status ReadLdapSource(TableReader& r, const std::string& dir, SourceConfig& s) {
   return {};
 }
 
+// A list of distinct, non-empty strings.
+Status CheckDistinct(const TableReader& r, const std::string& key,
+                     const std::vector<std::string>& values) {
+  std::set<std::string> seen;
+  for (const std::string& v : values) {
+    if (v.empty() || HasControl(v)) {
+      return MakeError(ErrorKind::kInvalidArgument, r.AtKey(key) + ": " + key + " in " + r.where() +
+                                                        " holds an empty or unprintable name");
+    }
+    if (!seen.insert(v).second) {
+      return MakeError(ErrorKind::kInvalidArgument, r.AtKey(key) + ": " + key + " in " + r.where() +
+                                                        " lists \"" + text::SafeForOutput(v) +
+                                                        "\" twice");
+    }
+  }
+  return {};
+}
+
+// type = "graph": the tenant's users and organisational contacts (the GAL).
+Status ReadGraphSource(TableReader& r, const std::map<std::string, TenantConfig>& tenants,
+                       SourceConfig& s) {
+  ROSTER_ASSIGN_OR_RETURN(s.tenant, ReadTenantName(r, tenants));
+  if (r.Has("read")) {
+    ROSTER_ASSIGN_OR_RETURN(std::vector<std::string> read, r.Strings("read", false));
+    if (read.empty()) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       r.AtKey("read") + ": read in " + r.where() +
+                           " must list \"users\", \"org_contacts\" or both");
+    }
+    ROSTER_RETURN_IF_ERROR(CheckDistinct(r, "read", read));
+    s.read_users = s.read_org_contacts = false;
+    for (const std::string& what : read) {
+      if (what == "users") {
+        s.read_users = true;
+      } else if (what == "org_contacts") {
+        s.read_org_contacts = true;
+      } else {
+        return MakeError(ErrorKind::kInvalidArgument,
+                         r.AtKey("read") + ": read in " + r.where() + ": \"" +
+                             text::SafeForOutput(what) + "\" is not \"users\" or \"org_contacts\"");
+      }
+    }
+  }
+  ROSTER_ASSIGN_OR_RETURN(s.attributes, r.StringMap("attributes"));
+  for (const auto& [field, property] : s.attributes) {
+    if (field == "photo") {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       r.AtKey("attributes") + ": photo in [sources." + s.name +
+                           ".attributes]: a graph source reads photos from each user's photo; "
+                           "photo_max_pixels = 0 sends none");
+    }
+    if (!IsFieldName(field, false) && field != "proxy_addresses") {
+      return UnknownField(r, field, "[sources." + s.name + ".attributes]");
+    }
+    // "" removes a default mapping, as for ldap.
+    if (!property.empty() && !IsGraphProperty(property)) {
+      return BadGraphProperty(r, "attributes", property);
+    }
+  }
+  ROSTER_ASSIGN_OR_RETURN(s.extra_attributes, r.Strings("extra_attributes", false));
+  for (const std::string& property : s.extra_attributes) {
+    if (!IsGraphProperty(property)) return BadGraphProperty(r, "extra_attributes", property);
+  }
+  ROSTER_ASSIGN_OR_RETURN(s.groups, r.Strings("groups", false));
+  ROSTER_RETURN_IF_ERROR(CheckDistinct(r, "groups", s.groups));
+  ROSTER_ASSIGN_OR_RETURN(s.page_size, r.Int("page_size", 999, 1, 999));
+  return {};
+}
+
+// type = "graph-folder": one contact folder of one (shared) mailbox.
+Status ReadGraphFolderSource(TableReader& r, const std::map<std::string, TenantConfig>& tenants,
+                             SourceConfig& s) {
+  ROSTER_ASSIGN_OR_RETURN(s.tenant, ReadTenantName(r, tenants));
+  ROSTER_ASSIGN_OR_RETURN(s.mailbox, r.String("mailbox", true));
+  if (!IsPlainToken(s.mailbox) || s.mailbox.find_first_of("/?#") != std::string::npos) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.AtKey("mailbox") + ": mailbox in " + r.where() +
+                         " must be a user principal name (partners@contoso.com) or a user's "
+                         "object id, not \"" +
+                         text::SafeForOutput(s.mailbox) + "\"");
+  }
+  ROSTER_ASSIGN_OR_RETURN(s.folder, r.String("folder", true));
+  size_t start = 0;
+  while (true) {
+    size_t slash = s.folder.find('/', start);
+    std::string part = s.folder.substr(start, slash == std::string::npos ? slash : slash - start);
+    if (part.empty() || HasControl(part) || part.front() == ' ' || part.back() == ' ') {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       r.AtKey("folder") + ": folder in " + r.where() + ": \"" +
+                           text::SafeForOutput(s.folder) +
+                           "\" must be a folder's display name, or names joined by '/' "
+                           "(\"Parent/Child\"), none empty or with spaces around it");
+    }
+    s.folder_path.push_back(part);
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return {};
+}
+
 // The keys every type of source has: exclusions, phones, photos, opt-out.
 Status ReadSourceMapping(TableReader& r, const toml::table& t, SourceConfig& s) {
   const bool ldap = s.type == SourceType::kLdap;
-  ROSTER_ASSIGN_OR_RETURN(std::string exclude,
-                          r.String("exclude", false, ldap ? kDefaultLdapExclude : ""));
+  const bool graph = s.type == SourceType::kGraph;
+  ROSTER_ASSIGN_OR_RETURN(std::string exclude, r.String("exclude", false,
+                                                        ldap    ? kDefaultLdapExclude
+                                                        : graph ? kDefaultGraphExclude
+                                                                : ""));
   ROSTER_ASSIGN_OR_RETURN(s.exclude,
                           ReadFilter(r, t, "exclude", exclude, "exclude in " + r.where() + ": "));
   ROSTER_ASSIGN_OR_RETURN(s.phone_region, r.String("phone_region", false));
-  ROSTER_ASSIGN_OR_RETURN(s.phone_region_attribute,
-                          r.String("phone_region_attribute", false, ldap ? "c" : ""));
+  ROSTER_ASSIGN_OR_RETURN(s.phone_region_attribute, r.String("phone_region_attribute", false,
+                                                             ldap    ? "c"
+                                                             : graph ? "usageLocation"
+                                                                     : ""));
   ROSTER_ASSIGN_OR_RETURN(
       s.phone_format,
       r.Enum<PhoneFormat>("phone_format", {{"e164", PhoneFormat::kE164},
@@ -305,7 +596,8 @@ Status ReadSourceMapping(TableReader& r, const toml::table& t, SourceConfig& s) 
 }
 
 Result<SourceConfig> ReadSource(const std::string& name, const toml::table& t,
-                                const std::string& file, const std::string& dir) {
+                                const std::string& file, const std::string& dir,
+                                const std::map<std::string, TenantConfig>& tenants) {
   TableReader r(t, "[sources." + name + "]", file);
   SourceConfig s;
   s.name = name;
@@ -320,10 +612,18 @@ Result<SourceConfig> ReadSource(const std::string& name, const toml::table& t,
   } else if (type == "ldap") {
     s.type = SourceType::kLdap;
     ROSTER_RETURN_IF_ERROR(ReadLdapSource(r, dir, s));
+  } else if (type == "graph") {
+    s.type = SourceType::kGraph;
+    ROSTER_RETURN_IF_ERROR(ReadGraphSource(r, tenants, s));
+  } else if (type == "graph-folder") {
+    s.type = SourceType::kGraphFolder;
+    ROSTER_RETURN_IF_ERROR(ReadGraphFolderSource(r, tenants, s));
   } else {
     return MakeError(ErrorKind::kInvalidArgument,
                      r.At() + ": type in " + r.where() +
-                         " must be \"csv\", \"vcard-dir\" or \"ldap\", not \"" + type + "\"");
+                         " must be \"csv\", \"vcard-dir\", \"ldap\", \"graph\" or "
+                         "\"graph-folder\", not \"" +
+                         text::SafeForOutput(type) + "\"");
   }
   ROSTER_RETURN_IF_ERROR(ReadSourceMapping(r, t, s));
   ROSTER_RETURN_IF_ERROR(r.NoUnknownKeys());
@@ -346,17 +646,61 @@ Status CheckUserNames(const TableReader& r, const std::string& key,
   return {};
 }
 
+// type = "graph": each target user's mailbox, signed in as the tenant's app.
+// CardDAV's keys have no meaning here and are refused by name, so that a
+// target whose type was changed does not keep settings that do nothing.
+Status ReadGraphTarget(TableReader& r, const std::map<std::string, TenantConfig>& tenants,
+                       TargetConfig& c) {
+  ROSTER_ASSIGN_OR_RETURN(c.tenant, ReadTenantName(r, tenants));
+  for (const char* key : {"url", "username", "password", "password_env", "password_file",
+                          "home_template", "vcard_version", "credentials_file"}) {
+    if (r.Has(key)) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       r.AtKey(key) + ": " + key + " in " + r.where() +
+                           " is a CardDAV setting; a graph target signs in and connects as "
+                           "[tenants." +
+                           c.tenant + "] says");
+    }
+  }
+  for (const char* key : {"ca_file", "allow_insecure", "timeout_seconds"}) {
+    if (r.Has(key)) {
+      return MakeError(ErrorKind::kInvalidArgument, r.AtKey(key) + ": " + key + " in " + r.where() +
+                                                        " belongs in [tenants." + c.tenant +
+                                                        "] for a graph target");
+    }
+  }
+  c.timeout_seconds = tenants.at(c.tenant).timeout_seconds;
+  ROSTER_ASSIGN_OR_RETURN(c.users, r.Strings("users", false));
+  ROSTER_RETURN_IF_ERROR(CheckUserNames(r, "users", c.users));
+  ROSTER_ASSIGN_OR_RETURN(c.max_in_flight, r.Int("max_in_flight", 4, 1, 16));
+  ROSTER_ASSIGN_OR_RETURN(c.max_retry_after_seconds, r.Int("max_retry_after_seconds", 600, 0, 600));
+  return {};
+}
+
 Result<TargetConfig> ReadTarget(const std::string& name, const toml::table& t,
-                                const std::string& file, const std::string& dir) {
+                                const std::string& file, const std::string& dir,
+                                const std::map<std::string, TenantConfig>& tenants) {
   TableReader r(t, "[targets." + name + "]", file);
   TargetConfig c;
   c.name = name;
   ROSTER_ASSIGN_OR_RETURN(std::string type, r.String("type", true));
+  if (type == "graph") {
+    c.type = TargetType::kGraph;
+    ROSTER_RETURN_IF_ERROR(ReadGraphTarget(r, tenants, c));
+    ROSTER_RETURN_IF_ERROR(r.NoUnknownKeys());
+    return c;
+  }
   if (type != "carddav") {
     return MakeError(ErrorKind::kInvalidArgument, r.At() + ": type in " + r.where() +
-                                                      " must be \"carddav\", not \"" + type + "\"");
+                                                      " must be \"carddav\" or \"graph\", not \"" +
+                                                      text::SafeForOutput(type) + "\"");
   }
   c.type = TargetType::kCardDav;
+  if (r.Has("tenant")) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     r.AtKey("tenant") + ": tenant in " + r.where() +
+                         " is for graph targets (type = \"graph\"); a carddav target has none");
+  }
   ROSTER_ASSIGN_OR_RETURN(c.url, r.String("url", true));
   if (!c.url.starts_with("http://") && !c.url.starts_with("https://")) {
     return MakeError(ErrorKind::kInvalidArgument,
@@ -417,8 +761,43 @@ Status CheckTransport(Config& config, const TargetConfig& t, const std::string& 
   return {};
 }
 
+// A graph target finds each mailbox by its user principal name or object id.
+// A mail address is not one: it can differ from the UPN (and proxy addresses
+// from both), so it would find the wrong mailbox or none.
+Status CheckGraphAccount(const TableReader& fr, const UsersFrom& u, bool given,
+                         const SourceConfig& source, const TargetConfig& target) {
+  const std::string at = fr.AtKey("attribute") + ": ";
+  // An ldap source's default ("mail") is never right here: the UPN's
+  // attribute differs between directories, so it must be named.
+  if (source.type != SourceType::kGraph && !given) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     at + fr.where() + " feeds graph target " + target.name +
+                         ": give attribute, the directory attribute holding each user's user "
+                         "principal name (userPrincipalName in Active Directory)");
+  }
+  if (text::EqualsNoCase(u.attribute, "mail")) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     at + "attribute = \"mail\" in " + fr.where() +
+                         " cannot name mailboxes of graph target " + target.name +
+                         ": a mail address can differ from the mailbox's user principal name; "
+                         "use " +
+                         (source.type == SourceType::kGraph
+                              ? "\"userPrincipalName\" (the default) or \"id\""
+                              : "the attribute holding the UPN (userPrincipalName in Active "
+                                "Directory)"));
+  }
+  if (source.type == SourceType::kGraph) {
+    if (u.attribute == "userPrincipalName" || u.attribute == "id") return {};
+    return MakeError(ErrorKind::kInvalidArgument,
+                     at + "attribute in " + fr.where() + " must be \"userPrincipalName\" or " +
+                         "\"id\" for graph target " + target.name + ", not \"" +
+                         text::SafeForOutput(u.attribute) + "\"");
+  }
+  return {};
+}
+
 // users_from = { source, group | filter, attribute }: target users from an
-// ldap source, instead of a fixed list.
+// ldap or graph source, instead of a fixed list.
 Result<std::optional<UsersFrom>> ReadUsersFrom(TableReader& named, const Config& config,
                                                const RuleConfig& rule, const std::string& path) {
   ROSTER_ASSIGN_OR_RETURN(const toml::table* from, named.Table("users_from", false));
@@ -426,18 +805,36 @@ Result<std::optional<UsersFrom>> ReadUsersFrom(TableReader& named, const Config&
   TableReader fr(*from, "users_from of rule " + rule.name, path);
   UsersFrom u;
   ROSTER_ASSIGN_OR_RETURN(u.source, fr.String("source", true));
+  auto it = config.sources.find(u.source);
+  const bool graph = it != config.sources.end() && it->second.type == SourceType::kGraph;
   ROSTER_ASSIGN_OR_RETURN(u.group, fr.String("group", false));
   ROSTER_ASSIGN_OR_RETURN(u.filter, fr.String("filter", false));
-  ROSTER_ASSIGN_OR_RETURN(u.attribute, fr.String("attribute", false, "mail"));
+  const bool attribute_given = fr.Has("attribute");
+  ROSTER_ASSIGN_OR_RETURN(u.attribute,
+                          fr.String("attribute", false, graph ? "userPrincipalName" : "mail"));
   ROSTER_RETURN_IF_ERROR(fr.NoUnknownKeys());
+  if (it == config.sources.end() ||
+      (it->second.type != SourceType::kLdap && it->second.type != SourceType::kGraph)) {
+    return MakeError(ErrorKind::kInvalidArgument, fr.At() + ": " + fr.where() + " names source \"" +
+                                                      text::SafeForOutput(u.source) +
+                                                      "\", which is not an ldap or graph source");
+  }
+  if (graph && fr.Has("filter")) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     fr.AtKey("filter") + ": filter in " + fr.where() +
+                         " is not supported for a graph source (it is an LDAP filter); use group, "
+                         "and users_exclude for the rest");
+  }
   if (u.group.empty() == u.filter.empty()) {
     return MakeError(ErrorKind::kInvalidArgument,
-                     fr.At() + ": " + fr.where() + " needs either group or filter");
+                     fr.At() + ": " + fr.where() +
+                         (graph ? " needs group (a group's object id or display name)"
+                                : " needs either group or filter"));
   }
-  auto it = config.sources.find(u.source);
-  if (it == config.sources.end() || it->second.type != SourceType::kLdap) {
-    return MakeError(ErrorKind::kInvalidArgument, fr.At() + ": " + fr.where() + " names source \"" +
-                                                      u.source + "\", which is not an ldap source");
+  if (graph && !IsGraphProperty(u.attribute)) return BadGraphProperty(fr, "attribute", u.attribute);
+  auto target = config.targets.find(rule.target);
+  if (target != config.targets.end() && target->second.type == TargetType::kGraph) {
+    ROSTER_RETURN_IF_ERROR(CheckGraphAccount(fr, u, attribute_given, it->second, target->second));
   }
   if (!rule.users.empty()) {
     return MakeError(ErrorKind::kInvalidArgument,
@@ -504,6 +901,36 @@ Status CheckRuleNames(const TableReader& named, const RuleConfig& rule, const Co
   return {};
 }
 
+// placement = "default" and category exist only in Outlook: a graph target's.
+// With placement "default" each fills in the other.
+Status CheckPlacement(TableReader& named, const Config& config, RuleConfig& rule) {
+  const bool has_category = named.Has("category");
+  if (has_category &&
+      (rule.category.empty() || rule.category.size() > 255 || HasControl(rule.category))) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     named.AtKey("category") + ": category in " + named.where() +
+                         " must be a category's name (1 to 255 characters)");
+  }
+  const TargetConfig& target = config.targets.at(rule.target);
+  if (target.type != TargetType::kGraph && (rule.placement_default || has_category)) {
+    const char* key = rule.placement_default ? "placement" : "category";
+    return MakeError(ErrorKind::kInvalidArgument, named.AtKey(key) + ": " + key + " in " +
+                                                      named.where() +
+                                                      " is for graph targets only, and target " +
+                                                      rule.target + " is a carddav target");
+  }
+  if (!rule.placement_default) return {};
+  if (rule.addressbook.empty() && rule.category.empty()) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     named.AtKey("placement") + ": rule " + rule.name +
+                         " has placement = \"default\": give category (or addressbook, its "
+                         "default), which marks the rule's contacts in the main Contacts folder");
+  }
+  if (rule.category.empty()) rule.category = rule.addressbook;
+  if (rule.addressbook.empty()) rule.addressbook = rule.category;
+  return {};
+}
+
 // One [[rules]] table; `rule_names` holds the names of the rules before it.
 Result<RuleConfig> ReadRule(const toml::table& t, const Config& config, const std::string& path,
                             std::set<std::string>& rule_names) {
@@ -521,15 +948,25 @@ Result<RuleConfig> ReadRule(const toml::table& t, const Config& config, const st
   }
   if (!source.empty()) rule.sources = {source};
   ROSTER_ASSIGN_OR_RETURN(rule.target, named.String("target", true));
-  ROSTER_ASSIGN_OR_RETURN(rule.addressbook, named.String("addressbook", true));
+  ROSTER_ASSIGN_OR_RETURN(rule.placement_default,
+                          named.Enum<bool>("placement", {{"folder", false}, {"default", true}}));
+  // With placement "default" the book is the main Contacts folder: the
+  // addressbook name only names it in messages, and the category is what
+  // tells roster's contacts apart there.
+  ROSTER_ASSIGN_OR_RETURN(rule.addressbook, named.String("addressbook", !rule.placement_default));
+  ROSTER_ASSIGN_OR_RETURN(rule.category, named.String("category", false));
   ROSTER_ASSIGN_OR_RETURN(std::string filter, named.String("filter", false));
   ROSTER_ASSIGN_OR_RETURN(rule.max_delete_percent, named.Int("max_delete_percent", 20, 0, 100));
   ROSTER_ASSIGN_OR_RETURN(rule.max_update_percent, named.Int("max_update_percent", 50, 0, 100));
   ROSTER_ASSIGN_OR_RETURN(rule.users, named.Strings("users", false));
   ROSTER_RETURN_IF_ERROR(CheckUserNames(named, "users", rule.users));
   ROSTER_ASSIGN_OR_RETURN(rule.users_from, ReadUsersFrom(named, config, rule, path));
-  ROSTER_ASSIGN_OR_RETURN(std::string users_exclude,
-                          named.String("users_exclude", false, kDefaultUsersExclude));
+  const bool graph_users =
+      rule.users_from && config.sources.at(rule.users_from->source).type == SourceType::kGraph;
+  ROSTER_ASSIGN_OR_RETURN(
+      std::string users_exclude,
+      named.String("users_exclude", false,
+                   graph_users ? kDefaultGraphUsersExclude : kDefaultUsersExclude));
   ROSTER_ASSIGN_OR_RETURN(rule.users_exclude,
                           ReadFilter(named, t, "users_exclude", users_exclude,
                                      "rule " + rule.name + ": users_exclude: "));
@@ -542,6 +979,7 @@ Result<RuleConfig> ReadRule(const toml::table& t, const Config& config, const st
                           named.Enum<bool>("offboard", {{"remove", true}, {"keep", false}}));
   ROSTER_RETURN_IF_ERROR(named.NoUnknownKeys());
   ROSTER_RETURN_IF_ERROR(CheckRuleNames(named, rule, config, rule_names));
+  ROSTER_RETURN_IF_ERROR(CheckPlacement(named, config, rule));
   ROSTER_ASSIGN_OR_RETURN(rule.filter,
                           ReadFilter(named, t, "filter", filter, "rule " + rule.name + ": "));
   return rule;
@@ -617,6 +1055,19 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
     ROSTER_RETURN_IF_ERROR(sr.NoUnknownKeys());
   }
 
+  ROSTER_ASSIGN_OR_RETURN(const toml::table* tenants, r.Table("tenants", false));
+  if (tenants) {
+    for (const auto& [k, node] : *tenants) {
+      std::string name(k.str());
+      if (!node.is_table()) {
+        return MakeError(ErrorKind::kInvalidArgument,
+                         r.At(node) + ": tenants." + name + " must be a table");
+      }
+      ROSTER_ASSIGN_OR_RETURN(config.tenants[name],
+                              ReadTenant(name, *node.as_table(), path, dir, config.warnings));
+    }
+  }
+
   ROSTER_ASSIGN_OR_RETURN(const toml::table* sources, r.Table("sources", true));
   for (const auto& [k, node] : *sources) {
     std::string name(k.str());
@@ -624,7 +1075,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
       return MakeError(ErrorKind::kInvalidArgument,
                        r.At(node) + ": sources." + name + " must be a table");
     }
-    ROSTER_ASSIGN_OR_RETURN(config.sources[name], ReadSource(name, *node.as_table(), path, dir));
+    ROSTER_ASSIGN_OR_RETURN(config.sources[name],
+                            ReadSource(name, *node.as_table(), path, dir, config.tenants));
   }
   ROSTER_ASSIGN_OR_RETURN(const toml::table* targets, r.Table("targets", true));
   for (const auto& [k, node] : *targets) {
@@ -633,7 +1085,8 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
       return MakeError(ErrorKind::kInvalidArgument,
                        r.At(node) + ": targets." + name + " must be a table");
     }
-    ROSTER_ASSIGN_OR_RETURN(config.targets[name], ReadTarget(name, *node.as_table(), path, dir));
+    ROSTER_ASSIGN_OR_RETURN(config.targets[name],
+                            ReadTarget(name, *node.as_table(), path, dir, config.tenants));
     ROSTER_RETURN_IF_ERROR(CheckTransport(config, config.targets[name], r.At(node)));
   }
 
@@ -668,6 +1121,42 @@ Result<std::string> ReadTargetPassword(const TargetConfig& target) {
 
 Result<std::string> ReadSourcePassword(const SourceConfig& source) {
   return ReadSecret("source " + source.name, source.password_env, source.password_file);
+}
+
+Result<std::string> ReadTenantSecret(const TenantConfig& tenant) {
+  const std::string owner = "tenant " + tenant.name + ": ";
+  std::string secret;
+  std::string what;
+  if (!tenant.client_secret_env.empty()) {
+    what = "environment variable " + tenant.client_secret_env;
+    const char* v = std::getenv(tenant.client_secret_env.c_str());
+    if (!v) return MakeError(ErrorKind::kInvalidArgument, owner + what + " is not set");
+    secret = v;
+  } else if (!tenant.client_secret_file.empty()) {
+    what = "client_secret_file " + tenant.client_secret_file;
+    ROSTER_RETURN_IF_ERROR(
+        CheckSecretFile(owner + "client_secret_file", tenant.client_secret_file));
+    std::ifstream in(tenant.client_secret_file, std::ios::binary);
+    if (!in) return MakeError(ErrorKind::kInvalidArgument, owner + what + " cannot be read");
+    // A secret is a few dozen characters; a large file is not one.
+    constexpr size_t kMaxSecretBytes = 64 * 1024;
+    secret.resize(kMaxSecretBytes + 1);
+    in.read(secret.data(), static_cast<std::streamsize>(secret.size()));
+    secret.resize(static_cast<size_t>(in.gcount()));
+    if (secret.size() > kMaxSecretBytes) {
+      return MakeError(ErrorKind::kInvalidArgument, owner + what + " is larger than 64 KiB");
+    }
+  } else {
+    return std::string();  // a certificate tenant
+  }
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) return MakeError(ErrorKind::kInvalidArgument, owner + what + " is empty");
+  // Never quoted: it is the secret.
+  if (secret.find_first_of("\r\n") != std::string::npos) {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     owner + what + " holds more than one line; it must hold the secret alone");
+  }
+  return secret;
 }
 
 Status CheckSecretFile(const std::string& what, const std::string& path) {

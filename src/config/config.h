@@ -1,4 +1,4 @@
-// The configuration file (TOML): sources, targets, rules and the state file,
+// The configuration file (TOML): tenants, sources, targets, rules and the state file,
 // read once into typed, validated values that wiring only has to construct
 // objects from. Every mistake is an error naming the key and line.
 #pragma once
@@ -16,8 +16,32 @@
 
 namespace roster {
 
-enum class SourceType { kCsv, kVCardDir, kLdap };  // "csv" | "vcard-dir" | "ldap"
-enum class TargetType { kCardDav };                // "carddav"
+// "csv" | "vcard-dir" | "ldap" | "graph" | "graph-folder"
+enum class SourceType { kCsv, kVCardDir, kLdap, kGraph, kGraphFolder };
+enum class TargetType { kCardDav, kGraph };  // "carddav" | "graph"
+
+// One Entra app registration in one tenant ([tenants.NAME]): how graph
+// sources and targets sign in and where they send requests. Exactly one of
+// certificate_file, client_secret_file and client_secret_env is set.
+struct TenantConfig {
+  std::string name;
+  std::string tenant_id;  // a domain ("contoso.onmicrosoft.com") or the directory's GUID
+  std::string client_id;  // the application (client) id; not a GUID gives a warning
+  // PEM: certificate and private key. Resolved against the config file's
+  // folder; its permissions are checked when the Graph auth module loads it.
+  std::string certificate_file;
+  std::string client_secret_file;  // resolved; read by ReadTenantSecret
+  std::string client_secret_env;   // an environment variable's name
+  // Absolute http(s) URLs, no query or fragment, trailing '/' dropped. Plain
+  // http:// only to loopback or with allow_insecure (then a warning).
+  std::string authority = "https://login.microsoftonline.com";
+  std::string graph_url = "https://graph.microsoft.com";
+  std::string ca_file;  // resolved; extra CA certificates (PEM) for both URLs
+  bool allow_insecure = false;
+  int timeout_seconds = 120;  // per request, token requests included
+  // A longer Retry-After fails a graph source's read (targets have their own).
+  int max_retry_after_seconds = 60;
+};
 
 struct SourceConfig {
   std::string name;
@@ -35,22 +59,38 @@ struct SourceConfig {
   std::string password_env;
   std::string password_file;
   std::string base_dn;
-  std::string filter;                             // LDAP search filter; default per schema
-  std::string schema = "inetorgperson";           // or "ad"
-  std::map<std::string, std::string> attributes;  // contact field -> LDAP attribute
-  std::vector<std::string> extra_attributes;      // also read, for filters
-  int page_size = 500;
+  std::string filter;                    // LDAP search filter; default per schema
+  std::string schema = "inetorgperson";  // or "ad"
+  // contact field -> LDAP attribute (graph: Graph property, dotted paths allowed)
+  std::map<std::string, std::string> attributes;
+  std::vector<std::string> extra_attributes;  // also read, for filters
+  int page_size = 500;                        // graph: 999 (1..999)
   int timeout_seconds = 60;
   // A simple bind without TLS to a host that is not loopback is refused unless set.
   bool allow_insecure = false;
 
+  // graph and graph-folder
+  std::string tenant;  // a key of Config::tenants
+  // graph: what `read` lists ("users", "org_contacts"); both by default.
+  bool read_users = true;
+  bool read_org_contacts = true;
+  // graph: groups (object ids or display names) whose transitive membership
+  // filters test through the memberOf field.
+  std::vector<std::string> groups;
+  // graph-folder: a contact folder of one mailbox.
+  std::string mailbox;                   // a UPN or the user's object id
+  std::string folder;                    // as written: "Partners" or "Parent/Child"
+  std::vector<std::string> folder_path;  // folder split at '/': {"Parent", "Child"}
+
   // Every type.
-  // Entries never sent; the empty filter excludes none (ldap default: kDefaultLdapExclude).
+  // Entries never sent; the empty filter excludes none (defaults: ldap
+  // kDefaultLdapExclude, graph kDefaultGraphExclude).
   Filter exclude;
   // ISO region for numbers written without a country code, as written; one
   // libphonenumber knows (checked at load).
   std::string phone_region;
-  std::string phone_region_attribute;  // the person's own region (ldap default: "c")
+  // The person's own region (defaults: ldap "c", graph "usageLocation").
+  std::string phone_region_attribute;
   PhoneFormat phone_format = PhoneFormat::kE164;
   int photo_max_bytes = 100 * 1024;
   int photo_max_pixels = 512;  // 0: no photos
@@ -62,13 +102,24 @@ struct SourceConfig {
 inline constexpr const char* kDefaultLdapExclude =
     "bit(userAccountControl, 2) or msExchHideFromAddressLists == 'true'";
 
+// For graph sources unless `exclude` is given: disabled accounts and guests
+// (Graph's booleans arrive as "true"/"false"; org contacts have neither property).
+inline constexpr const char* kDefaultGraphExclude =
+    "accountEnabled == 'false' or userType == 'Guest'";
+
 // Target users who are not eligible unless users_exclude says otherwise:
-// disabled accounts (Active Directory's userAccountControl bit 2).
+// disabled accounts (Active Directory's userAccountControl bit 2), for an
+// ldap users_from source.
 inline constexpr const char* kDefaultUsersExclude = "bit(userAccountControl, 2)";
+// The same for a graph users_from source.
+inline constexpr const char* kDefaultGraphUsersExclude = "accountEnabled == 'false'";
 
 struct TargetConfig {
   std::string name;
   TargetType type = TargetType::kCardDav;
+  std::string tenant;  // graph: a key of Config::tenants
+  // carddav only: url, username, password_*, home_template, ca_file,
+  // vcard_version, credentials_file, allow_insecure.
   std::string url;
   std::string username;
   std::string password_env;
@@ -76,8 +127,8 @@ struct TargetConfig {
   std::string home_template;  // optional: "{url}{user}/" style override of discovery
   std::string ca_file;
   VCardVersion vcard_version = VCardVersion::k30;
-  int max_in_flight = 1;
-  int timeout_seconds = 120;
+  int max_in_flight = 1;      // carddav: address books at once (1..64); graph: mailboxes, 4 (1..16)
+  int timeout_seconds = 120;  // graph: a copy of its tenant's (not a key of a graph target)
   std::vector<std::string> users;  // the default target users of rules that name none
   // Per-user credentials: a file (no group or other permission bits) of
   // "USER:PASSWORD" lines; each target user then logs in as themselves.
@@ -85,23 +136,38 @@ struct TargetConfig {
   // Basic authentication over plain http:// to a host that is not loopback is
   // refused unless set (then a warning says so).
   bool allow_insecure = false;
-  // A Retry-After longer than this leaves the item for the next run.
+  // A Retry-After longer than this leaves the item for the next run
+  // (carddav default 60, graph 600; 0..600).
   int max_retry_after_seconds = 60;
 };
 
 // Target users taken from a directory source.
 struct UsersFrom {
-  std::string source;     // an ldap source
-  std::string group;      // DN of a group: its members, nested groups included
-  std::string filter;     // or an LDAP filter
-  std::string attribute;  // names the account in the target ("uid", "mail")
+  std::string source;  // an ldap or graph source
+  // ldap: DN of a group; graph: its object id or display name. Its members,
+  // nested groups included.
+  std::string group;
+  std::string filter;  // ldap only: or an LDAP filter
+  // Names the account in the target ("uid", "mail"; graph source default
+  // "userPrincipalName"). For a graph target "userPrincipalName" or "id" with
+  // a graph source, the UPN attribute with an ldap one; never "mail".
+  std::string attribute;
 };
 
 struct RuleConfig {
   std::string name;
   std::vector<std::string> sources;  // "source" or "sources", in priority order
   std::string target;
+  // The address book's (graph: contact folder's) display name. With
+  // placement "default" it defaults to the category, and names the rule's
+  // book in messages only.
   std::string addressbook;
+  // graph targets only. placement = "default": the mailbox's main Contacts
+  // folder instead of a folder of the rule's own.
+  bool placement_default = false;
+  // graph targets only: an Outlook category on each managed contact. With
+  // placement "default" it is never empty (default: addressbook).
+  std::string category;
   Filter filter;  // empty: everyone
   int max_delete_percent = 20;
   int max_update_percent = 50;
@@ -109,7 +175,8 @@ struct RuleConfig {
   std::optional<UsersFrom> users_from;
   // Directory users who do not receive the rule (a filter over their entry;
   // the empty filter excludes none). ParseConfig gives kDefaultUsersExclude
-  // when the file names none.
+  // (kDefaultGraphUsersExclude for a graph users_from source) when the file
+  // names none.
   Filter users_exclude;
   bool include_self = false;
   FieldPolicy fields;                   // from field -> "overwrite" | "if_blank" | "keep_user"
@@ -125,6 +192,7 @@ struct Config {
   int run_timeout_seconds = 3600;
   // What the file allows but an administrator should hear about (allow_insecure).
   std::vector<std::string> warnings;
+  std::map<std::string, TenantConfig> tenants;
   std::map<std::string, SourceConfig> sources;
   std::map<std::string, TargetConfig> targets;
   std::vector<RuleConfig> rules;
@@ -140,6 +208,11 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path);
 Result<std::string> ReadTargetPassword(const TargetConfig& target);
 // The same for an ldap source's bind password.
 Result<std::string> ReadSourcePassword(const SourceConfig& source);
+// A tenant's client secret, from client_secret_file (CheckSecretFile applies)
+// or client_secret_env, without a trailing newline. Empty for a certificate
+// tenant; an unset variable, an empty secret or a file of several lines is
+// an error naming it (never quoting it).
+Result<std::string> ReadTenantSecret(const TenantConfig& tenant);
 // A target's per-user passwords from its credentials_file: user -> password.
 Result<std::map<std::string, std::string>> ReadTargetCredentials(const TargetConfig& target);
 

@@ -313,7 +313,8 @@ TEST(Config, DirectoryMistakesAreNamed) {
   EXPECT_NE(error("adopt = \"merge\"", "adopt = \"always\"")
                 .find("adopt in [[rules]] \"company\" must be \"never\" or \"merge\""),
             std::string::npos);
-  EXPECT_NE(error("source = \"dir\", group", "source = \"hr\", group").find("not an ldap source"),
+  EXPECT_NE(error("source = \"dir\", group", "source = \"hr\", group")
+                .find("which is not an ldap or graph source"),
             std::string::npos);
   EXPECT_NE(error("group = \"cn=Sales,ou=Groups,dc=example,dc=org\", ", "")
                 .find("needs either group or filter"),
@@ -442,6 +443,545 @@ TEST_F(SecretFiles, PerUserCredentialsAreReadFromAPrivateFile) {
   EXPECT_FALSE(ReadTargetCredentials(t).ok());
   std::string both = Replace(kExample, "username = \"roster\"", "credentials_file = \"users\"");
   EXPECT_NE(ErrorOf(both).find("has both credentials_file"), std::string::npos);
+}
+
+}  // namespace roster
+
+namespace roster {
+namespace {
+
+// Issue 9's example, exactly as the documentation gives it.
+constexpr const char* kGraphExample =
+    R"([tenants.contoso]                      # one Entra app registration
+tenant_id = "contoso.onmicrosoft.com"  # or the directory's GUID
+client_id = "00000000-0000-0000-0000-000000000000"
+certificate_file = "roster-app.pem"    # PEM: certificate and private key (recommended), or:
+# client_secret_file = "graph.secret"  # or client_secret_env = "ROSTER_GRAPH_SECRET"
+# authority = "https://login.microsoftonline.com"  # national clouds; an emulator on loopback
+# graph_url = "https://graph.microsoft.com"
+
+[sources.gal]
+type = "graph"
+tenant = "contoso"
+read = ["users", "org_contacts"]       # the Global Address List
+
+[sources.partners]
+type = "graph-folder"                  # a contact folder of a (shared) mailbox
+tenant = "contoso"
+mailbox = "partners@contoso.com"
+folder = "Partners"
+
+[targets.m365]
+type = "graph"
+tenant = "contoso"
+
+[[rules]]
+name = "gal"
+source = "gal"
+target = "m365"
+addressbook = "Company Contacts"       # the contact folder's name in each mailbox
+# placement = "default", category = "Company"  # instead: the main Contacts folder, each managed contact tagged
+users_from = { source = "gal", group = "Sales" }   # a group's object id or its display name (an ambiguous name is an error); nested groups count
+)";
+
+constexpr const char* kPath = "/etc/roster/roster.toml";
+
+Config GraphConfig(const std::string& text) {
+  auto c = ParseConfig(text, kPath);
+  EXPECT_TRUE(c.ok()) << c.error().message;
+  return c.ok() ? std::move(c).value() : Config{};
+}
+
+// The one-line error of a variant of the example.
+std::string GraphError(const std::string& from, const std::string& to) {
+  std::string e = ErrorOf(Replace(kGraphExample, from, to));
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  return e;
+}
+
+TEST(GraphConfig, TheExampleOfIssue9LoadsWithItsDefaults) {
+  Config c = GraphConfig(kGraphExample);
+  EXPECT_TRUE(c.warnings.empty());
+  ASSERT_EQ(c.tenants.size(), 1u);
+  const TenantConfig& t = c.tenants.at("contoso");
+  EXPECT_EQ(t.name, "contoso");
+  EXPECT_EQ(t.tenant_id, "contoso.onmicrosoft.com");
+  EXPECT_EQ(t.client_id, "00000000-0000-0000-0000-000000000000");
+  EXPECT_EQ(t.certificate_file, "/etc/roster/roster-app.pem");
+  EXPECT_EQ(t.client_secret_file, "");
+  EXPECT_EQ(t.client_secret_env, "");
+  EXPECT_EQ(t.authority, "https://login.microsoftonline.com");
+  EXPECT_EQ(t.graph_url, "https://graph.microsoft.com");
+  EXPECT_EQ(t.ca_file, "");
+  EXPECT_FALSE(t.allow_insecure);
+  EXPECT_EQ(t.timeout_seconds, 120);
+  EXPECT_EQ(t.max_retry_after_seconds, 60);
+
+  const SourceConfig& gal = c.sources.at("gal");
+  EXPECT_EQ(gal.type, SourceType::kGraph);
+  EXPECT_EQ(gal.tenant, "contoso");
+  EXPECT_TRUE(gal.read_users);
+  EXPECT_TRUE(gal.read_org_contacts);
+  EXPECT_EQ(gal.exclude.text(), kDefaultGraphExclude);
+  EXPECT_EQ(gal.phone_region_attribute, "usageLocation");
+  EXPECT_EQ(gal.page_size, 999);
+  EXPECT_TRUE(gal.groups.empty());
+  EXPECT_TRUE(gal.attributes.empty());
+
+  const SourceConfig& partners = c.sources.at("partners");
+  EXPECT_EQ(partners.type, SourceType::kGraphFolder);
+  EXPECT_EQ(partners.tenant, "contoso");
+  EXPECT_EQ(partners.mailbox, "partners@contoso.com");
+  EXPECT_EQ(partners.folder, "Partners");
+  EXPECT_EQ(partners.folder_path, (std::vector<std::string>{"Partners"}));
+  EXPECT_EQ(partners.exclude.text(), "");
+  EXPECT_EQ(partners.phone_region_attribute, "");
+
+  const TargetConfig& m365 = c.targets.at("m365");
+  EXPECT_EQ(m365.type, TargetType::kGraph);
+  EXPECT_EQ(m365.tenant, "contoso");
+  EXPECT_EQ(m365.max_in_flight, 4);
+  EXPECT_EQ(m365.max_retry_after_seconds, 600);
+  EXPECT_EQ(m365.timeout_seconds, 120);
+  EXPECT_TRUE(m365.users.empty());
+
+  ASSERT_EQ(c.rules.size(), 1u);
+  const RuleConfig& rule = c.rules[0];
+  EXPECT_EQ(rule.addressbook, "Company Contacts");
+  EXPECT_FALSE(rule.placement_default);
+  EXPECT_EQ(rule.category, "");
+  ASSERT_TRUE(rule.users_from.has_value());
+  EXPECT_EQ(rule.users_from->source, "gal");
+  EXPECT_EQ(rule.users_from->group, "Sales");
+  EXPECT_EQ(rule.users_from->filter, "");
+  EXPECT_EQ(rule.users_from->attribute, "userPrincipalName");
+  EXPECT_EQ(rule.users_exclude.text(), kDefaultGraphUsersExclude);
+}
+
+TEST(GraphConfig, TheDefaultExclusionsMeanWhatTheySay) {
+  auto matches = [](const char* filter, std::map<std::string, std::string> entry) {
+    auto f = Filter::Parse(filter);
+    EXPECT_TRUE(f.ok()) << filter;
+    return f->Matches([&](std::string_view field) {
+      auto it = entry.find(std::string(field));
+      return it == entry.end() ? std::vector<std::string>{} : std::vector<std::string>{it->second};
+    });
+  };
+  EXPECT_FALSE(matches(kDefaultGraphExclude, {{"accountEnabled", "true"}, {"userType", "Member"}}));
+  EXPECT_TRUE(matches(kDefaultGraphExclude, {{"accountEnabled", "false"}, {"userType", "Member"}}));
+  EXPECT_TRUE(matches(kDefaultGraphExclude, {{"accountEnabled", "true"}, {"userType", "Guest"}}));
+  EXPECT_FALSE(matches(kDefaultGraphExclude, {}));  // an org contact has neither
+  EXPECT_TRUE(matches(kDefaultGraphUsersExclude, {{"accountEnabled", "false"}}));
+  EXPECT_FALSE(matches(kDefaultGraphUsersExclude, {{"accountEnabled", "true"}}));
+}
+
+TEST(GraphConfig, TheCommentedAlternativesLoadToo) {
+  const std::string cert = "certificate_file = \"roster-app.pem\"";
+  Config file = GraphConfig(Replace(kGraphExample, cert, "client_secret_file = \"graph.secret\""));
+  EXPECT_EQ(file.tenants.at("contoso").client_secret_file, "/etc/roster/graph.secret");
+  EXPECT_EQ(file.tenants.at("contoso").certificate_file, "");
+  Config env =
+      GraphConfig(Replace(kGraphExample, cert, "client_secret_env = \"ROSTER_GRAPH_SECRET\""));
+  EXPECT_EQ(env.tenants.at("contoso").client_secret_env, "ROSTER_GRAPH_SECRET");
+  Config urls = GraphConfig(
+      Replace(kGraphExample, cert,
+              cert + "\nauthority = \"https://login.microsoftonline.us/\"\n"
+                     "graph_url = \"https://graph.microsoft.us\"\nca_file = \"ca.pem\"\n"
+                     "timeout_seconds = 30\nmax_retry_after_seconds = 0"));
+  const TenantConfig& t = urls.tenants.at("contoso");
+  EXPECT_EQ(t.authority, "https://login.microsoftonline.us");  // the trailing '/' dropped
+  EXPECT_EQ(t.graph_url, "https://graph.microsoft.us");
+  EXPECT_EQ(t.ca_file, "/etc/roster/ca.pem");
+  EXPECT_EQ(t.timeout_seconds, 30);
+  EXPECT_EQ(t.max_retry_after_seconds, 0);
+  EXPECT_EQ(urls.targets.at("m365").timeout_seconds, 30);
+
+  const std::string book = "addressbook = \"Company Contacts\"";
+  Config tagged = GraphConfig(
+      Replace(kGraphExample, book, book + "\nplacement = \"default\"\ncategory = \"Company\""));
+  EXPECT_TRUE(tagged.rules[0].placement_default);
+  EXPECT_EQ(tagged.rules[0].category, "Company");
+  EXPECT_EQ(tagged.rules[0].addressbook, "Company Contacts");
+  // Either names the other.
+  Config by_book = GraphConfig(Replace(kGraphExample, book, book + "\nplacement = \"default\""));
+  EXPECT_EQ(by_book.rules[0].category, "Company Contacts");
+  Config by_category =
+      GraphConfig(Replace(kGraphExample, book, "placement = \"default\"\ncategory = \"Company\""));
+  EXPECT_EQ(by_category.rules[0].addressbook, "Company");
+  EXPECT_EQ(by_category.rules[0].category, "Company");
+  // A category on a folder of the rule's own tags its contacts as well.
+  Config folder = GraphConfig(Replace(kGraphExample, book, book + "\ncategory = \"Company\""));
+  EXPECT_FALSE(folder.rules[0].placement_default);
+  EXPECT_EQ(folder.rules[0].category, "Company");
+  Config explicit_folder =
+      GraphConfig(Replace(kGraphExample, book, book + "\nplacement = \"folder\""));
+  EXPECT_FALSE(explicit_folder.rules[0].placement_default);
+}
+
+TEST(GraphConfig, GraphSourceAndTargetOptionsLoad) {
+  std::string text =
+      Replace(kGraphExample, "read = [\"users\", \"org_contacts\"]",
+              "read = [\"org_contacts\"]\n"
+              "attributes = { note = \"onPremisesExtensionAttributes.extensionAttribute2\", "
+              "office = \"\" }\n"
+              "extra_attributes = [\"employeeType\", \"onPremisesExtensionAttributes\"]\n"
+              "groups = [\"Sales\", \"0f6a5b3e-0000-0000-0000-000000000001\"]\n"
+              "page_size = 100\nexclude = \"\"\nphone_region = \"GB\"\n"
+              "phone_region_attribute = \"country\"\n"
+              "opt_out_attribute = \"onPremisesExtensionAttributes.extensionAttribute1\"");
+  text =
+      Replace(text, "folder = \"Partners\"", "folder = \"Partners/EU\"\nexclude = \"has(note)\"");
+  text = Replace(text, "type = \"graph\"\ntenant = \"contoso\"\n\n[[rules]]",
+                 "type = \"graph\"\ntenant = \"contoso\"\nusers = [\"a@contoso.com\"]\n"
+                 "max_in_flight = 16\nmax_retry_after_seconds = 120\n\n[[rules]]");
+  text = Replace(text, "group = \"Sales\" }", "group = \"Sales\", attribute = \"id\" }");
+  Config c = GraphConfig(text);
+  const SourceConfig& gal = c.sources.at("gal");
+  EXPECT_FALSE(gal.read_users);
+  EXPECT_TRUE(gal.read_org_contacts);
+  EXPECT_EQ(gal.attributes.at("note"), "onPremisesExtensionAttributes.extensionAttribute2");
+  EXPECT_EQ(gal.attributes.at("office"), "");
+  EXPECT_EQ(gal.extra_attributes.size(), 2u);
+  EXPECT_EQ(gal.groups,
+            (std::vector<std::string>{"Sales", "0f6a5b3e-0000-0000-0000-000000000001"}));
+  EXPECT_EQ(gal.page_size, 100);
+  EXPECT_EQ(gal.exclude.text(), "");
+  EXPECT_EQ(gal.phone_region_attribute, "country");
+  const SourceConfig& partners = c.sources.at("partners");
+  EXPECT_EQ(partners.folder, "Partners/EU");
+  EXPECT_EQ(partners.folder_path, (std::vector<std::string>{"Partners", "EU"}));
+  EXPECT_EQ(partners.exclude.text(), "has(note)");
+  const TargetConfig& m365 = c.targets.at("m365");
+  EXPECT_EQ(m365.users, (std::vector<std::string>{"a@contoso.com"}));
+  EXPECT_EQ(m365.max_in_flight, 16);
+  EXPECT_EQ(m365.max_retry_after_seconds, 120);
+  EXPECT_EQ(c.rules[0].users_from->attribute, "id");
+}
+
+TEST(GraphConfig, AnySourceFeedsAnyTarget) {
+  // A graph source into a CardDAV target, and a CSV source into a graph target.
+  std::string text = std::string(kGraphExample) +
+                     "\n[sources.hr]\ntype = \"csv\"\npath = \"hr.csv\"\nkey = \"id\"\n"
+                     "columns = { email = \"mail\" }\n"
+                     "[targets.dav]\ntype = \"carddav\"\nurl = \"https://dav.example.org/\"\n"
+                     "[[rules]]\nname = \"to-dav\"\nsource = \"gal\"\ntarget = \"dav\"\n"
+                     "addressbook = \"GAL\"\n"
+                     "users_from = { source = \"gal\", group = \"Sales\", attribute = \"mail\" }\n"
+                     "[[rules]]\nname = \"hr\"\nsource = \"hr\"\ntarget = \"m365\"\n"
+                     "addressbook = \"HR\"\nusers = [\"a@contoso.com\"]\n";
+  Config c = GraphConfig(text);
+  ASSERT_EQ(c.rules.size(), 3u);
+  EXPECT_EQ(c.rules[1].users_from->attribute, "mail");  // a CardDAV account name may be one
+  EXPECT_EQ(c.rules[1].users_exclude.text(), kDefaultGraphUsersExclude);
+  EXPECT_EQ(c.rules[2].users_exclude.text(), kDefaultUsersExclude);
+}
+
+TEST(GraphConfig, TenantMistakesAreOneLineNamingFileLineAndKey) {
+  const std::string cert = "certificate_file = \"roster-app.pem\"";
+  EXPECT_EQ(GraphError(cert + "    # PEM: certificate and private key (recommended), or:\n", ""),
+            "/etc/roster/roster.toml:1: [tenants.contoso] needs one of certificate_file "
+            "(recommended), client_secret_file or client_secret_env");
+  EXPECT_EQ(GraphError(cert, cert + "\nclient_secret_env = \"ROSTER_GRAPH_SECRET\""),
+            "/etc/roster/roster.toml:1: [tenants.contoso] has certificate_file and "
+            "client_secret_env; give only one of certificate_file (recommended), "
+            "client_secret_file or client_secret_env");
+  EXPECT_NE(GraphError(cert, cert + "\nclient_secret_file = \"a\"\nclient_secret_env = \"B\"")
+                .find("has certificate_file, client_secret_file and client_secret_env"),
+            std::string::npos);
+  EXPECT_EQ(GraphError(cert, cert + "\nclient_secret = \"hunter2\""),
+            "/etc/roster/roster.toml:5: [tenants.contoso] must not hold a secret; use "
+            "certificate_file, client_secret_file or client_secret_env");
+  EXPECT_EQ(GraphError("tenant_id = \"contoso.onmicrosoft.com\"", "tenant_id = \"../common\""),
+            "/etc/roster/roster.toml:2: tenant_id in [tenants.contoso] must be a domain "
+            "(contoso.onmicrosoft.com) or the directory's GUID: letters, digits, '.' and '-', not "
+            "\"../common\"");
+  EXPECT_EQ(GraphError("tenant_id = \"contoso.onmicrosoft.com\"  # or the directory's GUID\n", ""),
+            "/etc/roster/roster.toml:1: missing key \"tenant_id\" in [tenants.contoso]");
+  EXPECT_EQ(GraphError("client_id = \"00000000-0000-0000-0000-000000000000\"", "client_id = \"\""),
+            "/etc/roster/roster.toml:3: client_id in [tenants.contoso] must be the app "
+            "registration's application (client) id, such as 00000000-0000-0000-0000-000000000000");
+  EXPECT_EQ(GraphError(cert, cert + "\ncolour = \"red\""),
+            "/etc/roster/roster.toml:5: unknown key \"colour\" in [tenants.contoso]");
+  EXPECT_EQ(GraphError(cert, cert + "\ntimeout_seconds = 0"),
+            "/etc/roster/roster.toml:5: timeout_seconds in [tenants.contoso] must be between 1 and "
+            "3600");
+  EXPECT_EQ(GraphError("[tenants.contoso]  ", "tenants.contoso = 1\n[x]  "),
+            "/etc/roster/roster.toml:1: tenants.contoso must be a table");
+  // A client id that is not a GUID is allowed (an emulator's), and said.
+  Config odd =
+      GraphConfig(Replace(kGraphExample, "00000000-0000-0000-0000-000000000000", "roster"));
+  ASSERT_EQ(odd.warnings.size(), 1u);
+  EXPECT_EQ(odd.warnings[0],
+            "tenant contoso: client_id \"roster\" is not a GUID, as Entra's application (client) "
+            "ids are; check it");
+}
+
+TEST(GraphConfig, PlainHttpLeavesThisMachineOnlyWithAllowInsecure) {
+  const std::string cert = "certificate_file = \"roster-app.pem\"";
+  EXPECT_EQ(GraphError(cert, cert + "\nauthority = \"http://login.example.org\""),
+            "/etc/roster/roster.toml:5: authority in [tenants.contoso] is plain http:// to "
+            "http://login.example.org, where anyone on the path reads the credential and tokens; "
+            "use https://, or set allow_insecure = true if this network is trusted");
+  EXPECT_NE(GraphError(cert, cert + "\ngraph_url = \"http://graph.example.org/\"")
+                .find(":5: graph_url in [tenants.contoso] is plain http://"),
+            std::string::npos);
+  Config allowed = GraphConfig(
+      Replace(kGraphExample, cert,
+              cert + "\nallow_insecure = true\ngraph_url = \"http://graph.example.org/\""));
+  ASSERT_EQ(allowed.warnings.size(), 1u);
+  EXPECT_EQ(allowed.warnings[0],
+            "tenant contoso: allow_insecure is set: credentials and tokens travel in clear over "
+            "http:// to http://graph.example.org");
+  // An emulator on loopback needs nothing, and nothing is said.
+  Config local = GraphConfig(Replace(kGraphExample, cert,
+                                     cert + "\nauthority = \"http://127.0.0.1:8443/\"\n"
+                                            "graph_url = \"http://[::1]:8443/graph/\""));
+  EXPECT_TRUE(local.warnings.empty());
+  EXPECT_EQ(local.tenants.at("contoso").authority, "http://127.0.0.1:8443");
+  EXPECT_EQ(local.tenants.at("contoso").graph_url, "http://[::1]:8443/graph");
+  for (const char* bad : {"ftp://graph.example.org", "https://graph.example.org/?x=1",
+                          "https://graph.example.org/#top", "graph.microsoft.com", "https://",
+                          "https:///v1.0", "https://graph example.org"}) {
+    EXPECT_NE(GraphError(cert, cert + "\ngraph_url = \"" + bad + "\"")
+                  .find(":5: graph_url in [tenants.contoso] must be an absolute http:// or "
+                        "https:// URL without query or fragment"),
+              std::string::npos)
+        << bad;
+  }
+  EXPECT_EQ(GraphError(cert, cert + "\nauthority = \"https://me:pw@login.example.org\""),
+            "/etc/roster/roster.toml:5: authority in [tenants.contoso] must not carry a user name "
+            "or password (user:pass@)");
+}
+
+TEST(GraphConfig, SourceMistakesAreOneLineNamingFileLineAndKey) {
+  EXPECT_EQ(GraphError("tenant = \"contoso\"\nread", "read"),
+            "/etc/roster/roster.toml:9: missing key \"tenant\" in [sources.gal]");
+  EXPECT_EQ(GraphError("tenant = \"contoso\"\nread", "tenant = \"fabrikam\"\nread"),
+            "/etc/roster/roster.toml:11: [sources.gal] names tenant \"fabrikam\", which is not "
+            "defined in [tenants]");
+  EXPECT_EQ(GraphError("read = [\"users\", \"org_contacts\"]", "read = [\"users\", \"groups\"]"),
+            "/etc/roster/roster.toml:12: read in [sources.gal]: \"groups\" is not \"users\" or "
+            "\"org_contacts\"");
+  EXPECT_EQ(GraphError("read = [\"users\", \"org_contacts\"]", "read = []"),
+            "/etc/roster/roster.toml:12: read in [sources.gal] must list \"users\", "
+            "\"org_contacts\" or both");
+  EXPECT_EQ(GraphError("read = [\"users\", \"org_contacts\"]", "read = [\"users\", \"users\"]"),
+            "/etc/roster/roster.toml:12: read in [sources.gal] lists \"users\" twice");
+  EXPECT_EQ(GraphError("read = [\"users\", \"org_contacts\"]", "read = \"users\""),
+            "/etc/roster/roster.toml:12: read in [sources.gal] must be an array of strings");
+  EXPECT_EQ(GraphError("read = [\"users\", \"org_contacts\"]", "page_size = 1000"),
+            "/etc/roster/roster.toml:12: page_size in [sources.gal] must be between 1 and 999");
+  EXPECT_EQ(GraphError("read = [\"users\", \"org_contacts\"]", "base_dn = \"dc=x\""),
+            "/etc/roster/roster.toml:12: unknown key \"base_dn\" in [sources.gal]");
+  EXPECT_EQ(GraphError("read = [\"users\", \"org_contacts\"]", "attributes = { job = \"title\" }"),
+            "/etc/roster/roster.toml:9: unknown contact field \"job\" in [sources.gal.attributes] "
+            "(see docs/configuration.md for the field names)");
+  EXPECT_EQ(GraphError("read = [\"users\", \"org_contacts\"]", "attributes = { note = \"a..b\" }"),
+            "/etc/roster/roster.toml:12: attributes in [sources.gal]: \"a..b\" is not a Graph "
+            "property name (letters, digits and '_', '.' between the parts of a path)");
+  EXPECT_NE(GraphError("read = [\"users\", \"org_contacts\"]", "attributes = { photo = \"x\" }")
+                .find(":12: photo in [sources.gal.attributes]: a graph source reads photos"),
+            std::string::npos);
+  EXPECT_NE(GraphError("read = [\"users\", \"org_contacts\"]", "extra_attributes = [\"$select\"]")
+                .find(":12: extra_attributes in [sources.gal]: \"$select\" is not a Graph"),
+            std::string::npos);
+  EXPECT_EQ(GraphError("read = [\"users\", \"org_contacts\"]", "groups = [\"Sales\", \"Sales\"]"),
+            "/etc/roster/roster.toml:12: groups in [sources.gal] lists \"Sales\" twice");
+  EXPECT_NE(GraphError("type = \"graph\"\ntenant", "type = \"msgraph\"\ntenant")
+                .find(":9: type in [sources.gal] must be \"csv\", \"vcard-dir\", \"ldap\", "
+                      "\"graph\" or \"graph-folder\", not \"msgraph\""),
+            std::string::npos);
+  EXPECT_EQ(GraphError("mailbox = \"partners@contoso.com\"\n", ""),
+            "/etc/roster/roster.toml:14: missing key \"mailbox\" in [sources.partners]");
+  EXPECT_EQ(GraphError("folder = \"Partners\"\n", ""),
+            "/etc/roster/roster.toml:14: missing key \"folder\" in [sources.partners]");
+  EXPECT_NE(GraphError("mailbox = \"partners@contoso.com\"", "mailbox = \"a b@contoso.com\"")
+                .find(":17: mailbox in [sources.partners] must be a user principal name"),
+            std::string::npos);
+  for (const char* bad : {"Partners/", "/Partners", "Partners//EU", "Partners / EU", ""}) {
+    EXPECT_NE(GraphError("folder = \"Partners\"", std::string("folder = \"") + bad + "\"")
+                  .find(":18: folder in [sources.partners]: "),
+              std::string::npos)
+        << bad;
+  }
+  EXPECT_EQ(GraphError("folder = \"Partners\"", "folder = \"Partners\"\npage_size = 10"),
+            "/etc/roster/roster.toml:19: unknown key \"page_size\" in [sources.partners]");
+}
+
+TEST(GraphConfig, TargetMistakesAreOneLineNamingFileLineAndKey) {
+  const std::string target = "type = \"graph\"\ntenant = \"contoso\"\n\n[[rules]]";
+  EXPECT_EQ(GraphError(target, "type = \"graph\"\n\n[[rules]]"),
+            "/etc/roster/roster.toml:20: missing key \"tenant\" in [targets.m365]");
+  EXPECT_EQ(GraphError(target, "type = \"graph\"\ntenant = \"fabrikam\"\n\n[[rules]]"),
+            "/etc/roster/roster.toml:22: [targets.m365] names tenant \"fabrikam\", which is not "
+            "defined in [tenants]");
+  for (const char* key :
+       {"url = \"https://dav.example.org/\"", "username = \"roster\"", "password_env = \"X\"",
+        "password_file = \"x\"", "password = \"x\"", "home_template = \"{url}{user}/\"",
+        "vcard_version = \"4.0\"", "credentials_file = \"users\""}) {
+    std::string name = std::string(key).substr(0, std::string(key).find(' '));
+    EXPECT_EQ(GraphError(target, "type = \"graph\"\ntenant = \"contoso\"\n" + std::string(key) +
+                                     "\n\n[[rules]]"),
+              "/etc/roster/roster.toml:23: " + name +
+                  " in [targets.m365] is a CardDAV setting; a graph target signs in and connects "
+                  "as [tenants.contoso] says");
+  }
+  for (const char* key : {"ca_file = \"ca.pem\"", "allow_insecure = true", "timeout_seconds = 5"}) {
+    std::string name = std::string(key).substr(0, std::string(key).find(' '));
+    EXPECT_EQ(GraphError(target, "type = \"graph\"\ntenant = \"contoso\"\n" + std::string(key) +
+                                     "\n\n[[rules]]"),
+              "/etc/roster/roster.toml:23: " + name +
+                  " in [targets.m365] belongs in [tenants.contoso] for a graph target");
+  }
+  EXPECT_EQ(
+      GraphError(target, "type = \"graph\"\ntenant = \"contoso\"\nmax_in_flight = 17\n\n[[rules]]"),
+      "/etc/roster/roster.toml:23: max_in_flight in [targets.m365] must be between 1 and 16");
+  EXPECT_EQ(GraphError(target, "type = \"exchange\"\ntenant = \"contoso\"\n\n[[rules]]"),
+            "/etc/roster/roster.toml:20: type in [targets.m365] must be \"carddav\" or \"graph\", "
+            "not \"exchange\"");
+  // And the graph key on a CardDAV target.
+  EXPECT_EQ(GraphError(target,
+                       "type = \"carddav\"\nurl = \"https://dav.example.org/\"\n"
+                       "tenant = \"contoso\"\n\n[[rules]]"),
+            "/etc/roster/roster.toml:23: tenant in [targets.m365] is for graph targets (type = "
+            "\"graph\"); a carddav target has none");
+}
+
+TEST(GraphConfig, RuleMistakesAreOneLineNamingFileLineAndKey) {
+  const std::string book = "addressbook = \"Company Contacts\"";
+  const std::string dav = "type = \"carddav\"\nurl = \"https://dav.example.org/\"\n\n[[rules]]";
+  const std::string target = "type = \"graph\"\ntenant = \"contoso\"\n\n[[rules]]";
+  std::string to_dav = Replace(kGraphExample, target, dav);
+  EXPECT_EQ(ErrorOf(Replace(to_dav, book, book + "\nplacement = \"default\"")),
+            "/etc/roster/roster.toml:29: placement in [[rules]] \"gal\" is for graph targets only, "
+            "and target m365 is a carddav target");
+  EXPECT_EQ(ErrorOf(Replace(to_dav, book, book + "\ncategory = \"Company\"")),
+            "/etc/roster/roster.toml:29: category in [[rules]] \"gal\" is for graph targets only, "
+            "and target m365 is a carddav target");
+  EXPECT_TRUE(ParseConfig(Replace(to_dav, book, book + "\nplacement = \"folder\""), kPath).ok());
+  EXPECT_EQ(GraphError(book, book + "\nplacement = \"inbox\""),
+            "/etc/roster/roster.toml:29: placement in [[rules]] \"gal\" must be \"folder\" or "
+            "\"default\", not \"inbox\"");
+  EXPECT_EQ(GraphError(book + "       # the contact folder's name in each mailbox\n", ""),
+            "/etc/roster/roster.toml:24: missing key \"addressbook\" in [[rules]] \"gal\"");
+  EXPECT_EQ(GraphError(book, "placement = \"default\""),
+            "/etc/roster/roster.toml:28: rule gal has placement = \"default\": give category (or "
+            "addressbook, its default), which marks the rule's contacts in the main Contacts "
+            "folder");
+  EXPECT_EQ(GraphError(book, book + "\ncategory = \"\""),
+            "/etc/roster/roster.toml:29: category in [[rules]] \"gal\" must be a category's name "
+            "(1 to 255 characters)");
+}
+
+TEST(GraphConfig, UsersFromMistakesAreOneLineNamingFileLineAndKey) {
+  const std::string from = "users_from = { source = \"gal\", group = \"Sales\" }";
+  EXPECT_EQ(GraphError(from,
+                       "users_from = { source = \"gal\", group = \"Sales\", attribute = "
+                       "\"mail\" }"),
+            "/etc/roster/roster.toml:30: attribute = \"mail\" in users_from of rule gal cannot "
+            "name mailboxes of graph target m365: a mail address can differ from the mailbox's "
+            "user principal name; use \"userPrincipalName\" (the default) or \"id\"");
+  EXPECT_EQ(GraphError(from,
+                       "users_from = { source = \"gal\", group = \"Sales\", attribute = "
+                       "\"displayName\" }"),
+            "/etc/roster/roster.toml:30: attribute in users_from of rule gal must be "
+            "\"userPrincipalName\" or \"id\" for graph target m365, not \"displayName\"");
+  EXPECT_EQ(GraphError(from, "users_from = { source = \"gal\", filter = \"(department=Sales)\" }"),
+            "/etc/roster/roster.toml:30: filter in users_from of rule gal is not supported for a "
+            "graph source (it is an LDAP filter); use group, and users_exclude for the rest");
+  EXPECT_EQ(GraphError(from, "users_from = { source = \"gal\" }"),
+            "/etc/roster/roster.toml:30: users_from of rule gal needs group (a group's object id "
+            "or display name)");
+  EXPECT_EQ(GraphError(from, "users_from = { source = \"partners\", group = \"Sales\" }"),
+            "/etc/roster/roster.toml:30: users_from of rule gal names source \"partners\", which "
+            "is not an ldap or graph source");
+  // An ldap directory feeding a graph target must say which attribute is the UPN.
+  std::string ldap = Replace(kGraphExample, "[targets.m365]",
+                             "[sources.dir]\ntype = \"ldap\"\nurl = \"ldaps://dc.contoso.com/\"\n"
+                             "base_dn = \"dc=contoso,dc=com\"\nschema = \"ad\"\n\n[targets.m365]");
+  const std::string dn = "users_from = { source = \"dir\", group = \"cn=Sales,dc=contoso,dc=com\"";
+  EXPECT_EQ(ErrorOf(Replace(ldap, from, dn + " }")),
+            "/etc/roster/roster.toml:36: users_from of rule gal feeds graph target m365: give "
+            "attribute, the directory attribute holding each user's user principal name "
+            "(userPrincipalName in Active Directory)");
+  EXPECT_EQ(ErrorOf(Replace(ldap, from, dn + ", attribute = \"mail\" }")),
+            "/etc/roster/roster.toml:36: attribute = \"mail\" in users_from of rule gal cannot "
+            "name mailboxes of graph target m365: a mail address can differ from the mailbox's "
+            "user principal name; use the attribute holding the UPN (userPrincipalName in Active "
+            "Directory)");
+  auto upn = ParseConfig(Replace(ldap, from, dn + ", attribute = \"userPrincipalName\" }"), kPath);
+  ASSERT_TRUE(upn.ok()) << upn.error().message;
+  EXPECT_EQ(upn->rules[0].users_from->attribute, "userPrincipalName");
+  EXPECT_EQ(upn->rules[0].users_exclude.text(), kDefaultUsersExclude);  // AD's, for an ldap source
+}
+
+}  // namespace
+
+class TenantSecrets : public SecretFiles {};
+
+TEST_F(TenantSecrets, TheExampleLoadsFromItsFolder) {
+  Write("roster-app.pem", "-----BEGIN CERTIFICATE-----\n", 0600);
+  std::string path = Write("roster.toml", kGraphExample, 0644);
+  auto c = LoadConfig(path);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->tenants.at("contoso").certificate_file, dir_ + "/roster-app.pem");
+  // A certificate tenant has no secret to read.
+  auto secret = ReadTenantSecret(c->tenants.at("contoso"));
+  ASSERT_TRUE(secret.ok()) << secret.error().message;
+  EXPECT_EQ(*secret, "");
+}
+
+TEST_F(TenantSecrets, AClientSecretComesFromItsPrivateFile) {
+  TenantConfig t;
+  t.name = "contoso";
+  t.client_secret_file = Write("graph.secret", "s3cr~et.value\n", 0600);
+  auto ok = ReadTenantSecret(t);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(*ok, "s3cr~et.value");
+  Write("graph.secret", "s3cr~et.value\r\n", 0400);
+  EXPECT_EQ(*ReadTenantSecret(t), "s3cr~et.value");
+
+  chmod(t.client_secret_file.c_str(), 0644);
+  auto loose = ReadTenantSecret(t);
+  ASSERT_FALSE(loose.ok());
+  EXPECT_EQ(loose.error().message, "tenant contoso: client_secret_file " + t.client_secret_file +
+                                       " has mode 0644, which lets group or others read it; "
+                                       "chmod 600 (or 400) it");
+
+  t.client_secret_file = Write("empty.secret", "\n", 0600);
+  auto empty = ReadTenantSecret(t);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error().message,
+            "tenant contoso: client_secret_file " + t.client_secret_file + " is empty");
+  t.client_secret_file = Write("two.secret", "hunter2\nhunter3\n", 0600);
+  auto two = ReadTenantSecret(t);
+  ASSERT_FALSE(two.ok());
+  EXPECT_EQ(two.error().message.find("hunter"), std::string::npos);
+  EXPECT_NE(two.error().message.find("holds more than one line"), std::string::npos);
+  t.client_secret_file = dir_ + "/missing.secret";
+  auto missing = ReadTenantSecret(t);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().message,
+            "tenant contoso: client_secret_file " + t.client_secret_file + " cannot be read");
+}
+
+TEST(TenantSecret, AClientSecretComesFromTheEnvironment) {
+  TenantConfig t;
+  t.name = "contoso";
+  t.client_secret_env = "ROSTER_TEST_GRAPH_SECRET";
+  unsetenv("ROSTER_TEST_GRAPH_SECRET");
+  auto unset = ReadTenantSecret(t);
+  ASSERT_FALSE(unset.ok());
+  EXPECT_EQ(unset.error().message,
+            "tenant contoso: environment variable ROSTER_TEST_GRAPH_SECRET is not set");
+  setenv("ROSTER_TEST_GRAPH_SECRET", "", 1);
+  auto empty = ReadTenantSecret(t);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error().message,
+            "tenant contoso: environment variable ROSTER_TEST_GRAPH_SECRET is empty");
+  setenv("ROSTER_TEST_GRAPH_SECRET", "s3cret\n", 1);
+  EXPECT_EQ(*ReadTenantSecret(t), "s3cret");
+  unsetenv("ROSTER_TEST_GRAPH_SECRET");
 }
 
 }  // namespace roster

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <string_view>
 
@@ -82,9 +83,12 @@ std::chrono::milliseconds ParseRetryAfter(const std::string& value) {
   }
   time_t when = curl_getdate(value.c_str(), nullptr);
   if (when < 0) return std::chrono::milliseconds(0);
-  auto delta = std::chrono::system_clock::from_time_t(when) - std::chrono::system_clock::now();
-  if (delta <= std::chrono::system_clock::duration::zero()) return std::chrono::milliseconds(0);
-  return std::chrono::duration_cast<std::chrono::milliseconds>(delta);
+  // In whole seconds: a date centuries ahead would overflow the clock's
+  // nanoseconds (from_time_t), so anything past a day is a day.
+  const time_t now = std::time(nullptr);
+  if (when <= now) return std::chrono::milliseconds(0);
+  if (when - now > 24 * 3600) return std::chrono::hours(24);
+  return std::chrono::seconds(when - now);
 }
 
 // Characters a path segment may carry unencoded (RFC 3986 pchar minus '%').

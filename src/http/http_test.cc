@@ -191,6 +191,9 @@ TEST(HttpStatusErrorTest, RetryAfterHttpDate) {
   EXPECT_EQ(HttpStatusError(response, "GET http://h/").retry_after.count(), 0);
   response.headers = {{"retry-after", "soon"}};
   EXPECT_EQ(HttpStatusError(response, "GET http://h/").retry_after.count(), 0);
+  // Centuries ahead (found by the Graph batch fuzzer): a day, not an overflow.
+  response.headers = {{"retry-after", "Wed, 21 Oct 8919 07:28:00 GMT"}};
+  EXPECT_EQ(HttpStatusError(response, "GET http://h/").retry_after, std::chrono::hours(24));
 }
 
 TEST(ResolveUrlTest, AbsoluteAndRelative) {
