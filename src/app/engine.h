@@ -32,6 +32,9 @@ struct TargetEntry {
 };
 
 struct EngineConfig {
+  // What connectors share and must outlive them (a tenant's token cache):
+  // declared first, so it is destroyed last.
+  std::vector<std::shared_ptr<void>> shared;
   std::map<std::string, SourceEntry> sources;
   // Sources that can also name target users (LDAP); not owned.
   std::map<std::string, Directory*> directories;

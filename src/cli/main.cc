@@ -1,4 +1,4 @@
-// roster's command line: plan (dry run), sync, status.
+// roster's command line: plan (dry run), sync, status, doctor.
 //
 // Exit codes: 0 everything synced; 1 some item or collection failed; 2 bad
 // usage or configuration; 3 a deletion guard stopped a rule or collection.
@@ -11,6 +11,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "app/doctor.h"
 #include "app/engine.h"
 #include "app/wiring.h"
 #include "config/config.h"
@@ -114,6 +115,7 @@ void PrintJson(const RunReport& report, bool plan) {
       t["decisions"] = std::move(decisions);
     }
     if (c.offboarded) t["offboarded"] = true;
+    if (c.no_such_user) t["no_such_user"] = true;
     t["writes"] = StatsJson(c.stats);
     targets.push_back(std::move(t));
   }
@@ -233,6 +235,42 @@ bool LockState(const std::string& state_path) {
   return true;
 }
 
+int Doctor(const Config& config, bool as_json) {
+  DoctorReport report = RunDoctor(config);
+  auto level = [](Finding::Level l) {
+    return l == Finding::Level::kOk ? "ok" : l == Finding::Level::kWarning ? "warning" : "FAILED";
+  };
+  if (as_json) {
+    json findings = json::array();
+    for (const Finding& f : report.findings) {
+      findings.push_back(
+          {{"level", level(f.level)}, {"subject", Safe(f.subject)}, {"text", Safe(f.text)}});
+    }
+    std::cout << Dump(json{{"mode", "doctor"},
+                           {"findings", std::move(findings)},
+                           {"powershell", SafeList(report.powershell)},
+                           {"failed", report.failed()},
+                           {"warnings", report.warnings()},
+                           {"exit_code", report.ExitCode()}})
+              << "\n";
+    return report.ExitCode();
+  }
+  std::cout << "roster doctor: " << Safe(config.path) << " (nothing is changed)\n";
+  for (const Finding& f : report.findings) {
+    std::string tag = level(f.level);
+    tag.resize(8, ' ');
+    std::cout << "  " << tag << Safe(f.subject) << ": " << Safe(f.text) << "\n";
+  }
+  if (!report.powershell.empty()) {
+    std::cout << "\nTo let roster write the contacts of the target mailboxes only (RBAC for "
+                 "Applications), run in Exchange Online PowerShell:\n";
+    for (const std::string& line : report.powershell) std::cout << "    " << Safe(line) << "\n";
+  }
+  std::cout << "doctor: " << report.findings.size() << " checks, " << report.failed() << " failed, "
+            << report.warnings() << " warnings\n";
+  return report.ExitCode();
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"roster: keeps an organisation's people in every user's address book"};
   std::string config_path = "roster.toml";
@@ -248,6 +286,8 @@ int Main(int argc, char** argv) {
   sync_cmd->add_flag("--force", force, "let the deletion guard pass");
   plan_cmd->add_flag("--force", force, "plan as if the deletion guard were overridden");
   auto* status_cmd = app.add_subcommand("status", "show the last result per address book");
+  auto* doctor_cmd = app.add_subcommand(
+      "doctor", "check every source, target and permission without changing anything");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -261,6 +301,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   if (status_cmd->parsed()) return Status(*config, as_json);
+  if (doctor_cmd->parsed()) return Doctor(*config, as_json);
 
   auto engine_config = BuildEngineConfig(*config);
   if (!engine_config.ok()) {

@@ -724,7 +724,10 @@ Result<GraphResponse> GraphClient::Send(const GraphRequest& request) {
   if (!http_)
     return MakeError(ErrorKind::kInternal, "the Graph client's HTTP factory made nothing");
   const Wire wire{tokens_, http_.get(), &options_, &counters_, &rng_};
-  const HttpRequest http{request.method, std::move(url), std::move(headers), request.body};
+  // A POST makes something the server names (a contact, a folder): the
+  // transport must never send it twice on its own.
+  const HttpRequest http{request.method, std::move(url), std::move(headers), request.body,
+                         request.method == "POST"};
   auto answer = request.method == "GET" ? SendRead(wire, http) : SendWrite(wire, http);
   if (!answer.ok()) return answer.take_error();
   return ToGraphResponse(std::move(answer).value());
@@ -739,11 +742,12 @@ Result<std::vector<GraphResponse>> GraphClient::Batch(const std::vector<GraphReq
   std::vector<GraphResponse> answers(requests.size());
   if (requests.empty()) return answers;
   std::vector<Json> entries;
-  bool reads_only = true;
+  bool reads_only = true, creates = false;
   for (size_t i = 0; i < requests.size(); ++i) {
     ROSTER_ASSIGN_OR_RETURN(Json entry, BatchEntry(*this, requests[i], i, requests.size()));
     entries.push_back(std::move(entry));
     reads_only = reads_only && requests[i].method == "GET";
+    creates = creates || requests[i].method == "POST";
   }
   if (!http_) http_ = options_.http_factory(options_.http);
   if (!http_)
@@ -753,7 +757,8 @@ Result<std::vector<GraphResponse>> GraphClient::Batch(const std::vector<GraphReq
   for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   bool answered = false;  // once some sub-responses are in, a failed round keeps them
   for (int attempt = 0;; ++attempt) {
-    const HttpRequest http = BatchHttpRequest(graph_url_, entries, pending);
+    HttpRequest http = BatchHttpRequest(graph_url_, entries, pending);
+    http.once = creates;  // see HttpRequest::once
     counters_.sub_requests += static_cast<int64_t>(pending.size());
     auto envelope = reads_only ? SendAuthorized(wire, http) : SendWrite(wire, http);
     std::optional<milliseconds> retry_after;

@@ -522,6 +522,30 @@ TEST_F(GraphClientTest, WritesAreSentOnce) {
   }
 }
 
+// libcurl resends a request whose reused connection died before answering:
+// a create (POST, or a $batch holding one) asks for a connection of its own.
+TEST_F(GraphClientTest, CreatesAreNeverLeftToTheTransportToResend) {
+  auto client = Client();
+  Answer(201);
+  ASSERT_TRUE(client->Send(Write("POST", "/users/a/contacts", "{}")).ok());
+  Answer(200);
+  ASSERT_TRUE(client->Send(Write("PATCH", "/users/a/contacts/x", "{}")).ok());
+  Answer(200, R"({"value":[]})");
+  ASSERT_TRUE(client->Send(Get("/users")).ok());
+  Answer(200, BatchAnswer({Sub("1", 201, Json::object()), Sub("2", 204)}));
+  ASSERT_TRUE(
+      client->Batch({Write("POST", "/users/a/contacts", "{}"), Write("DELETE", "/users/a/x")})
+          .ok());
+  Answer(200, BatchAnswer({Sub("1", 200, Json::object())}));
+  ASSERT_TRUE(client->Batch({Write("PATCH", "/users/a/contacts/x", "{}")}).ok());
+  ASSERT_EQ(graph_.seen.size(), 5u);
+  EXPECT_TRUE(graph_.seen[0].once);
+  EXPECT_FALSE(graph_.seen[1].once);
+  EXPECT_FALSE(graph_.seen[2].once);
+  EXPECT_TRUE(graph_.seen[3].once);
+  EXPECT_FALSE(graph_.seen[4].once);
+}
+
 TEST_F(GraphClientTest, AnAnswerOverTheByteBudgetIsRefused) {
   GraphClientOptions options = Options();
   options.http.max_response_bytes = 100;

@@ -182,6 +182,10 @@ void CurlHttpClient::SetTransferOptions(const HttpRequest& request, Transfer* tr
   curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
   // Redirects are never followed: a 3xx is returned as a response (and an
   // error naming the new URL), so credentials cannot travel to another origin.
+  // libcurl retries a request once on a fresh connection when a reused one
+  // died before answering; for a request that must not run twice there is
+  // no reused connection to die.
+  if (request.once) curl_easy_setopt(curl_, CURLOPT_FRESH_CONNECT, 1L);
   curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(curl_, CURLOPT_UNRESTRICTED_AUTH, 0L);
   curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYPEER, 1L);

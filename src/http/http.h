@@ -19,6 +19,12 @@ struct HttpRequest {
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // Never sent twice by the transport. libcurl sends a request again by
+  // itself when a reused connection closes before any byte of the answer,
+  // which is harmless for a PUT with If-None-Match but makes a second copy
+  // of a POST the server names (a Graph create). Such a request goes on a
+  // connection of its own, so that a silent resend cannot happen.
+  bool once = false;
 };
 
 struct HttpResponse {

@@ -121,6 +121,15 @@ and fakegraph_test.py):
   accepted in URLs whatever the header. Folders keep their ids (containers
   have no immutable ids, as documented). Nothing moves in this fake, so both
   ids are stable; the point is that a client stores the kind it asked for.
+- The default Contacts folder: every mailbox has one, its id the dump's
+  rootFolderId, displayName "Contacts". GET /users/{u}/contactFolders/contacts
+  (the well-known name, any case) or /contactFolders/{its id} answers it with
+  its real id; /users/{u}/contacts lists it and creates in it (GET, POST), and
+  every folder route (contacts, delta, photos) takes "contacts" or its id.
+  GET /contactFolders lists the folders under it, not itself (so a $filter
+  never finds it and a new folder may be named "Contacts"); renaming it is
+  403 ErrorAccessDenied, deleting it 400 ErrorDeleteDistinguishedFolder (this
+  fake's codes). Dumps carry its contacts as the mailbox's "defaultContacts".
 - Contact folder delta: GET /users/{u}/contactFolders/{id}/contacts/delta
   ($select; Prefer: odata.maxpagesize=N, 1..1000, default 10, answered with
   Preference-Applied): every contact, then created and changed contacts whole
@@ -168,9 +177,9 @@ and fakegraph_test.py):
   sub-request, spent holding its mailbox slot; a $batch envelope adds none.
 
 NOT emulated (a connector must not infer these from passing here):
-- the default Contacts folder (/users/{u}/contacts as a collection, its delta:
-  501), so placement = "default" cannot be tested here yet; well-known folder
-  names, childFolders, contactFolders/delta and groups/delta (501), /me,
+- the undocumented /users/{u}/contacts/delta (501: use the default folder's
+  own delta); well-known folder names other than "contacts", childFolders,
+  contactFolders/delta and groups/delta (501), /me,
   $filter on users and org contacts and any other $filter form, $orderby,
   $search, $count outside members, $expand other than extended properties
   (no manager), open extensions, multiValueExtendedProperties,
@@ -256,7 +265,8 @@ Dump format (GET dump, POST load): {"mailboxes": [{"id", "userPrincipalName",
 "rootFolderId", "contactFolders": [{"id", "displayName", "parentFolderId",
 "singleValueExtendedProperties": [...], "contacts": [{contact properties,
 "@odata.etag", "immutableId", "singleValueExtendedProperties", "photo":
-{"contentType", "size", "base64"} | null, "serverFilled": [...]}]}]}],
+{"contentType", "size", "base64"} | null, "serverFilled": [...]}]}],
+"defaultContacts": [contacts of the default Contacts folder, as above]}],
 "writes": N, "users": [{"id", every USER_SPEC property, "photo"?:
 {"contentType", "base64"}}], "orgContacts": [{"id", ORG_SPEC properties}],
 "groups": [{"id", GROUP_SPEC properties, "members": [ids]}]}. A load may be
@@ -1063,8 +1073,12 @@ class State:
             self.create_dir("user", {"id": mid, "userPrincipalName": upn, "mail": upn,
                                      "displayName": local, "accountEnabled": True,
                                      "userType": "Member"})
-        mb = {"id": mid, "userPrincipalName": upn,
-              "rootFolderId": d.get("rootFolderId") or mint_id(), "folders": {}}
+        root = d.get("rootFolderId") or mint_id()
+        mb = {"id": mid, "userPrincipalName": upn, "rootFolderId": root, "folders": {},
+              "default": {"id": root, "displayName": "Contacts",
+                          "parentFolderId": "AAMk" + base64.urlsafe_b64encode(
+                              hashlib.sha256(root.encode()).digest()[:35]).decode(),
+                          "contacts": {}, "gone": {}, "ext": {}, "default": True}}
         self.mailboxes[upn.lower()] = mb
         return mb
 
@@ -1332,7 +1346,9 @@ class State:
                     "contacts": [dump_contact(c) for c in f["contacts"].values()]})
                     for f in mb["folders"].values()]
                 out.append({"id": mb["id"], "userPrincipalName": mb["userPrincipalName"],
-                            "rootFolderId": mb["rootFolderId"], "contactFolders": folders})
+                            "rootFolderId": mb["rootFolderId"], "contactFolders": folders,
+                            "defaultContacts": [dump_contact(c) for c in
+                                                mb["default"]["contacts"].values()]})
             d = {"mailboxes": out, "writes": self.writes}
             for key, type_name in (("users", "user"), ("orgContacts", "orgContact"),
                                    ("groups", "group")):
@@ -1425,6 +1441,9 @@ def load_state(state, d):
     for m in d.get("mailboxes", []):
         mb = state.add_mailbox(m)
         check_id(mb["rootFolderId"])
+        for cd in m.get("defaultContacts", []):
+            c = load_contact(state, cd, mb["rootFolderId"])
+            mb["default"]["contacts"][c["id"]] = c
         for f in m.get("contactFolders", []):
             fid = f.get("id") or mint_id()
             check_id(fid)
@@ -2319,7 +2338,11 @@ def context_url(ctx, tail):
 
 
 def find_folder(ctx):
-    fid = ctx.params["folder"]
+    """A folder by id; the default Contacts folder also by its well-known
+    name "contacts" (and /users/{u}/contacts, which has no folder segment)."""
+    fid = ctx.params.get("folder", "contacts")
+    if fid.lower() == "contacts" or fid == ctx.mailbox["rootFolderId"]:
+        return ctx.mailbox["default"]
     check_id(fid)
     f = ctx.mailbox["folders"].get(fid)
     if f is None:
@@ -2335,7 +2358,8 @@ def find_contact(ctx):
     check_id(cid)
     if IMM_ID_RE.match(cid):
         cid = STATE.iids.get(cid, "")
-    folders = [find_folder(ctx)] if "folder" in ctx.params else ctx.mailbox["folders"].values()
+    folders = [find_folder(ctx)] if "folder" in ctx.params else (
+        [ctx.mailbox["default"]] + list(ctx.mailbox["folders"].values()))
     for f in folders:
         if cid in f["contacts"]:
             return f, f["contacts"][cid]
@@ -2473,6 +2497,9 @@ def get_folder(ctx):
 
 def update_folder(ctx):
     f = find_folder(ctx)
+    if f.get("default"):
+        raise ApiError(403, "ErrorAccessDenied", "The default Contacts folder cannot be "
+                       "renamed or changed.")
     name, _, ext = parse_folder_body(ctx.json_body(), False)
     if name is not None:
         check_unique_name(ctx, name, f["id"])
@@ -2484,6 +2511,9 @@ def update_folder(ctx):
 
 def delete_folder(ctx):
     f = find_folder(ctx)
+    if f.get("default"):
+        raise ApiError(400, "ErrorDeleteDistinguishedFolder", "Distinguished folders cannot be "
+                       "deleted.")
     del ctx.mailbox["folders"][f["id"]]
     return Response(204, write="folder_delete")
 
@@ -2617,8 +2647,8 @@ def delete_photo(ctx):
 
 
 def default_folder(ctx):
-    raise ApiError(501, "NotEmulatedByFakeGraph", "fakegraph does not emulate the default "
-                   "Contacts folder; use /contactFolders/{id}/contacts.")
+    raise ApiError(501, "NotEmulatedByFakeGraph", "the delta of /users/{u}/contacts is not "
+                   "documented; use /contactFolders/contacts/contacts/delta (or the folder's id).")
 
 
 # --- the API: directory handlers -------------------------------------------------------------
@@ -2806,7 +2836,7 @@ for _prefix in ("users/{user}/contactFolders/{folder}/contacts/{contact}",
     route(_prefix + "/photo", "photo", GET=get_photo_meta)
     route(_prefix + "/photo/$value", "photo", GET=get_photo, PUT=put_photo, PATCH=put_photo,
           DELETE=delete_photo)
-route("users/{user}/contacts", "contacts", GET=default_folder, POST=default_folder)
+route("users/{user}/contacts", "contacts", GET=list_contacts, POST=create_contact)
 route("contacts", "orgContacts", "directory", "orgContacts", GET=list_org_contacts)
 route("contacts/delta", "orgContacts_delta", "directory", "orgContacts", GET=org_contacts_delta)
 route("contacts/{id}", "orgContact", "directory", "orgContacts", GET=get_org_contact)

@@ -1249,6 +1249,56 @@ def test_schema_of_every_shape(g):
           "graph_schema accepted a wrong object")
 
 
+def test_default_contacts_folder(g):
+    """The mailbox's own Contacts folder: the well-known name "contacts" opens
+    it under its real id, /users/{u}/contacts is it, its folder routes (delta
+    too) work, and it is neither listed among contactFolders nor changeable."""
+    root = next(m for m in g.ctl("GET", "dump")["mailboxes"]
+                if m["userPrincipalName"] == "alice@example.org")["rootFolderId"]
+    s, _, f = g.req("GET", f"{U}/contactFolders/contacts?$select=id,displayName")
+    check(s == 200 and f["id"] == root and f["displayName"] == "Contacts", (s, f))
+    s, _, f2 = g.req("GET", f"{U}/contactFolders/Contacts")
+    check(s == 200 and f2["id"] == root, (s, f2))
+    mine = folder(g, "Contacts")  # a child folder may share the name
+    s, _, listed = g.req("GET", f"{U}/contactFolders")
+    check([x["id"] for x in listed["value"]] == [mine], listed)
+    c = contact(g, "contacts", givenName="Own", **{EXT_PROP_NAME: [
+        {"id": MARKER, "value": "roster:x"}]})
+    s, _, b = g.req("POST", f"{U}/contacts", {"givenName": "Direct"})
+    check(s == 201, (s, b))
+    for path in (f"{U}/contacts", f"{U}/contactFolders/contacts/contacts",
+                 f"{U}/contactFolders/{root}/contacts"):
+        s, _, page = g.req("GET", path)
+        check(s == 200 and {x["id"] for x in page["value"]} == {c["id"], b["id"]}, (path, page))
+    s, _, page = g.req("GET", f"{U}/contactFolders/{mine}/contacts")
+    check(page["value"] == [], page)
+    q = urllib.parse.quote(f"singleValueExtendedProperties($filter=id eq '{MARKER}')")
+    s, _, one = g.req("GET", f"{U}/contactFolders/contacts/contacts/{c['id']}?$expand={q}")
+    check(s == 200 and one[EXT_PROP_NAME][0]["value"] == "roster:x", one)
+    s, _, d = g.req("GET", f"{U}/contactFolders/contacts/contacts/delta?$select=id")
+    check(s == 200 and len(d["value"]) == 2 and "@odata.deltaLink" in d, d)
+    g.req("DELETE", f"{U}/contactFolders/contacts/contacts/{b['id']}")
+    s, _, d2 = g.req("GET", d["@odata.deltaLink"])
+    check([x.get("@removed") for x in d2["value"]] == [{"reason": "deleted"}], d2)
+    s, _, p = g.req("PUT", f"{U}/contactFolders/contacts/contacts/{c['id']}/photo/$value",
+                    raw=JPEG, headers={"Content-Type": "image/jpeg"})
+    check(s == 200, (s, p))
+    s, _, e = g.req("PATCH", f"{U}/contactFolders/contacts", {"displayName": "Mine"})
+    check(s == 403 and code_of(e) == "ErrorAccessDenied", (s, e))
+    s, _, e = g.req("DELETE", f"{U}/contactFolders/{root}")
+    check(s == 400 and code_of(e) == "ErrorDeleteDistinguishedFolder", (s, e))
+    s, _, e = g.req("GET", f"{U}/contacts/delta")
+    check(s == 501, (s, e))
+    saved = g.ctl("GET", "dump")
+    box = next(m for m in saved["mailboxes"] if m["userPrincipalName"] == "alice@example.org")
+    check([x["id"] for x in box["defaultContacts"]] == [c["id"]], box)
+    g.ctl("POST", "load", saved)
+    s, _, page = g.req("GET", f"{U}/contacts")
+    check([x["id"] for x in page["value"]] == [c["id"]], page)
+    s, _, data = g.req("GET", f"{U}/contacts/{c['id']}/photo/$value")
+    check(s == 200 and data == JPEG, s)
+
+
 TESTS = [test_auth_unknown_paths_and_bad_json, test_folders_create_filter_page_delete,
          test_create_assigns_ids_etags_and_fills_fileas,
          test_patch_merges_clears_and_honours_if_match, test_more_than_three_emails_refused,
@@ -1260,7 +1310,7 @@ TESTS = [test_auth_unknown_paths_and_bad_json, test_folders_create_filter_page_d
          test_users_paging_default_set_and_select, test_users_delta_removed_and_410,
          test_org_contacts_list_and_delta, test_groups_and_transitive_members, test_user_photos,
          test_immutable_ids, test_folder_found_by_marker_filter, test_mailbox_not_enabled,
-         test_contact_folder_delta, test_dump_load_with_directory,
+         test_contact_folder_delta, test_default_contacts_folder, test_dump_load_with_directory,
          test_ctl_bad_input_is_graph_shaped, test_token_endpoint_secret_certificate_and_errors,
          test_time_scale_windows_and_delta_lifetime, test_request_log_and_wall_time_bound,
          test_schema_of_every_shape]

@@ -1,0 +1,933 @@
+// The Graph sources against a scripted Graph: what is asked for ($select,
+// paging, links checked), how users and org contacts become records
+// (mapping, flattened attributes, memberOf, photos by $batch), the delta
+// cursor behind Version(), group members as target users, and a mailbox's
+// contact folder.
+#include "connectors/graph/graph_source.h"
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/fake_clock.h"
+#include "core/hash.h"
+#include "gtest/gtest.h"
+
+namespace roster {
+namespace {
+
+using Json = nlohmann::json;
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+constexpr char kGraph[] = "https://graph.test";
+constexpr char kBase[] = "https://graph.test/v1.0";
+constexpr char kGroupId[] = "0b8e5b4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
+
+struct Answer {
+  int status = 200;
+  std::string body;
+  Headers headers;
+};
+
+Answer Ok(const Json& body) { return {200, body.dump(), {{"Content-Type", "application/json"}}}; }
+Answer Fail(int status, const std::string& code, const std::string& message) {
+  return {status,
+          Json{{"error", {{"code", code}, {"message", message}}}}.dump(),
+          {{"Content-Type", "application/json"}}};
+}
+Json Page(Json value, const std::string& next = "", const std::string& delta = "") {
+  Json page = {{"value", std::move(value)}};
+  if (!next.empty()) page["@odata.nextLink"] = std::string(kBase) + next;
+  if (!delta.empty()) page["@odata.deltaLink"] = std::string(kBase) + delta;
+  return page;
+}
+
+// A Graph that answers from routes: the path and query after /v1.0 exactly,
+// else the path alone. A route's answers are used in turn, the last one
+// again and again. $batch sub-requests are routed the same way.
+struct FakeGraph {
+  std::map<std::string, std::deque<Answer>> routes;
+  std::vector<HttpRequest> seen;
+  int batches = 0;
+
+  void On(const std::string& route, Answer a) { routes[route].push_back(std::move(a)); }
+
+  Answer Route(const std::string& tail) {
+    auto it = routes.find(tail);
+    if (it == routes.end()) it = routes.find(tail.substr(0, tail.find('?')));
+    if (it == routes.end() || it->second.empty()) {
+      ADD_FAILURE() << "unexpected request " << tail;
+      return Fail(400, "Unexpected", "no route");
+    }
+    Answer a = it->second.front();
+    if (it->second.size() > 1) it->second.pop_front();
+    return a;
+  }
+
+  HttpResponse Send(const HttpRequest& request) {
+    seen.push_back(request);
+    HttpResponse r;
+    r.effective_url = request.url;
+    const std::string base = kBase;
+    if (!request.url.starts_with(base + "/")) {
+      ADD_FAILURE() << "request off Graph: " << request.url;
+      r.status = 400;
+      return r;
+    }
+    const std::string tail = request.url.substr(base.size());
+    if (tail == "/$batch") {
+      ++batches;
+      Json in = Json::parse(request.body);
+      Json out = Json::array();
+      for (const Json& sub : in.at("requests")) {
+        Answer a = Route(sub.at("url").get<std::string>());
+        Json headers = Json::object();
+        for (const auto& [k, v] : a.headers) headers[k] = v;
+        Json item = {{"id", sub.at("id")}, {"status", a.status}, {"headers", headers}};
+        const bool is_json = a.body.starts_with("{");
+        item["body"] = is_json ? Json::parse(a.body) : Json(Base64Encode(a.body));
+        out.push_back(item);
+      }
+      r.status = 200;
+      r.headers = {{"content-type", "application/json"}};
+      r.body = Json{{"responses", out}}.dump();
+      return r;
+    }
+    Answer a = Route(tail);
+    r.status = a.status;
+    r.body = a.body;
+    for (const auto& [k, v] : a.headers) r.headers.emplace_back(k, v);
+    return r;
+  }
+
+  // The requests sent, as paths after /v1.0 (batches not included).
+  std::vector<std::string> Paths() const {
+    std::vector<std::string> out;
+    for (const HttpRequest& r : seen) out.push_back(r.url.substr(std::string(kBase).size()));
+    return out;
+  }
+};
+
+struct FakeHttp : HttpClient {
+  explicit FakeHttp(FakeGraph* graph) : graph_(graph) {}
+  Result<HttpResponse> Send(const HttpRequest& request) override { return graph_->Send(request); }
+  FakeGraph* graph_;
+};
+
+std::string HeaderOf(const HttpRequest& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers) {
+    if (strcasecmp(k.c_str(), name.c_str()) == 0) return v;
+  }
+  return "";
+}
+
+Json User(const std::string& id, const std::string& name) {
+  return {{"id", id},
+          {"displayName", name},
+          {"userPrincipalName", id + "@contoso.test"},
+          {"mail", id + "@contoso.test"},
+          {"accountEnabled", true},
+          {"userType", "Member"}};
+}
+
+class GraphSourceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    graph::GraphCredentials c;
+    c.tenant_id = "contoso.onmicrosoft.com";
+    c.client_id = "11111111-2222-3333-4444-555555555555";
+    c.client_secret = "s3cr3t~NeverPrinted";
+    graph::TokenProviderOptions options;
+    options.clock = &clock_;
+    options.http_factory = [](const HttpOptions&) {
+      struct Endpoint : HttpClient {
+        Result<HttpResponse> Send(const HttpRequest&) override {
+          HttpResponse r;
+          r.status = 200;
+          r.body =
+              Json{{"token_type", "Bearer"}, {"expires_in", 3599}, {"access_token", "tok-secret"}}
+                  .dump();
+          return r;
+        }
+      };
+      return std::make_unique<Endpoint>();
+    };
+    auto provider = graph::TokenProvider::Create(c, options);
+    ASSERT_TRUE(provider.ok()) << provider.error().message;
+    tokens_ = std::move(provider).value();
+  }
+
+  graph::GraphClientOptions ClientOptions() {
+    graph::GraphClientOptions o;
+    o.graph_url = kGraph;
+    o.http_factory = [this](const HttpOptions&) { return std::make_unique<FakeHttp>(&graph_); };
+    o.clock = &clock_;
+    o.seed = 7;
+    return o;
+  }
+
+  GraphDirectoryOptions Options() {
+    GraphDirectoryOptions o;
+    o.name = "gal";
+    o.tokens = tokens_.get();
+    o.client = ClientOptions();
+    o.photos = false;
+    o.read_org_contacts = false;
+    return o;
+  }
+
+  std::unique_ptr<GraphDirectory> Open(GraphDirectoryOptions o) {
+    auto dir = OpenGraphDirectory(std::move(o));
+    EXPECT_TRUE(dir.ok()) << dir.error().message;
+    return dir.ok() ? std::move(dir).value() : nullptr;
+  }
+
+  // The delta rounds ReadAll starts with.
+  void LatestLinks(const std::string& users = "t-u1", const std::string& contacts = "t-c1") {
+    graph_.On("/users/delta", Ok(Page(Json::array(), "", "/users/delta?$deltatoken=" + users)));
+    graph_.On("/contacts/delta",
+              Ok(Page(Json::array(), "", "/contacts/delta?$deltatoken=" + contacts)));
+  }
+
+  FakeClock clock_;
+  FakeGraph graph_;
+  std::unique_ptr<graph::TokenProvider> tokens_;
+};
+
+TEST_F(GraphSourceTest, SelectNamesEveryPropertyRosterReads) {
+  GraphDirectoryOptions o = Options();
+  o.extra_attributes = {"onPremisesExtensionAttributes.extensionAttribute1", "employeeId", "mobile",
+                        "memberOf"};
+  o.mapping = {{"office", "onPremisesExtensionAttributes.extensionAttribute3"}};
+  auto dir = Open(o);
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}))));
+  auto records = dir->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  ASSERT_EQ(graph_.seen.size(), 2u);
+  const std::string list = graph_.Paths()[1];
+  ASSERT_TRUE(list.starts_with("/users?$select=")) << list;
+  EXPECT_NE(list.find("&$top=999"), std::string::npos);
+  const std::string select = list.substr(15, list.find('&') - 15);
+  for (const char* p : {"id",
+                        "accountEnabled",
+                        "userType",
+                        "userPrincipalName",
+                        "displayName",
+                        "givenName",
+                        "surname",
+                        "mail",
+                        "businessPhones",
+                        "mobilePhone",
+                        "faxNumber",
+                        "jobTitle",
+                        "department",
+                        "companyName",
+                        "streetAddress",
+                        "city",
+                        "state",
+                        "postalCode",
+                        "country",
+                        "onPremisesExtensionAttributes",
+                        "employeeId"}) {
+    EXPECT_NE(("," + select + ",").find(std::string(",") + p + ","), std::string::npos) << p;
+  }
+  // A contact field and memberOf are the record's own, never Graph properties.
+  EXPECT_EQ(select.find("mobile,"), std::string::npos);
+  EXPECT_EQ(select.find("memberOf"), std::string::npos);
+  EXPECT_EQ(select.find("officeLocation"), std::string::npos);  // overridden
+  // The delta link is taken first, with the same $select.
+  EXPECT_EQ(graph_.Paths()[0], "/users/delta?$select=" + select + "&$deltatoken=latest");
+}
+
+TEST_F(GraphSourceTest, BadOptionsAreRefused) {
+  GraphDirectoryOptions o = Options();
+  o.mapping = {{"nosuchfield", "x"}};
+  EXPECT_FALSE(OpenGraphDirectory(o).ok());
+  o.mapping = {{"mobile", "mobile Phone"}};
+  auto bad = OpenGraphDirectory(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message.rfind("source gal: ", 0), 0u) << bad.error().message;
+  o = Options();
+  o.page_size = 1000;
+  EXPECT_FALSE(OpenGraphDirectory(o).ok());
+  o = Options();
+  o.tokens = nullptr;
+  EXPECT_FALSE(OpenGraphDirectory(o).ok());
+  o = Options();
+  o.extra_attributes = {"a,b"};
+  EXPECT_FALSE(OpenGraphDirectory(o).ok());
+}
+
+TEST_F(GraphSourceTest, PagesAreFollowedToTheEnd) {
+  auto dir = Open(Options());
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}), "/users?$skiptoken=p2")));
+  graph_.On("/users?$skiptoken=p2",
+            Ok(Page(Json::array({User("u2", "Bob"), User("u3", "Cy")}), "/users?$skiptoken=p3")));
+  graph_.On("/users?$skiptoken=p3", Ok(Page(Json::array({User("u4", "Di")}))));
+  auto records = dir->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  ASSERT_EQ(records->size(), 4u);
+  EXPECT_EQ((*records)[3].key, "u4");
+  EXPECT_EQ((*records)[3].contact.formatted_name, "Di");
+  EXPECT_EQ(graph_.seen.size(), 4u);
+}
+
+TEST_F(GraphSourceTest, AnOffOriginNextLinkIsRefused) {
+  auto dir = Open(Options());
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  Json page = Page(Json::array({User("u1", "Ann")}));
+  page["@odata.nextLink"] = "https://evil.test/v1.0/users?$skiptoken=2";
+  graph_.On("/users", Ok(page));
+  auto records = dir->ReadAll();
+  ASSERT_FALSE(records.ok());
+  EXPECT_EQ(records.error().message.rfind("source gal: reading /users: refusing its nextLink", 0),
+            0u)
+      << records.error().message;
+  EXPECT_EQ(graph_.seen.size(), 2u);  // nothing went to evil.test
+}
+
+TEST_F(GraphSourceTest, APartialReadFailsAsAWhole) {
+  auto dir = Open(Options());
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}), "/users?$skiptoken=p2")));
+  graph_.On("/users?$skiptoken=p2", Fail(403, "Authorization_RequestDenied",
+                                         "Insufficient privileges to complete the operation."));
+  auto records = dir->ReadAll();
+  ASSERT_FALSE(records.ok());
+  EXPECT_EQ(records.error().kind, ErrorKind::kAccessDenied);
+  EXPECT_EQ(records.error().message,
+            "source gal: reading /users: 403 Authorization_RequestDenied: Insufficient "
+            "privileges to complete the operation. (the app needs User.Read.All)");
+  EXPECT_EQ(records.error().message.find("tok-secret"), std::string::npos);
+  EXPECT_TRUE(dir->Cursor().empty());
+}
+
+TEST_F(GraphSourceTest, APageWithoutValueFails) {
+  auto dir = Open(Options());
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  graph_.On("/users", Ok(Json{{"@odata.context", "x"}}));
+  auto records = dir->ReadAll();
+  ASSERT_FALSE(records.ok());
+  EXPECT_NE(records.error().message.find("no value array"), std::string::npos);
+}
+
+TEST_F(GraphSourceTest, UsersAreMappedAndFlattened) {
+  GraphDirectoryOptions o = Options();
+  o.mapping = {{"mobile", ""}, {"office", "onPremisesExtensionAttributes.extensionAttribute3"}};
+  auto dir = Open(o);
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  Json u = {{"id", "8a0d1c2e-0000-4000-8000-000000000001"},
+            {"displayName", "Ann Lee"},
+            {"givenName", "Ann"},
+            {"surname", "Lee"},
+            {"mail", "ann@contoso.test"},
+            {"businessPhones", {"+1 555 0100", "+1 555 0101"}},
+            {"mobilePhone", "+1 555 0199"},
+            {"faxNumber", "+1 555 0102"},
+            {"jobTitle", "Engineer"},
+            {"department", "R&D"},
+            {"companyName", "Contoso"},
+            {"officeLocation", "B1"},
+            {"streetAddress", "1 Main St"},
+            {"city", "Springfield"},
+            {"state", "IL"},
+            {"postalCode", "62701"},
+            {"country", "US"},
+            {"accountEnabled", false},
+            {"userType", "Member"},
+            {"employeeHireDate", nullptr},
+            {"proxyAddresses", {"SMTP:ann@contoso.test", "smtp:al@contoso.test"}},
+            {"onPremisesExtensionAttributes",
+             {{"extensionAttribute1", "HideFromGAL"},
+              {"extensionAttribute2", nullptr},
+              {"extensionAttribute3", "Room 12"}}},
+            {"assignedLicenses",
+             {{{"skuId", "sku-a"}, {"disabledPlans", Json::array()}},
+              {{"skuId", "sku-b"}, {"disabledPlans", {"p1"}}}}},
+            {"ageCount", 3}};
+  graph_.On("/users", Ok(Page(Json::array({u}))));
+  auto records = dir->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  ASSERT_EQ(records->size(), 1u);
+  const SourceRecord& r = (*records)[0];
+  EXPECT_EQ(r.key, "8a0d1c2e-0000-4000-8000-000000000001");
+  const Contact& c = r.contact;
+  EXPECT_EQ(c.formatted_name, "Ann Lee");
+  EXPECT_EQ(c.given_name, "Ann");
+  EXPECT_EQ(c.family_name, "Lee");
+  EXPECT_EQ(c.title, "Engineer");
+  EXPECT_EQ(c.department, "R&D");
+  EXPECT_EQ(c.organization, "Contoso");
+  EXPECT_EQ(GetContactField(c, "email"), std::vector<std::string>{"ann@contoso.test"});
+  EXPECT_EQ(GetContactField(c, "work_phone"),
+            (std::vector<std::string>{"+1 555 0100", "+1 555 0101"}));
+  EXPECT_TRUE(GetContactField(c, "mobile").empty());  // removed by the mapping
+  EXPECT_EQ(GetContactField(c, "fax"), std::vector<std::string>{"+1 555 0102"});
+  EXPECT_EQ(GetContactField(c, "office"), std::vector<std::string>{"Room 12"});
+  EXPECT_EQ(GetContactField(c, "city"), std::vector<std::string>{"Springfield"});
+  EXPECT_EQ(GetContactField(c, "region"), std::vector<std::string>{"IL"});
+  EXPECT_EQ(GetContactField(c, "postal_code"), std::vector<std::string>{"62701"});
+  EXPECT_EQ(GetContactField(c, "country"), std::vector<std::string>{"US"});
+  const auto& a = r.attributes;
+  EXPECT_EQ(a.at("accountEnabled"), std::vector<std::string>{"false"});
+  EXPECT_EQ(a.at("userType"), std::vector<std::string>{"Member"});
+  EXPECT_EQ(a.at("ageCount"), std::vector<std::string>{"3"});
+  EXPECT_EQ(a.at("businessPhones").size(), 2u);
+  EXPECT_EQ(a.at("proxyAddresses"),
+            (std::vector<std::string>{"SMTP:ann@contoso.test", "smtp:al@contoso.test"}));
+  EXPECT_EQ(a.at("onPremisesExtensionAttributes.extensionAttribute1"),
+            std::vector<std::string>{"HideFromGAL"});
+  EXPECT_FALSE(a.contains("onPremisesExtensionAttributes.extensionAttribute2"));
+  EXPECT_FALSE(a.contains("employeeHireDate"));
+  EXPECT_EQ(a.at("assignedLicenses.skuId"), (std::vector<std::string>{"sku-a", "sku-b"}));
+  EXPECT_EQ(a.at("assignedLicenses.disabledPlans"), std::vector<std::string>{"p1"});
+  EXPECT_EQ(a.at("mobilePhone"), std::vector<std::string>{"+1 555 0199"});  // still filterable
+}
+
+TEST_F(GraphSourceTest, OrgContactsAreRead) {
+  GraphDirectoryOptions o = Options();
+  o.read_users = false;
+  o.read_org_contacts = true;
+  o.mapping = {{"pager", ""}};
+  auto dir = Open(o);
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  Json oc = {{"id", "5c0e0000-0000-4000-8000-00000000c001"},
+             {"displayName", "Partner Pat"},
+             {"givenName", "Pat"},
+             {"surname", "Partner"},
+             {"mail", "pat@fabrikam.test"},
+             {"companyName", "Fabrikam"},
+             {"department", "Sales"},
+             {"jobTitle", "Rep"},
+             {"proxyAddresses", {"SMTP:pat@fabrikam.test"}},
+             {"phones",
+              {{{"type", "business"}, {"number", "+44 20 0000 0001"}},
+               {{"type", "mobile"}, {"number", "+44 7700 000001"}},
+               {{"type", "businessFax"}, {"number", "+44 20 0000 0002"}},
+               {{"type", "pager"}, {"number", "+44 20 0000 0003"}},
+               {{"type", "home"}, {"number", nullptr}}}},
+             {"addresses",
+              {{{"city", "London"},
+                {"countryOrRegion", "UK"},
+                {"officeLocation", "Floor 3"},
+                {"postalCode", "EC1A 1AA"},
+                {"state", nullptr},
+                {"street", "1 High St"}}}}};
+  graph_.On("/contacts", Ok(Page(Json::array({oc}))));
+  auto records = dir->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  ASSERT_EQ(records->size(), 1u);
+  const SourceRecord& r = (*records)[0];
+  EXPECT_EQ(r.key, "5c0e0000-0000-4000-8000-00000000c001");
+  EXPECT_EQ(graph_.Paths()[1], "/contacts?$top=999");
+  const Contact& c = r.contact;
+  EXPECT_EQ(c.formatted_name, "Partner Pat");
+  EXPECT_EQ(c.organization, "Fabrikam");
+  EXPECT_EQ(c.title, "Rep");
+  EXPECT_EQ(GetContactField(c, "email"), std::vector<std::string>{"pat@fabrikam.test"});
+  EXPECT_EQ(GetContactField(c, "work_phone"), std::vector<std::string>{"+44 20 0000 0001"});
+  EXPECT_EQ(GetContactField(c, "mobile"), std::vector<std::string>{"+44 7700 000001"});
+  EXPECT_EQ(GetContactField(c, "fax"), std::vector<std::string>{"+44 20 0000 0002"});
+  EXPECT_TRUE(GetContactField(c, "pager").empty());
+  EXPECT_EQ(GetContactField(c, "street"), std::vector<std::string>{"1 High St"});
+  EXPECT_EQ(GetContactField(c, "city"), std::vector<std::string>{"London"});
+  EXPECT_EQ(GetContactField(c, "country"), std::vector<std::string>{"UK"});
+  EXPECT_EQ(GetContactField(c, "office"), std::vector<std::string>{"Floor 3"});
+  EXPECT_EQ(r.attributes.at("phones.type").size(), 5u);
+  EXPECT_EQ(r.attributes.at("phones.number").size(), 4u);
+  EXPECT_EQ(r.attributes.at("addresses.city"), std::vector<std::string>{"London"});
+  EXPECT_FALSE(r.attributes.contains("accountEnabled"));
+}
+
+TEST_F(GraphSourceTest, GroupsGiveMemberOf) {
+  GraphDirectoryOptions o = Options();
+  o.read_org_contacts = true;
+  o.groups = {"Sales", kGroupId};
+  auto dir = Open(o);
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann"), User("u2", "Bob")}))));
+  graph_.On("/contacts", Ok(Page(Json::array({{{"id", "c1"}, {"displayName", "Pat"}}}))));
+  graph_.On("/groups", Ok(Page(Json::array({{{"id", "g-sales"}, {"displayName", "Sales"}}}))));
+  graph_.On(std::string("/groups/") + kGroupId,
+            Ok(Json{{"id", kGroupId}, {"displayName", "Staff"}}));
+  graph_.On("/groups/g-sales/transitiveMembers",
+            Ok(Page(Json::array({{{"@odata.type", "#microsoft.graph.user"}, {"id", "u1"}},
+                                 {{"@odata.type", "#microsoft.graph.orgContact"}, {"id", "c1"}}}),
+                    "/groups/g-sales/transitiveMembers?$skiptoken=2")));
+  graph_.On("/groups/g-sales/transitiveMembers?$skiptoken=2",
+            Ok(Page(Json::array({{{"@odata.type", "#microsoft.graph.group"}, {"id", "g-sub"}}}))));
+  graph_.On(std::string("/groups/") + kGroupId + "/transitiveMembers",
+            Ok(Page(Json::array({{{"@odata.type", "#microsoft.graph.user"}, {"id", "u2"}},
+                                 {{"@odata.type", "#microsoft.graph.user"}, {"id", "u1"}}}))));
+  auto records = dir->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  ASSERT_EQ(records->size(), 3u);
+  std::map<std::string, std::vector<std::string>> member_of;
+  for (const SourceRecord& r : *records) {
+    auto it = r.attributes.find("memberOf");
+    if (it != r.attributes.end()) member_of[r.key] = it->second;
+  }
+  EXPECT_EQ(member_of["u1"], (std::vector<std::string>{"Sales", "g-sales", "Staff", kGroupId}));
+  EXPECT_EQ(member_of["u2"], (std::vector<std::string>{"Staff", kGroupId}));
+  EXPECT_EQ(member_of["c1"], (std::vector<std::string>{"Sales", "g-sales"}));
+  bool filtered = false;
+  for (const std::string& p : graph_.Paths()) {
+    if (p.starts_with("/groups?")) {
+      filtered = true;
+      EXPECT_EQ(p, "/groups?$filter=displayName%20eq%20%27Sales%27&$select=id,displayName");
+    }
+  }
+  EXPECT_TRUE(filtered);
+  // A group with memberOf cannot be tracked by the users' delta.
+  EXPECT_FALSE(dir->Cursor().empty());
+  dir->RestoreCursor(dir->Cursor());
+  EXPECT_EQ(*dir->Version(), "");
+}
+
+TEST_F(GraphSourceTest, AGroupNameMustNameOneGroup) {
+  GraphDirectoryOptions o = Options();
+  o.groups = {"It's Sales"};
+  auto dir = Open(o);
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}))));
+  graph_.On("/groups", Ok(Page(Json::array({{{"id", "g1"}, {"displayName", "It's Sales"}},
+                                            {{"id", "g2"}, {"displayName", "it's sales"}}}))));
+  auto records = dir->ReadAll();
+  ASSERT_FALSE(records.ok());
+  EXPECT_EQ(records.error().message,
+            "source gal: 2 groups are named \"It's Sales\"; name it by its object id instead");
+  EXPECT_EQ(graph_.Paths().back(),
+            "/groups?$filter=displayName%20eq%20%27It%27%27s%20Sales%27&$select=id,displayName");
+
+  graph_.routes["/groups"] = {Ok(Page(Json::array()))};
+  auto none = dir->GroupMembers("Nobody", "");
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.error().kind, ErrorKind::kNotFound);
+  EXPECT_EQ(none.error().message, "source gal: no group is named \"Nobody\"");
+}
+
+TEST_F(GraphSourceTest, PhotosComeByBatchAnd404IsNoPhoto) {
+  GraphDirectoryOptions o = Options();
+  o.photos = true;
+  auto dir = Open(o);
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  Json users = Json::array();
+  for (int i = 0; i < 25; ++i) users.push_back(User("u" + std::to_string(i), "N"));
+  graph_.On("/users", Ok(Page(users)));
+  const std::string jpeg = std::string("\xff\xd8\xff\xe0", 4) + "jpegdata";
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + "pngdata";
+  for (int i = 0; i < 25; ++i) {
+    const std::string route = "/users/u" + std::to_string(i) + "/photo/$value";
+    if (i == 1) {
+      graph_.On(route, Fail(404, "ImageNotFound",
+                            "Exception of type "
+                            "'Microsoft.Fast.Profile.Core.Exception."
+                            "ImageNotFoundException' was thrown."));
+    } else if (i == 2) {
+      graph_.On(route, {200, png, {{"Content-Type", "image/png"}}});
+    } else {
+      graph_.On(route, {200, jpeg, {{"Content-Type", "image/jpeg"}}});
+    }
+  }
+  auto records = dir->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  ASSERT_EQ(records->size(), 25u);
+  EXPECT_EQ(graph_.batches, 2);
+  ASSERT_TRUE((*records)[0].contact.photo.has_value());
+  EXPECT_EQ((*records)[0].contact.photo->data, jpeg);
+  EXPECT_EQ((*records)[0].contact.photo->media_type, "image/jpeg");
+  EXPECT_FALSE((*records)[1].contact.photo.has_value());
+  ASSERT_TRUE((*records)[2].contact.photo.has_value());
+  EXPECT_EQ((*records)[2].contact.photo->media_type, "image/png");
+  EXPECT_EQ((*records)[24].contact.photo->data, jpeg);
+}
+
+TEST_F(GraphSourceTest, APhotoErrorFailsTheRead) {
+  GraphDirectoryOptions o = Options();
+  o.photos = true;
+  auto dir = Open(o);
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}))));
+  graph_.On("/users/u1/photo/$value", Fail(403, "ErrorAccessDenied", "Access is denied."));
+  auto records = dir->ReadAll();
+  ASSERT_FALSE(records.ok());
+  EXPECT_EQ(records.error().message.rfind("source gal: reading user photos (user u1): 403", 0), 0u)
+      << records.error().message;
+}
+
+class GraphVersionTest : public GraphSourceTest {
+ protected:
+  // A first run: ReadAll with both kinds, its cursor saved.
+  std::string FirstRun() {
+    GraphDirectoryOptions o = Options();
+    o.read_org_contacts = true;
+    auto dir = Open(o);
+    EXPECT_NE(dir, nullptr);
+    LatestLinks("u1", "c1");
+    graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}))));
+    graph_.On("/contacts", Ok(Page(Json::array({{{"id", "c1"}, {"displayName", "Pat"}}}))));
+    auto records = dir->ReadAll();
+    EXPECT_TRUE(records.ok()) << records.error().message;
+    version_ = HashHex("");  // replaced below
+    const std::string cursor = dir->Cursor();
+    EXPECT_FALSE(cursor.empty());
+    EXPECT_EQ(cursor.find("tok-secret"), std::string::npos);
+    Json c = Json::parse(cursor);
+    version_ = c.at("version").get<std::string>();
+    graph_.seen.clear();
+    return cursor;
+  }
+
+  std::unique_ptr<GraphDirectory> Second(const std::string& cursor) {
+    GraphDirectoryOptions o = Options();
+    o.read_org_contacts = true;
+    auto dir = Open(o);
+    dir->RestoreCursor(cursor);
+    return dir;
+  }
+
+  std::string version_;
+};
+
+TEST_F(GraphVersionTest, NoChangesKeepTheVersion) {
+  const std::string cursor = FirstRun();
+  EXPECT_NE(cursor.find("https://graph.test/v1.0/users/delta?$deltatoken=u1"), std::string::npos);
+  auto dir = Second(cursor);
+  graph_.On("/users/delta?$deltatoken=u1",
+            Ok(Page(Json::array(), "", "/users/delta?$deltatoken=u2")));
+  graph_.On("/contacts/delta?$deltatoken=c1",
+            Ok(Page(Json::array(), "", "/contacts/delta?$deltatoken=c2")));
+  auto v = dir->Version();
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, version_);
+  EXPECT_EQ(graph_.seen.size(), 2u);  // one request per delta
+  const std::string next = dir->Cursor();
+  EXPECT_NE(next.find("$deltatoken=u2"), std::string::npos);
+  EXPECT_NE(next.find("$deltatoken=c2"), std::string::npos);
+  EXPECT_NE(next.find(version_), std::string::npos);
+}
+
+TEST_F(GraphVersionTest, AChangeMeansUnknown) {
+  auto dir = Second(FirstRun());
+  graph_.On("/users/delta?$deltatoken=u1",
+            Ok(Page(Json::array(), "", "/users/delta?$deltatoken=u2")));
+  graph_.On("/contacts/delta?$deltatoken=c1",
+            Ok(Page(Json::array({{{"id", "c1"}, {"@removed", {{"reason", "deleted"}}}}}), "",
+                    "/contacts/delta?$deltatoken=c2")));
+  auto v = dir->Version();
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, "");
+  EXPECT_EQ(dir->Cursor(), "");
+}
+
+TEST_F(GraphVersionTest, AChangeOnALaterPageMeansUnknown) {
+  auto dir = Second(FirstRun());
+  graph_.On("/users/delta?$deltatoken=u1", Ok(Page(Json::array(), "/users/delta?$skiptoken=s2")));
+  graph_.On("/users/delta?$skiptoken=s2",
+            Ok(Page(Json::array({User("u9", "New")}), "", "/users/delta?$deltatoken=u2")));
+  auto v = dir->Version();
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, "");
+}
+
+TEST_F(GraphVersionTest, AnExpiredTokenMeansUnknown) {
+  auto dir = Second(FirstRun());
+  graph_.On("/users/delta?$deltatoken=u1",
+            Fail(410, "syncStateNotFound", "The sync state is not found."));
+  auto v = dir->Version();
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, "");
+  EXPECT_EQ(graph_.seen.size(), 1u);
+  // The next ReadAll reports it.
+  LatestLinks();
+  graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}))));
+  graph_.On("/contacts", Ok(Page(Json::array())));
+  ASSERT_TRUE(dir->ReadAll().ok());
+  ASSERT_EQ(dir->Warnings().size(), 1u);
+  EXPECT_NE(dir->Warnings()[0].find("410"), std::string::npos) << dir->Warnings()[0];
+}
+
+TEST_F(GraphVersionTest, AForeignOrMissingCursorMeansUnknown) {
+  const std::string cursor = FirstRun();
+  auto dir = Open(Options());  // users only: the cursor is another configuration's
+  dir->RestoreCursor(cursor);
+  EXPECT_EQ(*dir->Version(), "");
+  auto fresh = Open(Options());
+  EXPECT_EQ(*fresh->Version(), "");
+  fresh->RestoreCursor("{not json");
+  EXPECT_EQ(*fresh->Version(), "");
+  Json c = Json::parse(cursor);
+  c["links"][0] = "https://evil.test/v1.0/users/delta?$deltatoken=u1";
+  auto other = Second(c.dump());
+  EXPECT_EQ(*other->Version(), "");
+  EXPECT_TRUE(graph_.seen.empty());
+}
+
+TEST_F(GraphVersionTest, PhotosAreReadInFullDaily) {
+  Json c = Json::parse(FirstRun());
+  GraphDirectoryOptions o = Options();
+  o.read_org_contacts = true;
+  o.photos = true;
+  auto dir = Open(o);
+  dir->RestoreCursor(c.dump());
+  graph_.On("/users/delta?$deltatoken=u1",
+            Ok(Page(Json::array(), "", "/users/delta?$deltatoken=u2")));
+  graph_.On("/contacts/delta?$deltatoken=c1",
+            Ok(Page(Json::array(), "", "/contacts/delta?$deltatoken=c2")));
+  EXPECT_EQ(*dir->Version(), version_);  // read a moment ago
+  c["read_at"] = c["read_at"].get<int64_t>() - 2 * 24 * 3600;
+  dir->RestoreCursor(c.dump());
+  graph_.seen.clear();
+  EXPECT_EQ(*dir->Version(), "");
+  EXPECT_TRUE(graph_.seen.empty());
+}
+
+TEST_F(GraphSourceTest, WithoutDeltaLinksTheReadStillSucceeds) {
+  auto dir = Open(Options());
+  graph_.On("/users/delta", Fail(403, "Authorization_RequestDenied", "Insufficient privileges."));
+  graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}))));
+  auto records = dir->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  EXPECT_EQ(records->size(), 1u);
+  EXPECT_TRUE(dir->Cursor().empty());
+  ASSERT_EQ(dir->Warnings().size(), 1u);
+  EXPECT_EQ(dir->Warnings()[0].rfind("source gal: reading /users/delta: 403", 0), 0u)
+      << dir->Warnings()[0];
+}
+
+TEST_F(GraphSourceTest, ARefusedLatestTokenFallsBackToAWholeRound) {
+  auto dir = Open(Options());
+  const std::string latest = "/users/delta?$select=" + [&] {
+    std::string s;
+    for (const std::string& p : dir->user_select()) {
+      s += (s.empty() ? "" : ",") + p;
+    }
+    return s;
+  }() + "&$deltatoken=latest";
+  graph_.On(latest, Fail(400, "Request_UnsupportedQuery", "Unsupported query."));
+  graph_.On("/users/delta",
+            Ok(Page(Json::array({User("u1", "Ann")}), "/users/delta?$skiptoken=2")));
+  graph_.On("/users/delta?$skiptoken=2", Ok(Page(Json::array(), "", "/users/delta?$deltatoken=w")));
+  graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}))));
+  auto records = dir->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  EXPECT_NE(dir->Cursor().find("$deltatoken=w"), std::string::npos);
+}
+
+TEST_F(GraphSourceTest, GroupMembersArePagedUsersWithTheirUpn) {
+  GraphDirectoryOptions o = Options();
+  o.user_attributes = {"onPremisesExtensionAttributes.extensionAttribute5", "usageLocation"};
+  auto dir = Open(o);
+  ASSERT_NE(dir, nullptr);
+  const std::string route =
+      std::string("/groups/") + kGroupId + "/transitiveMembers/microsoft.graph.user";
+  Json u1 = User("u1", "Ann");
+  u1["@odata.type"] = "#microsoft.graph.user";
+  u1["onPremisesExtensionAttributes"] = {{"extensionAttribute5", "x5"}};
+  graph_.On(route, Ok(Page(Json::array({u1}), route.substr(0) + "?$skiptoken=2")));
+  graph_.On(route + "?$skiptoken=2", Ok(Page(Json::array({User("u2", "Bob"), u1}))));
+  auto users = dir->GroupMembers(kGroupId, "");
+  ASSERT_TRUE(users.ok()) << users.error().message;
+  ASSERT_EQ(users->size(), 2u);
+  EXPECT_EQ((*users)[0].key, "u1");
+  EXPECT_EQ((*users)[0].dn, "u1");
+  EXPECT_EQ((*users)[0].values, std::vector<std::string>{"u1@contoso.test"});
+  EXPECT_EQ((*users)[0].attributes.at("onPremisesExtensionAttributes.extensionAttribute5"),
+            std::vector<std::string>{"x5"});
+  EXPECT_EQ((*users)[0].attributes.at("accountEnabled"), std::vector<std::string>{"true"});
+  EXPECT_EQ((*users)[1].values, std::vector<std::string>{"u2@contoso.test"});
+  ASSERT_EQ(graph_.seen.size(), 2u);
+  const std::string first = graph_.Paths()[0];
+  EXPECT_EQ(first, route +
+                       "?$select=accountEnabled,id,mail,onPremisesExtensionAttributes,"
+                       "usageLocation,userPrincipalName,userType&$count=true&$top=999");
+  EXPECT_EQ(HeaderOf(graph_.seen[0], "ConsistencyLevel"), "eventual");
+
+  auto by_mail = dir->GroupMembers(kGroupId, "mail");
+  ASSERT_TRUE(by_mail.ok());
+  EXPECT_EQ((*by_mail)[1].values, std::vector<std::string>{"u2@contoso.test"});
+
+  auto search = dir->SearchUsers("(uid=x)", "");
+  ASSERT_FALSE(search.ok());
+  EXPECT_EQ(search.error().kind, ErrorKind::kInvalidArgument);
+}
+
+TEST_F(GraphSourceTest, GroupMembersFailAsAWhole) {
+  auto dir = Open(Options());
+  const std::string route =
+      std::string("/groups/") + kGroupId + "/transitiveMembers/microsoft.graph.user";
+  graph_.On(route, Ok(Page(Json::array({User("u1", "Ann")}), route + "?$skiptoken=2")));
+  graph_.On(route + "?$skiptoken=2", Fail(404, "Request_ResourceNotFound", "gone"));
+  auto users = dir->GroupMembers(kGroupId, "");
+  ASSERT_FALSE(users.ok());
+  EXPECT_EQ(users.error().message.rfind("source gal: reading /groups/" + std::string(kGroupId), 0),
+            0u)
+      << users.error().message;
+}
+
+// --- folder source ---
+
+class GraphFolderTest : public GraphSourceTest {
+ protected:
+  std::unique_ptr<Source> OpenFolder(const std::string& folder) {
+    GraphFolderSourceOptions o;
+    o.name = "team";
+    o.tokens = tokens_.get();
+    o.client = ClientOptions();
+    o.mailbox = "alice@contoso.test";
+    o.folder = folder;
+    auto source = OpenGraphFolderSource(std::move(o));
+    EXPECT_TRUE(source.ok()) << source.error().message;
+    return source.ok() ? std::move(source).value() : nullptr;
+  }
+  static constexpr char kMailbox[] = "/users/alice%40contoso.test";
+};
+
+TEST_F(GraphFolderTest, AFolderIsResolvedAndRead) {
+  auto source = OpenFolder("Team/Partners");
+  ASSERT_NE(source, nullptr);
+  const std::string m = kMailbox;
+  graph_.On(m + "/contactFolders",
+            Ok(Page(Json::array({{{"id", "F1"}, {"displayName", "Team"}}}))));
+  graph_.On(m + "/contactFolders/F1/childFolders",
+            Ok(Page(Json::array({{{"id", "F2"}, {"displayName", "Partners"}}}))));
+  graph_.On(m + "/contactFolders/F2/contacts/delta",
+            Ok(Page(Json::array({{{"id", "AAkAx1"}, {"displayName", "Old"}}}), "",
+                    m + "/contactFolders/F2/contacts/delta?$deltatoken=d1")));
+  Json c1 = {{"id", "AAkAAAc1="},
+             {"@odata.etag", "W/\"CQAAAA==\""},
+             {"displayName", "Ann Lee"},
+             {"givenName", "Ann"},
+             {"surname", "Lee"},
+             {"emailAddresses", {{{"address", "ann@fabrikam.test"}, {"name", "Ann"}}}},
+             {"businessPhones", {"+1 555 0100"}},
+             {"categories", {"VIP", "Partner"}}};
+  Json c2 = {{"id", "AAkAAAc2="}, {"displayName", "Bob"}, {"categories", Json::array()}};
+  graph_.On(m + "/contactFolders/F2/contacts",
+            Ok(Page(Json::array({c1}), m + "/contactFolders/F2/contacts?p=2")));
+  graph_.On(m + "/contactFolders/F2/contacts?p=2", Ok(Page(Json::array({c2}))));
+  auto records = source->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  ASSERT_EQ(records->size(), 2u);
+  EXPECT_EQ((*records)[0].key, "AAkAAAc1=");
+  EXPECT_EQ((*records)[0].contact.given_name, "Ann");
+  EXPECT_EQ(GetContactField((*records)[0].contact, "email"),
+            std::vector<std::string>{"ann@fabrikam.test"});
+  EXPECT_EQ((*records)[0].attributes.at("categories"),
+            (std::vector<std::string>{"VIP", "Partner"}));
+  EXPECT_EQ((*records)[0].attributes.at("emailAddresses.address"),
+            std::vector<std::string>{"ann@fabrikam.test"});
+  EXPECT_EQ((*records)[1].key, "AAkAAAc2=");
+  const auto paths = graph_.Paths();
+  EXPECT_EQ(paths[0], m + "/contactFolders?$filter=displayName%20eq%20%27Team%27&$select=id,"
+                          "displayName");
+  EXPECT_EQ(paths[1], m + "/contactFolders/F1/childFolders?$filter=displayName%20eq%20%27"
+                          "Partners%27&$select=id,displayName");
+  EXPECT_EQ(paths[3], m + "/contactFolders/F2/contacts?$top=1000");
+  EXPECT_NE(HeaderOf(graph_.seen[2], "Prefer").find("odata.maxpagesize=1000"), std::string::npos);
+
+  // The next run: nothing changed.
+  const std::string cursor = source->Cursor();
+  ASSERT_FALSE(cursor.empty());
+  auto again = OpenFolder("Team/Partners");
+  again->RestoreCursor(cursor);
+  graph_.seen.clear();
+  graph_.On(m + "/contactFolders/F2/contacts/delta?$deltatoken=d1",
+            Ok(Page(Json::array(), "", m + "/contactFolders/F2/contacts/delta?$deltatoken=d2")));
+  auto v = again->Version();
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, Json::parse(cursor).at("version").get<std::string>());
+  EXPECT_EQ(graph_.seen.size(), 1u);
+  EXPECT_NE(again->Cursor().find("d2"), std::string::npos);
+}
+
+TEST_F(GraphFolderTest, AFolderChangeMeansUnknown) {
+  const std::string m = kMailbox;
+  auto source = OpenFolder("Team");
+  graph_.On(m + "/contactFolders",
+            Ok(Page(Json::array({{{"id", "F1"}, {"displayName", "Team"}}}))));
+  graph_.On(m + "/contactFolders/F1/contacts/delta",
+            Ok(Page(Json::array(), "", m + "/contactFolders/F1/contacts/delta?$deltatoken=d1")));
+  graph_.On(m + "/contactFolders/F1/contacts",
+            Ok(Page(Json::array({{{"id", "AAkAAAc1="}, {"displayName", "Ann"}}}))));
+  ASSERT_TRUE(source->ReadAll().ok());
+  // Right after the read its own links tell that it is current.
+  graph_.On(m + "/contactFolders/F1/contacts/delta?$deltatoken=d1",
+            Ok(Page(Json::array(), "", m + "/contactFolders/F1/contacts/delta?$deltatoken=d2")));
+  EXPECT_FALSE(source->Version()->empty());
+  const std::string cursor = source->Cursor();
+  source->RestoreCursor(cursor);
+  graph_.On(m + "/contactFolders/F1/contacts/delta?$deltatoken=d2",
+            Ok(Page(Json::array({{{"@odata.type", "#microsoft.graph.contact"},
+                                  {"id", "AAkAAAc1="},
+                                  {"@removed", {{"reason", "deleted"}}}}}),
+                    "", m + "/contactFolders/F1/contacts/delta?$deltatoken=d3")));
+  EXPECT_EQ(*source->Version(), "");
+  EXPECT_EQ(source->Cursor(), "");
+}
+
+TEST_F(GraphFolderTest, AMissingOrAmbiguousFolderIsAnError) {
+  const std::string m = kMailbox;
+  auto source = OpenFolder("Team");
+  graph_.On(m + "/contactFolders", Ok(Page(Json::array())));
+  auto records = source->ReadAll();
+  ASSERT_FALSE(records.ok());
+  EXPECT_EQ(records.error().kind, ErrorKind::kNotFound);
+  EXPECT_EQ(records.error().message,
+            "source team: mailbox alice@contoso.test has no contact folder \"Team\"");
+  graph_.routes[m + "/contactFolders"] = {Ok(Page(Json::array(
+      {{{"id", "F1"}, {"displayName", "Team"}}, {{"id", "F2"}, {"displayName", "team"}}})))};
+  records = source->ReadAll();
+  ASSERT_FALSE(records.ok());
+  EXPECT_EQ(records.error().message,
+            "source team: mailbox alice@contoso.test has 2 contact folders named \"Team\"");
+  GraphFolderSourceOptions o;
+  o.name = "team";
+  o.tokens = tokens_.get();
+  o.mailbox = "a";
+  o.folder = "Team//x";
+  EXPECT_FALSE(OpenGraphFolderSource(o).ok());
+}
+
+// --- the pure reader ---
+
+TEST(GraphDirectoryPageTest, HostilePagesAreRefused) {
+  auto mapping = ResolveGraphMapping({});
+  ASSERT_TRUE(mapping.ok());
+  for (const char* bad : {"", "[]", "{\"value\": 3}", "{\"value\": [{\"displayName\": \"x\"}]}",
+                          "{\"value\": [{\"id\": \"a b\"}]}", "{\"value\": [3]}",
+                          "{\"value\": [], \"@odata.nextLink\": \"ftp://x\"}",
+                          "{\"value\": [], \"@odata.nextLink\": \"https://a/\", "
+                          "\"@odata.deltaLink\": \"https://a/\"}"}) {
+    EXPECT_FALSE(ParseGraphDirectoryPage(bad, GraphObjectKind::kUser, *mapping).ok()) << bad;
+  }
+  std::string deep = "{\"value\": [{\"id\": \"a\", \"x\": ";
+  for (int i = 0; i < 100; ++i) deep += "[";
+  EXPECT_FALSE(ParseGraphDirectoryPage(deep, GraphObjectKind::kUser, *mapping).ok());
+  auto other = ParseGraphDirectoryPage(
+      R"({"value": [{"id": "g", "@odata.type": "#microsoft.graph.group"}, {"id": "u"}]})",
+      GraphObjectKind::kUser, *mapping);
+  ASSERT_TRUE(other.ok());
+  ASSERT_EQ(other->records.size(), 1u);
+  EXPECT_EQ(other->records[0].key, "u");
+}
+
+}  // namespace
+}  // namespace roster

@@ -1,0 +1,450 @@
+"""roster against the Graph emulator (tests/integration/fakegraph.py) as its
+own process: the Global Address List (2,000 users, some disabled, guests or
+hidden, and 50 organisational contacts) into the "Company Contacts" folder of
+20 mailboxes named by a nested group; the no-op run, 20 changes in one $batch
+per mailbox, a departure, the users' own contacts, their edits, a lost state,
+a mailbox without a licence, 10% faults, a certificate instead of a secret,
+and the credentials and permissions that must fail with one clear line and
+no write. Everything it checks is read back from the emulator's own state
+(/_ctl/dump) and request log, not from roster's report alone."""
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import ROSTER, Suite, check  # noqa: E402
+
+TENANT = "contoso.onmicrosoft.com"
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+SECRET = "s3cr3t-value-for-the-emulator"
+USERS = 2000
+ORG_CONTACTS = 50
+MAILBOXES = 20
+SMALL = 300  # the directory of the fault and credential tests, which need no 2,000
+FOLDER = "Company Contacts"
+MARKER_PREFIX = "roster:v1:"
+ALL_ROLES = "User.Read.All,OrgContact.Read.All,GroupMember.Read.All,Contacts.ReadWrite"
+
+
+def upn(i):
+    return f"u{i:04d}@contoso.com"
+
+
+def user(i):
+    u = {
+        "id": f"00000000-0000-4000-8000-{i:012d}",
+        "userPrincipalName": upn(i),
+        "displayName": f"Given{i} Family{i}",
+        "givenName": f"Given{i}",
+        "surname": f"Family{i}",
+        "mail": f"given{i}.family{i}@contoso.com",
+        "jobTitle": "Engineer" if i % 3 else "Manager",
+        "department": ["Sales", "Support", "Finance", "Research"][i % 4],
+        "companyName": "Contoso",
+        "businessPhones": [f"+44 20 7946 {i % 10000:04d}"],
+        "mobilePhone": f"+44 7700 9{i % 100000:05d}",
+        "officeLocation": "London",
+        "accountEnabled": i % 97 != 5,
+        "userType": "Guest" if i % 101 == 7 else "Member",
+        "mailbox": i < MAILBOXES + 1,
+    }
+    if i == MAILBOXES:
+        u["mailbox"] = False  # in the group, but no Exchange licence
+    if i % 89 == 11:
+        u["onPremisesExtensionAttributes"] = {"extensionAttribute1": "HideFromGAL"}
+    return u
+
+
+def org_contact(i):
+    return {
+        "id": f"10000000-0000-4000-8000-{i:012d}",
+        "displayName": f"Partner{i} Supplier{i}",
+        "givenName": f"Partner{i}",
+        "surname": f"Supplier{i}",
+        "mail": f"partner{i}@fabrikam.example",
+        "companyName": "Fabrikam",
+        "phones": [{"type": "business", "number": f"+1 425 555 {i:04d}"}],
+    }
+
+
+# The group's members who receive the folder: disabled accounts are left out
+# (the default users_exclude), and u0020 has no mailbox.
+TARGETS = [i for i in range(MAILBOXES) if user(i)["accountEnabled"]]
+
+
+def selected_users(users):
+    return [u for u in users if u["accountEnabled"] and u["userType"] != "Guest" and
+            u.get("onPremisesExtensionAttributes", {}).get("extensionAttribute1") != "HideFromGAL"]
+
+
+class Graph:
+    """fakegraph.py on a free loopback port."""
+
+    def __init__(self, workdir, *args):
+        self.log = open(os.path.join(workdir, "fakegraph.log"), "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "fakegraph.py"), "--port", "0",
+             "--tenant", TENANT, "--client-id", CLIENT_ID, "--client-secret", SECRET,
+             "--roles", ALL_ROLES, *args],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline().split()
+        check(len(line) == 2 and line[0] == "ready", f"fakegraph did not start: {line}")
+        self.origin = f"http://127.0.0.1:{line[1]}"
+
+    def ctl(self, method, name, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        r = urllib.request.Request(self.origin + "/_ctl/" + name, data=data, method=method,
+                                   headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(r, timeout=60) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def token(self):
+        form = (f"grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={SECRET}"
+                "&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default").encode()
+        r = urllib.request.Request(f"{self.origin}/{TENANT}/oauth2/v2.0/token", data=form,
+                                   method="POST")
+        with urllib.request.urlopen(r, timeout=20) as resp:
+            return json.loads(resp.read())["access_token"]
+
+    def api(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        r = urllib.request.Request(self.origin + "/v1.0" + path, data=data, method=method,
+                                   headers={"Content-Type": "application/json",
+                                            "Authorization": "Bearer " + self.token()})
+        try:
+            with urllib.request.urlopen(r, timeout=20) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def load_directory(self, count=USERS):
+        users = [user(i) for i in range(count)]
+        ids = {i: users[i]["id"] for i in range(count)}
+        groups = [
+            {"id": "20000000-0000-4000-8000-000000000001", "displayName": "Sales EMEA",
+             "members": [ids[i] for i in range(15, MAILBOXES + 1)]},
+            {"id": "20000000-0000-4000-8000-000000000002", "displayName": "Sales",
+             "members": [ids[i] for i in range(15)] + ["20000000-0000-4000-8000-000000000001"]},
+        ]
+        self.ctl("POST", "load", {"users": users,
+                                  "orgContacts": [org_contact(i) for i in range(ORG_CONTACTS)],
+                                  "groups": groups})
+        return users
+
+    def folders(self):
+        """userPrincipalName -> list of the mailbox's contacts in FOLDER."""
+        out = {}
+        for m in self.ctl("GET", "dump")["mailboxes"]:
+            for f in m.get("contactFolders", []):
+                if f["displayName"] == FOLDER:
+                    out[m["userPrincipalName"]] = f["contacts"]
+        return out
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def marker(contact):
+    for p in contact.get("singleValueExtendedProperties") or []:
+        if str(p.get("value", "")).startswith(MARKER_PREFIX):
+            return p["value"]
+    return None
+
+
+def write_secret(path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(SECRET + "\n")
+    return path
+
+
+CONFIG = """
+[state]
+path = "{state}"
+
+[tenants.contoso]
+tenant_id = "{tenant}"
+client_id = "{client_id}"
+{credential}
+authority = "{origin}"
+graph_url = "{origin}"
+
+[sources.gal]
+type = "graph"
+tenant = "contoso"
+read = ["users", "org_contacts"]
+photo_max_pixels = 0
+
+[targets.m365]
+type = "graph"
+tenant = "contoso"
+
+[[rules]]
+name = "gal"
+source = "gal"
+target = "m365"
+addressbook = "{folder}"
+filter = "onPremisesExtensionAttributes.extensionAttribute1 != 'HideFromGAL'"
+users_from = {{ source = "gal", group = "Sales" }}
+{extra}
+"""
+
+
+def write_config(suite, graph, name="roster.toml", credential=None, extra="", tenant=TENANT):
+    d = suite.workdir
+    if credential is None:
+        credential = f'client_secret_file = "{write_secret(os.path.join(d, "graph.secret"))}"'
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(CONFIG.format(state=os.path.join(d, "roster.db"), tenant=tenant,
+                              client_id=CLIENT_ID, credential=credential, origin=graph.origin,
+                              folder=FOLDER, extra=extra))
+    return path
+
+
+def run(config, *args, timeout=600):
+    p = subprocess.run([ROSTER, "--config", config, "--json", *args], capture_output=True,
+                       text=True, timeout=timeout)
+    out = json.loads(p.stdout) if p.stdout.strip().startswith("{") else None
+    return p.returncode, out, p.stderr
+
+
+def expect_converged(graph, users, removed=()):
+    """Every mailbox of the group holds exactly the selected people, once each;
+    the mailbox's own person is not among them."""
+    want = {u["id"] for u in selected_users(users) if u["id"] not in removed}
+    want |= {org_contact(i)["id"] for i in range(ORG_CONTACTS)}
+    folders = graph.folders()
+    check(len(folders) == len(TARGETS), f"{len(folders)} folders, want {len(TARGETS)}")
+    for i in TARGETS:
+        contacts = folders.get(upn(i))
+        check(contacts is not None, f"no folder in {upn(i)}")
+        keys = {}
+        for c in contacts:
+            m = marker(c)
+            if m is not None:
+                keys[m] = keys.get(m, 0) + 1
+        dup = [k for k, n in keys.items() if n > 1]
+        check(not dup, f"{upn(i)}: duplicates {dup[:3]}")
+        got = {m.rsplit(":", 1)[1] for m in keys}
+        own = {user(i)["id"]}
+        check(got == want - own, f"{upn(i)}: {len(got)} managed, want {len(want - own)}; "
+              f"missing {sorted(want - own - got)[:3]}, extra {sorted(got - want)[:3]}")
+
+
+def log_since(graph, offset):
+    out = graph.ctl("GET", f"log?offset={offset}&limit=100000")
+    return out["entries"], out["total"]
+
+
+def totals(out):
+    return out["totals"]
+
+
+# --- the tests ---------------------------------------------------------------------
+def test_gal_into_mailboxes_end_to_end(suite):
+    graph = Graph(suite.workdir)
+    try:
+        users = graph.load_directory()
+        config = write_config(suite, graph)
+        code, out, err = run(config, "sync")
+        check(code == 0, f"first sync exit {code}: {err[-2000:]}")
+        selected = {u["id"] for u in selected_users(users)}
+        want = sum(len(selected) + ORG_CONTACTS - (user(i)["id"] in selected) for i in TARGETS)
+        check(totals(out)["created"] == want, f"created {totals(out)['created']}, want {want}")
+        expect_converged(graph, users)
+        # The licence-less member is named and skipped, not a failure.
+        skipped = [t for t in out["targets"] if t.get("no_such_user")]
+        check([t["user"] for t in skipped] == [upn(MAILBOXES)], f"skipped {skipped}")
+        check(upn(MAILBOXES) in json.dumps(skipped[0].get("warnings")), skipped)
+
+        # Nothing changed: no writes, at most 2 requests per mailbox plus the directory's delta.
+        _, offset = log_since(graph, 0)
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        t = totals(out)
+        check(t["created"] + t["updated"] + t["deleted"] == 0, f"quiet run wrote: {t}")
+        entries, offset2 = log_since(graph, offset)
+        per_mailbox = {}
+        directory = []
+        for e in entries:
+            if e.get("parent") is not None or e["kind"] == "token":
+                continue
+            if e.get("mailbox") or e["path"].startswith(f"/v1.0/users/{upn(MAILBOXES)[:5]}"):
+                per_mailbox[e["mailbox"]] = per_mailbox.get(e["mailbox"], 0) + 1
+            else:
+                directory.append(e["method"] + " " + e["path"][:120])
+        worst = max(per_mailbox.values()) if per_mailbox else 0
+        check(worst <= 2, f"quiet run: up to {worst} requests per mailbox: {per_mailbox}")
+        # The two delta checks, the group's name resolved and its members read.
+        check(len(directory) <= 4, f"quiet run: {len(directory)} directory requests: {directory}")
+
+        # 20 users change: 20 updates per mailbox, one $batch each.
+        changed = [users[i] for i in range(100, 300) if users[i] in selected_users(users)][:20]
+        graph.ctl("POST", "directory/upsert",
+                  {"users": [{"id": u["id"], "jobTitle": "Director"} for u in changed]})
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        check(totals(out)["updated"] == 20 * len(TARGETS), f"updated {totals(out)['updated']}")
+        entries, offset3 = log_since(graph, offset2)
+        batches = {}
+        for e in entries:
+            if e.get("parent") is not None and e["method"] == "PATCH":
+                batches.setdefault(e["mailbox"], set()).add(e["parent"])
+        check(len(batches) == len(TARGETS), f"updates reached {len(batches)} mailboxes")
+        many = {m: len(p) for m, p in batches.items() if len(p) != 1}
+        check(not many, f"20 updates took more than one $batch: {many}")
+        for u in changed:
+            u["jobTitle"] = "Director"
+        expect_converged(graph, users)
+
+        # A user deleted in the directory disappears from every mailbox in one run.
+        gone = selected_users(users)[500]
+        graph.ctl("POST", "directory/delete", {"users": [gone["id"]]})
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        check(totals(out)["deleted"] == len(TARGETS), f"deleted {totals(out)['deleted']}")
+        expect_converged(graph, users, removed={gone["id"]})
+
+        # A contact a user made in the same folder is never touched; an edit of a
+        # managed contact is put back by the field rules (the source overwrites).
+        fid = None
+        for m in graph.ctl("GET", "dump")["mailboxes"]:
+            if m["userPrincipalName"] == upn(3):
+                fid = [f for f in m["contactFolders"] if f["displayName"] == FOLDER][0]["id"]
+        s, own = graph.api("POST", f"/users/{upn(3)}/contactFolders/{fid}/contacts",
+                           {"givenName": "Own", "surname": "Card", "jobTitle": "Friend"})
+        check(s == 201, (s, own))
+        victim = [c for c in graph.folders()[upn(3)] if marker(c)][0]
+        s, b = graph.api("PATCH", f"/users/{upn(3)}/contactFolders/{fid}/contacts/{victim['id']}",
+                         {"jobTitle": "Edited on the phone"})
+        check(s == 200, (s, b))
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        check(totals(out)["updated"] == 1, f"edit: {totals(out)}")
+        after = {c["id"]: c for c in graph.folders()[upn(3)]}
+        check(after[own["id"]]["jobTitle"] == "Friend" and marker(after[own["id"]]) is None,
+              "the user's own contact changed")
+        check(after[victim["id"]]["jobTitle"] != "Edited on the phone", "the edit stayed")
+        expect_converged(graph, users, removed={gone["id"]})
+
+        # The state is lost: everything is found again by roster's marker, nothing created twice.
+        os.remove(os.path.join(suite.workdir, "roster.db"))
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        check(totals(out)["created"] == 0, f"lost state created {totals(out)['created']}")
+        expect_converged(graph, users, removed={gone["id"]})
+        check(own["id"] in {c["id"] for c in graph.folders()[upn(3)]}, "own contact gone")
+    finally:
+        graph.stop()
+
+
+def test_faults_converge_without_duplicates(suite):
+    graph = Graph(suite.workdir)
+    try:
+        users = graph.load_directory(SMALL)
+        os.path.exists(os.path.join(suite.workdir, "roster.db")) and os.remove(
+            os.path.join(suite.workdir, "roster.db"))
+        config = write_config(suite, graph, name="faults.toml")
+        graph.ctl("POST", "faults", {"rate_429": 0.04, "rate_5xx": 0.04,
+                                     "drop_answer_after_write": 0.02, "seed": 9})
+        for attempt in range(6):
+            code, out, err = run(config, "sync")
+            if code == 0:
+                break
+        graph.ctl("POST", "faults", {"rate_429": 0, "rate_5xx": 0, "drop_answer_after_write": 0})
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        expect_converged(graph, users)
+        code, out, err = run(config, "sync")
+        t = totals(out)
+        check(t["created"] + t["updated"] + t["deleted"] == 0, f"not quiet after faults: {t}")
+    finally:
+        graph.stop()
+        os.path.exists(os.path.join(suite.workdir, "roster.db")) and os.remove(
+            os.path.join(suite.workdir, "roster.db"))
+
+
+def make_certificate(d, name):
+    key = os.path.join(d, name + ".pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    key + ".key", "-out", key + ".crt", "-days", "2", "-subj", "/CN=roster"],
+                   check=True, capture_output=True)
+    with open(key, "w") as f:
+        f.write(open(key + ".crt").read() + open(key + ".key").read())
+    os.chmod(key, 0o600)
+    return key, key + ".crt"
+
+
+def test_certificate_and_refusals(suite):
+    d = suite.workdir
+    pem, crt = make_certificate(d, "app")
+    other, _ = make_certificate(d, "other")
+    graph = Graph(d, "--client-cert", crt)
+    try:
+        users = graph.load_directory(SMALL)
+        state = os.path.join(d, "roster.db")
+        os.path.exists(state) and os.remove(state)
+
+        def refused(config, words):
+            before = graph.ctl("GET", "dump").get("writes")
+            code, out, err = run(config, "sync")
+            check(code != 0, f"{words}: exit 0")
+            text = err + json.dumps(out or {})
+            check(any(w.lower() in text.lower() for w in words), f"{words}: {text[-1500:]}")
+            check(SECRET not in text and "eyJ" not in text, "a secret or token was printed")
+            check(graph.ctl("GET", "dump").get("writes") == before, f"{words}: wrote")
+
+        bad_secret = os.path.join(d, "bad.secret")
+        fd = os.open(bad_secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, b"not-the-secret\n")
+        os.close(fd)
+        refused(write_config(suite, graph, "bad-secret.toml",
+                             credential=f'client_secret_file = "{bad_secret}"'),
+                ["secret", "AADSTS7000215"])
+        refused(write_config(suite, graph, "bad-cert.toml",
+                             credential=f'certificate_file = "{other}"'),
+                ["certificate", "AADSTS700027"])
+        refused(write_config(suite, graph, "bad-tenant.toml", tenant="nobody.onmicrosoft.com"),
+                ["tenant", "AADSTS90002"])
+        # The certificate signs the assertion: the same sync as with the secret.
+        config = write_config(suite, graph, "cert.toml", credential=f'certificate_file = "{pem}"')
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        expect_converged(graph, users)
+        # A key file others may read is refused before anything is sent.
+        os.chmod(pem, 0o644)
+        code, out, err = run(config, "sync")
+        check(code != 0 and "certificate_file" in err + json.dumps(out or {}), err)
+        os.chmod(pem, 0o600)
+        # A missing permission: the mailboxes cannot be written, one clear line each.
+        graph.ctl("POST", "auth", {"roles": ["User.Read.All", "OrgContact.Read.All",
+                                             "GroupMember.Read.All"]})
+        graph.ctl("POST", "directory/upsert", {"users": [{"id": users[1]["id"],
+                                                          "jobTitle": "Changed"}]})
+        refused(config, ["Contacts.ReadWrite", "ErrorAccessDenied", "Access"])
+    finally:
+        graph.stop()
+
+
+def main():
+    suite = Suite("graph_sync")
+    tests = [test_gal_into_mailboxes_end_to_end, test_faults_converge_without_duplicates,
+             test_certificate_and_refusals]
+    only = sys.argv[1:]
+    code = suite.run([t for t in tests if not only or t.__name__ in only])
+    suite.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
