@@ -426,9 +426,27 @@ def test_certificate_and_refusals(suite):
         code, out, err = run(config, "sync")
         check(code != 0 and "certificate_file" in err + json.dumps(out or {}), err)
         os.chmod(pem, 0o600)
+        # roster doctor: every check passes; Contacts.ReadWrite consented tenant-wide is
+        # a warning, with the PowerShell that scopes it to the target mailboxes.
+        before = graph.ctl("GET", "dump").get("writes")
+        p = subprocess.run([ROSTER, "--config", config, "doctor"], capture_output=True, text=True,
+                           timeout=120)
+        check(p.returncode == 0, p.stdout + p.stderr)
+        check("tenant-wide" in p.stdout and "New-ManagementRoleAssignment" in p.stdout, p.stdout)
+        check(f"{upn(0)}: contacts can be written" in p.stdout, p.stdout)
+        check("Exchange Online licence" in p.stdout, p.stdout)  # u0020
+        check(graph.ctl("GET", "dump").get("writes") == before, "doctor wrote")
         # A missing permission: the mailboxes cannot be written, one clear line each.
         graph.ctl("POST", "auth", {"roles": ["User.Read.All", "OrgContact.Read.All",
                                              "GroupMember.Read.All"]})
+        p = subprocess.run([ROSTER, "--config", config, "--json", "doctor"], capture_output=True,
+                           text=True, timeout=120)
+        report = json.loads(p.stdout)
+        failed = [f for f in report["findings"] if f["level"] == "FAILED"]
+        # (the licence-less u0020 too: the emulator judges the permission first)
+        check(p.returncode == 1 and len(failed) >= len(TARGETS), p.stdout[-2000:])
+        check(all("ErrorAccessDenied" in f["text"] for f in failed), failed)
+        check(report["powershell"], "no PowerShell for the missing permission")
         graph.ctl("POST", "directory/upsert", {"users": [{"id": users[1]["id"],
                                                           "jobTitle": "Changed"}]})
         refused(config, ["Contacts.ReadWrite", "ErrorAccessDenied", "Access"])
