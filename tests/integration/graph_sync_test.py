@@ -344,6 +344,16 @@ def test_gal_into_mailboxes_end_to_end(suite):
         check(totals(out)["created"] == 0, f"lost state created {totals(out)['created']}")
         expect_converged(graph, users, removed={gone["id"]})
         check(own["id"] in {c["id"] for c in graph.folders()[upn(3)]}, "own contact gone")
+
+        # Every delta token expires (410 syncStateNotFound): a full read, no duplicate.
+        graph.ctl("POST", "delta/expire", {"code": "syncStateNotFound"})
+        moved = selected_users(users)[700]
+        graph.ctl("POST", "directory/upsert", {"users": [{"id": moved["id"], "officeLocation": "Leeds"}]})
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        t = totals(out)
+        check(t["created"] == 0 and t["updated"] == len(TARGETS), f"after expiry: {t}")
+        expect_converged(graph, users, removed={gone["id"]})
     finally:
         graph.stop()
 
@@ -372,6 +382,54 @@ def test_faults_converge_without_duplicates(suite):
         graph.stop()
         os.path.exists(os.path.join(suite.workdir, "roster.db")) and os.remove(
             os.path.join(suite.workdir, "roster.db"))
+
+
+def test_placement_default_with_a_category(suite):
+    """placement = "default": the mailbox's main Contacts folder, every managed
+    contact tagged with the category; the user's own contacts there untouched."""
+    graph = Graph(suite.workdir)
+    state = os.path.join(suite.workdir, "roster.db")
+    try:
+        users = graph.load_directory(SMALL)
+        os.path.exists(state) and os.remove(state)
+        own = {}
+        for i in TARGETS[:3]:
+            s, b = graph.api("POST", f"/users/{upn(i)}/contacts",
+                             {"givenName": "Mum", "surname": f"Of{i}", "categories": ["Family"]})
+            check(s == 201, (s, b))
+            own[upn(i)] = b["id"]
+        config = write_config(suite, graph, "default.toml",
+                              extra='placement = "default"\ncategory = "Company"')
+        config_text = open(config).read().replace(f'addressbook = "{FOLDER}"\n', "")
+        open(config, "w").write(config_text)
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        selected = {u["id"] for u in selected_users(users)} | {
+            org_contact(i)["id"] for i in range(ORG_CONTACTS)}
+        for m in graph.ctl("GET", "dump")["mailboxes"]:
+            i = int(m["userPrincipalName"][1:5]) if m["userPrincipalName"][0] == "u" else -1
+            if i not in TARGETS:
+                continue
+            contacts = m.get("defaultContacts", [])
+            managed = [c for c in contacts if marker(c)]
+            keys = [marker(c).rsplit(":", 1)[1] for c in managed]
+            check(len(keys) == len(set(keys)), f"{m['userPrincipalName']}: duplicates")
+            check(set(keys) == selected - {user(i)["id"]},
+                  f"{m['userPrincipalName']}: {len(keys)} managed")
+            check(all("Company" in (c.get("categories") or []) for c in managed),
+                  "a managed contact without the category")
+            if m["userPrincipalName"] in own:
+                mine = [c for c in contacts if c["id"] == own[m["userPrincipalName"]]]
+                check(len(mine) == 1 and mine[0]["categories"] == ["Family"] and
+                      marker(mine[0]) is None, f"own contact changed: {mine}")
+            check(not [f for f in m.get("contactFolders", []) if f["displayName"] == FOLDER],
+                  "a folder was made")
+        code, out, err = run(config, "sync")
+        t = totals(out)
+        check(code == 0 and t["created"] + t["updated"] + t["deleted"] == 0, f"not quiet: {t}")
+    finally:
+        graph.stop()
+        os.path.exists(state) and os.remove(state)
 
 
 def make_certificate(d, name):
@@ -457,7 +515,7 @@ def test_certificate_and_refusals(suite):
 def main():
     suite = Suite("graph_sync")
     tests = [test_gal_into_mailboxes_end_to_end, test_faults_converge_without_duplicates,
-             test_certificate_and_refusals]
+             test_placement_default_with_a_category, test_certificate_and_refusals]
     only = sys.argv[1:]
     code = suite.run([t for t in tests if not only or t.__name__ in only])
     suite.close()
