@@ -432,6 +432,41 @@ def test_placement_default_with_a_category(suite):
         os.path.exists(state) and os.remove(state)
 
 
+def test_gal_into_carddav_books(suite):
+    """Any source feeds any target: the Global Address List into Radicale books."""
+    import shutil
+    from harness import Radicale
+    if not shutil.which("radicale"):
+        print("SKIP radicale is not installed")
+        return
+    graph = Graph(suite.workdir)
+    dav = Radicale(os.path.join(suite.workdir, "dav"))
+    state = os.path.join(suite.workdir, "roster.db")
+    try:
+        users = graph.load_directory(SMALL)
+        os.path.exists(state) and os.remove(state)
+        config = write_config(suite, graph, "carddav.toml")
+        text = open(config).read()
+        text = text.replace('[targets.m365]\ntype = "graph"\ntenant = "contoso"\n',
+                            f'[targets.m365]\ntype = "carddav"\nurl = "{dav.url}"\n'
+                            'username = "roster"\nusers = ["alice", "bob"]\n')
+        text = text.replace('users_from = { source = "gal", group = "Sales" }\n', "")
+        open(config, "w").write(text)
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        want = len(selected_users(users)) + ORG_CONTACTS
+        for u in ("alice", "bob"):
+            cards = dav.cards(u, FOLDER)
+            check(len(cards) == want, f"{u}: {len(cards)} cards, want {want}")
+        code, out, err = run(config, "sync")
+        t = totals(out)
+        check(code == 0 and t["created"] + t["updated"] + t["deleted"] == 0, f"not quiet: {t}")
+    finally:
+        dav.stop()
+        graph.stop()
+        os.path.exists(state) and os.remove(state)
+
+
 def make_certificate(d, name):
     key = os.path.join(d, name + ".pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
@@ -515,7 +550,8 @@ def test_certificate_and_refusals(suite):
 def main():
     suite = Suite("graph_sync")
     tests = [test_gal_into_mailboxes_end_to_end, test_faults_converge_without_duplicates,
-             test_placement_default_with_a_category, test_certificate_and_refusals]
+             test_placement_default_with_a_category, test_gal_into_carddav_books,
+             test_certificate_and_refusals]
     only = sys.argv[1:]
     code = suite.run([t for t in tests if not only or t.__name__ in only])
     suite.close()
