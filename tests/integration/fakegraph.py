@@ -3305,6 +3305,14 @@ class Server(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         pass  # a client killed mid-request (the crash tests do that) is no news
 
+    def get_request(self):
+        # http.server writes an answer's headers and body apart: with Nagle's
+        # algorithm and the client's delayed ACK the body waits ~40 ms, which
+        # is no latency of Graph's (--latency-ms is the one to set).
+        conn, addr = super().get_request()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, addr
+
 
 def loopback(host):
     if host == "localhost":
