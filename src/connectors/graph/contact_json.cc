@@ -134,36 +134,11 @@ json MarkerJson(const std::string& property_id, const ManagedTag& tag) {
 
 // --- reading ---------------------------------------------------------------------
 
-// Whether the JSON text nests deeper than `limit`, found before parsing so
-// that no hostile document costs a deep tree.
-bool NestsDeeperThan(std::string_view s, int limit) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char ch : s) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (ch == '\\') {
-        escaped = true;
-      } else if (ch == '"') {
-        in_string = false;
-      }
-    } else if (ch == '"') {
-      in_string = true;
-    } else if (ch == '[' || ch == '{') {
-      if (++depth > limit) return true;
-    } else if (ch == ']' || ch == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 Result<json> ParseJson(std::string_view text, size_t max_bytes, const std::string& what) {
   if (text.size() > max_bytes) {
     return Invalid(what + " is larger than " + std::to_string(max_bytes >> 10) + " KiB");
   }
-  if (NestsDeeperThan(text, kMaxDepth)) {
+  if (JsonNestsDeeperThan(text, kMaxDepth)) {
     return Invalid(what + " nests deeper than " + std::to_string(kMaxDepth) + " levels");
   }
   try {
@@ -622,6 +597,29 @@ Result<GraphContactPage> ParseGraphContactPage(std::string_view json_text,
   } catch (const std::exception& e) {
     return Invalid("a page of Graph contacts could not be read: " + text::SafeForOutput(e.what()));
   }
+}
+
+bool JsonNestsDeeperThan(std::string_view s, int limit) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char ch : s) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (ch == '\\') {
+        escaped = true;
+      } else if (ch == '"') {
+        in_string = false;
+      }
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > limit) return true;
+    } else if (ch == ']' || ch == '}') {
+      --depth;
+    }
+  }
+  return false;
 }
 
 }  // namespace roster

@@ -26,6 +26,10 @@ inline constexpr size_t kMaxGraphPageItems = 10000;               // contacts in
 inline constexpr size_t kMaxGraphArrayEntries = 1000;             // entries of one property
 inline constexpr size_t kMaxGraphLinkBytes = 16 * 1024;           // nextLink, deltaLink
 
+// Whether JSON text nests deeper than `limit` arrays and objects, told
+// before parsing, so that no hostile document costs a deep tree.
+bool JsonNestsDeeperThan(std::string_view text, int limit);
+
 // roster's ownership marker as the value of a single-value extended property
 // of type String: "roster:v1:" + PercentEncode(rule) + ":" + PercentEncode(key),
 // escaping every byte but RFC 3986's unreserved characters. Any rule and key

@@ -37,34 +37,11 @@ Error Invalid(std::string message) {
   return MakeError(ErrorKind::kInvalidData, std::move(message));
 }
 
-bool NestsDeeperThan(std::string_view s, int limit) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (char ch : s) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (ch == '\\') {
-        escaped = true;
-      } else if (ch == '"') {
-        in_string = false;
-      }
-    } else if (ch == '"') {
-      in_string = true;
-    } else if (ch == '[' || ch == '{') {
-      if (++depth > limit) return true;
-    } else if (ch == ']' || ch == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 Result<json> ParsePageJson(std::string_view text) {
   if (text.size() > kMaxGraphPageBytes) {
     return Invalid("the page is larger than " + std::to_string(kMaxGraphPageBytes >> 20) + " MiB");
   }
-  if (NestsDeeperThan(text, kMaxDepth)) {
+  if (JsonNestsDeeperThan(text, kMaxDepth)) {
     return Invalid("the page nests deeper than " + std::to_string(kMaxDepth) + " levels");
   }
   try {
@@ -608,6 +585,8 @@ struct GraphDirectory::State {
   Result<Group> ResolveGroup(const std::string& group, bool want_name);
   Status ReadUsers(std::vector<SourceRecord>& out, const std::string& select);
   Status ReadOrgContacts(std::vector<SourceRecord>& out);
+  // Every page of a directory listing (users or organisational contacts).
+  Status ReadObjects(std::vector<SourceRecord>& out, const std::string& url, GraphObjectKind kind);
   Status AddMemberOf(std::vector<SourceRecord>& records);
   Status ReadPhotos(std::vector<SourceRecord>& records, size_t users,
                     std::vector<std::string>& warnings);
@@ -726,9 +705,8 @@ Result<GraphDirectory::State::Group> GraphDirectory::State::ResolveGroup(const s
   return resolved;
 }
 
-Status GraphDirectory::State::ReadUsers(std::vector<SourceRecord>& out, const std::string& select) {
-  const std::string url = "/users?$select=" + select + "&$top=" + std::to_string(options.page_size);
-  const GraphObjectKind kind = GraphObjectKind::kUser;
+Status GraphDirectory::State::ReadObjects(std::vector<SourceRecord>& out, const std::string& url,
+                                          GraphObjectKind kind) {
   return ReadPages(*client, prefix, url, {}, [&](std::string_view body, Links* links) -> Status {
     ROSTER_ASSIGN_OR_RETURN(GraphDirectoryPage page, ParsePage(body, &kind, &mapping));
     if (page.removed > 0) return Invalid("the listing has @removed entries");
@@ -738,16 +716,14 @@ Status GraphDirectory::State::ReadUsers(std::vector<SourceRecord>& out, const st
   });
 }
 
+Status GraphDirectory::State::ReadUsers(std::vector<SourceRecord>& out, const std::string& select) {
+  return ReadObjects(out, "/users?$select=" + select + "&$top=" + std::to_string(options.page_size),
+                     GraphObjectKind::kUser);
+}
+
 Status GraphDirectory::State::ReadOrgContacts(std::vector<SourceRecord>& out) {
-  const std::string url = "/contacts?$top=" + std::to_string(options.page_size);
-  const GraphObjectKind kind = GraphObjectKind::kOrgContact;
-  return ReadPages(*client, prefix, url, {}, [&](std::string_view body, Links* links) -> Status {
-    ROSTER_ASSIGN_OR_RETURN(GraphDirectoryPage page, ParsePage(body, &kind, &mapping));
-    if (page.removed > 0) return Invalid("the listing has @removed entries");
-    for (SourceRecord& r : page.records) out.push_back(std::move(r));
-    links->next = std::move(page.next_link);
-    return {};
-  });
+  return ReadObjects(out, "/contacts?$top=" + std::to_string(options.page_size),
+                     GraphObjectKind::kOrgContact);
 }
 
 Status GraphDirectory::State::AddMemberOf(std::vector<SourceRecord>& records) {
