@@ -83,10 +83,10 @@ struct GraphResponse {
 
 // What a client has sent, for run reports and benchmarks.
 struct GraphCounters {
-  int64_t requests = 0;      // HTTP requests, a $batch counting one
-  int64_t sub_requests = 0;  // sub-requests inside $batch calls
-  int64_t throttled = 0;     // requests and sub-requests answered 429 (or 503)
-  int64_t retries = 0;       // reads sent again
+  int64_t requests = 0;                 // HTTP requests, a $batch counting one
+  int64_t sub_requests = 0;             // sub-requests inside $batch calls
+  int64_t throttled = 0;                // requests and sub-requests answered 429 (or 503)
+  int64_t retries = 0;                  // reads sent again
   std::chrono::milliseconds waited{0};  // slept for Retry-After and backoff
 };
 
