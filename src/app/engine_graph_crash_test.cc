@@ -24,6 +24,9 @@
 namespace roster {
 namespace {
 
+// The bytes a PNG starts with: photos Graph takes (and that no JPEG decoder reads).
+const std::string kPng("\x89PNG\r\n\x1a\n", 8);
+
 struct Crash {
   std::string at;
 };
@@ -35,7 +38,7 @@ SourceRecord Person(int i, const std::string& title = "Engineer") {
   r.contact.family_name = "Family";
   r.contact.title = title;
   r.contact.emails.push_back({"p" + std::to_string(i) + "@example.com", {"work"}, false});
-  if (i % 3 == 0) r.contact.photo = Photo{"image/jpeg", "jpeg-" + std::to_string(i), ""};
+  if (i % 3 == 0) r.contact.photo = Photo{"image/png", kPng + std::to_string(i), ""};
   return r;
 }
 
@@ -146,7 +149,7 @@ std::vector<Scenario> Scenarios() {
       {"incremental change", loaded,
        [](World& w) {
          w.people[1] = Person(1, "Manager");
-         w.people[4].contact.photo = Photo{"image/jpeg", "new-photo", ""};
+         w.people[4].contact.photo = Photo{"image/png", kPng + "new-photo", ""};
          w.people.push_back(Person(10));
          w.people.erase(w.people.begin() + 2);
        }},

@@ -19,6 +19,9 @@
 namespace roster {
 namespace {
 
+// The bytes a PNG starts with: photos Graph takes (and that no JPEG decoder reads).
+const std::string kPng("\x89PNG\r\n\x1a\n", 8);
+
 // A person with more than a Graph contact holds: four e-mail addresses, a
 // fax, a role. Every 50th has a photo.
 SourceRecord Person(int i) {
@@ -34,7 +37,7 @@ SourceRecord Person(int i) {
   }
   c.phones.push_back({"+1555" + std::to_string(1000000 + i), {"cell"}, false});
   c.phones.push_back({"+1666" + std::to_string(1000000 + i), {"work", "fax"}, false});
-  if (i % 50 == 0) c.photo = Photo{"image/jpeg", "jpeg-" + std::to_string(i), ""};
+  if (i % 50 == 0) c.photo = Photo{"image/png", kPng + std::to_string(i), ""};
   return r;
 }
 

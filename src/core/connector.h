@@ -3,6 +3,7 @@
 // and writes items to it with preconditions. The sync engine knows only these.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -159,6 +160,12 @@ struct WriteOutcome {
   bool ambiguous = false;
 };
 
+// Requests and upload bytes, as a server's limits count them.
+struct WriteVolume {
+  int64_t requests = 0;
+  int64_t upload_bytes = 0;
+};
+
 // One collection of one target user. Not thread-safe: one thread at a time.
 class Collection {
  public:
@@ -192,6 +199,14 @@ class Collection {
   // outcome per op, in order. The default runs Create, Update and Delete
   // one after another.
   virtual std::vector<WriteOutcome> WriteBatch(const std::vector<WriteOp>& ops);
+  // What WriteBatch(ops) sends beyond one (sub-)request per op carrying its
+  // body: the dependent steps (Graph: a photo's PUT and the read of the
+  // contact's new etag) and their bytes. The executor counts it against the
+  // limiter with the batch, so that the limits hold for every request.
+  virtual WriteVolume DependentVolume(const std::vector<WriteOp>& ops) const {
+    (void)ops;
+    return {};
+  }
   // The limiter bucket of the server limits this collection's requests count
   // against (Graph: the app and mailbox); empty when there are none.
   virtual std::string limit_bucket() const { return std::string(); }

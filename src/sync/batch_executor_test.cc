@@ -44,6 +44,18 @@ class BatchingCollection final : public Collection {
   size_t max_batch() const override { return 20; }
   int parallel_per_batch() const override { return 4; }
   std::string limit_bucket() const override { return bucket.empty() ? "mailbox/" + id() : bucket; }
+  // Like Graph: each photo is a PUT and a read after the batch.
+  WriteVolume DependentVolume(const std::vector<WriteOp>& ops) const override {
+    WriteVolume v;
+    for (const WriteOp& op : ops) {
+      const Contact* c = op.body ? std::get_if<Contact>(op.body) : nullptr;
+      if (c && c->photo) {
+        v.requests += 2;
+        v.upload_bytes += static_cast<int64_t>(c->photo->data.size());
+      }
+    }
+    return v;
+  }
 
   std::vector<WriteOutcome> WriteBatch(const std::vector<WriteOp>& ops) override {
     int now = ++in_flight_;
@@ -155,6 +167,32 @@ TEST(BatchExecutor, WritesGoInBatchesOfTheCollectionsSize) {
   EXPECT_EQ(r.stats.sub_requests, 45);
   EXPECT_EQ(f.Stored(), 45u);
   EXPECT_EQ(f.server->Items("alice").size(), 45u);
+}
+
+// Dependent steps (a photo's upload and the read after it) count against
+// the limits with their batch: 30 creates with photos are 90 requests, so a
+// window of 50 holds the second batch back until the window has passed.
+TEST(BatchExecutor, DependentStepsCountAgainstTheRequestWindow) {
+  Fixture f;
+  LimitPolicy policy;
+  policy.window_requests = 50;
+  policy.request_window = std::chrono::seconds(600);
+  f.limiter = NewLocalLimiter(f.clock, policy);
+  f.Want(30, /*photo=*/true);
+  const auto start = f.clock.Now();
+  ExecuteResult r = f.Execute(f.CreateAll());
+  EXPECT_EQ(r.counts.created, 30);
+  EXPECT_EQ(r.stats.requests, 2 + 60);  // two $batch calls, a PUT and a read per photo
+  EXPECT_EQ(r.stats.sub_requests, 30);
+  EXPECT_GE(f.limiter->Counters().refused_request_window, 1);
+  EXPECT_GE(f.clock.Now() - start, std::chrono::seconds(600));
+
+  // Without photos the same 30 fit in the window: nothing waits.
+  Fixture g;
+  g.limiter = NewLocalLimiter(g.clock, policy);
+  g.Want(30);
+  EXPECT_EQ(g.Execute(g.CreateAll()).counts.created, 30);
+  EXPECT_EQ(g.limiter->Counters().refused_request_window, 0);
 }
 
 TEST(BatchExecutor, AThrottledWriteWaitsInTheQueueAndTheRestAreRecorded) {

@@ -293,10 +293,12 @@ class Runner {
     }
     Permit permit;
     const std::string bucket = ctx_.limiter ? ctx_.collection->limit_bucket() : std::string();
+    const WriteVolume dependent = ctx_.collection->DependentVolume(ops);
     if (!bucket.empty()) {
       int parallel = std::max(1, ctx_.collection->parallel_per_batch());
-      Cost cost{std::min(parallel, static_cast<int>(ops.size())), static_cast<int64_t>(ops.size()),
-                bytes};
+      Cost cost{std::min(parallel, static_cast<int>(ops.size())),
+                static_cast<int64_t>(ops.size()) + std::max<int64_t>(0, dependent.requests),
+                bytes + std::max<int64_t>(0, dependent.upload_bytes)};
       Acquired got = ctx_.limiter->TryAcquire(bucket, cost);
       if (auto* refused = std::get_if<Refusal>(&got)) {
         // Back to the front, in order; wait for the limiter, not the server.
@@ -309,7 +311,7 @@ class Runner {
     }
     std::vector<WriteOutcome> outcomes = ctx_.collection->WriteBatch(ops);
     permit.Release();
-    ++result_.stats.requests;
+    result_.stats.requests += 1 + std::max<int64_t>(0, dependent.requests);
     result_.stats.sub_requests += static_cast<int64_t>(ops.size());
     outcomes.resize(batch.size());  // a short answer: the rest failed
     for (size_t i = 0; i < batch.size(); ++i) {

@@ -227,7 +227,7 @@ struct ExecuteContext {
 
 // What the executor sent and waited for, for --json and the dashboard.
 struct ExecuteStats {
-  int64_t requests = 0;      // write requests sent (a $batch counts once)
+  int64_t requests = 0;      // HTTP calls of the writes (a $batch once, each dependent step once)
   int64_t sub_requests = 0;  // writes inside them
   int64_t throttled = 0;     // answers that asked to wait (429, 503 with Retry-After)
   int64_t waits = 0;         // times the executor waited for a retry or the limiter

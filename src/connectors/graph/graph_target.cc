@@ -182,14 +182,17 @@ std::string CollectionId(const std::string& user, bool use_default, const std::s
 
 class GraphCollection final : public Collection {
  public:
+  // `created_now`: Open has just created the folder, so it is known to be
+  // empty and the first full listing needs only its delta link.
   GraphCollection(std::unique_ptr<GraphClient> client, std::string user, std::string folder_id,
-                  const CollectionSpec& spec, std::string app_id)
+                  const CollectionSpec& spec, std::string app_id, bool created_now)
       : client_(std::move(client)),
         user_(std::move(user)),
         folder_id_(std::move(folder_id)),
         use_default_(spec.use_default),
         category_(text::Trim(spec.category)),
-        app_id_(std::move(app_id)) {}
+        app_id_(std::move(app_id)),
+        created_now_(created_now) {}
 
   std::string id() const override { return CollectionId(user_, use_default_, folder_id_); }
   CreateMode create_mode() const override { return CreateMode::kServerId; }
@@ -211,6 +214,7 @@ class GraphCollection final : public Collection {
                              const ManagedTag& tag, const ItemBody& body) override;
   Status Delete(const std::string& href, const std::string& if_match) override;
   std::vector<WriteOutcome> WriteBatch(const std::vector<WriteOp>& ops) override;
+  WriteVolume DependentVolume(const std::vector<WriteOp>& ops) const override;
 
  private:
   // One write as planned: its sub-request (none for an update with nothing
@@ -249,6 +253,7 @@ class GraphCollection final : public Collection {
   Contact WithCategory(Contact c) const;
   bool HasCategory(const Contact& c) const;
   void StripCategory(Contact& c) const;
+  std::optional<Photo> PhotoToPut(const WriteOp& op) const;
   Result<PlannedWrite> Plan(const WriteOp& op);
   WriteOutcome Answer(const WriteOp& op, PlannedWrite& plan, const GraphResponse& r);
   void PutPhoto(const PlannedWrite& plan, WriteOutcome& out);
@@ -259,6 +264,7 @@ class GraphCollection final : public Collection {
   const bool use_default_;
   const std::string category_;  // every managed contact carries it, if set
   const std::string app_id_;
+  bool created_now_;
   std::vector<std::string> warnings_;
   bool warned_photo_removal_ = false;
   // The marker each contact carried when last read, so that an update sends
@@ -419,6 +425,9 @@ Result<Listing> GraphCollection::FullListing() {
   auto token = DeltaRound(FolderPath() + "/contacts/delta?$select=id", false, nullptr, &resync);
   if (!token.ok()) return token.take_error();
   listing.sync_token = std::move(token).value();
+  // A folder created a moment ago holds nothing yet (a crash before its
+  // first writes were recorded finds it again by its marker, not created).
+  if (std::exchange(created_now_, false)) return listing;
   std::string url =
       FolderPath() + "/contacts?$top=" + std::to_string(kPageSize) + "&" + ExpandQuery();
   std::map<std::string, size_t> seen;
@@ -578,14 +587,14 @@ Result<GraphCollection::PlannedWrite> GraphCollection::Plan(const WriteOp& op) {
   const Contact sent = WithCategory(projected);
   const std::optional<Photo> photo = projected.photo;
   plan.landed = projected;
+  plan.photo = PhotoToPut(op);
   if (op.kind == WriteOp::Kind::kCreate) {
     plan.landed.photo.reset();
     request.method = "POST";
     request.url = FolderPath() + "/contacts";
     request.body = GraphContactBody(sent, &op.tag, kGraphMarkerPropertyId);
-    if (photo) {
-      request.body = WithProperty(request.body, kGraphPhotoPropertyId, PhotoHint(*photo));
-      plan.photo = photo;
+    if (plan.photo) {
+      request.body = WithProperty(request.body, kGraphPhotoPropertyId, PhotoHint(*plan.photo));
     }
     return plan;
   }
@@ -611,15 +620,39 @@ Result<GraphCollection::PlannedWrite> GraphCollection::Plan(const WriteOp& op) {
            " keep a photo the source no longer has (first: " + op.href + ")");
     }
   }
-  if (photo && (!current || !SamePhoto(photo, current->photo))) {
-    request.body = WithProperty(request.body, kGraphPhotoPropertyId, PhotoHint(*photo));
-    plan.photo = photo;
+  if (plan.photo) {
+    request.body = WithProperty(request.body, kGraphPhotoPropertyId, PhotoHint(*plan.photo));
   }
   if (request.body.empty()) plan.request.reset();  // nothing differs: no request
   return plan;
 }
 
+// The photo a create or an update puts after the contact: the desired one,
+// unless the contact as read holds it already.
+std::optional<Photo> GraphCollection::PhotoToPut(const WriteOp& op) const {
+  const Contact* desired = op.body ? std::get_if<Contact>(op.body) : nullptr;
+  if (op.kind == WriteOp::Kind::kDelete || !desired) return std::nullopt;
+  std::optional<Photo> photo = GraphPhotoOf(*desired);
+  if (!photo || op.kind == WriteOp::Kind::kCreate) return photo;
+  const Contact* current = op.current ? std::get_if<Contact>(op.current) : nullptr;
+  if (current && SamePhoto(photo, current->photo)) return std::nullopt;
+  return photo;
+}
+
+// Each photo costs its PUT and the read of the contact's new etag.
+WriteVolume GraphCollection::DependentVolume(const std::vector<WriteOp>& ops) const {
+  WriteVolume volume;
+  for (const WriteOp& op : ops) {
+    if (std::optional<Photo> photo = PhotoToPut(op)) {
+      volume.requests += 2;
+      volume.upload_bytes += static_cast<int64_t>(photo->data.size());
+    }
+  }
+  return volume;
+}
+
 std::vector<WriteOutcome> GraphCollection::WriteBatch(const std::vector<WriteOp>& ops) {
+  created_now_ = false;  // no longer known to be empty
   std::vector<WriteOutcome> out(ops.size());
   std::vector<PlannedWrite> plans(ops.size());
   std::vector<GraphRequest> requests;
@@ -832,6 +865,7 @@ Result<std::unique_ptr<Collection>> GraphTarget::Open(const CollectionSpec& spec
                           GraphClient::Create(options_.tokens, options_.client));
   std::string folder = KnownFolder(spec);
   std::string warning;
+  bool created = false;
   if (folder.empty() && spec.use_default) {
     ROSTER_ASSIGN_OR_RETURN(folder, DefaultFolder(*client, spec, mailbox));
   } else if (folder.empty()) {
@@ -842,10 +876,11 @@ Result<std::unique_ptr<Collection>> GraphTarget::Open(const CollectionSpec& spec
                          mailbox + " has no contact folder of rule " + Quote(spec.rule) + " yet");
       }
       ROSTER_ASSIGN_OR_RETURN(folder, CreateFolder(*client, spec, mailbox));
+      created = true;
     }
   }
-  auto collection = std::make_unique<GraphCollection>(std::move(client), spec.user,
-                                                      std::move(folder), spec, options_.app_id);
+  auto collection = std::make_unique<GraphCollection>(
+      std::move(client), spec.user, std::move(folder), spec, options_.app_id, created);
   if (!warning.empty()) collection->Warn(std::move(warning));
   return std::unique_ptr<Collection>(std::move(collection));
 }

@@ -270,6 +270,42 @@ TEST_F(GraphTargetTest, CreatesTheFolderOnceThenOpensItFromItsId) {
   EXPECT_EQ(seen_.size(), 1u);
 }
 
+// A folder created a moment ago is known to be empty: its first full
+// listing reads only the delta link (the contacts' listing would be one more
+// request per mailbox for nothing). Once written to, listings read it.
+TEST_F(GraphTargetTest, AJustCreatedFolderIsListedByItsDeltaLinkOnly) {
+  const std::string delta_link = std::string(kV1) + kUserPath + "/contactFolders/" +
+                                 graph::EncodeSegment(kFolder) + "/contacts/delta?$deltatoken=d1";
+  handler_ = [&](const HttpRequest& r) {
+    if (r.method == "POST") return JsonReply(201, {{"id", kFolder}, {"displayName", "C"}});
+    if (r.url.find("/contacts/delta") != std::string::npos) {
+      return JsonReply(200, {{"value", Json::array()}, {"@odata.deltaLink", delta_link}});
+    }
+    return JsonReply(200, {{"value", Json::array()}});  // no folder yet; an empty listing
+  };
+  auto c = target_->Open(Spec(), true);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  seen_.clear();
+  auto listing = (*c)->List("");
+  ASSERT_TRUE(listing.ok()) << listing.error().message;
+  EXPECT_TRUE(listing->full);
+  EXPECT_TRUE(listing->changed.empty());
+  EXPECT_EQ(listing->sync_token, delta_link);
+  ASSERT_EQ(seen_.size(), 1u);
+  EXPECT_NE(seen_[0].url.find("/contacts/delta"), std::string::npos);
+
+  // A second full listing (the state lost its link, say) reads the contacts.
+  seen_.clear();
+  ASSERT_TRUE((*c)->List("").ok());
+  EXPECT_EQ(seen_.size(), 2u);
+
+  // A folder found again (not created) is listed in full the first time.
+  seen_.clear();
+  auto found = OpenKnown();
+  ASSERT_TRUE(found->List("").ok());
+  EXPECT_EQ(seen_.size(), 2u);
+}
+
 TEST_F(GraphTargetTest, AUsersFolderOfTheSameNameIsNotAdopted) {
   handler_ = [](const HttpRequest& r) {
     if (r.method == "GET") return JsonReply(200, {{"value", Json::array()}});
@@ -592,6 +628,30 @@ TEST_F(GraphTargetTest, APhotoIsADependentWrite) {
   EXPECT_EQ(ok.result.href, "AAMkNEW=");
   EXPECT_EQ(ok.result.etag, "W/\"n2\"");  // read after the photo changed it
   EXPECT_EQ(seen_.size(), 3u);
+}
+
+// The limiter counts a photo's PUT and the read after it with the batch;
+// a photo the contact holds already, a delete and a photo Exchange would
+// refuse (a GIF) cost nothing more.
+TEST_F(GraphTargetTest, EachPhotoToPutCostsTwoMoreRequestsAndItsBytes) {
+  auto c = OpenKnown();
+  const ManagedTag t{"staff", "a"};
+  Contact ann = Person("Ann", "Lee");
+  ann.photo = Jpeg("ann");
+  Contact gif = Person("Gus", "Lee");
+  gif.photo = Photo{"image/gif", "GIF89a..", ""};
+  const ItemBody with_photo = ann, plain = Person("Bo", "Lee"), refused = gif;
+  const ItemBody same = ProjectGraphContact(ann);
+  std::vector<WriteOp> ops(5);
+  ops[0] = {WriteOp::Kind::kCreate, "", "", "", t, &with_photo, nullptr};
+  ops[1] = {WriteOp::Kind::kCreate, "", "", "", t, &plain, nullptr};
+  ops[2] = {WriteOp::Kind::kUpdate, "", "AAMkA=", "W/\"1\"", t, &with_photo, &same};
+  ops[3] = {WriteOp::Kind::kUpdate, "", "AAMkB=", "W/\"1\"", t, &with_photo, &plain};
+  ops[4] = {WriteOp::Kind::kCreate, "", "", "", t, &refused, nullptr};
+  const WriteVolume v = c->DependentVolume(ops);
+  EXPECT_EQ(v.requests, 4);  // ops 0 and 3
+  EXPECT_EQ(v.upload_bytes, 2 * static_cast<int64_t>(ann.photo->data.size()));
+  EXPECT_TRUE(seen_.empty());  // counting sends nothing
 }
 
 TEST_F(GraphTargetTest, FetchReadsHintedPhotosAndAnUnchangedPhotoIsNotSentAgain) {

@@ -368,12 +368,20 @@ Contact FromProps(const Props& p) {
 
 namespace roster {
 
+std::optional<Photo> GraphPhotoOf(const Contact& contact) {
+  if (!contact.photo) return std::nullopt;
+  const std::string& data = contact.photo->data;
+  // A photo is sent as bytes; one given only by URI cannot be. Exchange
+  // takes JPEG and PNG: anything else would be refused on every run.
+  const bool jpeg = data.size() >= 3 && data.compare(0, 3, "\xff\xd8\xff") == 0;
+  const bool png = data.size() >= 8 && data.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0;
+  if ((!jpeg && !png) || data.size() > kGraphMaxPhotoBytes) return std::nullopt;
+  return Photo{contact.photo->media_type, data, ""};
+}
+
 Contact ProjectGraphContact(const Contact& contact) {
   Contact out = graph_detail::FromProps(graph_detail::ProjectedProps(contact));
-  // A photo is sent as bytes; one given only by URI cannot be.
-  if (contact.photo && !contact.photo->data.empty()) {
-    out.photo = Photo{contact.photo->media_type, contact.photo->data, ""};
-  }
+  out.photo = GraphPhotoOf(contact);
   return out;
 }
 

@@ -67,8 +67,31 @@ TEST(GraphProjection, PhotoOnlyWithBytes) {
   Contact c = Person("Ann", "Lee");
   c.photo = Photo{"image/jpeg", "", "https://photo.example/a.jpg"};
   EXPECT_EQ(ProjectGraphContact(c).photo, std::nullopt);
-  c.photo = Photo{"image/jpeg", "\xff\xd8z", "https://photo.example/a.jpg"};
-  EXPECT_EQ(ProjectGraphContact(c).photo, (Photo{"image/jpeg", "\xff\xd8z", ""}));
+  c.photo = Photo{"image/jpeg", "\xff\xd8\xffz", "https://photo.example/a.jpg"};
+  EXPECT_EQ(ProjectGraphContact(c).photo, (Photo{"image/jpeg", "\xff\xd8\xffz", ""}));
+}
+
+// Exchange takes JPEG and PNG photos only, of at most 4 MiB: anything else
+// would be refused on every run, so the projection leaves it out and an
+// item whose only difference is such a photo is never rewritten.
+TEST(GraphProjection, PhotoOnlyAsJpegOrPngWithinTheLimit) {
+  Contact c = Person("Ann", "Lee");
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + "data";
+  c.photo = Photo{"image/png", png, ""};
+  EXPECT_EQ(ProjectGraphContact(c).photo, (Photo{"image/png", png, ""}));
+  c.photo = Photo{"image/gif", "GIF89a....", ""};
+  EXPECT_EQ(ProjectGraphContact(c).photo, std::nullopt);
+  c.photo = Photo{"image/jpeg", "GIF89a....", ""};  // the type does not decide: the bytes do
+  EXPECT_EQ(ProjectGraphContact(c).photo, std::nullopt);
+  c.photo = Photo{"image/jpeg", "\xff\xd8", ""};  // too short to be a JPEG
+  EXPECT_EQ(ProjectGraphContact(c).photo, std::nullopt);
+  c.photo = Photo{"image/jpeg", "\xff\xd8\xff" + std::string(kGraphMaxPhotoBytes - 3, 'x'), ""};
+  EXPECT_TRUE(ProjectGraphContact(c).photo.has_value());
+  c.photo->data.push_back('x');
+  EXPECT_EQ(ProjectGraphContact(c).photo, std::nullopt);
+  Contact gif = Person("Ann", "Lee");
+  gif.photo = Photo{"image/gif", "GIF89a....", ""};
+  EXPECT_EQ(ProjectGraphContact(gif), ProjectGraphContact(Person("Ann", "Lee")));
 }
 
 struct BirthdayCase {

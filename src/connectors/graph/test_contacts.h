@@ -10,7 +10,9 @@
 
 namespace roster::graph_test {
 
-inline Photo Jpeg(const std::string& bytes) { return Photo{"image/jpeg", "\xff\xd8" + bytes, ""}; }
+inline Photo Jpeg(const std::string& bytes) {
+  return Photo{"image/jpeg", "\xff\xd8\xff" + bytes, ""};
+}
 
 inline Contact Person(const std::string& given, const std::string& family) {
   Contact c;

@@ -29,7 +29,7 @@ Contact Person(const std::string& given, const std::string& family) {
   return c;
 }
 
-Photo Jpeg(const std::string& bytes) { return Photo{"image/jpeg", "\xff\xd8" + bytes, ""}; }
+Photo Jpeg(const std::string& bytes) { return Photo{"image/jpeg", "\xff\xd8\xff" + bytes, ""}; }
 
 struct Fixture {
   FakeClock clock;
