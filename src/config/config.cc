@@ -1046,12 +1046,39 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
 
   ROSTER_ASSIGN_OR_RETURN(const toml::table* state, r.Table("state", false));
   config.state_path = Resolve(dir, "roster.db");
+  config.state_key_file = Resolve(dir, "roster.key");
   ROSTER_ASSIGN_OR_RETURN(config.run_timeout_seconds,
                           r.Int("run_timeout_seconds", 3600, 1, 7 * 24 * 3600));
   if (state) {
     TableReader sr(*state, "[state]", path);
     ROSTER_ASSIGN_OR_RETURN(std::string p, sr.String("path", false, "roster.db"));
     config.state_path = Resolve(dir, p);
+    const bool has_file = sr.Has("key_file"), has_env = sr.Has("key_env");
+    if (has_file && has_env) {
+      return MakeError(
+          ErrorKind::kInvalidArgument,
+          sr.AtKey("key_env") + ": [state] has key_file and key_env; give only one of them");
+    }
+    ROSTER_ASSIGN_OR_RETURN(std::string key_file, sr.String("key_file", false, "roster.key"));
+    if (key_file.empty()) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       sr.AtKey("key_file") + ": key_file in [state] must name a file");
+    }
+    ROSTER_ASSIGN_OR_RETURN(config.state_key_env, sr.String("key_env", false));
+    if (has_env) {
+      if (!IsPlainToken(config.state_key_env)) {
+        return MakeError(
+            ErrorKind::kInvalidArgument,
+            sr.AtKey("key_env") + ": key_env in [state] must be an environment variable's name");
+      }
+      config.state_key_file.clear();
+    } else {
+      config.state_key_file = Resolve(dir, key_file);
+    }
+    ROSTER_ASSIGN_OR_RETURN(std::string cache, sr.Choice("cache", {"encrypted", "none"}));
+    config.cache = cache == "none" ? CacheMode::kNone : CacheMode::kEncrypted;
+    ROSTER_ASSIGN_OR_RETURN(config.retention_days, sr.Int("retention_days", 60, 1, 36500));
+    ROSTER_ASSIGN_OR_RETURN(config.purge_after_sync, sr.Bool("purge_after_sync", false));
     ROSTER_RETURN_IF_ERROR(sr.NoUnknownKeys());
   }
 

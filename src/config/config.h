@@ -184,9 +184,25 @@ struct RuleConfig {
   bool offboard_remove = true;          // offboard = "remove" | "keep"
 };
 
+// What the state keeps between runs ([state] cache).
+enum class CacheMode {
+  kEncrypted,  // "encrypted": people's fields sealed, for delta reads
+  kNone,       // "none": keyed identities, etags and content hashes only
+};
+
 struct Config {
   std::string path;        // of the file itself
   std::string state_path;  // resolved
+  // The state's key: a file (resolved; "roster.key" beside the config by
+  // default), or the name of an environment variable holding it (base64),
+  // never both. `roster keys init` creates it.
+  std::string state_key_file;
+  std::string state_key_env;
+  CacheMode cache = CacheMode::kEncrypted;
+  // A cached entry expires this many days after it was last read from its
+  // source; run history older than that goes too.
+  int retention_days = 60;
+  bool purge_after_sync = false;  // wipe the cache at the end of every run
   // Each run stops cleanly once it has run this long: what is done is
   // recorded, the rest waits for the next run.
   int run_timeout_seconds = 3600;

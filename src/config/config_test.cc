@@ -71,6 +71,58 @@ TEST(Config, TheDocumentedExampleLoads) {
   EXPECT_EQ(c->rules[0].max_delete_percent, 20);
 }
 
+// [state] as issue 10 writes it: the key, the cache, retention.
+TEST(Config, StateKeysLoadAsWritten) {
+  auto c = ParseConfig(kExample, "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->state_key_file, "/etc/roster/roster.key");  // the default
+  EXPECT_EQ(c->state_key_env, "");
+  EXPECT_EQ(c->cache, CacheMode::kEncrypted);
+  EXPECT_EQ(c->retention_days, 60);
+  EXPECT_FALSE(c->purge_after_sync);
+
+  const std::string state = R"([state]
+path = "roster.db"
+key_file = "keys/roster.key"
+cache = "none"
+retention_days = 30
+purge_after_sync = true
+)";
+  c = ParseConfig(Replace(kExample, "[state]\npath = \"roster.db\"\n", state),
+                  "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->state_key_file, "/etc/roster/keys/roster.key");
+  EXPECT_EQ(c->cache, CacheMode::kNone);
+  EXPECT_EQ(c->retention_days, 30);
+  EXPECT_TRUE(c->purge_after_sync);
+
+  c = ParseConfig(Replace(kExample, "path = \"roster.db\"",
+                          "path = \"roster.db\"\nkey_env = \"ROSTER_STATE_KEY\""),
+                  "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->state_key_env, "ROSTER_STATE_KEY");
+  EXPECT_EQ(c->state_key_file, "");
+}
+
+TEST(Config, StateKeyMistakesAreNamed) {
+  auto with = [](const std::string& lines) {
+    return ErrorOf(Replace(kExample, "path = \"roster.db\"", "path = \"roster.db\"\n" + lines));
+  };
+  EXPECT_EQ(with("key_file = \"k\"\nkey_env = \"K\""),
+            "/etc/roster/roster.toml:4: [state] has key_file and key_env; give only one of them");
+  EXPECT_EQ(with("key_env = \"not a name\""),
+            "/etc/roster/roster.toml:3: key_env in [state] must be an environment variable's name");
+  EXPECT_EQ(with("key_file = \"\""),
+            "/etc/roster/roster.toml:3: key_file in [state] must name a file");
+  EXPECT_EQ(with("cache = \"plain\""),
+            "/etc/roster/roster.toml:3: cache in [state] must be \"encrypted\" or \"none\", not "
+            "\"plain\"");
+  EXPECT_EQ(with("retention_days = 0"),
+            "/etc/roster/roster.toml:3: retention_days in [state] must be between 1 and 36500");
+  EXPECT_EQ(with("purge_after_sync = \"yes\""),
+            "/etc/roster/roster.toml:3: purge_after_sync in [state] must be true or false");
+}
+
 TEST(Config, UnknownKeyIsNamedWithItsLine) {
   std::string e = ErrorOf(Replace(kExample, "key = \"id\"", "key = \"id\"\ncolour = \"red\""));
   EXPECT_EQ(e, "/etc/roster/roster.toml:8: unknown key \"colour\" in [sources.staff]");
