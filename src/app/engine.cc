@@ -51,6 +51,11 @@ class Engine::RunState {
         return std::move(report_);
       }
       run_id_ = *run;
+      if (config_.run_retention && config_.run_retention->count() > 0) {
+        // Retention: run history and its messages go once they are old.
+        auto pruned = store_.PruneRuns(*config_.run_retention);
+        if (!pruned.ok()) report_.warnings.push_back(pruned.error().message);
+      }
     }
     RestoreCursors();
     PrepareAll();

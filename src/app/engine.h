@@ -42,6 +42,9 @@ struct EngineConfig {
   std::vector<RuleSpec> rules;
   // Said once per run (the configuration allows something risky).
   std::vector<std::string> warnings;
+  // A sync forgets run history older than this ([state] retention_days);
+  // none: kept for ever.
+  std::optional<std::chrono::seconds> run_retention;
   // The run's deadline (run_timeout_seconds from the start); see RunOptions.
   std::optional<std::chrono::steady_clock::time_point> deadline;
 };

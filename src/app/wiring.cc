@@ -237,6 +237,7 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(config.run_timeout_seconds);
   out.deadline = deadline;
+  out.run_retention = std::chrono::hours(24) * config.retention_days;
   ROSTER_ASSIGN_OR_RETURN(GraphTenants tenants, BuildGraphTenants(config, deadline));
   for (const auto& [name, t] : tenants) out.shared.push_back(t.tokens);
   for (const auto& [name, s] : config.sources) {

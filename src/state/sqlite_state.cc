@@ -73,14 +73,15 @@ Error SqlError(sqlite3* db, const std::string& what) {
                    "state store: " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
 }
 
-std::string NowUtc() {
-  std::time_t t = std::time(nullptr);
+std::string UtcIso(std::time_t t) {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
+
+std::string NowUtc() { return UtcIso(std::time(nullptr)); }
 
 // A prepared statement, reset on destruction so it can be cached.
 class Stmt {
@@ -476,6 +477,26 @@ class SqliteStateStore final : public StateStore {
     s.Bind(1, NowUtc()).Bind(2, static_cast<int64_t>(exit_code)).Bind(3, run);
     if (s.Step() != SQLITE_DONE) return SqlError(db_, "finishing run");
     return {};
+  }
+
+  Result<int64_t> PruneRuns(std::chrono::seconds max_age) override {
+    std::lock_guard lock(mu_);
+    // ISO 8601 UTC timestamps of one fixed form compare as text.
+    const std::string cutoff = UtcIso(std::time(nullptr) - max_age.count());
+    Stmt s(db_, "DELETE FROM runs WHERE started_at < ?");
+    if (!s.ok()) return SqlError(db_, "preparing the pruning of run history");
+    s.Bind(1, cutoff);
+    if (s.Step() != SQLITE_DONE) return SqlError(db_, "pruning run history");
+    const int64_t pruned = sqlite3_changes(db_);  // run_results go with them (cascade)
+    if (pruned > 0) {
+      // secure_delete zeroed the rows in the pages; the WAL still holds the
+      // pages as they were until it is checkpointed and truncated.
+      if (sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr) !=
+          SQLITE_OK) {
+        return SqlError(db_, "checkpointing after pruning run history");
+      }
+    }
+    return pruned;
   }
 
   Result<std::vector<RunSummary>> LastResults() override {

@@ -257,6 +257,50 @@ TEST_F(StateFiles, ADryRunCreatesNothingAndChangesNothing) {
   EXPECT_EQ(Files(), before);
 }
 
+// Retention: runs older than the limit go with their results and messages,
+// from the database file and its WAL alike; newer ones stay.
+TEST_F(StateFiles, OldRunsArePrunedAndTheirMessagesAreGoneFromDisk) {
+  const std::string old_message = "old-error-about-alice@example.org";
+  {
+    auto store = Open(path_);
+    ASSERT_TRUE(store->OpenCollection({"r", "t", "alice"}).ok());
+    auto old_run = store->BeginRun("sync");
+    ASSERT_TRUE(old_run.ok());
+    TargetRunResult result{{"r", "t", "alice"}, {}, old_message};
+    ASSERT_TRUE(store->RecordResult(*old_run, result).ok());
+    ASSERT_TRUE(store->FinishRun(*old_run, 1).ok());
+    {
+      // Backdate it 100 days, from outside the store.
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+      ASSERT_EQ(sqlite3_exec(db, "UPDATE runs SET started_at = '2000-01-01T00:00:00Z'", nullptr,
+                             nullptr, nullptr),
+                SQLITE_OK);
+      sqlite3_close(db);
+    }
+    auto new_run = store->BeginRun("sync");
+    ASSERT_TRUE(new_run.ok());
+    result.message = "";
+    result.counts.created = 3;
+    ASSERT_TRUE(store->RecordResult(*new_run, result).ok());
+
+    auto pruned = store->PruneRuns(std::chrono::hours(24) * 60);
+    ASSERT_TRUE(pruned.ok()) << pruned.error().message;
+    EXPECT_EQ(*pruned, 1);
+    auto last = store->LastResults();
+    ASSERT_TRUE(last.ok());
+    ASSERT_EQ(last->size(), 1u);
+    EXPECT_EQ((*last)[0].run_id, *new_run);
+    EXPECT_EQ(*store->PruneRuns(std::chrono::hours(24) * 60), 0);  // nothing more is old
+    // Gone while the store is still open (closing would checkpoint anyway).
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+      std::ifstream in(e.path(), std::ios::binary);
+      std::string bytes(std::istreambuf_iterator<char>(in), {});
+      EXPECT_EQ(bytes.find(old_message), std::string::npos) << e.path() << " still holds it";
+    }
+  }
+}
+
 // What roster 0.1 (state version 1) wrote: the first migration alone, with rows.
 void WriteVersion1File(const std::string& path) {
   sqlite3* db = nullptr;

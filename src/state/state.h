@@ -3,6 +3,7 @@
 // SQL statement of the project lives behind this interface.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -144,6 +145,9 @@ class StateStore {
   virtual Result<int64_t> BeginRun(const std::string& mode) = 0;
   virtual Status RecordResult(int64_t run, const TargetRunResult& result) = 0;
   virtual Status FinishRun(int64_t run, int exit_code) = 0;
+  // Forgets the runs that started more than `max_age` ago, with their
+  // results and messages (retention); answers how many went.
+  virtual Result<int64_t> PruneRuns(std::chrono::seconds max_age) = 0;
   // The newest result per collection the store still keeps, over all runs.
   virtual Result<std::vector<RunSummary>> LastResults() = 0;
 
