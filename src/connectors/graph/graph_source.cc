@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "connectors/graph/contact_json.h"
+#include "connectors/graph/graph_props.h"
 #include "core/hash.h"
 #include "core/text.h"
 
@@ -32,6 +33,13 @@ constexpr size_t kMaxPropertyBytes = 128;
 constexpr size_t kMaxPhotoBytes = size_t{4} << 20;
 // How old a full read with photos may be before Version() answers "".
 constexpr int64_t kPhotoRefreshSeconds = 24 * 3600;
+// Entra caps a displayName at 256 characters, at most 1 KiB of UTF-8; a
+// longer "name" of a manager is not one.
+constexpr size_t kMaxManagerNameBytes = 1024;
+// The navigation property naming a user's manager (a user or an org
+// contact), and the property of it a mapping of "manager" alone reads.
+constexpr char kManager[] = "manager";
+constexpr char kManagerName[] = "manager.displayName";
 
 Error Invalid(std::string message) {
   return MakeError(ErrorKind::kInvalidData, std::move(message));
@@ -202,6 +210,41 @@ void FillOrgContactTyped(const json& object, Contact& contact) {
       }
       break;  // the office address; Graph keeps one
     }
+  }
+}
+
+// The name of the manager that $expand=manager($select=displayName) put
+// into a user: {"@odata.type": "#microsoft.graph.user", "id": ...,
+// "displayName": ...} (or an orgContact alike), no member for no manager.
+// A manager that is no object, a name that is no string, blank, or longer
+// than a name can be, is no name.
+std::optional<std::string> ManagerName(const json& manager) {
+  if (!manager.is_object()) return std::nullopt;
+  auto name = manager.find("displayName");
+  if (name == manager.end() || !name->is_string()) return std::nullopt;
+  const std::string& raw = name->get_ref<const std::string&>();
+  if (raw.size() > kMaxManagerNameBytes) return std::nullopt;
+  std::string clean = graph_detail::GraphText(text::Trim(raw));
+  if (clean.empty()) return std::nullopt;
+  return clean;
+}
+
+// Replaces what Flatten made of an object's "manager": its displayName
+// only as ManagerName reads it, and nothing of a manager that is no object,
+// so that filters, the mapping and the version all see the one checked name.
+void KeepManagerName(const json& object, Attributes& attributes) {
+  auto manager = object.find(kManager);
+  if (manager == object.end()) return;
+  if (!manager->is_object()) {
+    attributes.erase(kManager);
+    const std::string prefix = std::string(kManager) + ".";
+    auto it = attributes.lower_bound(prefix);
+    while (it != attributes.end() && it->first.starts_with(prefix)) it = attributes.erase(it);
+    return;
+  }
+  attributes.erase(kManagerName);
+  if (std::optional<std::string> name = ManagerName(*manager)) {
+    attributes[kManagerName] = {std::move(*name)};
   }
 }
 
@@ -386,6 +429,7 @@ Result<GraphDirectoryPage> ParsePage(std::string_view text, const GraphObjectKin
     if (!Flatten(object, "", record.attributes, budget)) {
       return Invalid("object " + record.key + " holds too many values");
     }
+    KeepManagerName(object, record.attributes);
     if (mapping != nullptr && kind != nullptr) {
       const bool user = *kind == GraphObjectKind::kUser;
       for (const auto& [field, path] : user ? mapping->user_fields : mapping->contact_fields) {
@@ -548,10 +592,13 @@ Result<GraphMapping> ResolveGraphMapping(const std::map<std::string, std::string
       return MakeError(ErrorKind::kInvalidArgument,
                        "mapping of " + field + ": \"" + path + "\" is not a Graph property name");
     }
+    // The manager is an object (a user or an org contact): by itself it
+    // stands for its name, as the ldap source's manager does.
+    const std::string read = path == kManager ? std::string(kManagerName) : path;
     if (it != m.user_fields.end()) {
-      it->second = path;
+      it->second = read;
     } else {
-      m.user_fields.emplace_back(field, path);
+      m.user_fields.emplace_back(field, read);
     }
   }
   return m;
@@ -571,8 +618,9 @@ struct GraphDirectory::State {
   std::string prefix;
   std::string config;  // fingerprint of what the delta links track
   std::string users_delta_url, contacts_delta_url;
-  SavedCursor cursor;     // what Cursor() answers
-  bool restored = false;  // the cursor (restored, or left by ReadAll) still holds
+  std::string users_expand;  // "manager($select=...)" when the manager is read
+  SavedCursor cursor;        // what Cursor() answers
+  bool restored = false;     // the cursor (restored, or left by ReadAll) still holds
   struct Group {
     std::string id, display_name;
   };
@@ -610,7 +658,20 @@ Result<std::unique_ptr<GraphDirectory>> OpenGraphDirectory(GraphDirectoryOptions
   auto mapping = ResolveGraphMapping(o.mapping);
   if (!mapping.ok()) return invalid(mapping.error().message);
   std::set<std::string> select = {"id", "accountEnabled", "userType", "userPrincipalName", "mail"};
-  for (const auto& [field, path] : mapping->user_fields) select.insert(TopSegment(path));
+  // The manager is a navigation property: /users refuses it in $select and
+  // returns it only $expand'ed, with the properties of it that are read
+  // (GET /users?$expand=manager($select=displayName); Microsoft documents
+  // $levels, a chain of managers, for one user only, never for the list).
+  std::set<std::string> manager_select;
+  auto add = [&](const std::string& path) {
+    if (TopSegment(path) != kManager) {
+      select.insert(TopSegment(path));
+      return;
+    }
+    const std::string_view rest = std::string_view(path).substr(std::string_view(kManager).size());
+    manager_select.insert(rest.empty() ? "displayName" : TopSegment(rest.substr(1)));
+  };
+  for (const auto& [field, path] : mapping->user_fields) add(path);
   for (const std::string& extra : o.extra_attributes) {
     // Contact fields, their summaries and memberOf are the record's
     // already; only Graph properties go to $select.
@@ -620,11 +681,22 @@ Result<std::unique_ptr<GraphDirectory>> OpenGraphDirectory(GraphDirectoryOptions
     if (!IsPropertyPath(extra)) {
       return invalid("extra attribute \"" + extra + "\" is not a Graph property name");
     }
-    select.insert(TopSegment(extra));
+    add(extra);
+  }
+  if (manager_select.contains(kManager)) {
+    return invalid(
+        "the manager's manager cannot be read: Graph expands only a user's own manager "
+        "when listing users");
   }
   for (const std::string& a : o.user_attributes) {
     if (!IsPropertyPath(a))
       return invalid("user attribute \"" + a + "\" is not a Graph property name");
+    // Group members are read with $count=true (an advanced query), which
+    // Microsoft documents $expand as not supported with.
+    if (TopSegment(a) == kManager) {
+      return invalid("user attribute \"" + a +
+                     "\": the manager of a group's members cannot be read from Graph");
+    }
   }
   for (const std::string& g : o.groups) {
     if (text::Trim(g).empty()) return invalid("an empty group name");
@@ -637,15 +709,36 @@ Result<std::unique_ptr<GraphDirectory>> OpenGraphDirectory(GraphDirectoryOptions
   state->mapping = std::move(*mapping);
   state->client = std::move(*client);
   std::vector<std::string> user_select(select.begin(), select.end());
-  const std::string select_list = Join(user_select, ",");
-  state->users_delta_url = "/users/delta?$select=" + select_list;
+  std::set<std::string> delta_select = select;
+  if (!manager_select.empty()) {
+    state->users_expand = std::string(kManager) +
+                          "($select=" + Join({manager_select.begin(), manager_select.end()}, ",") +
+                          ")";
+    // /users/delta takes no $expand, but $select=manager tracks who each
+    // user's manager is (a change comes as "manager@delta"). A change of
+    // the manager's own name is a change of the manager's own object, so
+    // what is read of the manager is tracked on every user too. Either way
+    // Version() answers "" and the next ReadAll reads everyone in full,
+    // with every report's manager expanded afresh: a renamed manager's
+    // reports get the new name in the same run. (A manager who is an org
+    // contact is tracked by /contacts/delta, when org contacts are read.)
+    delta_select.insert(kManager);
+    delta_select.insert(manager_select.begin(), manager_select.end());
+  }
+  const std::string delta_list = Join({delta_select.begin(), delta_select.end()}, ",");
+  state->users_delta_url = "/users/delta?$select=" + delta_list;
   state->contacts_delta_url = "/contacts/delta";
-  state->config = HashHex(select_list + "\n" + (o.read_users ? "u" : "") +
-                          (o.read_org_contacts ? "c" : "") + "\n" + state->client->graph_url());
+  // What the links track; without the manager, as it always was, so that
+  // the cursors of earlier runs still hold.
+  state->config =
+      HashHex(delta_list + (state->users_expand.empty() ? "" : "\n" + state->users_expand) + "\n" +
+              (o.read_users ? "u" : "") + (o.read_org_contacts ? "c" : "") + "\n" +
+              state->client->graph_url());
   state->cursor.config = state->config;
   state->options = std::move(o);
   std::unique_ptr<GraphDirectory> dir(new GraphDirectory(std::move(state)));
   dir->user_select_ = std::move(user_select);
+  dir->user_expand_ = dir->state_->users_expand;
   return dir;
 }
 
@@ -717,8 +810,12 @@ Status GraphDirectory::State::ReadObjects(std::vector<SourceRecord>& out, const 
 }
 
 Status GraphDirectory::State::ReadUsers(std::vector<SourceRecord>& out, const std::string& select) {
-  return ReadObjects(out, "/users?$select=" + select + "&$top=" + std::to_string(options.page_size),
-                     GraphObjectKind::kUser);
+  // With an $expand Graph pages directory objects by 100 at most, whatever
+  // $top asks (a known issue Microsoft lists); the nextLinks lead on alike.
+  const std::string expand = users_expand.empty() ? "" : "&$expand=" + users_expand;
+  return ReadObjects(
+      out, "/users?$select=" + select + expand + "&$top=" + std::to_string(options.page_size),
+      GraphObjectKind::kUser);
 }
 
 Status GraphDirectory::State::ReadOrgContacts(std::vector<SourceRecord>& out) {

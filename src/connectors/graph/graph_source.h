@@ -26,9 +26,12 @@ struct GraphDirectoryOptions {
   // Contact field -> Graph property path of a user ("mobile" ->
   // "mobilePhone", "office" -> "onPremisesExtensionAttributes.extensionAttribute3");
   // overrides a default; "" removes the field, for org contacts as well.
+  // "manager" (the navigation property) is the manager's display name, as
+  // "manager.displayName"; no default maps it.
   std::map<std::string, std::string> mapping;
   // More user properties to $select (top-level names or dotted paths), kept
-  // in SourceRecord.attributes for filters.
+  // in SourceRecord.attributes for filters. Paths into the manager
+  // ("manager.displayName") are $expand'ed instead.
   std::vector<std::string> extra_attributes;
   // Ids or display names: their transitive members get memberOf values
   // (the group's display name and its id).
@@ -45,8 +48,9 @@ class GraphDirectory final : public Source, public Directory {
  public:
   ~GraphDirectory() override;
 
-  // /users (every mapped, filtered and extra property $select'ed) and
-  // /contacts, paged; memberOf from the configured groups; photos by $batch.
+  // /users (every mapped, filtered and extra property $select'ed; the
+  // manager, when anything reads it, $expand'ed) and /contacts, paged;
+  // memberOf from the configured groups; photos by $batch.
   // Before reading, fresh delta links are taken ($deltatoken=latest) for
   // Cursor(); when that fails, a warning, and no cursor. Fails as a whole on
   // any error of the read itself.
@@ -73,6 +77,10 @@ class GraphDirectory final : public Source, public Directory {
 
   // What /users is asked to $select (top-level property names, sorted).
   const std::vector<std::string>& user_select() const { return user_select_; }
+  // What /users is asked to $expand: "manager($select=displayName)" (and
+  // whatever else is read of the manager) when the mapping or an extra
+  // attribute reads the manager, else "".
+  const std::string& user_expand() const { return user_expand_; }
 
  private:
   struct State;
@@ -81,6 +89,7 @@ class GraphDirectory final : public Source, public Directory {
 
   std::unique_ptr<State> state_;
   std::vector<std::string> user_select_;
+  std::string user_expand_;
   std::vector<std::string> warnings_;
 };
 
@@ -116,8 +125,9 @@ struct GraphMapping {
 };
 
 // Applies `overrides` (contact field -> property path; "" removes) to the
-// defaults. An unknown field or a property that is not a Graph name
-// (letters, digits, '_', dotted) is kInvalidArgument naming it.
+// defaults; "manager" by itself becomes "manager.displayName". An unknown
+// field or a property that is not a Graph name (letters, digits, '_',
+// dotted) is kInvalidArgument naming it.
 Result<GraphMapping> ResolveGraphMapping(const std::map<std::string, std::string>& overrides);
 
 // One page of /users, /contacts or their deltas (or of transitiveMembers).
@@ -130,9 +140,12 @@ struct GraphDirectoryPage {
 // Reads a page: every object's properties flattened into attributes
 // (strings as they are, booleans "true"/"false", numbers as JSON writes
 // them, arrays one value each, objects and arrays of objects by dotted
-// path), the contact filled from them as `mapping` says. An object without
-// a usable id fails the page; an object whose "@odata.type" is not the
-// kind's is skipped. Bounded (kMaxGraphPageBytes, kMaxGraphPageItems,
+// path), the contact filled from them as `mapping` says. An expanded
+// "manager" gives "manager.displayName" only when the manager is an object
+// whose displayName is a string of at most 1 KiB, not blank (control
+// characters become U+FFFD), and nothing at all when it is no object. An
+// object without a usable id fails the page; an object whose "@odata.type"
+// is not the kind's is skipped. Bounded (kMaxGraphPageBytes, kMaxGraphPageItems,
 // nesting, values per object); never throws.
 Result<GraphDirectoryPage> ParseGraphDirectoryPage(std::string_view json, GraphObjectKind kind,
                                                    const GraphMapping& mapping);

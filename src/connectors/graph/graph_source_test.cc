@@ -5,10 +5,12 @@
 // contact folder.
 #include "connectors/graph/graph_source.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -572,6 +574,182 @@ TEST_F(GraphSourceTest, APhotoErrorFailsTheRead) {
       << records.error().message;
 }
 
+// The $select of a request, as a set.
+std::set<std::string> SelectOf(const std::string& path) {
+  const size_t start = path.find("$select=");
+  if (start == std::string::npos) return {};
+  std::string list = path.substr(start + 8, path.find('&', start) - start - 8);
+  std::set<std::string> out;
+  for (size_t at = 0; at <= list.size();) {
+    const size_t comma = std::min(list.find(',', at), list.size());
+    out.insert(list.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
+}
+
+Json WithManager(Json user, const Json& manager) {
+  user["manager"] = manager;
+  return user;
+}
+
+TEST_F(GraphSourceTest, TheManagerIsExpandedOnlyWhenRead) {
+  {  // by default nobody reads it: the requests are what they always were
+    auto dir = Open(Options());
+    ASSERT_NE(dir, nullptr);
+    EXPECT_EQ(dir->user_expand(), "");
+    LatestLinks();
+    graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}))));
+    ASSERT_TRUE(dir->ReadAll().ok());
+    for (const std::string& p : graph_.Paths()) {
+      EXPECT_EQ(p.find("$expand"), std::string::npos) << p;
+      EXPECT_EQ(p.find("manager"), std::string::npos) << p;
+    }
+  }
+  graph_.seen.clear();
+  {  // mapped: expanded, never $select'ed on /users, and tracked by the delta
+    GraphDirectoryOptions o = Options();
+    o.mapping = {{"manager", "manager"}};
+    auto dir = Open(o);
+    ASSERT_NE(dir, nullptr);
+    EXPECT_EQ(dir->user_expand(), "manager($select=displayName)");
+    EXPECT_EQ(std::count(dir->user_select().begin(), dir->user_select().end(), "manager"), 0);
+    LatestLinks();
+    graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}))));
+    ASSERT_TRUE(dir->ReadAll().ok());
+    ASSERT_EQ(graph_.seen.size(), 2u);
+    const std::string list = graph_.Paths()[1];
+    std::string select;
+    for (const std::string& p : dir->user_select()) select += (select.empty() ? "" : ",") + p;
+    EXPECT_EQ(list, "/users?$select=" + select + "&$expand=manager($select=displayName)&$top=999");
+    const std::string delta = graph_.Paths()[0];
+    EXPECT_TRUE(delta.starts_with("/users/delta?$select=")) << delta;
+    EXPECT_TRUE(delta.ends_with("&$deltatoken=latest")) << delta;
+    EXPECT_EQ(delta.find("$expand"), std::string::npos) << delta;  // delta takes none
+    std::set<std::string> want = SelectOf(list);
+    want.insert("manager");
+    EXPECT_EQ(SelectOf(delta), want);
+  }
+  {  // a filter's path into the manager expands it too, with what it reads
+    GraphDirectoryOptions o = Options();
+    o.extra_attributes = {"manager.displayName", "manager.mail"};
+    auto dir = Open(o);
+    ASSERT_NE(dir, nullptr);
+    EXPECT_EQ(dir->user_expand(), "manager($select=displayName,mail)");
+    o.extra_attributes = {"manager.onPremisesExtensionAttributes.extensionAttribute1"};
+    dir = Open(o);
+    ASSERT_NE(dir, nullptr);
+    EXPECT_EQ(dir->user_expand(), "manager($select=onPremisesExtensionAttributes)");
+    // The contact field alone is the record's own, as any other.
+    o.extra_attributes = {"manager"};
+    dir = Open(o);
+    ASSERT_NE(dir, nullptr);
+    EXPECT_EQ(dir->user_expand(), "");
+  }
+  // Group members come from an advanced query ($count=true), where Graph
+  // takes no $expand: their manager is refused at once, not by a 400 later.
+  GraphDirectoryOptions members = Options();
+  members.user_attributes = {"manager.displayName"};
+  auto no_members = OpenGraphDirectory(members);
+  ASSERT_FALSE(no_members.ok());
+  EXPECT_NE(no_members.error().message.find("manager of a group's members"), std::string::npos)
+      << no_members.error().message;
+  // A chain of managers is expanded for one user only, never for the list.
+  GraphDirectoryOptions chain = Options();
+  chain.mapping = {{"note", "manager.manager.displayName"}};
+  auto refused = OpenGraphDirectory(chain);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, ErrorKind::kInvalidArgument);
+  EXPECT_EQ(refused.error().message.rfind("source gal: the manager's manager", 0), 0u)
+      << refused.error().message;
+}
+
+TEST_F(GraphSourceTest, TheManagersNameLandsInTheContact) {
+  GraphDirectoryOptions o = Options();
+  o.mapping = {{"manager", "manager"}};
+  auto dir = Open(o);
+  ASSERT_NE(dir, nullptr);
+  LatestLinks();
+  graph_.On("/users",
+            Ok(Page(Json::array(
+                {User("u1", "Ann"),  // no manager: Graph leaves the member out
+                 WithManager(User("u2", "Bob"), {{"@odata.type", "#microsoft.graph.user"},
+                                                 {"id", "u1"},
+                                                 {"displayName", "Ann"}}),
+                 WithManager(User("u3", "Cy"), {{"@odata.type", "#microsoft.graph.orgContact"},
+                                                {"id", "c9"},
+                                                {"displayName", " Pat Partner "}})}))));
+  auto records = dir->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  ASSERT_EQ(records->size(), 3u);
+  EXPECT_TRUE((*records)[0].contact.manager.empty());
+  EXPECT_FALSE((*records)[0].attributes.contains("manager.displayName"));
+  EXPECT_EQ((*records)[1].contact.manager, "Ann");
+  EXPECT_EQ(GetContactField((*records)[1].contact, "manager"), std::vector<std::string>{"Ann"});
+  EXPECT_EQ((*records)[1].attributes.at("manager.displayName"), std::vector<std::string>{"Ann"});
+  EXPECT_EQ((*records)[1].attributes.at("manager.id"), std::vector<std::string>{"u1"});
+  EXPECT_EQ((*records)[2].contact.manager, "Pat Partner");
+
+  // Mapped to another field, or read for a filter only, the name is the same.
+  auto other = ResolveGraphMapping({{"note", "manager"}});
+  ASSERT_TRUE(other.ok());
+  auto page = ParseGraphDirectoryPage(
+      Json{{"value", {WithManager(User("u2", "Bob"), {{"displayName", "Ann"}})}}}.dump(),
+      GraphObjectKind::kUser, *other);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->records[0].contact.note, "Ann");
+  EXPECT_TRUE(page->records[0].contact.manager.empty());
+}
+
+TEST(GraphDirectoryPageTest, AMalformedManagerIsIgnored) {
+  auto mapping = ResolveGraphMapping({{"manager", "manager"}});
+  ASSERT_TRUE(mapping.ok());
+  const std::vector<Json> bad = {
+      "Ann",                                    // a name, not an object
+      Json::array({{{"displayName", "Ann"}}}),  // a list of managers
+      3,
+      true,
+      nullptr,
+      Json::object(),
+      {{"displayName", 5}},
+      {{"displayName", nullptr}},
+      {{"displayName", {{"first", "Ann"}}}},
+      {{"displayName", Json::array({"Ann", "Bob"})}},
+      {{"displayName", " \t "}},
+      {{"displayName", std::string(1025, 'a')}},
+      {{"displayName", std::string(4 << 20, 'a')}},
+  };
+  for (const Json& manager : bad) {
+    Json u = User("u1", "Bob");
+    u["manager"] = manager;
+    auto page =
+        ParseGraphDirectoryPage(Json{{"value", {u}}}.dump(), GraphObjectKind::kUser, *mapping);
+    ASSERT_TRUE(page.ok()) << manager.dump().substr(0, 80) << ": " << page.error().message;
+    ASSERT_EQ(page->records.size(), 1u);
+    const SourceRecord& r = page->records[0];
+    EXPECT_TRUE(r.contact.manager.empty()) << manager.dump().substr(0, 80);
+    EXPECT_FALSE(r.attributes.contains("manager.displayName")) << manager.dump().substr(0, 80);
+    if (!manager.is_object()) {
+      for (const auto& [name, values] : r.attributes) {
+        EXPECT_FALSE(name == "manager" || name.starts_with("manager.")) << name;
+      }
+    }
+    EXPECT_EQ(r.contact.formatted_name, "Bob");  // the rest of the user is read
+  }
+  // The longest name Entra allows fits; control characters are not kept.
+  Json u = User("u1", "Bob");
+  u["manager"] = {{"displayName", std::string(1024, 'a')}};
+  auto longest =
+      ParseGraphDirectoryPage(Json{{"value", {u}}}.dump(), GraphObjectKind::kUser, *mapping);
+  ASSERT_TRUE(longest.ok());
+  EXPECT_EQ(longest->records[0].contact.manager.size(), 1024u);
+  u["manager"] = {{"displayName", "Ann\x01Lee"}};
+  auto control =
+      ParseGraphDirectoryPage(Json{{"value", {u}}}.dump(), GraphObjectKind::kUser, *mapping);
+  ASSERT_TRUE(control.ok());
+  EXPECT_EQ(control->records[0].contact.manager, "Ann\xEF\xBF\xBDLee");
+}
+
 class GraphVersionTest : public GraphSourceTest {
  protected:
   // A first run: ReadAll with both kinds, its cursor saved.
@@ -697,6 +875,66 @@ TEST_F(GraphVersionTest, PhotosAreReadInFullDaily) {
   graph_.seen.clear();
   EXPECT_EQ(*dir->Version(), "");
   EXPECT_TRUE(graph_.seen.empty());
+}
+
+TEST_F(GraphSourceTest, AManagerChangeShowsInTheUsersDelta) {
+  GraphDirectoryOptions o = Options();
+  o.mapping = {{"manager", "manager"}};
+  auto dir = Open(o);
+  ASSERT_NE(dir, nullptr);
+  LatestLinks("m1");
+  const Json ann = User("u1", "Ann");
+  graph_.On("/users",
+            Ok(Page(Json::array(
+                {ann, WithManager(User("u2", "Bob"), {{"id", "u1"}, {"displayName", "Ann"}})}))));
+  ASSERT_TRUE(dir->ReadAll().ok());
+  const std::string cursor = dir->Cursor();
+  ASSERT_FALSE(cursor.empty());
+  const std::string version = Json::parse(cursor).at("version").get<std::string>();
+
+  // A run that does not read the manager does not trust these links, nor
+  // one that does the links of a run that did not: they track other things.
+  auto plain = Open(Options());
+  plain->RestoreCursor(cursor);
+  graph_.seen.clear();
+  EXPECT_EQ(*plain->Version(), "");
+  EXPECT_TRUE(graph_.seen.empty());
+
+  // Nothing changed: the version holds, one request.
+  auto again = Open(o);
+  again->RestoreCursor(cursor);
+  graph_.On("/users/delta?$deltatoken=m1",
+            Ok(Page(Json::array(), "", "/users/delta?$deltatoken=m2")));
+  EXPECT_EQ(*again->Version(), version);
+  EXPECT_EQ(graph_.seen.size(), 1u);
+
+  // Bob got another manager: the delta names him with manager@delta only.
+  const std::string renewed = again->Cursor();
+  auto moved = Open(o);
+  moved->RestoreCursor(renewed);
+  graph_.On("/users/delta?$deltatoken=m2",
+            Ok(Page(Json::array({{{"@odata.type", "#microsoft.graph.user"},
+                                  {"id", "u2"},
+                                  {"manager@delta",
+                                   {{{"@odata.type", "#microsoft.graph.user"}, {"id", "u3"}}}}}}),
+                    "", "/users/delta?$deltatoken=m3")));
+  EXPECT_EQ(*moved->Version(), "");
+
+  // Ann was renamed: only her own object changes, and that is enough, for
+  // the full read that follows expands every report's manager afresh.
+  auto renamed = Open(o);
+  renamed->RestoreCursor(renewed);
+  graph_.routes["/users/delta?$deltatoken=m2"] = {
+      Ok(Page(Json::array({{{"id", "u1"}, {"displayName", "Ann Smith"}}}), "",
+              "/users/delta?$deltatoken=m4"))};
+  EXPECT_EQ(*renamed->Version(), "");
+  graph_.routes["/users"] = {Ok(Page(Json::array(
+      {User("u1", "Ann Smith"),
+       WithManager(User("u2", "Bob"), {{"id", "u1"}, {"displayName", "Ann Smith"}})})))};
+  auto records = renamed->ReadAll();
+  ASSERT_TRUE(records.ok()) << records.error().message;
+  EXPECT_EQ((*records)[1].contact.manager, "Ann Smith");
+  EXPECT_NE(Json::parse(renamed->Cursor()).at("version").get<std::string>(), version);
 }
 
 TEST_F(GraphSourceTest, WithoutDeltaLinksTheReadStillSucceeds) {
