@@ -21,6 +21,8 @@ and fakegraph_test.py):
   with any configured tenant name, by the server's origin or the Host header),
   iss = sub = client id, nbf <= now < exp with 300 s of skew, jti present.
   Every --tenant name (a domain, the GUID) stands for the one directory.
+  client_id and client_secret may come in Authorization: Basic instead of the
+  form (RFC 6749 2.3.1, "also supported" by the page; not both: 400).
   Answer {"token_type": "Bearer", "expires_in", "ext_expires_in",
   "access_token"}; Cache-Control: no-store. Errors as the identity platform
   answers them ({"error", "error_description": "AADSTSnnn: ...\r\nTrace ID:
@@ -67,9 +69,28 @@ and fakegraph_test.py):
   faxNumber, mailNickname, otherMails, proxyAddresses, imAddresses,
   onPremisesExtensionAttributes (extensionAttribute1..15), onPremises*,
   assignedLicenses, createdDateTime, deletedDateTime). $select of a schema
-  property not held (showInAddressList, manager, ...) is 400
-  NotEmulatedByFakeGraph; of no property 400 Request_BadRequest. A deleted
-  user is 404 Request_ResourceNotFound.
+  property not held (showInAddressList, ...) is 400 NotEmulatedByFakeGraph; of
+  no property 400 Request_BadRequest. A deleted user is 404
+  Request_ResourceNotFound.
+- A user's manager (user-list-manager, query-parameters): a user loaded or
+  upserted with "manager" (a user's id or UPN, or an orgContact's id) has one.
+  GET /users and /users/{id} take $expand=manager or
+  $expand=manager($select=a,b), with $select, $top and paging (the nextLink
+  keeps the $expand): each user with a live manager gets "manager":
+  {"@odata.type": "#microsoft.graph.user" (or .orgContact), the manager's
+  default properties, or only the $select'ed ones (id too only if selected,
+  as at the top level)}; a user without one has no "manager" property (Graph
+  leaves it out; OData would allow null). With $select the @odata.context
+  lists "manager()". On one user only, with ConsistencyLevel: eventual,
+  $expand=manager($levels=n|max[;$select=...]) nests the chain (a cycle
+  ends it); $levels on the list, or without the header, is 400
+  Request_UnsupportedQuery, as documented; $count=true is accepted beside
+  it (the page's example sends it) and counts nothing. GET
+  /users/{id}/manager answers the manager ($select; @odata.context
+  directoryObjects/$entity) or 404 Request_ResourceNotFound. $select=manager
+  outside users/delta, other expansions and options inside manager(...) are
+  400 NotEmulatedByFakeGraph. Every role that reads users reads managers
+  (the stored v1.0 page lists User.Read.All for Application).
 - Organisational contacts: GET /contacts, /contacts/{id} (displayName,
   givenName, surname, mail, mailNickname, jobTitle, companyName, department,
   addresses (physicalOfficeAddress), phones (phone, phoneType), proxyAddresses,
@@ -81,12 +102,22 @@ and fakegraph_test.py):
   properties never set are left out, as documented), soft-deleted ones as
   {"id", "@removed": {"reason": "changed"}}, permanently deleted ones
   "deleted". With $select only changes to selected properties count (a
-  changed department does not bring a user into a displayName round). Prefer:
-  return=minimal keeps only changed properties. $deltatoken=latest gives a
-  deltaLink and no objects. A photo change is not a change (a navigation
-  property). Changes made while a round is paged come again next round.
+  changed department does not bring a user into a displayName round); without
+  it every property counts (delta-query-users), the answer still the default
+  set. Prefer: return=minimal keeps only changed properties. $deltatoken=latest
+  gives a deltaLink and no objects. A photo change is not a change (a
+  navigation property). Changes made while a round is paged come again next
+  round. $expand is 400 Request_UnsupportedQuery (delta-query-overview:
+  "$expand isn't supported"); users/delta?$select=...,manager tracks the
+  manager instead: "manager@delta": [{"@odata.type", "id"}] for the current
+  manager in the first round (none: no annotation), and in later rounds, when
+  it changed, the old link as {"@odata.type", "id", "@removed": {"reason":
+  "deleted"}} followed by the new one (with return=minimal only when it
+  changed). A manager change counts only when manager is selected; a manager
+  deleted for good unlinks its users (a change).
 - Groups: GET /groups ($filter=displayName eq '...' only, compared
-  case-insensitively; $select, $top, paging), /groups/{id},
+  case-insensitively; $select, $top, paging; the default set is group-list's
+  example's, deletedDateTime to onPremisesProvisioningErrors), /groups/{id},
   /groups/{id}/members and /transitiveMembers (members of nested groups
   flattened, nested groups included, each object once, deleted ones left out;
   directoryObjects with "@odata.type"; $select, $top, paging). An OData cast
@@ -157,7 +188,9 @@ and fakegraph_test.py):
   by id on PATCH; returned only when $expand'ed, and then only if set.
 - contact photos: PUT/PATCH .../photo/$value (image/jpeg or image/png, at most
   4 MB; 200; the contact's etag changes), GET .../photo/$value (bytes or 404),
-  GET .../photo (height and width read from the image).
+  GET .../photo (@odata.context, @odata.mediaContentType, @odata.mediaEtag,
+  id "WxH", height and width read from the image). A contact read alone
+  (GET .../contacts/{id}) carries its @odata.context.
 - JSON batching: POST /v1.0/$batch, 1..20 requests (more is 400), relative
   urls, JSON or base64 bodies, dependsOn (a failed dependency is 424),
   answers in completion order, shuffled within each wave. Up to 4 requests
@@ -167,7 +200,8 @@ and fakegraph_test.py):
   ApplicationThrottled, Retry-After: 1), a request window (10,000 per 600 s)
   and an upload window (150 MB of POST/PATCH/PUT bodies per 300 s), each 429
   with a Retry-After saying when its window frees. Every batch sub-request
-  counts like a request of its own.
+  counts like a request of its own. A 429's innerError carries "code": "429",
+  "status": "429" and "message" as the throttling page's sample does.
 - Time: --time-scale X runs emulated time X times faster than the wall clock:
   each window lasts window_seconds / X and delta tokens delta_seconds / X.
   Retry-After is the wall-clock wait in whole seconds, at least 1 (HTTP allows
@@ -182,11 +216,14 @@ NOT emulated (a connector must not infer these from passing here):
   contactFolders/delta and groups/delta (501), /me,
   $filter on users and org contacts and any other $filter form, $orderby,
   $search, $count outside members, $expand other than extended properties
-  (no manager), open extensions, multiValueExtendedProperties,
+  and a user's manager (no directReports, memberOf, an orgContact's
+  manager), open extensions, multiValueExtendedProperties,
   primary/secondary/tertiaryEmailAddress, showInAddressList: an unemulated
   query option or property is refused (400), never ignored;
-- user properties outside USER_SPEC; users/delta $filter=id eq; manager and
-  members@delta annotations; replication delays; a limited-information answer
+- user properties outside USER_SPEC; users/delta $filter=id eq; members@delta
+  annotations; a soft-deleted manager (it is not expanded, and users/delta
+  reports nothing until it is deleted for good); x-ms-resource-unit;
+  replication delays; a limited-information answer
   for members an app may not read; moving items (so immutable and regular
   ids never diverge in value stability); orgContact/group photos;
 - delegated (user) tokens, refresh tokens, other grants and resources,
@@ -203,6 +240,10 @@ NOT emulated (a connector must not infer these from passing here):
 - removing a contact's photo or an extended property: Graph offers neither
   (DELETE .../photo/$value is 405; a null extended property value is 400);
 - exact error messages: codes follow Graph, texts are this server's own.
+  Every API answer has Cache-Control: no-cache and a successful JSON one
+  OData-Version: 4.0 (as json-batching's sub-responses show); an error's
+  innerError has date, request-id and client-request-id (the request id
+  again: no client id is taken over).
 Choices of this fake where Graph's behaviour is not documented: more than two
 businessPhones or homePhones is refused (Exchange keeps two); If-Match on a
 photo PUT is ignored; $expand of extended properties needs the id filter; a
@@ -232,9 +273,11 @@ command line's), GET/POST limits ({"concurrency", "window_requests",
   [...]}: an object with a known id (a user also by userPrincipalName) is
   merged (given properties replace, null clears; a soft-deleted one is
   restored), else added (id made if absent); a user may carry "mailbox": true
-  or false (give it one, or take it away: MailboxNotEnabledForRESTAPI) and
-  "photo": {"contentType", "base64"} or null; a group "members": [ids]
-  (replaces). All are checked before any applies; answers the ids.
+  or false (give it one, or take it away: MailboxNotEnabledForRESTAPI),
+  "photo": {"contentType", "base64"} or null and "manager": a user's id or
+  UPN, an orgContact's id (existing or in the same upsert; not itself) or
+  null (unlinks); a group "members": [ids] (replaces). All are checked before
+  any applies; answers the ids.
 - POST directory/delete {"users": [ids or UPNs], "orgContacts": [...],
   "groups": [...], "permanent": false}: soft (deletedDateTime set; delta says
   "changed") or permanent (gone, its mailbox too; delta says "deleted").
@@ -268,12 +311,14 @@ Dump format (GET dump, POST load): {"mailboxes": [{"id", "userPrincipalName",
 {"contentType", "size", "base64"} | null, "serverFilled": [...]}]}],
 "defaultContacts": [contacts of the default Contacts folder, as above]}],
 "writes": N, "users": [{"id", every USER_SPEC property, "photo"?:
-{"contentType", "base64"}}], "orgContacts": [{"id", ORG_SPEC properties}],
+{"contentType", "base64"}, "manager"?: id}], "orgContacts": [{"id", ORG_SPEC
+properties}],
 "groups": [{"id", GROUP_SPEC properties, "members": [ids]}]}. A load may be
 smaller: {"mailboxes": [{"userPrincipalName": "c@x"}]} creates mailboxes (and
 their users), {"users": [...]} a directory (a user with "mailbox": true gets
 one); users load first and a mailbox joins the user of its UPN (same id). A
-user with deletedDateTime is soft-deleted. Members must name loaded objects.
+user with deletedDateTime is soft-deleted. Members and managers (a user's
+"manager": id or UPN of a user, id of an orgContact) must name loaded objects.
 
     python3 fakegraph.py [PORT] [--port 0] [--host 127.0.0.1] [--token T]...
         [--mailboxes a@x,b@x] [--window-requests N --window-seconds S]
@@ -357,7 +402,7 @@ CAUSES = ("concurrency", "requests", "upload", "injected")
 # name -> kind; the order is the output order. Kinds: str, bool, date (an
 # Edm.DateTimeOffset), strs (a string collection), licenses (assignedLicense),
 # extattrs (onPremisesExtensionAttributes), offaddrs (physicalOfficeAddress),
-# phones (phone).
+# phones (phone), proverrs (onPremisesProvisioningError).
 USER_DEFAULT = ("businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",
                 "officeLocation", "preferredLanguage", "surname", "userPrincipalName")
 USER_SPEC = OrderedDict([(p, "strs" if p == "businessPhones" else "str") for p in USER_DEFAULT])
@@ -379,20 +424,28 @@ ORG_SPEC = OrderedDict([
     ("department", "str"), ("addresses", "offaddrs"), ("phones", "phones"),
     ("proxyAddresses", "strs"), ("onPremisesSyncEnabled", "bool"),
     ("onPremisesLastSyncDateTime", "date"), ("deletedDateTime", "date")])
+# The group's default property set, as group-list's example answers it (in that order).
 GROUP_SPEC = OrderedDict([
-    ("displayName", "str"), ("description", "str"), ("mail", "str"), ("mailEnabled", "bool"),
-    ("mailNickname", "str"), ("securityEnabled", "bool"), ("groupTypes", "strs"),
-    ("visibility", "str"), ("proxyAddresses", "strs"), ("onPremisesSyncEnabled", "bool"),
-    ("createdDateTime", "date"), ("deletedDateTime", "date")])
+    ("deletedDateTime", "date"), ("classification", "str"), ("createdDateTime", "date"),
+    ("description", "str"), ("displayName", "str"), ("expirationDateTime", "date"),
+    ("groupTypes", "strs"), ("isAssignableToRole", "bool"), ("mail", "str"),
+    ("mailEnabled", "bool"), ("mailNickname", "str"), ("membershipRule", "str"),
+    ("membershipRuleProcessingState", "str"), ("onPremisesLastSyncDateTime", "date"),
+    ("onPremisesSecurityIdentifier", "str"), ("onPremisesSyncEnabled", "bool"),
+    ("preferredDataLocation", "str"), ("preferredLanguage", "str"), ("proxyAddresses", "strs"),
+    ("renewedDateTime", "date"), ("resourceBehaviorOptions", "strs"),
+    ("resourceProvisioningOptions", "strs"), ("securityEnabled", "bool"), ("theme", "str"),
+    ("visibility", "str"), ("onPremisesProvisioningErrors", "proverrs")])
 DIR_TYPES = {"user": USER_SPEC, "orgContact": ORG_SPEC, "group": GROUP_SPEC}
 DIR_DEFAULT = {"user": USER_DEFAULT,
                "orgContact": tuple(p for p in ORG_SPEC if p != "deletedDateTime"),
-               "group": tuple(p for p in GROUP_SPEC if p != "deletedDateTime")}
+               "group": tuple(GROUP_SPEC)}
 DIR_SETS = {"user": "users", "orgContact": "contacts", "group": "groups"}
 DIR_READ_ONLY = ("deletedDateTime",)
 EXT_ATTRS = tuple(f"extensionAttribute{i}" for i in range(1, 16))
 OFFICE_FIELDS = ("city", "countryOrRegion", "officeLocation", "postalCode", "state", "street")
 PHONE_FIELDS = ("type", "number", "region", "language")
+PROV_ERROR_FIELDS = ("category", "occurredDateTime", "propertyCausingError", "value")
 PHONE_TYPES = ("home", "business", "mobile", "other", "assistant", "homeFax", "businessFax",
                "otherFax", "pager", "radio")
 
@@ -421,21 +474,43 @@ def now_iso():
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def error_body(code, message):
+def error_body(code, message, inner=None):
+    """Graph's error JSON. innerError has date, request-id and client-request-id
+    (json-batching's examples show all three; without a client's own id Graph
+    uses its request id for both)."""
+    rid = str(uuid.uuid4())
     return {"error": {"code": code, "message": message,
-                      "innerError": {"date": now_iso(), "request-id": str(uuid.uuid4())}}}
+                      "innerError": dict(inner or {}, **{"date": now_iso(), "request-id": rid,
+                                                         "client-request-id": rid})}}
+
+
+def standard_headers(resp):
+    """Headers every Graph API answer has (json-batching's sub-responses show
+    them): Cache-Control: no-cache, and OData-Version: 4.0 on a successful
+    JSON answer."""
+    out = {"Cache-Control": "no-cache"}
+    if resp.body is not None and resp.status < 400:
+        out["OData-Version"] = "4.0"
+    return out
 
 
 class ApiError(Exception):
-    """Ends an operation with a Graph-shaped error answer."""
+    """Ends an operation with a Graph-shaped error answer; inner: more
+    innerError members."""
 
-    def __init__(self, status, code, message, headers=None):
+    def __init__(self, status, code, message, headers=None, inner=None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.headers = headers or {}
+        self.inner = inner
 
     def response(self):
-        return Response(self.status, error_body(self.code, self.message), self.headers)
+        return Response(self.status, error_body(self.code, self.message, self.inner),
+                        self.headers)
+
+
+# A 429's innerError as the throttling page's sample answer has it.
+THROTTLED_INNER = {"code": "429", "message": "Please retry after", "status": "429"}
 
 
 class Response:
@@ -940,6 +1015,13 @@ def coerce_dir(where, kind, v):
         return out
     if kind == "offaddrs":
         return _dicts(where, v, OFFICE_FIELDS)
+    if kind == "proverrs":
+        out = _dicts(where, v, PROV_ERROR_FIELDS)
+        for e in out:
+            if e["occurredDateTime"] is not None:
+                e["occurredDateTime"] = _iso_date(f"{where}.occurredDateTime",
+                                                  e["occurredDateTime"])
+        return out
     if kind == "phones":
         out = _dicts(where, v, PHONE_FIELDS, required=("type",))
         for p in out:
@@ -976,15 +1058,24 @@ def schema_has(type_name, prop):
     return None if s is None else prop in s.properties(type_name)
 
 
-def parse_dir_select(q, types):
+def parse_dir_select(q, types, navigation=()):
     """$select for directory objects of the given types -> a list of names
     (None without $select). Unknown names are 400 Request_BadRequest; names in
-    Graph's schema that this fake does not hold are 400 NotEmulatedByFakeGraph."""
+    Graph's schema that this fake does not hold are 400 NotEmulatedByFakeGraph.
+    navigation: relationships that may be selected here (users/delta: manager)."""
     if "$select" not in q:
         return None
     names = []
     for n in (s.strip() for s in q["$select"].split(",")):
         if not n or n in names:
+            continue
+        if n == "manager" and "user" in types and "manager" not in navigation:
+            raise ApiError(400, "NotEmulatedByFakeGraph", "manager is a relationship: "
+                           "fakegraph answers it to $expand=manager (or "
+                           "manager($select=...)) and, on /users/delta, to $select=manager "
+                           "(a manager@delta annotation); not to $select here.")
+        if n in navigation:
+            names.append(n)
             continue
         if n != "id" and not any(n in DIR_TYPES[t] for t in types):
             if any(schema_has(t, n) for t in types):
@@ -1021,6 +1112,106 @@ def render_dir(o, select=None, since=None, minimal=False, typed=False):
 
 def removed_dir(oid, reason):
     return {"id": oid, "@removed": {"reason": reason}}
+
+
+MANAGER_LEVELS_MAX = 1000   # user-list-manager: $levels is max or 1..1000
+
+
+def parse_manager_expand(ctx, q, single):
+    """$expand on /users and /users/{id}: manager, manager($select=a,b), and on
+    one user (documented there only, with ConsistencyLevel: eventual)
+    manager($levels=n|max[;$select=a,b]) -> {"select": names or None,
+    "levels": n}, or None without $expand. Other expansions are refused."""
+    if "$expand" not in q:
+        return None
+    text = q["$expand"].strip()
+    m = re.match(r"^manager\s*(?:\((.*)\))?$", text, re.IGNORECASE | re.DOTALL)
+    if not m:
+        first = re.split(r"[(,]", text, maxsplit=1)[0].strip()
+        if first and schema_has("user", first):
+            raise ApiError(400, "NotEmulatedByFakeGraph", f"fakegraph expands only manager on "
+                           f"users, not '{text}'.")
+        raise ApiError(400, "Request_BadRequest", "Parsing OData Select and Expand failed: "
+                       f"Could not find a property named '{first}' on type "
+                       "'microsoft.graph.user'.")
+    select, levels = None, None
+    for part in (x.strip() for x in (m.group(1) or "").split(";")):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if key == "$select":
+            select = parse_dir_select({"$select": value}, ["user", "orgContact"])
+        elif key == "$levels":
+            if value.lower() == "max":
+                levels = MANAGER_LEVELS_MAX
+            elif value.isdigit() and 1 <= int(value) <= MANAGER_LEVELS_MAX:
+                levels = int(value)
+            else:
+                raise ApiError(400, "Request_BadRequest", f"$levels must be max or a number "
+                               f"from 1 to {MANAGER_LEVELS_MAX}, not '{value}'.")
+        else:
+            raise ApiError(400, "NotEmulatedByFakeGraph", f"fakegraph takes only $select and "
+                           f"$levels inside $expand=manager(...), not '{part}'.")
+    if levels is not None:
+        if not single:
+            raise ApiError(400, "Request_UnsupportedQuery", "$levels in $expand=manager(...) "
+                           "is supported on a single user (/users/{id}) only, not on the "
+                           "list of users.")
+        if ctx.headers.get("consistencylevel", "").lower() != "eventual":
+            raise ApiError(400, "Request_UnsupportedQuery", "$levels in $expand=manager(...) "
+                           "needs the ConsistencyLevel header set to eventual.")
+    return {"select": select, "levels": levels or 1}
+
+
+def expand_manager(o, spec, seen=None):
+    """A user's manager as $expand answers it: {"@odata.type", its default or
+    $select'ed properties (id only if selected, as at the top level)}, with
+    its own manager nested while $levels lasts; None when the user has none
+    (or the manager is deleted): the caller leaves "manager" out."""
+    seen = seen or {o["id"].lower()}
+    m = STATE.find_any(o["manager"]) if o.get("manager") else None
+    if m is None or m["type"] not in ("user", "orgContact") or m["id"].lower() in seen:
+        return None
+    out = render_dir(m, spec["select"], typed=True)
+    if spec["levels"] > 1 and m["type"] == "user":
+        up = expand_manager(m, dict(spec, levels=spec["levels"] - 1), seen | {m["id"].lower()})
+        if up is not None:
+            out["manager"] = up
+    return out
+
+
+def manager_link(mid, removed=False):
+    o = STATE.find_any(mid, live=False)
+    kind = o["type"] if o else next((t for t in ("user", "orgContact")
+                                     if mid in STATE.gone[t]), "user")
+    out = {"@odata.type": f"#microsoft.graph.{kind}", "id": mid}
+    if removed:
+        out["@removed"] = {"reason": "deleted"}
+    return out
+
+
+def manager_delta(o, since, minimal):
+    """The manager@delta annotation of a user in users/delta?$select=...,manager
+    (delta-query-overview: relationships are annotations "propertyName@delta";
+    a link that went away has "@removed", as directoryRole-delta shows for a
+    member): the current manager in the first round; in later ones the old
+    link removed and the new one added when it changed; None to leave it out
+    (no manager, or Prefer: return=minimal and no change)."""
+    cur = o["manager"]
+    changed = since > 0 and any(seq > since for seq, _ in o["mhist"])
+    if not changed:
+        return None if (not cur or (minimal and since > 0)) else [manager_link(cur)]
+    before = None
+    for seq, mid in o["mhist"]:
+        if seq <= since:
+            before = mid
+    out = []
+    if before and (before or "").lower() != (cur or "").lower():
+        out.append(manager_link(before, removed=True))
+    if cur:
+        out.append(manager_link(cur))
+    return out or None
 
 
 # --- state ----------------------------------------------------------------------
@@ -1134,7 +1325,7 @@ class State:
         oid = props.get("id") or str(uuid.uuid4())
         o = {"type": type_name, "id": oid, "p": {n: empty_dir_value(k) for n, k in spec.items()},
              "set": set(), "pseq": {}, "cseq": seq, "dseq": 0, "deleted": False, "photo": None,
-             "members": []}
+             "members": [], "manager": None, "mhist": []}
         for n, v in props.items():
             if n in spec:
                 o["p"][n] = v
@@ -1178,6 +1369,12 @@ class State:
                 if not isinstance(v, bool):
                     raise _dir_error(f"{where}.mailbox", "true or false is needed")
                 extras["mailbox"] = v
+            elif k == "manager" and type_name == "user":
+                if v is not None and (not isinstance(v, str) or not v):
+                    raise _dir_error(f"{where}.manager", "the id or userPrincipalName of a "
+                                     "user (or an organisational contact's id), or null, is "
+                                     "needed")
+                extras["manager"] = v
             elif k in spec:
                 props[k] = coerce_dir(f"{where}.{k}", spec[k], v)
             elif schema_has(type_name, k):
@@ -1219,12 +1416,63 @@ class State:
                 if m.lower() not in known:
                     raise bad_request(f"The member '{m}' is not a directory object.",
                                       "Request_BadRequest")
+        self._check_managers(plan)
         out = {"users": [], "orgContacts": [], "groups": []}
+        applied = []
         for type_name, existing, props, extras in plan:
             o = self._apply_dir(type_name, existing, props, extras)
+            applied.append((o, extras))
             out[{"user": "users", "orgContact": "orgContacts", "group": "groups"}[type_name]] \
                 .append(o["id"])
+        for o, extras in applied:
+            if "manager" in extras:
+                m = self.resolve_manager(extras["manager"])
+                self.set_manager(o, m["id"] if m else None)
         return out
+
+    def _check_managers(self, plan):
+        """Every "manager" of an upsert names a user (id or UPN) or an
+        organisational contact (id) that exists or comes in the same upsert,
+        and not the user itself."""
+        keys = {}   # key.lower() -> the object's id.lower()
+        for t in ("user", "orgContact"):
+            for o in self.dir[t].values():
+                keys[o["id"].lower()] = o["id"].lower()
+                if t == "user":
+                    keys[o["p"]["userPrincipalName"].lower()] = o["id"].lower()
+        for type_name, existing, props, _ in plan:
+            if type_name in ("user", "orgContact"):
+                oid = (existing["id"] if existing else props["id"]).lower()
+                keys[oid] = oid
+                if props.get("userPrincipalName"):
+                    keys[props["userPrincipalName"].lower()] = oid
+        for type_name, existing, props, extras in plan:
+            key = extras.get("manager")
+            if key is None:
+                continue
+            me = (existing["id"] if existing else props["id"]).lower()
+            if key.lower() not in keys:
+                raise bad_request(f"The manager '{key}' is not a user or organisational contact "
+                                  "of the directory.", "Request_BadRequest")
+            if keys[key.lower()] == me:
+                raise bad_request(f"The user '{key}' cannot be its own manager.",
+                                  "Request_BadRequest")
+
+    def resolve_manager(self, key):
+        """The user (by id or UPN) or organisational contact (by id) a
+        "manager" names, deleted ones too; None for None or nobody."""
+        if key is None:
+            return None
+        return self.find_dir("user", key, live=False) or self.find_dir("orgContact", key,
+                                                                       live=False)
+
+    def set_manager(self, o, manager_id):
+        """Links (or, with None, unlinks) a user's manager; a change takes the
+        next sequence number, which users/delta?$select=manager compares."""
+        if (o["manager"] or "").lower() == (manager_id or "").lower():
+            return
+        o["manager"] = manager_id
+        o["mhist"].append((self.next_seq(), manager_id))
 
     def _check_upns(self, plan):
         seen = {}
@@ -1312,6 +1560,9 @@ class State:
             self.gone[o["type"]][o["id"]] = seq
             for g in self.dir["group"].values():
                 g["members"] = [m for m in g["members"] if m.lower() != o["id"].lower()]
+            for u in self.dir["user"].values():
+                if (u["manager"] or "").lower() == o["id"].lower():
+                    self.set_manager(u, None)
             if o["type"] == "user":
                 self.upns.pop(o["p"]["userPrincipalName"].lower(), None)
                 mb = self._mailbox_by_key(o["id"])
@@ -1394,6 +1645,8 @@ def dump_dir(o):
                       "base64": base64.b64encode(o["photo"]["data"]).decode()}
     if o["type"] == "group":
         d["members"] = list(o["members"])
+    if o["manager"]:
+        d["manager"] = o["manager"]
     return d
 
 
@@ -1434,6 +1687,17 @@ def load_state(state, d):
                 raise bad_request(f"The member '{m}' of group {o['id']} is not a directory "
                                   "object.")
         o["members"] = extras.get("members", [])
+    for o, extras in plan:
+        key = extras.get("manager")
+        if key is None:
+            continue
+        m = state.resolve_manager(key)
+        if m is None:
+            raise bad_request(f"The manager '{key}' of user {o['id']} is not a loaded user or "
+                              "organisational contact.")
+        if m is o:
+            raise bad_request(f"The user {o['id']} cannot be its own manager.")
+        o["manager"], o["mhist"] = m["id"], [(o["cseq"], m["id"])]
     mailbox_users = []
     for o, extras in plan:
         if extras.get("mailbox"):
@@ -1609,7 +1873,8 @@ def throttled(cause, wall_seconds, message):
     retry = str(max(1, math.ceil(wall_seconds)))
     return ApiError(429, "ApplicationThrottled", message,
                     {"Retry-After": retry, "x-fakegraph-throttle-cause": cause,
-                     "x-fakegraph-retry-after-ms": str(max(0, int(wall_seconds * 1000)))})
+                     "x-fakegraph-retry-after-ms": str(max(0, int(wall_seconds * 1000)))},
+                    THROTTLED_INNER)
 
 
 class Faults:
@@ -1665,7 +1930,8 @@ def injected(fault):
     if fault == "429":
         STATS.add("throttled", "injected")
         return ApiError(429, "ApplicationThrottled", "Too many requests (injected by fakegraph).",
-                        {"Retry-After": "1", "x-fakegraph-throttle-cause": "injected"})
+                        {"Retry-After": "1", "x-fakegraph-throttle-cause": "injected"},
+                        THROTTLED_INNER)
     STATS.add("injected_5xx")
     return ApiError(503, "ServiceUnavailable", "The service is unavailable (injected).")
 
@@ -1969,8 +2235,11 @@ class Auth:
         return (guid or str(uuid.uuid5(uuid.NAMESPACE_DNS, (c["tenants"] or ["fakegraph"])[0]
                                        .lower()))).lower()
 
-    def token_request(self, method, tenant, ctype, body, origins):
-        """POST /{tenant}/oauth2/v2.0/token -> (status, JSON body)."""
+    def token_request(self, method, tenant, ctype, body, origins, authorization=""):
+        """POST /{tenant}/oauth2/v2.0/token -> (status, JSON body). The client
+        id and secret may come in an Authorization: Basic header instead of
+        the form (RFC 6749 2.3.1; the client credentials page says it is
+        supported)."""
         c = self.conf
         if method != "POST":
             return sts_error(400, "invalid_request", 900561,
@@ -1987,6 +2256,22 @@ class Auth:
                     form.setdefault(k, v)
             except UnicodeDecodeError:
                 form = {}
+        basic = re.match(r"^Basic\s+([A-Za-z0-9+/=]+)\s*$", authorization or "", re.IGNORECASE)
+        if basic:
+            try:
+                user, sep, password = base64.b64decode(basic.group(1)).decode("utf-8") \
+                    .partition(":")
+            except (ValueError, UnicodeDecodeError):
+                sep = ""
+            if not sep:
+                return sts_error(401, "invalid_client", 7000218, "The Authorization header's "
+                                 "Basic credentials are not client_id:client_secret.")
+            user, password = urllib.parse.unquote_plus(user), urllib.parse.unquote_plus(password)
+            if form.get("client_secret") or form.get("client_assertion") or (
+                    form.get("client_id") and form["client_id"] != user):
+                return sts_error(400, "invalid_request", 90023, "The client credentials were "
+                                 "sent both in the Authorization header and in the body.")
+            form["client_id"], form["client_secret"] = user, password
         for name in ("grant_type", "client_id", "scope"):
             if not form.get(name):
                 return sts_error(400, "invalid_request", 900144, "The request body must contain "
@@ -2558,8 +2843,11 @@ def create_contact(ctx):
 def get_contact(ctx):
     q = parse_query(ctx.query, {"$select", "$expand"})
     select, expand = parse_select(q, CONTACT_SELECT), parse_expand(q)
-    _, c = find_contact(ctx)
-    return Response(200, contact_resource(c, select, expand, ctx.immutable))
+    f, c = find_contact(ctx)
+    where = (f"contactFolders('{f['id']}')/contacts" if "folder" in ctx.params
+             else "contacts")
+    return Response(200, dict({"@odata.context": context_url(ctx, f"{where}/$entity")},
+                              **contact_resource(c, select, expand, ctx.immutable)))
 
 
 def update_contact(ctx):
@@ -2610,11 +2898,16 @@ def contacts_delta(ctx):
 
 
 def get_photo_meta(ctx):
-    _, c = find_contact(ctx)
+    f, c = find_contact(ctx)
     if c["photo"] is None:
         raise not_found("The photo wasn't found.")
     w, h = image_size(c["photo"]["data"])
-    return Response(200, {"@odata.mediaContentType": c["photo"]["type"],
+    where = (f"contactFolders('{f['id']}')/contacts('{c['id']}')" if "folder" in ctx.params
+             else f"contacts('{c['id']}')")
+    etag = hashlib.sha1(c["photo"]["data"]).hexdigest()[:8].upper()
+    return Response(200, {"@odata.context": context_url(ctx, f"{where}/photo/$entity"),
+                          "@odata.mediaContentType": c["photo"]["type"],
+                          "@odata.mediaEtag": f'"{etag}"',
                           "id": f"{w}X{h}", "width": w, "height": h})
 
 
@@ -2652,31 +2945,69 @@ def default_folder(ctx):
 
 
 # --- the API: directory handlers -------------------------------------------------------------
-def dir_context(ctx, set_name, select, entity=False):
-    tail = f"({','.join(select)})" if select else ""
+def dir_context(ctx, set_name, select, entity=False, expand=None):
+    names = list(select or []) + (["manager()"] if expand is not None and select else [])
+    tail = f"({','.join(names)})" if names else ""
     return f"{ctx.origin}/v1.0/$metadata#{set_name}{tail}" + ("/$entity" if entity else "")
 
 
+def render_with_manager(o, select, expand):
+    out = render_dir(o, select)
+    if expand is not None:
+        m = expand_manager(o, expand)
+        if m is not None:
+            out["manager"] = m
+    return out
+
+
 def list_dir(ctx, type_name, pred=None, extra=()):
-    q = parse_query(ctx.query, {"$select", "$top", "$skiptoken"} | set(extra))
+    q = parse_query(ctx.query, {"$select", "$top", "$skiptoken"} | set(extra) |
+                    ({"$expand"} if type_name == "user" else set()))
     select = parse_dir_select(q, [type_name])
+    expand = parse_manager_expand(ctx, q, False) if type_name == "user" else None
     items = [o for o in STATE.dir[type_name].values()
              if not o["deleted"] and (pred is None or pred(o))]
     page, nxt = page_of(ctx, items, q, DIR_PAGE, DIR_MAX_PAGE)
-    out = {"@odata.context": dir_context(ctx, DIR_SETS[type_name], select),
-           "value": [render_dir(o, select) for o in page]}
+    out = {"@odata.context": dir_context(ctx, DIR_SETS[type_name], select, expand=expand),
+           "value": [render_with_manager(o, select, expand) for o in page]}
     if nxt:
         out["@odata.nextLink"] = nxt
     return Response(200, out)
 
 
 def get_dir(ctx, type_name, key):
-    select = parse_dir_select(parse_query(ctx.query, {"$select"}), [type_name])
+    allowed = {"$select"} | ({"$expand", "$count"} if type_name == "user" else set())
+    q = parse_query(ctx.query, allowed)
+    select = parse_dir_select(q, [type_name])
+    expand = parse_manager_expand(ctx, q, True) if type_name == "user" else None
+    if "$count" in q and (expand is None or expand["levels"] == 1
+                          or q["$count"].lower() != "true"):
+        # user-list-manager's chain example sends $count=true with $levels;
+        # on one object it counts nothing. Elsewhere it is not emulated.
+        raise bad_request("fakegraph takes $count=true on a single user only beside "
+                          "$expand=manager($levels=...).", "ErrorInvalidUrlQuery")
     o = STATE.find_dir(type_name, key)
     if o is None:
         raise dir_not_found(key)
     return Response(200, dict({"@odata.context": dir_context(ctx, DIR_SETS[type_name], select,
-                                                             True)}, **render_dir(o, select)))
+                                                             True, expand)},
+                              **render_with_manager(o, select, expand)))
+
+
+def get_user_manager(ctx):
+    """GET /users/{id}/manager (user-list-manager): the manager as a
+    directoryObject with its @odata.type; 404 when the user has none."""
+    q = parse_query(ctx.query, {"$select"})
+    select = parse_dir_select(q, ["user", "orgContact"])
+    o = STATE.find_user(ctx.params["user"])
+    if o is None:
+        raise dir_not_found(ctx.params["user"])
+    m = STATE.find_any(o["manager"]) if o["manager"] else None
+    if m is None or m["type"] not in ("user", "orgContact"):
+        raise dir_not_found("manager")
+    return Response(200, dict({"@odata.context": f"{ctx.origin}/v1.0/$metadata#"
+                                                 "directoryObjects/$entity"},
+                              **render_dir(m, select, typed=True)))
 
 
 def dir_delta(ctx, type_name):
@@ -2684,19 +3015,30 @@ def dir_delta(ctx, type_name):
     changed object whole (its $select'ed or default properties, never-set
     ones left out), a deleted one {"id", "@removed": {"reason": "changed"}}
     (restorable) or "deleted" (gone for good). With $select only changes to
-    the selected properties count."""
-    q = parse_query(ctx.query, {"$select", "$skiptoken", "$deltatoken"})
-    select = parse_dir_select(q, [type_name])
+    the selected properties count, without it all; $select=...,manager adds
+    manager@delta (manager_delta)."""
+    q = parse_query(ctx.query, {"$select", "$skiptoken", "$deltatoken", "$expand"})
+    if "$expand" in q:
+        raise bad_request("$expand isn't supported by delta on users and organisational "
+                          "contacts (delta-query-overview); track the manager with "
+                          "$select=...,manager (a manager@delta annotation).",
+                          "Request_UnsupportedQuery")
+    select = parse_dir_select(q, [type_name], ("manager",) if type_name == "user" else ())
     minimal = ctx.prefer.get("return", "").lower() == "minimal"
     objs, gone = STATE.dir[type_name], STATE.gone[type_name]
 
     def compute(since, sel):
         if since == 0:
             return [o["id"] for o in objs.values() if not o["deleted"]]
-        props = [p for p in (sel or DIR_DEFAULT[type_name]) if p != "id"]
+        # Only selected properties are tracked; without $select, all of them
+        # (delta-query-users). The manager only when selected.
+        props = [p for p in (sel if sel is not None else DIR_TYPES[type_name])
+                 if p not in ("id", "manager")]
+        links = sel is not None and "manager" in sel
         keys = [o["id"] for o in objs.values()
                 if o["cseq"] > since or o["dseq"] > since
-                or any(o["pseq"].get(p, 0) > since for p in props)]
+                or any(o["pseq"].get(p, 0) > since for p in props)
+                or (links and any(seq > since for seq, _ in o["mhist"]))]
         return keys + [oid for oid, seq in gone.items() if seq > since and oid.lower() not in objs]
 
     def render(oid, sel, since):
@@ -2705,7 +3047,12 @@ def dir_delta(ctx, type_name):
             return removed_dir(oid, "deleted")
         if o["deleted"]:
             return removed_dir(o["id"], "changed")
-        return render_dir(o, sel, since, minimal and since > 0)
+        out = render_dir(o, sel, since, minimal and since > 0)
+        if sel is not None and "manager" in sel:
+            links = manager_delta(o, since, minimal)
+            if links is not None:
+                out["manager@delta"] = links
+        return out
     out = run_delta(ctx, q, (type_name,), False, compute, render, select, DIR_DELTA_PAGE,
                     dir_context(ctx, DIR_SETS[type_name], None))
     return Response(200, out)
@@ -2817,6 +3164,7 @@ def not_emulated_delta(ctx):
 route("users", "users", "directory", "users", GET=list_users)
 route("users/delta", "users_delta", "directory", "users", GET=users_delta)
 route("users/{user}", "user", "user", "users", GET=get_user)
+route("users/{user}/manager", "user_manager", "directory", "users", GET=get_user_manager)
 route("users/{user}/photo", "user_photo", "directory", "users",
       GET=lambda ctx: user_photo(ctx, True))
 route("users/{user}/photo/$value", "user_photo", "directory", "users",
@@ -2994,7 +3342,8 @@ _SHUFFLE = random.Random()
 
 
 def sub_response(item, resp):
-    out = {"id": item.id, "status": resp.status, "headers": dict(resp.headers)}
+    out = {"id": item.id, "status": resp.status,
+           "headers": dict(standard_headers(resp), **resp.headers)}
     out["headers"].pop("x-fakegraph-throttle-cause", None)
     out["headers"].pop("x-fakegraph-retry-after-ms", None)
     if resp.raw is not None:
@@ -3118,10 +3467,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             STATS.add("token_requests")
             status, out = AUTH.token_request(self.command, urllib.parse.unquote(m.group(1)),
                                              self.headers.get("Content-Type", ""), body,
-                                             self.origins())
+                                             self.origins(),
+                                             self.headers.get("Authorization", ""))
+            LOG.add(rid, None, self.command, "token", path, None, None, status, start)
             self.send_json(status, out, {"Cache-Control": "no-store", "Pragma": "no-cache"},
                            "application/json; charset=utf-8")
-            LOG.add(rid, None, self.command, "token", path, None, None, status, start)
             return
         if not path.lower().startswith("/v1.0/"):
             self.send_json(404, error_body("UnknownPath", f"No resource at '{path}'."))
@@ -3150,8 +3500,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             resp = handle_api(ctx, fault)
             kind = ctx.kind or "unknown"
             mailbox = ctx.mailbox["userPrincipalName"] if ctx.mailbox else None
-        status = self.answer(resp)
-        LOG.add(rid, None, self.command, kind, path, mailbox, app.label, status, start, subs)
+        # Logged before the answer goes out: a client that has its answer finds
+        # the request in the log (and a log/reset it sends next clears it).
+        self.answer(resp, lambda status: LOG.add(rid, None, self.command, kind, path, mailbox,
+                                                 app.label, status, start, subs))
 
     def authenticate(self):
         auth = self.headers.get("Authorization", "")
@@ -3171,22 +3523,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         STATS.add("status", "401")
         return None
 
-    def answer(self, resp):
+    def answer(self, resp, log=None):
         """Sends the answer; returns the status sent (0: none, the connection
-        was closed)."""
+        was closed), which log (if given) is told first."""
         if resp.dropped == "close":
             self.close_connection = True  # the write is done; its answer never comes
+            if log:
+                log(0)
             return 0
         if resp.dropped == "500":
             resp = Response(500, error_body("InternalServerError", "The answer was lost "
                                             "(injected; the write was done)."))
         STATS.add("status", str(resp.status))
+        if log:
+            log(resp.status)
+        headers = dict(standard_headers(resp), **resp.headers)
         if resp.raw is not None:
-            self.send_bytes(resp.status, resp.raw, resp.ctype, resp.headers)
+            self.send_bytes(resp.status, resp.raw, resp.ctype, headers)
         elif resp.body is None:
-            self.send_bytes(resp.status, b"", None, resp.headers)
+            self.send_bytes(resp.status, b"", None, headers)
         else:
-            self.send_json(resp.status, resp.body, resp.headers)
+            self.send_json(resp.status, resp.body, headers)
         return resp.status
 
     def send_json(self, status, obj, headers=None, ctype=JSON_TYPE):

@@ -121,8 +121,12 @@ class Graph:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
 
-    def load_directory(self, count=USERS):
+    def load_directory(self, count=USERS, managers=None):
+        """managers: user number -> the manager's id or UPN, as the emulator's
+        load takes them."""
         users = [user(i) for i in range(count)]
+        for i, m in (managers or {}).items():
+            users[i]["manager"] = m
         ids = {i: users[i]["id"] for i in range(count)}
         groups = [
             {"id": "20000000-0000-4000-8000-000000000001", "displayName": "Sales EMEA",
@@ -467,6 +471,105 @@ def test_gal_into_carddav_books(suite):
         os.path.exists(state) and os.remove(state)
 
 
+def test_manager_names_from_the_directory(suite):
+    """attributes = { manager = "manager" }: each card carries its person's
+    manager's display name (a user's, by UPN or id, or an org contact's),
+    read with $expand=manager($select=displayName); the users' delta (which
+    selects manager) sees a new manager, a renamed manager renames it on every
+    report's card, and a quiet directory is not read at all."""
+    graph = Graph(suite.workdir)
+    state = os.path.join(suite.workdir, "roster.db")
+    managers = {i: upn(30) for i in range(40, 60)}
+    managers.update({i: user(31)["id"] for i in range(60, 70)})
+    managers[70] = org_contact(3)["id"]
+    name = {30: "Given30 Family30", 31: "Given31 Family31"}
+
+    def want_manager(i):
+        m = managers.get(i)
+        if m is None:
+            return ""
+        if m == org_contact(3)["id"]:
+            return org_contact(3)["displayName"]
+        return name[30] if m == upn(30) else name[31]
+
+    def check_cards(what):
+        ids = {user(i)["id"]: i for i in range(SMALL)}
+        folders = graph.folders()
+        check(len(folders) == len(TARGETS), f"{what}: {len(folders)} folders")
+        for mailbox, contacts in folders.items():
+            seen = 0
+            for c in contacts:
+                m = marker(c)
+                i = ids.get(m.rsplit(":", 1)[1]) if m else None
+                if i is None:
+                    continue
+                seen += 1
+                got = c.get("manager") or ""
+                check(got == want_manager(i),
+                      f"{what}: {mailbox}: {upn(i)}'s manager is {got!r}, want "
+                      f"{want_manager(i)!r}")
+            check(seen > 200, f"{what}: {mailbox}: only {seen} users")
+
+    try:
+        os.path.exists(state) and os.remove(state)
+        users = graph.load_directory(SMALL, managers)
+        config = write_config(suite, graph, "manager.toml")
+        text = open(config).read()
+        open(config, "w").write(text.replace("photo_max_pixels = 0\n",
+                                             "photo_max_pixels = 0\n"
+                                             'attributes = { manager = "manager" }\n', 1))
+        code, out, err = run(config, "sync")
+        check(code == 0, f"first sync exit {code}: {err[-2000:]}")
+        expect_converged(graph, users)
+        check_cards("first run")
+
+        # Nothing changed: the delta (with manager selected) says so; /users is not read.
+        _, offset = log_since(graph, 0)
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        t = totals(out)
+        check(t["created"] + t["updated"] + t["deleted"] == 0, f"quiet run wrote: {t}")
+        entries, offset = log_since(graph, offset)
+        lists = [e for e in entries if e["path"] == "/v1.0/users" and e["method"] == "GET"]
+        check(not lists, f"quiet run read /users {len(lists)} times")
+
+        # u0045 gets another manager: only the users' delta's manager@delta tells.
+        graph.ctl("POST", "directory/upsert", {"users": [{"id": user(45)["id"],
+                                                          "manager": upn(31)}]})
+        managers[45] = upn(31)
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        t = totals(out)
+        check(t["updated"] == len(TARGETS) and t["created"] + t["deleted"] == 0,
+              f"new manager: {t}, want {len(TARGETS)} updates")
+        check_cards("new manager")
+
+        # The manager u0030 is renamed: her own card and each of her 19 reports' cards.
+        name[30] = "Ann Manager"
+        graph.ctl("POST", "directory/upsert", {"users": [{"id": user(30)["id"],
+                                                          "displayName": name[30]}]})
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        t = totals(out)
+        reports = sum(1 for i, m in managers.items() if m == upn(30))
+        check(t["updated"] == (1 + reports) * len(TARGETS) and t["created"] + t["deleted"] == 0,
+              f"renamed manager: {t}, want {(1 + reports) * len(TARGETS)} updates")
+        check_cards("renamed manager")
+
+        # u0070 loses the manager: the field is cleared on every card.
+        graph.ctl("POST", "directory/upsert", {"users": [{"id": user(70)["id"],
+                                                          "manager": None}]})
+        del managers[70]
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        t = totals(out)
+        check(t["updated"] == len(TARGETS), f"no manager: {t}, want {len(TARGETS)} updates")
+        check_cards("no manager")
+    finally:
+        graph.stop()
+        os.path.exists(state) and os.remove(state)
+
+
 def make_certificate(d, name):
     key = os.path.join(d, name + ".pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
@@ -551,7 +654,7 @@ def main():
     suite = Suite("graph_sync")
     tests = [test_gal_into_mailboxes_end_to_end, test_faults_converge_without_duplicates,
              test_placement_default_with_a_category, test_gal_into_carddav_books,
-             test_certificate_and_refusals]
+             test_manager_names_from_the_directory, test_certificate_and_refusals]
     only = sys.argv[1:]
     code = suite.run([t for t in tests if not only or t.__name__ in only])
     suite.close()
