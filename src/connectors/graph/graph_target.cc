@@ -48,12 +48,23 @@ constexpr size_t kMaxPhotoBytes = size_t{4} << 20;  // Graph's limit for a conta
 
 // What Graph's ids are made of (base64, URL-safe or not): anything else
 // from a server is refused before it becomes part of a URL or the state.
+// A dot segment anywhere ("..", "./x", "a/../b") is refused too: '.' is
+// not percent-encoded in a path segment, so ".." would climb out of the
+// folder (curl resolves it) into the mailbox's own Contacts.
 bool IsGraphId(std::string_view id) {
   if (id.empty() || id.size() > kMaxIdBytes) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
+  const bool charset = std::all_of(id.begin(), id.end(), [](char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '_' || c == '=' || c == '+' || c == '/' || c == '.';
   });
+  if (!charset) return false;
+  for (size_t start = 0; start <= id.size();) {
+    const size_t end = std::min(id.find('/', start), id.size());
+    const std::string_view part = id.substr(start, end - start);
+    if (part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
 }
 
 std::string PercentDecode(std::string_view s) {
@@ -241,6 +252,17 @@ class GraphCollection final : public Collection {
     return MakeError(ErrorKind::kNotFound, "the contact folder of " + Mailbox() +
                                                " is gone (404); it is looked up again");
   }
+  // Graph calls the folder's id malformed (a lying server handed it out,
+  // or the state was edited): like a gone folder, it is looked up again
+  // rather than failing every run.
+  bool IdRefused(const GraphResponse& r) const {
+    return r.status == 400 && GraphErrorCode(r.body) == "ErrorInvalidIdMalformed";
+  }
+  Error FolderIdRefused() const {
+    return MakeError(ErrorKind::kNotFound,
+                     "Graph refused the id of the contact folder of " + Mailbox() +
+                         " as malformed (400 ErrorInvalidIdMalformed); it is looked up again");
+  }
 
   Result<std::optional<Listing>> FollowDelta(const std::string& link);
   Result<Listing> FullListing();
@@ -374,6 +396,7 @@ Result<std::string> GraphCollection::DeltaRound(std::string url, bool first_is_l
       Error e = Failure(r, "reading the contact delta");
       return e.no_such_user ? e : FolderGone();
     }
+    if (IdRefused(r)) return FolderIdRefused();
     if (!r.ok()) return Failure(r, "reading the contact delta");
     auto parsed = ParseGraphContactPage(r.body, kGraphMarkerPropertyId, GraphPageKind::kDelta);
     if (!parsed.ok()) {
@@ -444,6 +467,7 @@ Result<Listing> GraphCollection::FullListing() {
       Error e = Failure(r, "listing the contact folder");
       return e.no_such_user ? e : FolderGone();
     }
+    if (IdRefused(r)) return FolderIdRefused();
     if (!r.ok()) return Failure(r, "listing the contact folder");
     auto parsed = ParseGraphContactPage(r.body, kGraphMarkerPropertyId, GraphPageKind::kList);
     if (!parsed.ok()) {

@@ -459,6 +459,50 @@ TEST_F(GraphTargetTest, AFolderGoneIsNotFound) {
             ErrorKind::kNotFound);
 }
 
+// A stored folder id Graph calls malformed is looked up again, like a gone
+// folder, instead of failing every run.
+TEST_F(GraphTargetTest, AFolderIdGraphCallsMalformedIsLookedUpAgain) {
+  handler_ = [](const HttpRequest&) { return GraphErrorReply(400, "ErrorInvalidIdMalformed"); };
+  auto c = OpenKnown();
+  auto listed = c->List("");
+  ASSERT_FALSE(listed.ok());
+  EXPECT_EQ(listed.error().kind, ErrorKind::kNotFound);
+  EXPECT_NE(listed.error().message.find("looked up again"), std::string::npos);
+  EXPECT_EQ(c->List(FolderUrl() + "/contacts/delta?$deltatoken=D").error().kind,
+            ErrorKind::kNotFound);
+  // Another 400 is an error like any other.
+  handler_ = [](const HttpRequest&) { return GraphErrorReply(400, "BadRequest"); };
+  EXPECT_NE(c->List("").error().kind, ErrorKind::kNotFound);
+}
+
+// Folder and contact ids with a dot segment would climb out of the folder
+// ('.' is not escaped in a path): refused wherever Graph hands them out.
+TEST_F(GraphTargetTest, IdsWithDotSegmentsAreRefused) {
+  for (const char* bad : {"..", ".", "../x", "a/../b", "a/.", "./a"}) {
+    seen_.clear();
+    handler_ = [&](const HttpRequest& r) {
+      if (r.method == "GET") return JsonReply(200, {{"value", {{{"id", bad}}}}});
+      return JsonReply(201, {{"id", bad}});
+    };
+    auto found = target_->Open(Spec(), true);
+    ASSERT_FALSE(found.ok()) << bad;
+    EXPECT_EQ(found.error().kind, ErrorKind::kInvalidData) << bad;
+    handler_ = [&](const HttpRequest& r) {
+      if (r.method == "GET") return JsonReply(200, {{"value", Json::array()}});
+      return JsonReply(201, {{"id", bad}});
+    };
+    auto created = target_->Open(Spec(), true);
+    ASSERT_FALSE(created.ok()) << bad;
+    for (const HttpRequest& r : seen_) EXPECT_EQ(r.url.find("/../"), std::string::npos) << r.url;
+  }
+  // Dots inside an id are fine.
+  handler_ = [](const HttpRequest& r) {
+    if (r.method == "GET") return JsonReply(200, {{"value", {{{"id", "AA.k..x="}}}}});
+    return JsonReply(500, {});
+  };
+  EXPECT_TRUE(target_->Open(Spec(), true).ok());
+}
+
 // --- writing ---
 
 TEST_F(GraphTargetTest, WriteBatchAnswersEachOpOnItsOwn) {
