@@ -1,4 +1,4 @@
-// roster's command line: plan (dry run), sync, status, doctor.
+// roster's command line: plan (dry run), sync, status, doctor, keys init.
 //
 // Exit codes: 0 everything synced; 1 some item or collection failed; 2 bad
 // usage or configuration; 3 a deletion guard stopped a rule or collection.
@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +17,7 @@
 #include "app/wiring.h"
 #include "config/config.h"
 #include "core/text.h"
+#include "crypto/keys.h"
 #include "state/state.h"
 
 namespace roster {
@@ -271,6 +273,58 @@ int Doctor(const Config& config, bool as_json) {
   return report.ExitCode();
 }
 
+// `keys init` with [state] key_env: a new key on stdout for the operator to
+// install in that variable, the one place roster prints a key. Nothing is
+// written; a variable that already holds something is left to its owner.
+int PrintNewKeyForEnv(const std::string& variable, bool as_json) {
+  const char* current = std::getenv(variable.c_str());
+  if (current != nullptr && *current != '\0') {
+    std::cerr << "roster: environment variable " << variable
+              << " already holds a key; roster keys init never replaces one (the state sealed "
+                 "under it cannot be read without it; unset it first to make a new key)\n";
+    return 2;
+  }
+  const crypto::Secret key = crypto::FormatKey(crypto::GenerateKey());
+  if (as_json) {
+    std::cout << Dump(json{{"mode", "keys init"},
+                           {"key_env", variable},
+                           {"key", std::string(key.view())},
+                           {"exit_code", 0}})
+              << "\n";
+  } else {
+    std::cout.write(key.view().data(), static_cast<std::streamsize>(key.size())) << "\n";
+  }
+  std::cout.flush();
+  std::cerr << "roster: a new key for environment variable " << variable
+            << " is on standard output: it is shown only this once. Install it in that variable "
+               "and keep a copy with the configuration's backup; without it the encrypted state "
+               "cannot be read\n";
+  return 0;
+}
+
+// `keys init`: creates [state] key_file with a new key, never over one.
+int KeysInit(const Config& config, bool as_json) {
+  if (!config.state_key_env.empty()) return PrintNewKeyForEnv(config.state_key_env, as_json);
+  auto key = crypto::CreateKeyFile(config.state_key_file);
+  if (!key.ok()) {
+    std::cerr << "roster: " << Safe(key.error().message) << "\n";
+    return 2;
+  }
+  if (as_json) {
+    std::cout << Dump(json{{"mode", "keys init"},
+                           {"key_file", Safe(config.state_key_file)},
+                           {"key_id", key->key_id()},
+                           {"exit_code", 0}})
+              << "\n";
+    return 0;
+  }
+  std::cout << "Wrote a new key to " << Safe(config.state_key_file)
+            << " (mode 0600; roster never prints it).\n"
+            << "Back it up together with the configuration: without it the encrypted state "
+               "cannot be read, and whoever holds it and the state file can read the state.\n";
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"roster: keeps an organisation's people in every user's address book"};
   std::string config_path = "roster.toml";
@@ -288,6 +342,14 @@ int Main(int argc, char** argv) {
   auto* status_cmd = app.add_subcommand("status", "show the last result per address book");
   auto* doctor_cmd = app.add_subcommand(
       "doctor", "check every source, target and permission without changing anything");
+  auto* keys_cmd =
+      app.add_subcommand("keys", "the key that encrypts the state ([state] key_file or key_env)");
+  keys_cmd->require_subcommand(1);
+  auto* keys_init_cmd = keys_cmd->add_subcommand(
+      "init",
+      "create the state's key in [state] key_file (mode 0600; an existing file is never "
+      "replaced). With key_env instead, print a new key on standard output for you to put in "
+      "that variable: the only time roster ever prints a key");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -302,6 +364,7 @@ int Main(int argc, char** argv) {
   }
   if (status_cmd->parsed()) return Status(*config, as_json);
   if (doctor_cmd->parsed()) return Doctor(*config, as_json);
+  if (keys_init_cmd->parsed()) return KeysInit(*config, as_json);
 
   auto engine_config = BuildEngineConfig(*config);
   if (!engine_config.ok()) {

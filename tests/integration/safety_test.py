@@ -3,7 +3,8 @@
 the server, a verbose plan says which fields change and why, the mass-change
 guard holds back an export whose every mobile
 number went blank until --force, a run that ends with conflicts only says why
-on stderr, and secret and state files are kept private."""
+on stderr, secret and state files are kept private, and `roster keys init`
+makes a private key once and never prints one it writes."""
 import hashlib
 import os
 import stat
@@ -149,6 +150,68 @@ def test_secret_and_state_files_are_private(suite, server):
             check(mode & 0o077 == 0, f"roster.db{suffix} has mode {mode:o}")
 
 
+def test_keys_init_makes_a_private_key_once(suite, server):
+    """`roster keys init` writes [state] key_file once, mode 0600 under any
+    umask, and never prints it; a second run refuses and changes nothing.
+    With key_env it prints a new key instead and writes nothing."""
+    w = world(suite, server, "keys")
+    key_file = os.path.join(w.dir, "roster.key")  # the default: beside the configuration
+
+    def keys_init(config, *extra, env=None):
+        full = dict(os.environ)
+        full.update(env or {})
+        return subprocess.run([ROSTER, "--config", config, "keys", "init", *extra],
+                              capture_output=True, text=True, timeout=60, umask=0o022, env=full)
+
+    p = keys_init(w.config)
+    check(p.returncode == 0, (p.returncode, p.stderr))
+    check(f"Wrote a new key to {key_file}" in p.stdout and "Back it up" in p.stdout, p.stdout)
+    mode = stat.S_IMODE(os.stat(key_file).st_mode)
+    check(mode == 0o600, f"the key file has mode {mode:o}")
+    with open(key_file) as f:
+        key = f.read()
+    check(key.startswith("roster-key-1:") and key.endswith("\n") and key.count("\n") == 1, key[:13])
+    body = key[len("roster-key-1:"):].strip()
+    check(len(body) == 96, len(body))
+    check(body[:16] not in p.stdout + p.stderr, "keys init printed the key it wrote")
+
+    for extra in ((), ("--json",)):
+        again = keys_init(w.config, *extra)
+        check(again.returncode == 2, (again.returncode, again.stdout, again.stderr))
+        check(again.stderr == f"roster: key file {key_file} exists; roster keys init never "
+                              "overwrites a key\n", again.stderr)
+        with open(key_file) as f:
+            check(f.read() == key, "a second keys init changed the key file")
+
+    # key_env: the key goes to stdout, for the operator; no file is written.
+    env_config = os.path.join(w.dir, "env.toml")
+    with open(w.config) as f:
+        text = f.read()
+    with open(env_config, "w") as f:
+        f.write(text.replace("[state]\n", '[state]\nkey_env = "ROSTER_TEST_STATE_KEY"\n', 1))
+    before = sorted(os.listdir(w.dir))
+    printed = []
+    for _ in range(2):
+        p = keys_init(env_config, env={"ROSTER_TEST_STATE_KEY": ""})
+        check(p.returncode == 0, (p.returncode, p.stderr))
+        lines = p.stdout.splitlines()
+        check(len(lines) == 1 and lines[0].startswith("roster-key-1:"), p.stdout)
+        check(len(lines[0]) == len("roster-key-1:") + 96, lines[0][:13])
+        check("ROSTER_TEST_STATE_KEY" in p.stderr and "shown only this once" in p.stderr, p.stderr)
+        printed.append(lines[0])
+    check(printed[0] != printed[1], "two keys init runs printed the same key")
+    check(sorted(os.listdir(w.dir)) == before, "keys init with key_env wrote a file")
+    p = keys_init(env_config, env={"ROSTER_TEST_STATE_KEY": printed[0]})
+    check(p.returncode == 2 and p.stdout == "", (p.returncode, p.stdout))
+    check("ROSTER_TEST_STATE_KEY already holds a key" in p.stderr, p.stderr)
+    check(printed[0] not in p.stderr, "the key in the variable was printed")
+
+    # --help says that this is where a key is printed.
+    p = subprocess.run([ROSTER, "keys", "init", "--help"], capture_output=True, text=True,
+                       timeout=60)
+    check(p.returncode == 0 and "the only time roster ever prints a key" in p.stdout, p.stdout)
+
+
 def main():
     suite = Suite("safety")
     server = FakeDav()
@@ -157,7 +220,8 @@ def main():
              test_mass_change_guard_holds_back_blank_mobiles_until_forced,
              test_conflicts_only_exit_1_with_the_reason_on_stderr,
              test_a_write_the_server_does_not_keep_is_not_recorded_as_done,
-             test_secret_and_state_files_are_private]
+             test_secret_and_state_files_are_private,
+             test_keys_init_makes_a_private_key_once]
     def bind(test):
         def run(s):
             test(s, server)
