@@ -60,6 +60,11 @@ bool Base64Decode(std::string_view text, std::string* out) {
   clean.reserve(text.size());
   for (char c : text) {
     if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v') continue;
+    // libsodium 1.0.18 takes some bytes above 127 for alphabet characters
+    // (0xf6 for '/'): only the alphabet itself and padding are base64.
+    const bool alphabet = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                          (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
+    if (!alphabet) return false;
     clean.push_back(c);
   }
   std::string bin(clean.size() / 4 * 3 + 3, '\0');
