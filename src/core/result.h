@@ -38,6 +38,9 @@ struct Error {
   // does not exist or has no Exchange Online licence): the run names them
   // in its report and goes on without failing.
   bool no_such_user = false;
+  // The answer was larger than the cap the request allowed (a caller may
+  // ask for less at a time).
+  bool too_large = false;
 
   bool retryable() const { return kind == ErrorKind::kThrottled || kind == ErrorKind::kTransient; }
 };

@@ -339,6 +339,7 @@ GraphResponse ToGraphResponse(HttpResponse http) {
   GraphResponse out;
   out.status = http.status;
   out.body = std::move(http.body);
+  out.hold = std::move(http.hold);
   for (auto& [name, value] : http.headers) out.headers.emplace_back(text::AsciiLower(name), value);
   return out;
 }
@@ -413,10 +414,16 @@ Result<HttpResponse> SendAuthorized(const Wire& w, const HttpRequest& request) {
     ++w.counters->requests;
     auto answer = w.http->Send(sent);
     if (!answer.ok()) return Redacted(answer.take_error(), token);
-    if (answer->body.size() > w.options->http.max_response_bytes) {
-      return MakeError(ErrorKind::kInvalidData,
-                       "Graph answered more than " +
-                           std::to_string(w.options->http.max_response_bytes) + " bytes");
+    const size_t cap =
+        request.max_response_bytes != 0
+            ? std::min(request.max_response_bytes, w.options->http.max_response_bytes)
+            : w.options->http.max_response_bytes;
+    if (answer->body.size() > cap) {  // a fake transport may not cap it
+      Error e = MakeError(ErrorKind::kInvalidData, request.method + " " + request.url +
+                                                       ": Graph answered more than " +
+                                                       std::to_string(cap) + " bytes");
+      e.too_large = true;
+      return e;
     }
     if (answer->status != 401 || pass == 1) return answer;
     w.tokens->Invalidate(token);
@@ -726,14 +733,36 @@ Result<GraphResponse> GraphClient::Send(const GraphRequest& request) {
   const Wire wire{tokens_, http_.get(), &options_, &counters_, &rng_};
   // A POST makes something the server names (a contact, a folder): the
   // transport must never send it twice on its own.
-  const HttpRequest http{request.method, std::move(url), std::move(headers), request.body,
-                         request.method == "POST"};
+  const HttpRequest http{
+      request.method,
+      std::move(url),
+      std::move(headers),
+      request.body,
+      request.method == "POST",
+      request.method == "GET" ? options_.max_read_answer_bytes : options_.max_write_answer_bytes};
   auto answer = request.method == "GET" ? SendRead(wire, http) : SendWrite(wire, http);
   if (!answer.ok()) return answer.take_error();
   return ToGraphResponse(std::move(answer).value());
 }
 
 Result<std::vector<GraphResponse>> GraphClient::Batch(const std::vector<GraphRequest>& requests) {
+  auto answers = BatchOnce(requests);
+  const bool reads_only = std::all_of(requests.begin(), requests.end(),
+                                      [](const GraphRequest& r) { return r.method == "GET"; });
+  if (answers.ok() || !answers.error().too_large || !reads_only || requests.size() < 2) {
+    return answers;
+  }
+  const auto middle = requests.begin() + static_cast<std::ptrdiff_t>(requests.size() / 2);
+  ROSTER_ASSIGN_OR_RETURN(std::vector<GraphResponse> first,
+                          Batch(std::vector<GraphRequest>(requests.begin(), middle)));
+  ROSTER_ASSIGN_OR_RETURN(std::vector<GraphResponse> second,
+                          Batch(std::vector<GraphRequest>(middle, requests.end())));
+  for (GraphResponse& r : second) first.push_back(std::move(r));
+  return first;
+}
+
+Result<std::vector<GraphResponse>> GraphClient::BatchOnce(
+    const std::vector<GraphRequest>& requests) {
   if (requests.size() > kMaxBatchRequests) {
     return MakeError(ErrorKind::kInvalidArgument,
                      "a $batch holds at most " + std::to_string(kMaxBatchRequests) +
@@ -759,6 +788,8 @@ Result<std::vector<GraphResponse>> GraphClient::Batch(const std::vector<GraphReq
   for (int attempt = 0;; ++attempt) {
     HttpRequest http = BatchHttpRequest(graph_url_, entries, pending);
     http.once = creates;  // see HttpRequest::once
+    http.max_response_bytes =
+        reads_only ? options_.max_read_answer_bytes : options_.max_write_answer_bytes;
     counters_.sub_requests += static_cast<int64_t>(pending.size());
     auto envelope = reads_only ? SendAuthorized(wire, http) : SendWrite(wire, http);
     std::optional<milliseconds> retry_after;

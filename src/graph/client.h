@@ -50,6 +50,12 @@ struct GraphClientOptions {
   std::chrono::seconds max_retry_after{60};
   // Backoff without Retry-After: base * 2^attempt, with full jitter.
   std::chrono::milliseconds backoff_base{500};
+  // The largest answer taken: to a read (a page of 1,000 contacts is a few
+  // MB; a $batch of reads larger than this is sent again in halves), and
+  // to a write or a $batch of writes (Graph echoes what it wrote). Neither
+  // is more than http.max_response_bytes.
+  size_t max_read_answer_bytes = 16u << 20;
+  size_t max_write_answer_bytes = 8u << 20;
   // Seeds the jitter (tests); 0 draws one from the system.
   uint64_t seed = 0;
 };
@@ -77,6 +83,8 @@ struct GraphResponse {
   int status = 0;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
+  // The body's share of the answers' memory (see AnswerMemory), if counted.
+  std::shared_ptr<AnswerHold> hold;
   std::string Header(std::string_view name) const;  // first with this lower-case name, or empty
   bool ok() const { return status >= 200 && status < 300; }
 };
@@ -121,7 +129,10 @@ class GraphClient {
   // Retry-After), an answer that is not a $batch answer (kInvalidData), a
   // transport failure. A batch of GETs only is retried as a read, and its
   // sub-requests answered 429 or 5xx are sent again in a later batch, up to
-  // read_attempts in all.
+  // read_attempts in all. A batch of reads whose answer is larger than
+  // max_read_answer_bytes is sent again as two batches of half as many
+  // (photos are large), down to one request; the error of one that is
+  // still too large is the answer.
   Result<std::vector<GraphResponse>> Batch(const std::vector<GraphRequest>& requests);
 
   // Whether an absolute URL Graph handed back may be followed with the
@@ -134,6 +145,7 @@ class GraphClient {
  private:
   GraphClient(TokenProvider* tokens, GraphClientOptions options, std::string graph_url,
               std::string origin);
+  Result<std::vector<GraphResponse>> BatchOnce(const std::vector<GraphRequest>& requests);
 
   TokenProvider* tokens_;
   GraphClientOptions options_;

@@ -558,6 +558,24 @@ TEST_F(GraphClientTest, AnAnswerOverTheByteBudgetIsRefused) {
   EXPECT_EQ(graph_.clients.at(0).max_response_bytes, 100u);
 }
 
+TEST_F(GraphClientTest, ReadsAndWritesAskForTheirOwnCaps) {
+  GraphClientOptions options = Options();
+  options.max_read_answer_bytes = 1000;
+  options.max_write_answer_bytes = 100;
+  auto client = Client(options);
+  Answer(200, std::string(1000, 'x'));
+  ASSERT_TRUE(client->Send(Get("/users")).ok());
+  EXPECT_EQ(graph_.seen.back().max_response_bytes, 1000u);
+  Answer(201, std::string(101, 'x'));
+  auto write = client->Send(Write("POST", "/users/a/contacts", "{}"));
+  ASSERT_FALSE(write.ok());  // the fake transport caps nothing: the client checks
+  EXPECT_TRUE(write.error().too_large);
+  EXPECT_EQ(graph_.seen.back().max_response_bytes, 100u);
+  Answer(200, BatchAnswer({Sub("1", 204)}));
+  ASSERT_TRUE(client->Batch({Write("DELETE", "/users/a/contacts/x")}).ok());
+  EXPECT_EQ(graph_.seen.back().max_response_bytes, 100u);
+}
+
 // ---- $batch ----
 
 TEST_F(GraphClientTest, BatchEnvelopeHasIdsRelativeUrlsPreferAndJsonBodies) {
@@ -665,6 +683,48 @@ TEST_F(GraphClientTest, BinaryBodiesAreBase64Decoded) {
   EXPECT_EQ((*answers)[0].Header("content-type"), "image/jpeg");
   EXPECT_EQ((*answers)[1].body, "\"plain\"") << "a JSON string stays JSON text";
   EXPECT_EQ((*answers)[2].body, "not base64!");
+}
+
+// Twenty photos of 4 MiB are a legitimate 107 MB answer: a batch of reads
+// too large for its cap is sent again in halves, each answered on its own.
+TEST_F(GraphClientTest, ABatchOfReadsTooLargeIsSentInHalves) {
+  GraphClientOptions options = Options();
+  options.max_read_answer_bytes = 300;
+  auto client = Client(options);
+  const std::string photo(60, 'A');  // base64 of 45 bytes
+  auto subs = [&](int from, int to) {
+    std::vector<std::string> items;
+    for (int i = from; i <= to; ++i)
+      items.push_back(Sub(std::to_string(i), 200, photo, {{"Content-Type", "image/jpeg"}}));
+    return BatchAnswer(items);
+  };
+  Answer(200, subs(1, 4));  // 4 photos: too large
+  Answer(200, subs(1, 2));  // the first half
+  Answer(200, subs(1, 2));  // the second half, numbered anew
+  std::vector<GraphRequest> requests;
+  for (int i = 0; i < 4; ++i)
+    requests.push_back(Get("/users/u" + std::to_string(i) + "/photo/$value"));
+  auto answers = client->Batch(requests);
+  ASSERT_TRUE(answers.ok()) << answers.error().message;
+  ASSERT_EQ(answers->size(), 4u);
+  for (const GraphResponse& a : *answers) EXPECT_EQ(a.body.size(), 45u);
+  ASSERT_EQ(graph_.seen.size(), 3u);
+  EXPECT_EQ(SentEnvelope(1)["requests"].size(), 2u);
+  EXPECT_EQ(SentEnvelope(1)["requests"][0]["url"], "/users/u0/photo/$value");
+  EXPECT_EQ(SentEnvelope(2)["requests"][0]["url"], "/users/u2/photo/$value");
+
+  // One request still too large is the error; a batch of writes is never split.
+  Answer(200, std::string(301, 'x'));
+  auto one = client->Batch({Get("/users/u0/photo/$value")});
+  ASSERT_FALSE(one.ok());
+  EXPECT_TRUE(one.error().too_large);
+  Answer(200, std::string(301, 'x'));
+  options.max_write_answer_bytes = 300;
+  auto writer = Client(options);
+  auto writes = writer->Batch(
+      {Write("DELETE", "/users/a/contacts/x"), Write("DELETE", "/users/a/contacts/y")});
+  ASSERT_FALSE(writes.ok());
+  EXPECT_EQ(graph_.seen.size(), 5u);
 }
 
 TEST_F(GraphClientTest, AReadOnlyBatchSendsThrottledSubRequestsAgain) {

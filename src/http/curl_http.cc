@@ -85,16 +85,32 @@ class CurlHttpClient : public HttpClient {
     HttpResponse* response;
     size_t max_bytes;
     bool too_large = false;
+    bool memory_full = false;
   };
 
   static size_t OnBody(char* data, size_t size, size_t count, void* user) {
     auto* transfer = static_cast<Transfer*>(user);
     size_t bytes = size * count;
-    if (transfer->response->body.size() + bytes > transfer->max_bytes) {
+    std::string& body = transfer->response->body;
+    const size_t needed = body.size() + bytes;
+    if (needed > transfer->max_bytes) {
       transfer->too_large = true;
       return 0;  // makes curl abort with CURLE_WRITE_ERROR
     }
-    transfer->response->body.append(data, bytes);
+    if (needed > body.capacity()) {
+      // The body grows as std::string would (doubling), but never past the
+      // cap, and only by what the answers' memory grants: what is counted
+      // is what is allocated.
+      const size_t grown = std::min(transfer->max_bytes, std::max(needed, 2 * body.capacity()));
+      AnswerHold& hold = *transfer->response->hold;
+      const size_t more = grown > hold.bytes() ? grown - hold.bytes() : 0;
+      if (!hold.Grow(more)) {
+        transfer->memory_full = true;
+        return 0;
+      }
+      body.reserve(grown);
+    }
+    body.append(data, bytes);
     return bytes;
   }
 
@@ -130,7 +146,7 @@ class CurlHttpClient : public HttpClient {
   // The method, and the body if it has one; true when it does.
   bool SetMethodAndBody(const HttpRequest& request);
   Error TransportError(CURLcode code, const HttpRequest& request, const char* detail,
-                       bool too_large) const;
+                       bool too_large, size_t cap) const;
 
   HttpOptions options_;
   CURL* curl_ = nullptr;
@@ -200,8 +216,10 @@ void CurlHttpClient::SetTransferOptions(const HttpRequest& request, Transfer* tr
     curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_TIME,
                      static_cast<long>(options_.low_speed_time.count()));
   }
-  curl_easy_setopt(curl_, CURLOPT_MAXFILESIZE_LARGE,
-                   static_cast<curl_off_t>(options_.max_response_bytes));
+  const size_t cap = request.max_response_bytes != 0
+                         ? std::min(request.max_response_bytes, options_.max_response_bytes)
+                         : options_.max_response_bytes;
+  curl_easy_setopt(curl_, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(cap));
   curl_easy_setopt(curl_, CURLOPT_ACCEPT_ENCODING, "");  // whatever curl can decode
   if (!options_.username.empty()) {
     curl_easy_setopt(curl_, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
@@ -245,7 +263,12 @@ Result<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
   curl_easy_reset(curl_);
 
   HttpResponse response;
-  Transfer transfer{&response, options_.max_response_bytes};
+  response.hold = std::make_shared<AnswerHold>(
+      options_.answer_memory != nullptr ? options_.answer_memory : &AnswerMemory::Process());
+  const size_t cap = request.max_response_bytes != 0
+                         ? std::min(request.max_response_bytes, options_.max_response_bytes)
+                         : options_.max_response_bytes;
+  Transfer transfer{&response, cap};
   char error_buffer[CURL_ERROR_SIZE] = {0};
   SetTransferOptions(request, &transfer, error_buffer);
   const bool has_body = SetMethodAndBody(request);
@@ -256,7 +279,18 @@ Result<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
   curl_slist_free_all(headers);
 
   if (code != CURLE_OK) {
-    return TransportError(code, request, error_buffer, transfer.too_large);
+    if (transfer.memory_full) {
+      const AnswerMemory* memory =
+          options_.answer_memory != nullptr ? options_.answer_memory : &AnswerMemory::Process();
+      return MakeError(
+          ErrorKind::kTransient,
+          request.method + " " + request.url +
+              ": the answers being received together would hold more than " +
+              (memory->limit() % (1u << 20) == 0 ? std::to_string(memory->limit() >> 20) + " MiB"
+                                                 : std::to_string(memory->limit()) + " bytes") +
+              " of memory; to be tried again");
+    }
+    return TransportError(code, request, error_buffer, transfer.too_large, cap);
   }
   long status = 0;
   curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
@@ -268,7 +302,7 @@ Result<HttpResponse> CurlHttpClient::Send(const HttpRequest& request) {
 }
 
 Error CurlHttpClient::TransportError(CURLcode code, const HttpRequest& request, const char* detail,
-                                     bool too_large) const {
+                                     bool too_large, size_t cap) const {
   const std::string what = request.method + " " + request.url;
   std::string text = (detail != nullptr && *detail) ? detail : curl_easy_strerror(code);
   long os_errno = 0;
@@ -277,9 +311,10 @@ Error CurlHttpClient::TransportError(CURLcode code, const HttpRequest& request, 
     case CURLE_WRITE_ERROR:
     case CURLE_FILESIZE_EXCEEDED:
       if (too_large || code == CURLE_FILESIZE_EXCEEDED) {
-        return MakeError(ErrorKind::kInvalidData, what + ": response larger than " +
-                                                      std::to_string(options_.max_response_bytes) +
-                                                      " bytes");
+        Error e = MakeError(ErrorKind::kInvalidData,
+                            what + ": response larger than " + std::to_string(cap) + " bytes");
+        e.too_large = true;
+        return e;
       }
       return MakeError(ErrorKind::kTransient, what + ": " + text);
     case CURLE_COULDNT_RESOLVE_HOST:

@@ -203,6 +203,30 @@ std::string Join(const UrlParts& parts) {
 
 }  // namespace
 
+AnswerMemory& AnswerMemory::Process() {
+  static AnswerMemory* memory = new AnswerMemory(kProcessLimit);  // never destroyed
+  return *memory;
+}
+
+bool AnswerMemory::TryTake(size_t bytes) {
+  size_t now = in_use_.load();
+  do {
+    if (bytes > limit_ || now > limit_ - bytes) return false;
+  } while (!in_use_.compare_exchange_weak(now, now + bytes));
+  size_t peak = peak_.load();
+  while (now + bytes > peak && !peak_.compare_exchange_weak(peak, now + bytes)) {
+  }
+  return true;
+}
+
+void AnswerMemory::Give(size_t bytes) { in_use_.fetch_sub(bytes); }
+
+bool AnswerHold::Grow(size_t more) {
+  if (!memory_->TryTake(more)) return false;
+  bytes_ += more;
+  return true;
+}
+
 std::string HttpResponse::Header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
     if (text::EqualsNoCase(key, name)) return value;

@@ -2,7 +2,9 @@
 // production and a scripted fake in tests.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +27,51 @@ struct HttpRequest {
   // of a POST the server names (a Graph create). Such a request goes on a
   // connection of its own, so that a silent resend cannot happen.
   bool once = false;
+  // A smaller cap than HttpOptions::max_response_bytes for this answer
+  // (a caller knows that a write's answer is small); 0 keeps the option's.
+  size_t max_response_bytes = 0;
+};
+
+// The bytes of HTTP answers held in memory at once by every client that
+// shares it (by default every client of the process). A client takes its
+// share as an answer's bytes arrive and keeps it for as long as the answer
+// lives, parsing included; an answer that would take the total past the
+// limit fails (kTransient, to be tried again once others are done), so no
+// number of connections, however large their answers, holds more.
+class AnswerMemory {
+ public:
+  explicit AnswerMemory(size_t limit) : limit_(limit) {}
+  // The process's own: 256 MiB.
+  static AnswerMemory& Process();
+  static constexpr size_t kProcessLimit = 256u << 20;
+
+  bool TryTake(size_t bytes);
+  void Give(size_t bytes);
+  size_t limit() const { return limit_; }
+  size_t in_use() const { return in_use_.load(); }
+  size_t peak() const { return peak_.load(); }
+
+ private:
+  const size_t limit_;
+  std::atomic<size_t> in_use_{0};
+  std::atomic<size_t> peak_{0};
+};
+
+// One answer's share of an AnswerMemory, given back when the last copy of
+// the answer is gone.
+class AnswerHold {
+ public:
+  explicit AnswerHold(AnswerMemory* memory) : memory_(memory) {}
+  ~AnswerHold() { memory_->Give(bytes_); }
+  AnswerHold(const AnswerHold&) = delete;
+  AnswerHold& operator=(const AnswerHold&) = delete;
+  // Takes `more` bytes too, or nothing and false when the memory is full.
+  bool Grow(size_t more);
+  size_t bytes() const { return bytes_; }
+
+ private:
+  AnswerMemory* memory_;
+  size_t bytes_ = 0;
 };
 
 struct HttpResponse {
@@ -32,6 +79,9 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   std::string effective_url;
+  // The body's share of the AnswerMemory (null from fakes): whoever keeps
+  // the body after this response keeps the hold with it.
+  std::shared_ptr<AnswerHold> hold;
 
   // First header with this (lower-case) name, or empty.
   std::string Header(std::string_view name) const;
@@ -44,6 +94,8 @@ struct HttpOptions {
   std::chrono::seconds connect_timeout{10};
   std::chrono::seconds timeout{120};
   size_t max_response_bytes = 64u << 20;  // a hostile server cannot exhaust memory
+  // Shared by the answers of many clients; null means AnswerMemory::Process().
+  AnswerMemory* answer_memory = nullptr;
   // When set, requests to any other origin (CanonicalOrigin of their URL) are
   // refused before a byte is sent: credentials go to this one server only.
   std::string allowed_origin;

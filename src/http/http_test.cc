@@ -496,6 +496,71 @@ TEST(CurlHttpClientTest, CapsResponseSize) {
   EXPECT_NE(response.error().message.find("response larger than 1000 bytes"), std::string::npos);
 }
 
+TEST(CurlHttpClientTest, RequestAsksForASmallerCap) {
+  TinyServer server(
+      [](const std::string&) { return TinyServer::Reply(200, std::string(5000, 'a')); });
+  HttpRequest request{"GET", server.url(), {}, ""};
+  request.max_response_bytes = 4000;
+  auto response = NewCurlHttpClient({})->Send(request);
+  ASSERT_FALSE(response.ok());
+  EXPECT_TRUE(response.error().too_large);
+  EXPECT_NE(response.error().message.find("response larger than 4000 bytes"), std::string::npos);
+  request.max_response_bytes = 1u << 30;  // never more than the option's
+  HttpOptions options;
+  options.max_response_bytes = 1000;
+  response = NewCurlHttpClient(options)->Send(request);
+  ASSERT_FALSE(response.ok());
+  EXPECT_NE(response.error().message.find("response larger than 1000 bytes"), std::string::npos);
+}
+
+TEST(AnswerMemoryTest, TakesUpToTheLimitAndGivesBack) {
+  AnswerMemory memory(100);
+  EXPECT_TRUE(memory.TryTake(60));
+  EXPECT_FALSE(memory.TryTake(41));
+  EXPECT_TRUE(memory.TryTake(40));
+  EXPECT_FALSE(memory.TryTake(1));
+  EXPECT_FALSE(memory.TryTake(SIZE_MAX));  // no overflow
+  memory.Give(100);
+  EXPECT_EQ(memory.in_use(), 0u);
+  EXPECT_EQ(memory.peak(), 100u);
+  {
+    AnswerHold hold(&memory);
+    EXPECT_TRUE(hold.Grow(70));
+    EXPECT_FALSE(hold.Grow(31));
+    EXPECT_EQ(hold.bytes(), 70u);
+    EXPECT_EQ(memory.in_use(), 70u);
+  }
+  EXPECT_EQ(memory.in_use(), 0u);
+}
+
+// Answers kept alive hold their bytes: one client cannot take what another's
+// unparsed answer holds, and gets it once that answer is gone.
+TEST(CurlHttpClientTest, AnswersShareOneMemory) {
+  TinyServer server(
+      [](const std::string&) { return TinyServer::Reply(200, std::string(60000, 'a')); });
+  AnswerMemory memory(100000);
+  HttpOptions options;
+  options.answer_memory = &memory;
+  auto first = NewCurlHttpClient(options)->Send({"GET", server.url(), {}, ""});
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_EQ(first->body.size(), 60000u);
+  EXPECT_GE(memory.in_use(), 60000u);
+  EXPECT_EQ(memory.in_use(), first->hold->bytes());
+  EXPECT_GE(first->body.capacity(), first->hold->bytes() - 1);  // what is counted is what is held
+
+  auto second = NewCurlHttpClient(options)->Send({"GET", server.url(), {}, ""});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().kind, ErrorKind::kTransient);
+  EXPECT_NE(second.error().message.find("more than 100000 bytes of memory"), std::string::npos)
+      << second.error().message;
+
+  first = MakeError(ErrorKind::kInternal, "dropped");
+  EXPECT_EQ(memory.in_use(), 0u);
+  second = NewCurlHttpClient(options)->Send({"GET", server.url(), {}, ""});
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_LE(memory.peak(), 100000u);
+}
+
 TEST(CurlHttpClientTest, ConnectionRefusedIsOneSentence) {
   auto response = NewCurlHttpClient({})->Send({"GET", "http://127.0.0.1:1/x", {}, ""});
   ASSERT_FALSE(response.ok());

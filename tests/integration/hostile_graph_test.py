@@ -49,12 +49,8 @@ MARGIN = 6                  # seconds a stopped run may take past its deadline
 
 # Tests roster fails today: name -> why. They still run and report; a failure
 # of one of them is expected (XFAIL) and a pass says the entry can go (XPASS).
-EXPECTED_FAILURES = {
-    "test_huge_answers_to_four_mailboxes_at_once":
-        "roster's answer limit is per request (64 MiB), not per run: four mailboxes in flight "
-        "each streamed 200 MB peak at 314-419 MB RSS, and four $batch answers each holding "
-        "one 50 MB JSON string (inside the limit, parsed whole) at 773 MB (221 MB for one)",
-}
+# Empty since the answers' memory became one budget for the process (issue 9).
+EXPECTED_FAILURES: dict = {}
 
 CONFIG = """{top}
 [state]
