@@ -106,6 +106,7 @@ EngineConfig MakeConfig(const std::vector<SourceRecord>* people, int users) {
 int Main(int argc, char** argv) {
   int people_count = 10000, users = 1000;
   std::string db = "/tmp/roster-planner-bench.db";
+  const crypto::Key key = crypto::GenerateKey();
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--people")) people_count = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--users")) users = std::atoi(argv[i + 1]);
@@ -118,7 +119,7 @@ int Main(int argc, char** argv) {
 
   // The state of a clean, converged deployment, written straight to the store.
   auto t0 = Clock::now();
-  auto store = std::move(OpenSqliteStateStore(db)).value();
+  auto store = std::move(OpenSqliteStateStore(db, key)).value();
   std::vector<DesiredItem> desired;
   for (const SourceRecord& p : people) desired.push_back({p.key, ContentHash(p.contact), nullptr});
   std::sort(desired.begin(), desired.end(),
@@ -146,7 +147,7 @@ int Main(int argc, char** argv) {
   store.reset();
 
   auto plan = [&](const char* label, bool dry_run) {
-    auto s = std::move(OpenSqliteStateStore(db)).value();
+    auto s = std::move(OpenSqliteStateStore(db, key)).value();
     Engine engine(MakeConfig(&people, users), *s);
     RunOptions options;
     options.dry_run = dry_run;
@@ -167,7 +168,7 @@ int Main(int argc, char** argv) {
   // The slow path: every collection compared item by item (as after a run
   // that did not finish cleanly).
   {
-    auto s = std::move(OpenSqliteStateStore(db)).value();
+    auto s = std::move(OpenSqliteStateStore(db, key)).value();
     for (int u = 0; u < users; ++u) {
       int64_t id = s->FindCollection({"company", "mem", "user" + std::to_string(u)})->id;
       (void)s->SetSyncedSnapshot(id, "");

@@ -55,7 +55,7 @@ class World {
 
   void Reopen() {
     store_.reset();
-    store_ = std::move(OpenSqliteStateStore(state_.string())).value();
+    store_ = std::move(OpenSqliteStateStore(state_.string(), key_)).value();
   }
   void LoseState() {
     store_.reset();
@@ -127,6 +127,7 @@ class World {
 
  private:
   std::filesystem::path state_;
+  crypto::Key key_ = crypto::GenerateKey();
   std::unique_ptr<StateStore> store_;
 };
 

@@ -14,6 +14,7 @@
 
 #include "app/doctor.h"
 #include "app/engine.h"
+#include "app/state_open.h"
 #include "app/wiring.h"
 #include "config/config.h"
 #include "core/text.h"
@@ -181,7 +182,7 @@ void Progress(const CollectionReport& c, size_t done, size_t total) {
 }
 
 int Status(const Config& config, bool as_json) {
-  auto store = OpenSqliteStateStoreForReading(config.state_path);
+  auto store = OpenState(config, StateUse::kReading, nullptr);
   if (!store.ok()) {
     std::cerr << "roster: " << Safe(store.error().message) << "\n";
     return 2;
@@ -325,6 +326,136 @@ int KeysInit(const Config& config, bool as_json) {
   return 0;
 }
 
+// Prints a key for the operator to put into [state] key_env: the key as a
+// line on stdout (or in the JSON object), what to do on stderr.
+void PrintKeyForEnv(const char* mode, const std::string& variable, const crypto::Key& key,
+                    int64_t resealed, bool as_json) {
+  const crypto::Secret text = crypto::FormatKey(key);
+  if (as_json) {
+    json out{{"mode", mode},
+             {"key_env", variable},
+             {"key", std::string(text.view())},
+             {"key_id", key.key_id()},
+             {"exit_code", 0}};
+    if (resealed >= 0) out["resealed"] = resealed;
+    std::cout << Dump(out) << "\n";
+  } else {
+    std::cout.write(text.view().data(), static_cast<std::streamsize>(text.size())) << "\n";
+  }
+  std::cout.flush();
+}
+
+int Fail(const Error& e) {
+  std::cerr << "roster: " << Safe(e.message) << "\n";
+  return 2;
+}
+
+// The state sealed again under `key`'s current key id, if there is a state.
+Result<int64_t> ResealState(const Config& config, const crypto::Key& key) {
+  ROSTER_ASSIGN_OR_RETURN(StateFileKind kind, InspectStateFile(config.state_path));
+  if (kind == StateFileKind::kMissing) return int64_t{0};
+  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<StateStore> store,
+                          OpenSqliteStateStore(config.state_path, key));
+  return store->Reseal();
+}
+
+// `keys rotate`: a new sealing key, every sealed value sealed again under it,
+// the old one dropped. With a key file each step is written atomically and a
+// rotation killed at any point is finished by running it again. With
+// key_env, roster cannot write the key: the first call prints the
+// transitional key (old and new sealing keys) and changes nothing; once it is
+// installed, the second seals everything again and prints the final key.
+int KeysRotate(const Config& config, bool as_json) {
+  if (!LockState(config.state_path)) return 2;
+  const bool from_env = !config.state_key_env.empty();
+  auto loaded = crypto::LoadStateKey(config.state_key_file, config.state_key_env);
+  if (!loaded.ok()) return Fail(loaded.error());
+  crypto::Key key = std::move(loaded).value();
+  if (!key.rotating()) {
+    auto next = crypto::BeginRotation(key);
+    if (!next.ok()) return Fail(next.error());
+    if (from_env) {
+      PrintKeyForEnv("keys rotate", config.state_key_env, *next, -1, as_json);
+      std::cerr << "roster: the transitional key for " << config.state_key_env
+                << " is on standard output (it holds the current sealing key and the new one). "
+                   "Nothing was changed: install it in that variable, then run `roster keys "
+                   "rotate` again to seal the state under the new key\n";
+      return 0;
+    }
+    roster::Status written = crypto::WriteKeyFileAtomically(config.state_key_file, *next);
+    if (!written.ok()) return Fail(written.error());
+    key = std::move(next).value();
+  }
+  auto resealed = ResealState(config, key);
+  if (!resealed.ok()) return Fail(resealed.error());
+  const crypto::Key finished = crypto::FinishRotation(key);
+  if (from_env) {
+    PrintKeyForEnv("keys rotate", config.state_key_env, finished, *resealed, as_json);
+    std::cerr << "roster: sealed " << *resealed << " values again under key id "
+              << finished.key_id() << ". The final key for " << config.state_key_env
+              << " is on standard output: install it in place of the transitional one (which "
+                 "still works until then) and keep a copy with the configuration's backup\n";
+    return 0;
+  }
+  roster::Status written = crypto::WriteKeyFileAtomically(config.state_key_file, finished);
+  if (!written.ok()) return Fail(written.error());
+  if (as_json) {
+    std::cout << Dump(json{{"mode", "keys rotate"},
+                           {"key_file", Safe(config.state_key_file)},
+                           {"key_id", finished.key_id()},
+                           {"resealed", *resealed},
+                           {"exit_code", 0}})
+              << "\n";
+  } else {
+    std::cout << "Sealed " << *resealed << " values again under key id " << finished.key_id()
+              << "; " << Safe(config.state_key_file)
+              << " holds the new key only. Replace the key in the configuration's backup.\n";
+  }
+  return 0;
+}
+
+// `purge --expired` forgets what is older than [state] retention_days (run
+// history and its messages); `purge --all` forgets everything the state
+// holds. Either way the file is rebuilt, so nothing lingers on disk.
+int Purge(const Config& config, bool all, bool as_json) {
+  if (!LockState(config.state_path)) return 2;
+  auto kind = InspectStateFile(config.state_path);
+  if (!kind.ok()) return Fail(kind.error());
+  int64_t runs = 0;
+  if (*kind != StateFileKind::kMissing) {
+    std::vector<std::string> notes;
+    auto store = OpenState(config, StateUse::kSync, &notes);
+    for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
+    if (!store.ok()) return Fail(store.error());
+    if (all) {
+      roster::Status purged = (*store)->PurgeAll();
+      if (!purged.ok()) return Fail(purged.error());
+    } else {
+      auto pruned = (*store)->PruneRuns(std::chrono::hours(24) * config.retention_days);
+      if (!pruned.ok()) return Fail(pruned.error());
+      runs = *pruned;
+    }
+  }
+  const char* mode = all ? "purge --all" : "purge --expired";
+  if (as_json) {
+    json out{{"mode", mode}, {"state", Safe(config.state_path)}, {"exit_code", 0}};
+    if (!all) {
+      out["runs"] = runs;
+      out["retention_days"] = config.retention_days;
+    }
+    std::cout << Dump(out) << "\n";
+  } else if (*kind == StateFileKind::kMissing) {
+    std::cout << "Nothing to purge: there is no state file " << Safe(config.state_path) << ".\n";
+  } else if (all) {
+    std::cout << "Purged everything in " << Safe(config.state_path)
+              << "; the next sync finds roster's items on the targets again by their markers.\n";
+  } else {
+    std::cout << "Purged " << runs << " runs older than " << config.retention_days << " days from "
+              << Safe(config.state_path) << ".\n";
+  }
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"roster: keeps an organisation's people in every user's address book"};
   std::string config_path = "roster.toml";
@@ -350,6 +481,22 @@ int Main(int argc, char** argv) {
       "create the state's key in [state] key_file (mode 0600; an existing file is never "
       "replaced). With key_env instead, print a new key on standard output for you to put in "
       "that variable: the only time roster ever prints a key");
+  auto* keys_rotate_cmd = keys_cmd->add_subcommand(
+      "rotate",
+      "seal the state under a new key, and drop the old one; safe to run again after a crash. "
+      "With key_env: prints the key to install, in two steps");
+  bool purge_expired = false, purge_all = false;
+  auto* purge_cmd = app.add_subcommand(
+      "purge",
+      "forget what the state holds: --expired (older than [state] retention_days) or --all");
+  auto* expired_flag =
+      purge_cmd->add_flag("--expired", purge_expired, "what is older than retention_days");
+  auto* all_flag = purge_cmd->add_flag(
+      "--all", purge_all, "everything; the next sync finds roster's items again by their markers");
+  expired_flag->excludes(all_flag);
+  purge_cmd->callback([&]() {
+    if (!purge_expired && !purge_all) throw CLI::RequiredError("--expired or --all");
+  });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -365,6 +512,8 @@ int Main(int argc, char** argv) {
   if (status_cmd->parsed()) return Status(*config, as_json);
   if (doctor_cmd->parsed()) return Doctor(*config, as_json);
   if (keys_init_cmd->parsed()) return KeysInit(*config, as_json);
+  if (keys_rotate_cmd->parsed()) return KeysRotate(*config, as_json);
+  if (purge_cmd->parsed()) return Purge(*config, purge_all, as_json);
 
   auto engine_config = BuildEngineConfig(*config);
   if (!engine_config.ok()) {
@@ -375,8 +524,9 @@ int Main(int argc, char** argv) {
   // Two syncs of one configuration at once would race each other's writes.
   if (!plan && !LockState(config->state_path)) return 2;
   // A plan creates, migrates and writes nothing, not even the state file.
-  auto store = plan ? OpenSqliteStateStoreForReading(config->state_path)
-                    : OpenSqliteStateStore(config->state_path);
+  std::vector<std::string> notes;
+  auto store = OpenState(*config, plan ? StateUse::kReading : StateUse::kSync, &notes);
+  for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
   if (!store.ok()) {
     std::cerr << "roster: " << Safe(store.error().message) << "\n";
     return 2;

@@ -108,7 +108,9 @@ const char* const* FailpointNames() {
       "after-open", "after-list", "after-apply-listing", "before-confirm-list",
       "after-confirm-list", "before-snapshot", "before-forget-collection",
       // state/sqlite_state.cc: every write transaction, before and after its commit.
-      "state-before-commit", "state-after-commit", nullptr};
+      "state-before-commit", "state-after-commit",
+      // state/sqlite_state.cc: the migration that seals the state, and the rebuild after it.
+      "state-migration-before-commit", "state-rebuilt", nullptr};
   return kNames;
 }
 

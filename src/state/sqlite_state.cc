@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <functional>
@@ -10,6 +11,7 @@
 
 #include "core/failpoint.h"
 #include "core/text.h"
+#include "crypto/seal.h"
 #include "migrations.h"
 #include "state/state.h"
 
@@ -116,6 +118,19 @@ class Stmt {
     sqlite3_bind_int64(stmt_, i, v);
     return *this;
   }
+  // A sealed value: a BLOB, or '' (a TEXT) when there is nothing sealed.
+  Stmt& BindSealed(int i, const std::string& sealed) {
+    if (sealed.empty()) {
+      sqlite3_bind_text(stmt_, i, "", 0, SQLITE_STATIC);
+      return *this;
+    }
+    sqlite3_bind_blob(stmt_, i, sealed.data(), static_cast<int>(sealed.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindNull(int i) {
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int Step() { return sqlite3_step(stmt_); }
   std::string Text(int col) const {
@@ -123,15 +138,63 @@ class Stmt {
     return p ? std::string(p, sqlite3_column_bytes(stmt_, col)) : std::string();
   }
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  sqlite3_stmt* raw() const { return stmt_; }
+  std::string Blob(int col) const {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col))
+             : std::string();
+  }
 
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
 };
 
+// The associated data of a sealed value says which row holds it: each part
+// length-prefixed, so that no two rows encode alike.
+std::string RowOf(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (std::string_view p : parts) {
+    out += std::to_string(p.size());
+    out += ':';
+    out.append(p);
+  }
+  return out;
+}
+
+// A column's value as read (an integer or text), to bind again.
+struct Value {
+  bool integer = false;
+  int64_t number = 0;
+  std::string text;
+  static Value Of(const Stmt& s, int col) {
+    Value v;
+    v.integer = sqlite3_column_type(s.raw(), col) == SQLITE_INTEGER;
+    if (v.integer) {
+      v.number = s.Int(col);
+    } else {
+      v.text = s.Text(col);
+    }
+    return v;
+  }
+  void BindTo(Stmt& s, int i) const {
+    if (integer) {
+      s.Bind(i, number);
+    } else {
+      s.Bind(i, text);
+    }
+  }
+};
+
+// Blind-index domains: one per kind of value looked up.
+constexpr std::string_view kUserDomain = "user";  // collections.user_ix, run_results.user_ix
+constexpr std::string_view kHrefDomain = "href";  // items.href_ix
+constexpr std::string_view kKeyDomain = "key";    // items.key_ix, snapshot_items.key_ix
+constexpr std::string_view kCheckPlaintext = "roster state key check";
+
 class SqliteStateStore final : public StateStore {
  public:
-  explicit SqliteStateStore(sqlite3* db) : db_(db) {}
+  SqliteStateStore(sqlite3* db, crypto::Key key) : db_(db), key_(std::move(key)) {}
   ~SqliteStateStore() override { sqlite3_close_v2(db_); }
 
   std::vector<std::string> TakeWarnings() override { return std::move(warnings_); }
@@ -162,7 +225,7 @@ class SqliteStateStore final : public StateStore {
               (current < newest ? "; `roster sync` upgrades it (a plan changes nothing)"
                                 : "; use a newer roster"));
     }
-    return {};
+    return CheckKey();
   }
 
   Status Init() {
@@ -186,6 +249,7 @@ class SqliteStateStore final : public StateStore {
       if (m.version <= current) continue;
       ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
       Status st = Exec(m.sql);
+      if (st.ok() && m.version == kSealedVersion) st = SealVersion4Rows();
       if (st.ok()) {
         st =
             Exec("INSERT INTO schema_version (version) VALUES (" + std::to_string(m.version) + ")");
@@ -195,19 +259,35 @@ class SqliteStateStore final : public StateStore {
         return MakeError(ErrorKind::kInternal, std::string("state store: migration ") + m.name +
                                                    " failed: " + st.error().message);
       }
+      Failpoint("state-migration-before-commit");
       ROSTER_RETURN_IF_ERROR(Exec("COMMIT"));
     }
-    return {};
+    ROSTER_RETURN_IF_ERROR(CheckKey());
+    return RebuildIfPending();
   }
 
   Result<CollectionState> OpenCollection(const CollectionKey& key) override {
     std::lock_guard lock(mu_);
-    Stmt ins(db_,
-             "INSERT INTO collections (rule, target, user) VALUES (?, ?, ?) "
-             "ON CONFLICT (rule, target, user) DO NOTHING");
-    if (!ins.ok()) return SqlError(db_, "preparing collection insert");
-    ins.Bind(1, key.rule).Bind(2, key.target).Bind(3, key.user);
-    if (ins.Step() != SQLITE_DONE) return SqlError(db_, "creating collection");
+    const std::string ix = Ix(kUserDomain, key.user);
+    // The seals of a collection are bound to its id too (so that two rows'
+    // ids swapped outside roster do not hand one user's items to another),
+    // and the id is known once the row is in: both steps in one transaction.
+    ROSTER_RETURN_IF_ERROR(InTransaction([&]() -> Status {
+      Stmt ins(db_,
+               "INSERT INTO collections (rule, target, user_ix, user) VALUES (?, ?, ?, '') "
+               "ON CONFLICT (rule, target, user_ix) DO NOTHING");
+      if (!ins.ok()) return SqlError(db_, "preparing collection insert");
+      ins.Bind(1, key.rule).Bind(2, key.target).Bind(3, ix);
+      if (ins.Step() != SQLITE_DONE) return SqlError(db_, "creating collection");
+      if (sqlite3_changes(db_) == 0) return {};  // it was there
+      const int64_t id = sqlite3_last_insert_rowid(db_);
+      Stmt user(db_, "UPDATE collections SET user = ? WHERE id = ?");
+      if (!user.ok()) return SqlError(db_, "preparing collection insert");
+      user.BindSealed(
+          1, Seal("collections", "user", CollectionRow(id, key.rule, key.target, ix), key.user));
+      if (user.Bind(2, id).Step() != SQLITE_DONE) return SqlError(db_, "creating collection");
+      return {};
+    }));
     return FindLocked(key);
   }
 
@@ -220,17 +300,23 @@ class SqliteStateStore final : public StateStore {
       const std::string& rule) override {
     std::lock_guard lock(mu_);
     Stmt s(db_,
-           "SELECT target, user, id, url, sync_token, synced_snapshot FROM collections "
-           "WHERE rule = ? ORDER BY target, user");
+           "SELECT target, user_ix, user, id, url, sync_token, synced_snapshot FROM collections "
+           "WHERE rule = ?");
     if (!s.ok()) return SqlError(db_, "preparing collection query");
     s.Bind(1, rule);
     std::vector<std::pair<CollectionKey, CollectionState>> out;
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) {
-      out.emplace_back(CollectionKey{rule, s.Text(0), s.Text(1)},
-                       CollectionState{s.Int(2), s.Text(3), s.Text(4), s.Text(5)});
+      const std::string target = s.Text(0);
+      const std::string row = CollectionRow(s.Int(3), rule, target, s.Text(1));
+      ROSTER_ASSIGN_OR_RETURN(std::string user, Open("collections", "user", row, s.Blob(2)));
+      ROSTER_ASSIGN_OR_RETURN(CollectionState state, ReadCollection(s, 3, row));
+      out.emplace_back(CollectionKey{rule, target, std::move(user)}, std::move(state));
     }
     if (rc != SQLITE_DONE) return SqlError(db_, "reading collections");
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.first.target, a.first.user) < std::tie(b.first.target, b.first.user);
+    });
     return out;
   }
 
@@ -249,44 +335,52 @@ class SqliteStateStore final : public StateStore {
   }
 
   Status SetCollectionUrl(int64_t collection, const std::string& url) override {
-    return UpdateCollection("UPDATE collections SET url = ? WHERE id = ?", collection, url);
+    std::lock_guard lock(mu_);
+    return UpdateSealedCollectionColumn("url", collection, url);
   }
   Status SetSyncToken(int64_t collection, const std::string& token) override {
-    return UpdateCollection("UPDATE collections SET sync_token = ? WHERE id = ?", collection,
-                            token);
+    std::lock_guard lock(mu_);
+    return UpdateSealedCollectionColumn("sync_token", collection, token);
   }
   Status SetSyncedSnapshot(int64_t collection, const std::string& fingerprint) override {
-    return UpdateCollection("UPDATE collections SET synced_snapshot = ? WHERE id = ?", collection,
-                            fingerprint);
+    std::lock_guard lock(mu_);
+    Stmt s(db_, "UPDATE collections SET synced_snapshot = ? WHERE id = ?");
+    if (!s.ok()) return SqlError(db_, "preparing collection update");
+    s.Bind(1, fingerprint).Bind(2, collection);
+    if (s.Step() != SQLITE_DONE) return SqlError(db_, "updating collection");
+    return {};
   }
 
   Result<std::vector<ItemState>> LoadItems(int64_t collection) override {
-    return LoadItemsWhere(
-        "SELECT href, etag_seen, etag, COALESCE(key, ''), hash, fields, match FROM items "
-        "WHERE collection_id = ? ORDER BY href",
-        collection);
+    ROSTER_ASSIGN_OR_RETURN(std::vector<ItemState> items,
+                            LoadItemsWhere("SELECT " + std::string(kItemColumns) +
+                                               " FROM items WHERE collection_id = ?",
+                                           collection));
+    std::sort(items.begin(), items.end(),
+              [](const ItemState& a, const ItemState& b) { return a.href < b.href; });
+    return items;
   }
 
   Result<std::vector<ItemState>> LoadItemsByKeys(int64_t collection,
                                                  const std::vector<std::string>& keys) override {
     std::lock_guard lock(mu_);
-    Stmt s(db_,
-           // Without statistics SQLite may pick the primary key and scan the
-           // whole collection for every key; the key index makes it a lookup.
-           "SELECT href, etag_seen, etag, key, hash, fields, match FROM items "
-           "INDEXED BY items_by_key WHERE collection_id = ? AND key = ?");
+    // Without statistics SQLite may pick the primary key and scan the
+    // whole collection for every key; the key index makes it a lookup.
+    Stmt s(db_, ("SELECT " + std::string(kItemColumns) +
+                 " FROM items INDEXED BY items_by_key_ix WHERE collection_id = ? AND key_ix = ?")
+                    .c_str());
     if (!s.ok()) return SqlError(db_, "preparing item query");
     std::vector<ItemState> items;
     for (const std::string& key : keys) {
-      s.Reset().Bind(1, collection).Bind(2, key);
-      ROSTER_RETURN_IF_ERROR(ReadItems(s, &items));
+      s.Reset().Bind(1, collection).Bind(2, Ix(kKeyDomain, key));
+      ROSTER_RETURN_IF_ERROR(ReadItems(s, collection, &items));
     }
     return items;
   }
 
   Result<int64_t> CountManaged(int64_t collection) override {
     std::lock_guard lock(mu_);
-    Stmt s(db_, "SELECT COUNT(*) FROM items WHERE collection_id = ? AND key IS NOT NULL");
+    Stmt s(db_, "SELECT COUNT(*) FROM items WHERE collection_id = ? AND key_ix IS NOT NULL");
     if (!s.ok()) return SqlError(db_, "preparing count");
     s.Bind(1, collection);
     if (s.Step() != SQLITE_ROW) return SqlError(db_, "counting items");
@@ -294,10 +388,14 @@ class SqliteStateStore final : public StateStore {
   }
 
   Result<std::vector<ItemState>> LoadUnmanaged(int64_t collection) override {
-    return LoadItemsWhere(
-        "SELECT href, etag_seen, etag, '', hash, fields, match FROM items "
-        "WHERE collection_id = ? AND key IS NULL AND match != '' ORDER BY href",
-        collection);
+    ROSTER_ASSIGN_OR_RETURN(
+        std::vector<ItemState> items,
+        LoadItemsWhere("SELECT " + std::string(kItemColumns) +
+                           " FROM items WHERE collection_id = ? AND key_ix IS NULL AND match != ''",
+                       collection));
+    std::sort(items.begin(), items.end(),
+              [](const ItemState& a, const ItemState& b) { return a.href < b.href; });
+    return items;
   }
 
   Status ApplyListing(int64_t collection, const std::vector<ItemRef>& seen,
@@ -307,17 +405,20 @@ class SqliteStateStore final : public StateStore {
     std::lock_guard lock(mu_);
     return InTransaction([&]() -> Status {
       Stmt put(db_,
-               "INSERT INTO items (collection_id, href, etag_seen) VALUES (?, ?, ?) "
-               "ON CONFLICT (collection_id, href) DO UPDATE SET etag_seen = excluded.etag_seen");
-      Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href = ?");
+               "INSERT INTO items (collection_id, href_ix, href, etag_seen) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT (collection_id, href_ix) DO UPDATE SET etag_seen = excluded.etag_seen");
+      Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href_ix = ?");
       Stmt upsert(db_, kUpsertSql);
       if (!put.ok() || !del.ok() || !upsert.ok()) return SqlError(db_, "preparing listing update");
+      const std::string id = std::to_string(collection);
       for (const ItemRef& ref : seen) {
-        put.Reset().Bind(1, collection).Bind(2, ref.href).Bind(3, ref.etag);
+        const std::string ix = Ix(kHrefDomain, ref.href);
+        put.Reset().Bind(1, collection).Bind(2, ix);
+        put.BindSealed(3, Seal("items", "href", RowOf({id, ix}), ref.href)).Bind(4, ref.etag);
         if (put.Step() != SQLITE_DONE) return SqlError(db_, "storing listing");
       }
       for (const std::string& href : removed) {
-        del.Reset().Bind(1, collection).Bind(2, href);
+        del.Reset().Bind(1, collection).Bind(2, Ix(kHrefDomain, href));
         if (del.Step() != SQLITE_DONE) return SqlError(db_, "deleting item");
       }
       for (const ItemState& item : known) {
@@ -325,9 +426,7 @@ class SqliteStateStore final : public StateStore {
         if (upsert.Step() != SQLITE_DONE) return SqlError(db_, "storing item");
       }
       if (!sync_token.empty()) {
-        Stmt tok(db_, "UPDATE collections SET sync_token = ? WHERE id = ?");
-        tok.Bind(1, sync_token).Bind(2, collection);
-        if (tok.Step() != SQLITE_DONE) return SqlError(db_, "storing sync token");
+        ROSTER_RETURN_IF_ERROR(UpdateSealedCollectionColumn("sync_token", collection, sync_token));
       }
       if (synced_snapshot) {
         Stmt snap(db_, "UPDATE collections SET synced_snapshot = ? WHERE id = ?");
@@ -362,9 +461,9 @@ class SqliteStateStore final : public StateStore {
 
   Status DeleteItem(int64_t collection, const std::string& href) override {
     std::lock_guard lock(mu_);
-    Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href = ?");
+    Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href_ix = ?");
     if (!del.ok()) return SqlError(db_, "preparing item delete");
-    del.Bind(1, collection).Bind(2, href);
+    del.Bind(1, collection).Bind(2, Ix(kHrefDomain, href));
     if (del.Step() != SQLITE_DONE) return SqlError(db_, "deleting item");
     return {};
   }
@@ -380,12 +479,20 @@ class SqliteStateStore final : public StateStore {
     if (rc != SQLITE_ROW) return SqlError(db_, "reading snapshot");
     snap.fingerprint = head.Text(0);
     snap.source_version = head.Text(1);
-    snap.self_keys = DecodeSelfKeys(head.Text(2));
-    Stmt s(db_, "SELECT key, hash FROM snapshot_items WHERE rule = ? ORDER BY key");
+    ROSTER_ASSIGN_OR_RETURN(std::string self_keys,
+                            Open("snapshots", "self_keys", RowOf({rule}), head.Blob(2)));
+    snap.self_keys = DecodeSelfKeys(self_keys);
+    Stmt s(db_, "SELECT key_ix, key, hash FROM snapshot_items WHERE rule = ?");
     if (!s.ok()) return SqlError(db_, "preparing snapshot query");
     s.Bind(1, rule);
-    while ((rc = s.Step()) == SQLITE_ROW) snap.entries.push_back({s.Text(0), s.Text(1)});
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      ROSTER_ASSIGN_OR_RETURN(std::string key,
+                              Open("snapshot_items", "key", RowOf({rule, s.Text(0)}), s.Blob(1)));
+      snap.entries.push_back({std::move(key), s.Text(2)});
+    }
     if (rc != SQLITE_DONE) return SqlError(db_, "reading snapshot");
+    std::sort(snap.entries.begin(), snap.entries.end(),
+              [](const SnapshotEntry& a, const SnapshotEntry& b) { return a.key < b.key; });
     return snap;
   }
 
@@ -398,15 +505,19 @@ class SqliteStateStore final : public StateStore {
                 "VALUES (?, ?, ?, ?) ON CONFLICT (rule) DO UPDATE SET "
                 "fingerprint = excluded.fingerprint, source_version = excluded.source_version, "
                 "self_keys = excluded.self_keys");
-      Stmt ins(db_, "INSERT INTO snapshot_items (rule, key, hash) VALUES (?, ?, ?)");
+      Stmt ins(db_, "INSERT INTO snapshot_items (rule, key_ix, key, hash) VALUES (?, ?, ?, ?)");
       if (!clear.ok() || !head.ok() || !ins.ok()) return SqlError(db_, "preparing snapshot");
       clear.Bind(1, rule);
       if (clear.Step() != SQLITE_DONE) return SqlError(db_, "clearing snapshot");
       head.Bind(1, rule).Bind(2, snapshot.fingerprint).Bind(3, snapshot.source_version);
-      head.Bind(4, EncodeSelfKeys(snapshot.self_keys));
+      head.BindSealed(
+          4, Seal("snapshots", "self_keys", RowOf({rule}), EncodeSelfKeys(snapshot.self_keys)));
       if (head.Step() != SQLITE_DONE) return SqlError(db_, "storing snapshot");
       for (const SnapshotEntry& e : snapshot.entries) {
-        ins.Reset().Bind(1, rule).Bind(2, e.key).Bind(3, e.hash);
+        const std::string ix = Ix(kKeyDomain, e.key);
+        ins.Reset().Bind(1, rule).Bind(2, ix);
+        ins.BindSealed(3, Seal("snapshot_items", "key", RowOf({rule, ix}), e.key));
+        ins.Bind(4, e.hash);
         if (ins.Step() != SQLITE_DONE) return SqlError(db_, "storing snapshot");
       }
       return {};
@@ -421,7 +532,7 @@ class SqliteStateStore final : public StateStore {
     const int rc = s.Step();
     if (rc == SQLITE_DONE) return std::string();
     if (rc != SQLITE_ROW) return SqlError(db_, "reading source cursor");
-    return s.Text(0);
+    return Open("source_cursors", "cursor", RowOf({source}), s.Blob(0));
   }
 
   Status SaveSourceCursor(const std::string& source, const std::string& cursor) override {
@@ -437,7 +548,7 @@ class SqliteStateStore final : public StateStore {
            "INSERT INTO source_cursors (source, cursor) VALUES (?, ?) "
            "ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor");
     if (!s.ok()) return SqlError(db_, "preparing source cursor");
-    s.Bind(1, source).Bind(2, cursor);
+    s.Bind(1, source).BindSealed(2, Seal("source_cursors", "cursor", RowOf({source}), cursor));
     if (s.Step() != SQLITE_DONE) return SqlError(db_, "storing source cursor");
     return {};
   }
@@ -454,18 +565,20 @@ class SqliteStateStore final : public StateStore {
   Status RecordResult(int64_t run, const TargetRunResult& r) override {
     std::lock_guard lock(mu_);
     Stmt s(db_,
-           "INSERT INTO run_results (run_id, rule, target, user, created, updated, deleted, "
-           "unchanged, conflicts, errors, adopted, message, skipped) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+           "INSERT INTO run_results (run_id, rule, target, user_ix, user, created, updated, "
+           "deleted, unchanged, conflicts, errors, adopted, message, skipped) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!s.ok()) return SqlError(db_, "preparing run result");
     const Counts& c = r.counts;
-    s.Bind(1, run)
-        .Bind(2, r.collection.rule)
-        .Bind(3, r.collection.target)
-        .Bind(4, r.collection.user);
-    s.Bind(5, c.created).Bind(6, c.updated).Bind(7, c.deleted).Bind(8, c.unchanged);
-    s.Bind(9, c.conflicts).Bind(10, c.errors).Bind(11, c.adopted).Bind(12, r.message);
-    s.Bind(13, c.skipped);
+    const CollectionKey& k = r.collection;
+    const std::string ix = Ix(kUserDomain, k.user);
+    const std::string row = RowOf({std::to_string(run), k.rule, k.target, ix});
+    s.Bind(1, run).Bind(2, k.rule).Bind(3, k.target).Bind(4, ix);
+    s.BindSealed(5, Seal("run_results", "user", row, k.user));
+    s.Bind(6, c.created).Bind(7, c.updated).Bind(8, c.deleted).Bind(9, c.unchanged);
+    s.Bind(10, c.conflicts).Bind(11, c.errors).Bind(12, c.adopted);
+    s.BindSealed(13, Seal("run_results", "message", row, r.message));
+    s.Bind(14, c.skipped);
     if (s.Step() != SQLITE_DONE) return SqlError(db_, "recording run result");
     return {};
   }
@@ -503,15 +616,14 @@ class SqliteStateStore final : public StateStore {
     std::lock_guard lock(mu_);
     Stmt s(db_,
            "SELECT r.id, r.mode, r.started_at, COALESCE(r.finished_at, ''), "
-           "COALESCE(r.exit_code, -1), x.rule, x.target, x.user, x.created, x.updated, "
+           "COALESCE(r.exit_code, -1), x.rule, x.target, x.user_ix, x.user, x.created, x.updated, "
            "x.deleted, x.unchanged, x.conflicts, x.errors, x.adopted, x.message, x.skipped "
            "FROM run_results x JOIN runs r ON r.id = x.run_id "
            "WHERE x.run_id = (SELECT MAX(y.run_id) FROM run_results y WHERE y.rule = x.rule "
-           "AND y.target = x.target AND y.user = x.user) "
+           "AND y.target = x.target AND y.user_ix = x.user_ix) "
            // Only collections roster still keeps: not users who left a rule.
            "AND EXISTS (SELECT 1 FROM collections c WHERE c.rule = x.rule "
-           "AND c.target = x.target AND c.user = x.user) "
-           "ORDER BY x.rule, x.target, x.user");
+           "AND c.target = x.target AND c.user_ix = x.user_ix)");
     if (!s.ok()) return SqlError(db_, "preparing status query");
     std::vector<RunSummary> out;
     int rc;
@@ -522,57 +634,399 @@ class SqliteStateStore final : public StateStore {
       r.started_at = s.Text(2);
       r.finished_at = s.Text(3);
       r.exit_code = static_cast<int>(s.Int(4));
-      r.result.collection = {s.Text(5), s.Text(6), s.Text(7)};
+      const std::string rule = s.Text(5), target = s.Text(6);
+      const std::string row = RowOf({std::to_string(r.run_id), rule, target, s.Text(7)});
+      ROSTER_ASSIGN_OR_RETURN(std::string user, Open("run_results", "user", row, s.Blob(8)));
+      r.result.collection = {rule, target, std::move(user)};
       Counts& c = r.result.counts;
-      c.created = s.Int(8);
-      c.updated = s.Int(9);
-      c.deleted = s.Int(10);
-      c.unchanged = s.Int(11);
-      c.conflicts = s.Int(12);
-      c.errors = s.Int(13);
-      c.adopted = s.Int(14);
-      r.result.message = s.Text(15);
-      c.skipped = s.Int(16);
+      c.created = s.Int(9);
+      c.updated = s.Int(10);
+      c.deleted = s.Int(11);
+      c.unchanged = s.Int(12);
+      c.conflicts = s.Int(13);
+      c.errors = s.Int(14);
+      c.adopted = s.Int(15);
+      ROSTER_ASSIGN_OR_RETURN(r.result.message, Open("run_results", "message", row, s.Blob(16)));
+      c.skipped = s.Int(17);
       out.push_back(std::move(r));
     }
     if (rc != SQLITE_DONE) return SqlError(db_, "reading status");
+    std::sort(out.begin(), out.end(), [](const RunSummary& a, const RunSummary& b) {
+      const CollectionKey &x = a.result.collection, &y = b.result.collection;
+      return std::tie(x.rule, x.target, x.user) < std::tie(y.rule, y.target, y.user);
+    });
     return out;
   }
 
- private:
-  static constexpr const char* kUpsertSql =
-      "INSERT INTO items (collection_id, href, etag_seen, etag, key, hash, fields, match) "
-      "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (collection_id, href) DO UPDATE SET "
-      "etag_seen = excluded.etag_seen, etag = excluded.etag, key = excluded.key, "
-      "hash = excluded.hash, fields = excluded.fields, match = excluded.match";
+  Result<int64_t> Reseal() override {
+    std::lock_guard lock(mu_);
+    int64_t resealed = 0;
+    Status st = InTransaction([&]() -> Status {
+      for (const SealedTable& table : kSealedTables) {
+        ROSTER_ASSIGN_OR_RETURN(int64_t n, ResealTable(table));
+        resealed += n;
+      }
+      return WriteKeyCheck();
+    });
+    if (!st.ok()) return st.take_error();
+    // Values under the old key must not outlive the rotation on disk.
+    ROSTER_RETURN_IF_ERROR(Exec("VACUUM"));
+    ROSTER_RETURN_IF_ERROR(Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+    return resealed;
+  }
 
-  static void BindItem(Stmt& s, int64_t collection, const ItemState& item) {
-    s.Bind(1, collection).Bind(2, item.href).Bind(3, item.etag_seen).Bind(4, item.etag);
-    s.BindNullable(5, item.key).Bind(6, item.hash).Bind(7, item.fields).Bind(8, item.match);
+  Status PurgeAll() override {
+    std::lock_guard lock(mu_);
+    ROSTER_RETURN_IF_ERROR(InTransaction([&]() -> Status {
+      return Exec(
+          "DELETE FROM items; DELETE FROM collections; DELETE FROM snapshot_items; "
+          "DELETE FROM snapshots; DELETE FROM run_results; DELETE FROM runs; "
+          "DELETE FROM source_cursors;");
+    }));
+    ROSTER_RETURN_IF_ERROR(Exec("VACUUM"));
+    return Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+
+ private:
+  static constexpr int64_t kSealedVersion = 5;
+  static constexpr const char* kItemColumns =
+      "href_ix, href, etag_seen, etag, key_ix, key, hash, fields, match";
+  static constexpr const char* kUpsertSql =
+      "INSERT INTO items (collection_id, href_ix, href, etag_seen, etag, key_ix, key, hash, "
+      "fields, match) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+      "ON CONFLICT (collection_id, href_ix) DO UPDATE SET "
+      "etag_seen = excluded.etag_seen, etag = excluded.etag, key_ix = excluded.key_ix, "
+      "key = excluded.key, hash = excluded.hash, fields = excluded.fields, match = excluded.match";
+
+  // Where sealed values live, for Reseal: a table, the columns that find
+  // one row (`where`), those its seals are bound to (`row`, in RowOf order)
+  // and the sealed columns.
+  struct SealedTable {
+    const char* name;
+    std::vector<const char*> where;
+    std::vector<const char*> row;
+    std::vector<const char*> sealed;
+  };
+  inline static const std::vector<SealedTable> kSealedTables = {
+      {"collections", {"id"}, {"id", "rule", "target", "user_ix"}, {"user", "url", "sync_token"}},
+      {"items",
+       {"collection_id", "href_ix"},
+       {"collection_id", "href_ix"},
+       {"href", "key", "fields", "match"}},
+      {"snapshots", {"rule"}, {"rule"}, {"self_keys"}},
+      {"snapshot_items", {"rule", "key_ix"}, {"rule", "key_ix"}, {"key"}},
+      {"run_results", {"rowid"}, {"run_id", "rule", "target", "user_ix"}, {"user", "message"}},
+      {"source_cursors", {"source"}, {"source"}, {"cursor"}},
+  };
+
+  static std::string Joined(const std::vector<const char*>& names, const char* glue) {
+    std::string out;
+    for (size_t i = 0; i < names.size(); ++i) out += (i ? glue : "") + std::string(names[i]);
+    return out;
+  }
+
+  // One table's values sealed again, a page of rows at a time in the order
+  // of `where` (no row changes while a statement reads it).
+  Result<int64_t> ResealTable(const SealedTable& t) {
+    const std::string keys = Joined(t.where, ", ");
+    std::string after = "(" + keys + ") > (";
+    for (size_t i = 0; i < t.where.size(); ++i) after += i ? ", ?" : "?";
+    after += ")";
+    const std::string columns =
+        keys + ", " + Joined(t.row, ", ") + ", " + Joined(t.sealed, ", ") + " FROM " + t.name;
+    const std::string first_page = "SELECT " + columns + " ORDER BY " + keys + " LIMIT 1000";
+    const std::string next_page =
+        "SELECT " + columns + " WHERE " + after + " ORDER BY " + keys + " LIMIT 1000";
+    const std::string what = std::string(t.name) + " to seal again";
+    const int nw = static_cast<int>(t.where.size()), nr = static_cast<int>(t.row.size());
+    struct Change {
+      std::vector<Value> where;
+      size_t column;
+      std::string sealed;
+    };
+    int64_t resealed = 0;
+    std::vector<Value> last;
+    for (bool first = true;; first = false) {
+      Stmt page(db_, (first ? first_page : next_page).c_str());
+      if (!page.ok()) return SqlError(db_, "preparing to read " + what);
+      for (int i = 0; i < static_cast<int>(last.size()); ++i) last[i].BindTo(page, i + 1);
+      std::vector<Change> changes;
+      int rows = 0, rc;
+      while ((rc = page.Step()) == SQLITE_ROW) {
+        ++rows;
+        last.clear();
+        for (int i = 0; i < nw; ++i) last.push_back(Value::Of(page, i));
+        std::string row;
+        for (int i = 0; i < nr; ++i) row += RowOf({page.Text(nw + i)});
+        for (size_t c = 0; c < t.sealed.size(); ++c) {
+          const std::string sealed = page.Blob(nw + nr + static_cast<int>(c));
+          if (sealed.empty()) continue;
+          auto id = crypto::KeyIdOf(sealed);
+          if (id.ok() && *id == key_.key_id()) continue;
+          ROSTER_ASSIGN_OR_RETURN(std::string plain, Open(t.name, t.sealed[c], row, sealed));
+          changes.push_back({last, c, Seal(t.name, t.sealed[c], row, plain)});
+        }
+      }
+      if (rc != SQLITE_DONE) return SqlError(db_, "reading " + what);
+      for (const Change& change : changes) {
+        std::string sql =
+            std::string("UPDATE ") + t.name + " SET " + t.sealed[change.column] + " = ? WHERE ";
+        for (int i = 0; i < nw; ++i) sql += (i ? " AND " : "") + std::string(t.where[i]) + " = ?";
+        Stmt update(db_, sql.c_str());
+        if (!update.ok()) return SqlError(db_, "preparing to seal " + std::string(t.name));
+        update.BindSealed(1, change.sealed);
+        for (int i = 0; i < nw; ++i) change.where[i].BindTo(update, i + 2);
+        if (update.Step() != SQLITE_DONE) return SqlError(db_, "sealing " + std::string(t.name));
+        ++resealed;
+      }
+      if (rows < 1000) return resealed;
+    }
+  }
+
+  // ---- sealing ----
+
+  std::string Ix(std::string_view domain, std::string_view value) const {
+    return crypto::BlindIndex(key_, domain, value);
+  }
+  // An empty value is stored empty: its emptiness is all that shows.
+  std::string Seal(std::string_view table, std::string_view column, const std::string& row,
+                   std::string_view value) const {
+    if (value.empty()) return "";
+    return crypto::Seal(key_, value, crypto::SealContext{table, column, row});
+  }
+  Result<std::string> Open(std::string_view table, std::string_view column, const std::string& row,
+                           const std::string& sealed) const {
+    if (sealed.empty()) return std::string();
+    auto value = crypto::Open(key_, sealed, crypto::SealContext{table, column, row});
+    if (!value.ok()) {
+      return MakeError(ErrorKind::kInvalidData,
+                       "state store: " + value.error().message +
+                           " (the state file was damaged or changed outside roster)");
+    }
+    return value;
+  }
+
+  // The key that opens the store is the key that sealed it: a sealed check
+  // value and a blind index of it, written when the store was sealed.
+  Status CheckKey() {
+    Stmt s(db_, "SELECT name, value FROM state_meta WHERE name IN ('key_check', 'index_check')");
+    if (!s.ok()) return SqlError(db_, "preparing the key check");
+    std::map<std::string, std::string> found;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) found[s.Text(0)] = s.Blob(1);
+    if (rc != SQLITE_DONE) return SqlError(db_, "reading the key check");
+    if (found.size() != 2) {
+      return MakeError(ErrorKind::kInvalidData,
+                       "state store: the key check is missing (the file was changed outside "
+                       "roster)");
+    }
+    auto opened = crypto::Open(key_, found["key_check"],
+                               crypto::SealContext{"state_meta", "value", RowOf({"key_check"})});
+    const bool seal_ok = opened.ok() && *opened == kCheckPlaintext;
+    const bool index_ok = found["index_check"] == Ix("check", kCheckPlaintext);
+    if (!seal_ok || !index_ok) {
+      Error e = MakeError(ErrorKind::kInvalidArgument,
+                          std::string("the state is sealed under another key (its ") +
+                              (!index_ok ? "index key" : "sealing key") +
+                              " differs): use the key that sealed it, or move the state file "
+                              "away to start afresh (roster finds its own items on the targets "
+                              "again by their markers)");
+      e.credential_refused = true;  // the key, not the file, is what is wrong
+      return e;
+    }
+    return {};
+  }
+
+  Status WriteKeyCheck() {
+    Stmt s(db_, "INSERT OR REPLACE INTO state_meta (name, value) VALUES (?, ?)");
+    if (!s.ok()) return SqlError(db_, "preparing the key check");
+    s.Bind(1, "key_check")
+        .BindSealed(2,
+                    crypto::Seal(key_, kCheckPlaintext,
+                                 crypto::SealContext{"state_meta", "value", RowOf({"key_check"})}));
+    if (s.Step() != SQLITE_DONE) return SqlError(db_, "writing the key check");
+    s.Reset().Bind(1, "index_check").BindSealed(2, Ix("check", kCheckPlaintext));
+    if (s.Step() != SQLITE_DONE) return SqlError(db_, "writing the key check");
+    return {};
+  }
+
+  // Migration 5: every row of the version-4 tables (renamed *_v4 by its
+  // SQL) copied into the new ones, sealed; then the old tables dropped. In
+  // the migration's transaction: all of it lands, or none.
+  Status SealVersion4Rows() {
+    ROSTER_RETURN_IF_ERROR(WriteKeyCheck());
+    {
+      Stmt from(db_,
+                "SELECT id, rule, target, user, url, sync_token, synced_snapshot "
+                "FROM collections_v4");
+      Stmt to(db_,
+              "INSERT INTO collections (id, rule, target, user_ix, user, url, sync_token, "
+              "synced_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+      if (!from.ok() || !to.ok()) return SqlError(db_, "preparing to seal collections");
+      int rc;
+      while ((rc = from.Step()) == SQLITE_ROW) {
+        const std::string rule = from.Text(1), target = from.Text(2), user = from.Text(3);
+        const std::string ix = Ix(kUserDomain, user);
+        const std::string row = CollectionRow(from.Int(0), rule, target, ix);
+        to.Reset().Bind(1, from.Int(0)).Bind(2, rule).Bind(3, target).Bind(4, ix);
+        to.BindSealed(5, Seal("collections", "user", row, user));
+        to.BindSealed(6, Seal("collections", "url", row, from.Text(4)));
+        to.BindSealed(7, Seal("collections", "sync_token", row, from.Text(5)));
+        to.Bind(8, from.Text(6));
+        if (to.Step() != SQLITE_DONE) return SqlError(db_, "sealing collections");
+      }
+      if (rc != SQLITE_DONE) return SqlError(db_, "reading collections to seal");
+    }
+    {
+      Stmt from(db_,
+                "SELECT collection_id, href, etag_seen, etag, COALESCE(key, ''), hash, fields, "
+                "match FROM items_v4");
+      Stmt to(db_, kUpsertSql);
+      if (!from.ok() || !to.ok()) return SqlError(db_, "preparing to seal items");
+      int rc;
+      while ((rc = from.Step()) == SQLITE_ROW) {
+        ItemState item{from.Text(1), from.Text(2), from.Text(3), from.Text(4),
+                       from.Text(5), from.Text(6), from.Text(7)};
+        BindItem(to.Reset(), from.Int(0), item);
+        if (to.Step() != SQLITE_DONE) return SqlError(db_, "sealing items");
+      }
+      if (rc != SQLITE_DONE) return SqlError(db_, "reading items to seal");
+    }
+    {
+      Stmt from(db_, "SELECT rule, fingerprint, source_version, self_keys FROM snapshots_v4");
+      Stmt to(db_,
+              "INSERT INTO snapshots (rule, fingerprint, source_version, self_keys) "
+              "VALUES (?, ?, ?, ?)");
+      if (!from.ok() || !to.ok()) return SqlError(db_, "preparing to seal snapshots");
+      int rc;
+      while ((rc = from.Step()) == SQLITE_ROW) {
+        const std::string rule = from.Text(0);
+        to.Reset().Bind(1, rule).Bind(2, from.Text(1)).Bind(3, from.Text(2));
+        to.BindSealed(4, Seal("snapshots", "self_keys", RowOf({rule}), from.Text(3)));
+        if (to.Step() != SQLITE_DONE) return SqlError(db_, "sealing snapshots");
+      }
+      if (rc != SQLITE_DONE) return SqlError(db_, "reading snapshots to seal");
+    }
+    {
+      Stmt from(db_, "SELECT rule, key, hash FROM snapshot_items_v4");
+      Stmt to(db_, "INSERT INTO snapshot_items (rule, key_ix, key, hash) VALUES (?, ?, ?, ?)");
+      if (!from.ok() || !to.ok()) return SqlError(db_, "preparing to seal snapshot items");
+      int rc;
+      while ((rc = from.Step()) == SQLITE_ROW) {
+        const std::string rule = from.Text(0), key = from.Text(1);
+        const std::string ix = Ix(kKeyDomain, key);
+        to.Reset().Bind(1, rule).Bind(2, ix);
+        to.BindSealed(3, Seal("snapshot_items", "key", RowOf({rule, ix}), key));
+        to.Bind(4, from.Text(2));
+        if (to.Step() != SQLITE_DONE) return SqlError(db_, "sealing snapshot items");
+      }
+      if (rc != SQLITE_DONE) return SqlError(db_, "reading snapshot items to seal");
+    }
+    {
+      Stmt from(db_,
+                "SELECT run_id, rule, target, user, created, updated, deleted, unchanged, "
+                "conflicts, errors, adopted, message, skipped FROM run_results_v4");
+      Stmt to(db_,
+              "INSERT INTO run_results (run_id, rule, target, user_ix, user, created, updated, "
+              "deleted, unchanged, conflicts, errors, adopted, message, skipped) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      if (!from.ok() || !to.ok()) return SqlError(db_, "preparing to seal run results");
+      int rc;
+      while ((rc = from.Step()) == SQLITE_ROW) {
+        const int64_t run = from.Int(0);
+        const std::string rule = from.Text(1), target = from.Text(2), user = from.Text(3);
+        const std::string ix = Ix(kUserDomain, user);
+        const std::string row = RowOf({std::to_string(run), rule, target, ix});
+        to.Reset().Bind(1, run).Bind(2, rule).Bind(3, target).Bind(4, ix);
+        to.BindSealed(5, Seal("run_results", "user", row, user));
+        for (int i = 4; i <= 10; ++i) to.Bind(i + 2, from.Int(i));
+        to.BindSealed(13, Seal("run_results", "message", row, from.Text(11)));
+        to.Bind(14, from.Int(12));
+        if (to.Step() != SQLITE_DONE) return SqlError(db_, "sealing run results");
+      }
+      if (rc != SQLITE_DONE) return SqlError(db_, "reading run results to seal");
+    }
+    {
+      Stmt from(db_, "SELECT source, cursor FROM source_cursors_v4");
+      Stmt to(db_, "INSERT INTO source_cursors (source, cursor) VALUES (?, ?)");
+      if (!from.ok() || !to.ok()) return SqlError(db_, "preparing to seal source cursors");
+      int rc;
+      while ((rc = from.Step()) == SQLITE_ROW) {
+        const std::string source = from.Text(0);
+        to.Reset().Bind(1, source);
+        to.BindSealed(2, Seal("source_cursors", "cursor", RowOf({source}), from.Text(1)));
+        if (to.Step() != SQLITE_DONE) return SqlError(db_, "sealing source cursors");
+      }
+      if (rc != SQLITE_DONE) return SqlError(db_, "reading source cursors to seal");
+    }
+    return Exec(
+        "DROP TABLE items_v4; DROP TABLE collections_v4; DROP TABLE snapshot_items_v4; "
+        "DROP TABLE snapshots_v4; DROP TABLE run_results_v4; DROP TABLE source_cursors_v4;");
+  }
+
+  // After the sealing migration the old plaintext may linger in free pages
+  // and the WAL: the file is rebuilt (VACUUM) and the WAL emptied. A crash
+  // before that leaves the mark, and the next open rebuilds.
+  Status RebuildIfPending() {
+    Stmt s(db_, "SELECT 1 FROM state_meta WHERE name = 'vacuum'");
+    if (!s.ok()) return SqlError(db_, "preparing the rebuild check");
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return {};
+    if (rc != SQLITE_ROW) return SqlError(db_, "reading the rebuild check");
+    s.Reset();
+    ROSTER_RETURN_IF_ERROR(Exec("VACUUM"));
+    Failpoint("state-rebuilt");
+    ROSTER_RETURN_IF_ERROR(Exec("DELETE FROM state_meta WHERE name = 'vacuum'"));
+    return Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+
+  // ---- rows ----
+
+  void BindItem(Stmt& s, int64_t collection, const ItemState& item) const {
+    const std::string ix = Ix(kHrefDomain, item.href);
+    const std::string row = RowOf({std::to_string(collection), ix});
+    s.Bind(1, collection).Bind(2, ix).BindSealed(3, Seal("items", "href", row, item.href));
+    s.Bind(4, item.etag_seen).Bind(5, item.etag);
+    if (item.key.empty()) {
+      s.BindNull(6).BindNull(7);
+    } else {
+      s.Bind(6, Ix(kKeyDomain, item.key)).BindSealed(7, Seal("items", "key", row, item.key));
+    }
+    s.Bind(8, item.hash);
+    s.BindSealed(9, Seal("items", "fields", row, item.fields));
+    s.BindSealed(10, Seal("items", "match", row, item.match));
   }
 
   // The items of one collection that `sql` (whose one parameter is the
-  // collection) selects, in the columns ReadItem reads.
-  Result<std::vector<ItemState>> LoadItemsWhere(const char* sql, int64_t collection) {
+  // collection) selects, in kItemColumns.
+  Result<std::vector<ItemState>> LoadItemsWhere(const std::string& sql, int64_t collection) {
     std::lock_guard lock(mu_);
-    Stmt s(db_, sql);
+    Stmt s(db_, sql.c_str());
     if (!s.ok()) return SqlError(db_, "preparing item query");
     s.Bind(1, collection);
     std::vector<ItemState> items;
-    ROSTER_RETURN_IF_ERROR(ReadItems(s, &items));
+    ROSTER_RETURN_IF_ERROR(ReadItems(s, collection, &items));
     return items;
   }
 
   // Appends every row the bound statement `s` returns to *items.
-  Status ReadItems(Stmt& s, std::vector<ItemState>* items) {
+  Status ReadItems(Stmt& s, int64_t collection, std::vector<ItemState>* items) {
     int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) items->push_back(ReadItem(s));
+    const std::string id = std::to_string(collection);
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      const std::string row = RowOf({id, s.Text(0)});
+      ItemState item;
+      ROSTER_ASSIGN_OR_RETURN(item.href, Open("items", "href", row, s.Blob(1)));
+      item.etag_seen = s.Text(2);
+      item.etag = s.Text(3);
+      ROSTER_ASSIGN_OR_RETURN(item.key, Open("items", "key", row, s.Blob(5)));
+      item.hash = s.Text(6);
+      ROSTER_ASSIGN_OR_RETURN(item.fields, Open("items", "fields", row, s.Blob(7)));
+      ROSTER_ASSIGN_OR_RETURN(item.match, Open("items", "match", row, s.Blob(8)));
+      items->push_back(std::move(item));
+    }
     if (rc != SQLITE_DONE) return SqlError(db_, "reading items");
     return {};
-  }
-
-  static ItemState ReadItem(const Stmt& s) {
-    return ItemState{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6)};
   }
 
   // Runs `body` in one write transaction: all of it lands, or none.
@@ -599,32 +1053,60 @@ class SqliteStateStore final : public StateStore {
     return {};
   }
 
+  // What a collection's seals are bound to: its id, rule, target and user.
+  static std::string CollectionRow(int64_t id, std::string_view rule, std::string_view target,
+                                   std::string_view user_ix) {
+    return RowOf({std::to_string(id), rule, target, user_ix});
+  }
+
+  // Columns id, url, sync_token, synced_snapshot from `first` on.
+  Result<CollectionState> ReadCollection(const Stmt& s, int first, const std::string& row) const {
+    CollectionState state;
+    state.id = s.Int(first);
+    ROSTER_ASSIGN_OR_RETURN(state.url, Open("collections", "url", row, s.Blob(first + 1)));
+    ROSTER_ASSIGN_OR_RETURN(state.sync_token,
+                            Open("collections", "sync_token", row, s.Blob(first + 2)));
+    state.synced_snapshot = s.Text(first + 3);
+    return state;
+  }
+
   Result<CollectionState> FindLocked(const CollectionKey& key) {
     Stmt s(db_,
            "SELECT id, url, sync_token, synced_snapshot FROM collections "
-           "WHERE rule = ? AND target = ? AND user = ?");
+           "WHERE rule = ? AND target = ? AND user_ix = ?");
     if (!s.ok()) return SqlError(db_, "preparing collection query");
-    s.Bind(1, key.rule).Bind(2, key.target).Bind(3, key.user);
+    const std::string ix = Ix(kUserDomain, key.user);
+    s.Bind(1, key.rule).Bind(2, key.target).Bind(3, ix);
     int rc = s.Step();
     if (rc == SQLITE_DONE) {
       return MakeError(ErrorKind::kNotFound,
                        "state store: no collection for rule " + key.rule + ", user " + key.user);
     }
     if (rc != SQLITE_ROW) return SqlError(db_, "reading collection");
-    return CollectionState{s.Int(0), s.Text(1), s.Text(2), s.Text(3)};
+    return ReadCollection(s, 0, CollectionRow(s.Int(0), key.rule, key.target, ix));
   }
 
-  Status UpdateCollection(const char* sql, int64_t collection, const std::string& value) {
-    std::lock_guard lock(mu_);
-    Stmt s(db_, sql);
+  // Seals `value` into column `column` (url or sync_token) of a collection;
+  // its row is found first, since the seal is bound to it. mu_ is held.
+  Status UpdateSealedCollectionColumn(const std::string& column, int64_t collection,
+                                      const std::string& value) {
+    Stmt find(db_, "SELECT rule, target, user_ix FROM collections WHERE id = ?");
+    if (!find.ok()) return SqlError(db_, "preparing collection query");
+    find.Bind(1, collection);
+    const int rc = find.Step();
+    if (rc == SQLITE_DONE) return {};  // gone: nothing to update, as an UPDATE would find
+    if (rc != SQLITE_ROW) return SqlError(db_, "reading collection");
+    const std::string row = CollectionRow(collection, find.Text(0), find.Text(1), find.Text(2));
+    Stmt s(db_, ("UPDATE collections SET " + column + " = ? WHERE id = ?").c_str());
     if (!s.ok()) return SqlError(db_, "preparing collection update");
-    s.Bind(1, value).Bind(2, collection);
+    s.BindSealed(1, Seal("collections", column, row, value)).Bind(2, collection);
     if (s.Step() != SQLITE_DONE) return SqlError(db_, "updating collection");
     return {};
   }
 
   std::mutex mu_;
   sqlite3* db_;
+  const crypto::Key key_;
   std::vector<std::string> warnings_;
 };
 
@@ -650,7 +1132,8 @@ void TightenPermissions(const std::string& path, SqliteStateStore& store) {
 
 }  // namespace
 
-Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path) {
+Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path,
+                                                         const crypto::Key& key) {
   sqlite3* db = nullptr;
   // The state names people's identities: keep it private to the service account.
   mode_t old_mask = umask(077);
@@ -662,7 +1145,7 @@ Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path
     sqlite3_close_v2(db);
     return MakeError(ErrorKind::kInvalidArgument, "cannot open state file " + path + ": " + msg);
   }
-  auto store = std::make_unique<SqliteStateStore>(db);
+  auto store = std::make_unique<SqliteStateStore>(db, key);
   if (path != ":memory:") TightenPermissions(path, *store);
   Status st = store->Init();
   if (!st.ok()) {
@@ -674,9 +1157,19 @@ Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path
   return std::unique_ptr<StateStore>(std::move(store));
 }
 
-Result<std::unique_ptr<StateStore>> OpenSqliteStateStoreForReading(const std::string& path) {
+Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path) {
+  if (path != ":memory:") {
+    return MakeError(ErrorKind::kInvalidArgument,
+                     "state file " + path + ": a state file is opened with its key");
+  }
+  return OpenSqliteStateStore(path, crypto::GenerateKey());
+}
+
+Result<std::unique_ptr<StateStore>> OpenSqliteStateStoreForReading(const std::string& path,
+                                                                   const crypto::Key& key) {
   struct stat st {};
-  if (path == ":memory:" || stat(path.c_str(), &st) != 0) return OpenSqliteStateStore(":memory:");
+  if (path == ":memory:" || stat(path.c_str(), &st) != 0)
+    return OpenSqliteStateStore(":memory:", key);
   // With no -wal beside it the file holds everything (the last sync closed
   // cleanly), and "immutable" lets SQLite read it without creating a -shm.
   // A -wal (a sync running, or one that crashed) must be read with it.
@@ -696,10 +1189,42 @@ Result<std::unique_ptr<StateStore>> OpenSqliteStateStoreForReading(const std::st
     sqlite3_close_v2(db);
     return MakeError(ErrorKind::kInvalidArgument, "cannot read state file " + path + ": " + msg);
   }
-  auto store = std::make_unique<SqliteStateStore>(db);
+  auto store = std::make_unique<SqliteStateStore>(db, key);
   Status init = store->InitForReading(path);
-  if (!init.ok()) return init.take_error();
+  if (!init.ok()) {
+    Error e = init.take_error();
+    if (e.credential_refused) e.message = "state file " + path + ": " + e.message;
+    return e;
+  }
   return std::unique_ptr<StateStore>(std::move(store));
+}
+
+Result<StateFileKind> InspectStateFile(const std::string& path) {
+  struct stat st {};
+  if (path == ":memory:" || stat(path.c_str(), &st) != 0) return StateFileKind::kMissing;
+  std::string uri = "file:" + text::PercentEncode(path, [](unsigned char c) {
+                      return c != '%' && c != '?' && c != '#';
+                    });
+  struct stat wal {};
+  uri += stat((path + "-wal").c_str(), &wal) == 0 ? "?mode=ro" : "?immutable=1";
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(uri.c_str(), &db,
+                           SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> hold(db, sqlite3_close_v2);
+  if (rc != SQLITE_OK) {
+    return MakeError(ErrorKind::kInvalidArgument, "cannot read state file " + path + ": " +
+                                                      (db ? sqlite3_errmsg(db) : "out of memory"));
+  }
+  Stmt tables(
+      db, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'");
+  if (!tables.ok() || tables.Step() != SQLITE_ROW)
+    return SqlError(db, "reading state file " + path);
+  if (tables.Int(0) == 0) return StateFileKind::kPlain;  // empty, or not roster's yet
+  Stmt version(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  if (!version.ok() || version.Step() != SQLITE_ROW) {
+    return SqlError(db, "reading the schema version of " + path);
+  }
+  return version.Int(0) >= 5 ? StateFileKind::kSealed : StateFileKind::kPlain;
 }
 
 }  // namespace roster

@@ -3,20 +3,35 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <string_view>
+#include <vector>
 
+#include "core/failpoint.h"
+#include "crypto/keys.h"
+#include "crypto/seal.h"
 #include "migrations.h"
 #include "state/state.h"
 
 namespace roster {
 namespace {
 
-std::unique_ptr<StateStore> Open(const std::string& path = ":memory:") {
-  auto store = OpenSqliteStateStore(path);
+// An in-memory store, under a key of its own.
+std::unique_ptr<StateStore> Open() {
+  auto store = OpenSqliteStateStore(":memory:");
   EXPECT_TRUE(store.ok()) << (store.ok() ? "" : store.error().message);
-  return std::move(store).value();
+  return store.ok() ? std::move(store).value() : nullptr;
+}
+
+// The store in the file at `path`, sealed under `key`.
+std::unique_ptr<StateStore> Open(const std::string& path, const crypto::Key& key) {
+  auto store = OpenSqliteStateStore(path, key);
+  EXPECT_TRUE(store.ok()) << (store.ok() ? "" : store.error().message);
+  return store.ok() ? std::move(store).value() : nullptr;
 }
 
 TEST(SqliteStateStore, CollectionsAreCreatedOnceAndRemembered) {
@@ -171,22 +186,23 @@ TEST(SqliteStateStore, FileIsPrivateAndSurvivesReopen) {
   auto dir = std::filesystem::temp_directory_path() / ("roster-state-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   std::string path = (dir / "roster.db").string();
+  const crypto::Key key = crypto::GenerateKey();
   {
-    auto store = Open(path);
+    auto store = Open(path, key);
     ASSERT_TRUE(store->OpenCollection({"r", "t", "u"}).ok());
   }
   auto perms = std::filesystem::status(path).permissions();
   EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
             std::filesystem::perms::none);
   {
-    auto store = Open(path);  // migrations are not re-applied
+    auto store = Open(path, key);  // migrations are not re-applied
     EXPECT_TRUE(store->FindCollection({"r", "t", "u"}).ok());
   }
   std::filesystem::remove_all(dir);
 }
 
 TEST(SqliteStateStore, UnopenablePathIsAClearError) {
-  auto store = OpenSqliteStateStore("/nonexistent-dir/roster.db");
+  auto store = OpenSqliteStateStore("/nonexistent-dir/roster.db", crypto::GenerateKey());
   ASSERT_FALSE(store.ok());
   EXPECT_NE(store.error().message.find("/nonexistent-dir/roster.db"), std::string::npos);
 }
@@ -202,7 +218,271 @@ TEST(SqliteStateStore, SnapshotKeepsWhoEachListedUserIs) {
   EXPECT_EQ(back->source_version, "v1");
 }
 
-// A folder removed at the end of the test.
+// ---- helpers for the tests on files ----
+
+// One line per value, so that a failed comparison shows what differs.
+std::string Str(const ItemState& i) {
+  return i.href + " | seen " + i.etag_seen + " | etag " + i.etag + " | key " + i.key + " | hash " +
+         i.hash + " | fields " + i.fields + " | match " + i.match;
+}
+std::vector<std::string> Strs(const std::vector<ItemState>& items) {
+  std::vector<std::string> out;
+  for (const ItemState& i : items) out.push_back(Str(i));
+  return out;
+}
+std::string Str(const CollectionKey& k, const CollectionState& s) {
+  return k.rule + "/" + k.target + "/" + k.user + " | id " + std::to_string(s.id) + " | url " +
+         s.url + " | token " + s.sync_token + " | synced " + s.synced_snapshot;
+}
+std::string Str(const Counts& c) {
+  return std::to_string(c.created) + "c " + std::to_string(c.updated) + "u " +
+         std::to_string(c.deleted) + "d " + std::to_string(c.unchanged) + "n " +
+         std::to_string(c.conflicts) + "x " + std::to_string(c.errors) + "e " +
+         std::to_string(c.adopted) + "a " + std::to_string(c.skipped) + "s";
+}
+// Without the times, which the store sets itself.
+std::string Str(const RunSummary& r) {
+  const CollectionKey& k = r.result.collection;
+  return k.rule + "/" + k.target + "/" + k.user + " | run " + std::to_string(r.run_id) + " " +
+         r.mode + " exit " + std::to_string(r.exit_code) + " | " + Str(r.result.counts) + " | " +
+         r.result.message;
+}
+std::vector<std::string> Strs(const std::vector<RunSummary>& runs) {
+  std::vector<std::string> out;
+  for (const RunSummary& r : runs) out.push_back(Str(r));
+  return out;
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// `text` names none of `secrets` (an error message, say).
+void ExpectNoSecretIn(const std::string& text, const std::vector<std::string>& secrets) {
+  for (const std::string& secret : secrets) {
+    EXPECT_EQ(text.find(secret), std::string::npos) << "\"" << text << "\" shows " << secret;
+  }
+}
+
+// SQLite opened directly, as another program (or an older roster) would:
+// to write the files of older versions and to look at or damage what the
+// store wrote.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) ADD_FAILURE() << "cannot open " << path;
+  }
+  ~RawDb() { sqlite3_close(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  // Runs `sql`; false (with a test failure when `expect_ok`) when SQLite refuses it.
+  bool Exec(const std::string& sql, bool expect_ok = true) {
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+    if (rc != SQLITE_OK && expect_ok) ADD_FAILURE() << (err ? err : "error") << " in: " << sql;
+    sqlite3_free(err);
+    return rc == SQLITE_OK;
+  }
+  // The first column of every row `sql` returns, as its bytes ("<null>" for NULL).
+  std::vector<std::string> Column(const std::string& sql) {
+    std::vector<std::string> out;
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sqlite3_errmsg(db_) << " in: " << sql;
+      return out;
+    }
+    while (sqlite3_step(s) == SQLITE_ROW) {
+      if (sqlite3_column_type(s, 0) == SQLITE_NULL) {
+        out.push_back("<null>");
+        continue;
+      }
+      const void* p = sqlite3_column_blob(s, 0);
+      out.emplace_back(static_cast<const char*>(p), sqlite3_column_bytes(s, 0));
+    }
+    sqlite3_finalize(s);
+    return out;
+  }
+  // The one value `sql` returns ("" when it returns no row).
+  std::string One(const std::string& sql) {
+    std::vector<std::string> rows = Column(sql);
+    EXPECT_LE(rows.size(), 1u) << sql;
+    return rows.empty() ? "" : rows[0];
+  }
+  // Runs `sql` with `bytes` bound as a BLOB to its one parameter.
+  void ExecWithBlob(const std::string& sql, const std::string& bytes) {
+    sqlite3_stmt* s = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db_);
+    sqlite3_bind_blob(s, 1, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+    EXPECT_EQ(sqlite3_step(s), SQLITE_DONE) << sqlite3_errmsg(db_) << " in: " << sql;
+    sqlite3_finalize(s);
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// What roster 0.1 (state version 1) wrote: the first migration alone, with rows.
+void WriteVersion1File(const std::string& path) {
+  RawDb db(path);
+  db.Exec(std::string("CREATE TABLE schema_version (version INTEGER NOT NULL);") +
+          Migrations().front().sql +
+          "INSERT INTO schema_version VALUES (1);"
+          "INSERT INTO collections (rule, target, user, url, sync_token, synced_snapshot)"
+          " VALUES ('company', 'dav', 'alice', 'http://h/alice/b/', 'tok1', 'fp1');"
+          "INSERT INTO items (collection_id, href, etag_seen, etag, key, hash) VALUES"
+          " (1, '/alice/b/x.vcf', 'e1', 'e1', 'k1', 'h1'),"
+          " (1, '/alice/b/own.vcf', 'e2', 'e2', NULL, 'h2');");
+}
+
+// What roster wrote before the state was sealed (version 4): migrations 1 to 4,
+// in WAL mode as roster ran them, with rows that name people in plaintext.
+void WriteVersion4File(const std::string& path) {
+  std::string sql =
+      "PRAGMA journal_mode=WAL; CREATE TABLE schema_version (version INTEGER NOT NULL);";
+  for (const Migration& m : Migrations()) {
+    if (m.version > 4) break;
+    sql += m.sql;
+    sql += ";INSERT INTO schema_version VALUES (" + std::to_string(m.version) + ");";
+  }
+  sql +=
+      "INSERT INTO collections (id, rule, target, user, url, sync_token, synced_snapshot) VALUES"
+      " (1, 'company', 'dav', 'alice.secret@example.org',"
+      "  'https://dav.example/alice.secret@example.org/book/', 'tok-SECRET-123', 'fp-1'),"
+      " (2, 'company', 'dav', 'dave.secret@example.org', '', '', '');"
+      "INSERT INTO items (collection_id, href, etag_seen, etag, key, hash, fields, match) VALUES"
+      " (1, '/alice.secret@example.org/book/bob-private.vcf', 'e1', 'e1', 'uid-SECRETKEY', 'h1',"
+      "  'note=FIELD-SECRET', ''),"
+      " (1, '/alice.secret@example.org/book/own-bob-private.vcf', 'e2', 'e2', NULL, 'h2', '',"
+      "  'MATCH-SECRET-1,MATCH-SECRET-2'),"
+      " (2, '/dave/bob-private-2.vcf', 'e3', '', 'uid-SECRETKEY-2', 'h3', '', '');"
+      "INSERT INTO snapshots (rule, fingerprint, source_version, self_keys) VALUES"
+      " ('company', 'fp-1', 'v-1', 'alice.secret@example.org' || char(9) || 'uid-SELF-SECRET' ||"
+      "  char(10) || 'dave.secret@example.org' || char(9) || char(10));"
+      "INSERT INTO snapshot_items (rule, key, hash) VALUES"
+      " ('company', 'uid-SECRETKEY', 'h1'), ('company', 'uid-SECRETKEY-2', 'h3');"
+      "INSERT INTO runs (id, mode, started_at, finished_at, exit_code) VALUES"
+      " (1, 'sync', '2024-01-01T00:00:00Z', '2024-01-01T00:01:00Z', 1),"
+      " (2, 'sync', '2024-01-02T00:00:00Z', NULL, NULL);"
+      "INSERT INTO run_results (run_id, rule, target, user, created, updated, deleted, unchanged,"
+      " conflicts, errors, adopted, message, skipped) VALUES"
+      " (1, 'company', 'dav', 'alice.secret@example.org', 1, 2, 3, 4, 5, 6, 7,"
+      "  'failed for carol.secret@example.org', 8),"
+      " (2, 'company', 'dav', 'dave.secret@example.org', 0, 0, 0, 9, 0, 0, 0, '', 0);"
+      "INSERT INTO source_cursors (source, cursor) VALUES"
+      " ('gal', 'https://graph/delta?token=SECRETDELTA');";
+  RawDb db(path);
+  db.Exec(sql);
+}
+
+// Every plaintext WriteVersion4File wrote that names or identifies someone.
+const std::vector<std::string> kVersion4Secrets = {"alice.secret@example.org",
+                                                   "dave.secret@example.org",
+                                                   "dav.example/alice",
+                                                   "tok-SECRET-123",
+                                                   "bob-private",
+                                                   "uid-SECRETKEY",
+                                                   "FIELD-SECRET",
+                                                   "MATCH-SECRET",
+                                                   "uid-SELF-SECRET",
+                                                   "carol.secret@example.org",
+                                                   "SECRETDELTA"};
+
+// Every value of WriteVersion4File, read back through the interface.
+void ExpectVersion4Content(StateStore& store) {
+  auto list = store.ListCollections("company");
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  std::vector<std::string> collections;
+  for (const auto& [key, state] : *list) collections.push_back(Str(key, state));
+  EXPECT_EQ(collections,
+            (std::vector<std::string>{
+                "company/dav/alice.secret@example.org | id 1 | url "
+                "https://dav.example/alice.secret@example.org/book/ | token tok-SECRET-123 | "
+                "synced fp-1",
+                "company/dav/dave.secret@example.org | id 2 | url  | token  | synced "}));
+  auto alice = store.FindCollection({"company", "dav", "alice.secret@example.org"});
+  ASSERT_TRUE(alice.ok()) << alice.error().message;
+  EXPECT_EQ(alice->id, 1);
+  EXPECT_EQ(alice->sync_token, "tok-SECRET-123");
+
+  const ItemState managed{"/alice.secret@example.org/book/bob-private.vcf",
+                          "e1",
+                          "e1",
+                          "uid-SECRETKEY",
+                          "h1",
+                          "note=FIELD-SECRET",
+                          ""};
+  const ItemState own{"/alice.secret@example.org/book/own-bob-private.vcf",
+                      "e2",
+                      "e2",
+                      "",
+                      "h2",
+                      "",
+                      "MATCH-SECRET-1,MATCH-SECRET-2"};
+  auto items = store.LoadItems(1);
+  ASSERT_TRUE(items.ok()) << items.error().message;
+  EXPECT_EQ(Strs(*items), (std::vector<std::string>{Str(managed), Str(own)}));
+  // The blind indexes the migration made find what they index.
+  auto by_key = store.LoadItemsByKeys(1, {"uid-SECRETKEY", "uid-SECRETKEY-2"});
+  ASSERT_TRUE(by_key.ok()) << by_key.error().message;
+  EXPECT_EQ(Strs(*by_key), (std::vector<std::string>{Str(managed)}));
+  auto dave_items = store.LoadItemsByKeys(2, {"uid-SECRETKEY-2"});
+  ASSERT_TRUE(dave_items.ok()) << dave_items.error().message;
+  EXPECT_EQ(Strs(*dave_items),
+            (std::vector<std::string>{Str(
+                ItemState{"/dave/bob-private-2.vcf", "e3", "", "uid-SECRETKEY-2", "h3", "", ""})}));
+  EXPECT_EQ(*store.CountManaged(1), 1);
+  auto unmanaged = store.LoadUnmanaged(1);
+  ASSERT_TRUE(unmanaged.ok()) << unmanaged.error().message;
+  EXPECT_EQ(Strs(*unmanaged), (std::vector<std::string>{Str(own)}));
+
+  auto snap = store.LoadSnapshot("company");
+  ASSERT_TRUE(snap.ok()) << snap.error().message;
+  EXPECT_EQ(snap->fingerprint, "fp-1");
+  EXPECT_EQ(snap->source_version, "v-1");
+  ASSERT_EQ(snap->entries.size(), 2u);
+  EXPECT_EQ(snap->entries[0].key, "uid-SECRETKEY");
+  EXPECT_EQ(snap->entries[0].hash, "h1");
+  EXPECT_EQ(snap->entries[1].key, "uid-SECRETKEY-2");
+  EXPECT_EQ(snap->entries[1].hash, "h3");
+  EXPECT_EQ(snap->self_keys,
+            (std::map<std::string, std::string>{{"alice.secret@example.org", "uid-SELF-SECRET"},
+                                                {"dave.secret@example.org", ""}}));
+  EXPECT_EQ(*store.LoadSourceCursor("gal"), "https://graph/delta?token=SECRETDELTA");
+
+  auto last = store.LastResults();
+  ASSERT_TRUE(last.ok()) << last.error().message;
+  EXPECT_EQ(Strs(*last), (std::vector<std::string>{
+                             "company/dav/alice.secret@example.org | run 1 sync exit 1 | "
+                             "1c 2u 3d 4n 5x 6e 7a 8s | failed for carol.secret@example.org",
+                             "company/dav/dave.secret@example.org | run 2 sync exit -1 | "
+                             "0c 0u 0d 9n 0x 0e 0a 0s | "}));
+  if (last->size() == 2) {
+    EXPECT_EQ((*last)[0].started_at, "2024-01-01T00:00:00Z");
+    EXPECT_EQ((*last)[0].finished_at, "2024-01-01T00:01:00Z");
+  }
+}
+
+// Throws at the named failpoint; disarmed when it goes out of scope, so that
+// a failed assertion cannot leave it armed for the tests after.
+struct Crash {
+  std::string at;
+};
+class CrashAt {
+ public:
+  explicit CrashAt(std::string name) {
+    SetFailpointHandlerForTest([name = std::move(name)](std::string_view hit) {
+      if (hit == name) throw Crash{std::string(hit)};
+    });
+  }
+  ~CrashAt() { SetFailpointHandlerForTest(nullptr); }
+  CrashAt(const CrashAt&) = delete;
+  CrashAt& operator=(const CrashAt&) = delete;
+};
+
+// A folder removed at the end of the test, and the key of its state.
 class StateFiles : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -213,6 +493,8 @@ class StateFiles : public ::testing::Test {
     path_ = (dir_ / "roster.db").string();
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<StateStore> OpenStore() { return Open(path_, key_); }
 
   // Every file in the folder with its size and a hash of its bytes: what
   // "changed nothing" compares.
@@ -227,26 +509,61 @@ class StateFiles : public ::testing::Test {
     return out;
   }
 
+  // The bytes of the state file and of its -wal and -shm, those that exist.
+  std::map<std::string, std::string> StateBytes() const {
+    std::map<std::string, std::string> out;
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      const std::string file = path_ + suffix;
+      if (!std::filesystem::exists(file)) continue;
+      std::ifstream in(file, std::ios::binary);
+      out[file] = std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    return out;
+  }
+
+  // No byte on disk spells any of `secrets`, nor (in any case) the word
+  // "secret" that every one of them holds.
+  void ExpectNoPlaintextOnDisk(const std::vector<std::string>& secrets) const {
+    const auto files = StateBytes();
+    ASSERT_FALSE(files.empty());
+    for (const auto& [file, bytes] : files) {
+      for (const std::string& secret : secrets) {
+        EXPECT_EQ(bytes.find(secret), std::string::npos) << file << " holds " << secret;
+      }
+      EXPECT_EQ(Lower(bytes).find("secret"), std::string::npos) << file << " holds \"secret\"";
+    }
+  }
+
+  // Whether any byte on disk spells `text`: the control that shows that the
+  // scan above sees what the store wrote.
+  bool OnDisk(const std::string& text) const {
+    for (const auto& [file, bytes] : StateBytes()) {
+      if (bytes.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+
   std::filesystem::path dir_;
   std::string path_;
+  crypto::Key key_ = crypto::GenerateKey();
 };
 
 TEST_F(StateFiles, ADryRunCreatesNothingAndChangesNothing) {
   {
-    auto missing = OpenSqliteStateStoreForReading(path_);
+    auto missing = OpenSqliteStateStoreForReading(path_, key_);
     ASSERT_TRUE(missing.ok()) << missing.error().message;
     EXPECT_FALSE((*missing)->FindCollection({"r", "t", "u"}).ok());
   }
   EXPECT_TRUE(Files().empty()) << "a plan created the state file";
   {
-    auto store = Open(path_);
+    auto store = OpenStore();
     auto c = store->OpenCollection({"r", "t", "u"});
     ASSERT_TRUE(c.ok());
     ASSERT_TRUE(store->ApplyListing(c->id, {{"/a.vcf", "e1"}}, {}, {}, "tok", "fp").ok());
   }
   auto before = Files();
   {
-    auto store = OpenSqliteStateStoreForReading(path_);
+    auto store = OpenSqliteStateStoreForReading(path_, key_);
     ASSERT_TRUE(store.ok()) << store.error().message;
     auto c = (*store)->FindCollection({"r", "t", "u"});
     ASSERT_TRUE(c.ok());
@@ -262,22 +579,15 @@ TEST_F(StateFiles, ADryRunCreatesNothingAndChangesNothing) {
 TEST_F(StateFiles, OldRunsArePrunedAndTheirMessagesAreGoneFromDisk) {
   const std::string old_message = "old-error-about-alice@example.org";
   {
-    auto store = Open(path_);
+    auto store = OpenStore();
     ASSERT_TRUE(store->OpenCollection({"r", "t", "alice"}).ok());
     auto old_run = store->BeginRun("sync");
     ASSERT_TRUE(old_run.ok());
     TargetRunResult result{{"r", "t", "alice"}, {}, old_message};
     ASSERT_TRUE(store->RecordResult(*old_run, result).ok());
     ASSERT_TRUE(store->FinishRun(*old_run, 1).ok());
-    {
-      // Backdate it 100 days, from outside the store.
-      sqlite3* db = nullptr;
-      ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-      ASSERT_EQ(sqlite3_exec(db, "UPDATE runs SET started_at = '2000-01-01T00:00:00Z'", nullptr,
-                             nullptr, nullptr),
-                SQLITE_OK);
-      sqlite3_close(db);
-    }
+    // Backdate it 100 days, from outside the store.
+    RawDb(path_).Exec("UPDATE runs SET started_at = '2000-01-01T00:00:00Z'");
     auto new_run = store->BeginRun("sync");
     ASSERT_TRUE(new_run.ok());
     result.message = "";
@@ -301,34 +611,18 @@ TEST_F(StateFiles, OldRunsArePrunedAndTheirMessagesAreGoneFromDisk) {
   }
 }
 
-// What roster 0.1 (state version 1) wrote: the first migration alone, with rows.
-void WriteVersion1File(const std::string& path) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  std::string sql = std::string("CREATE TABLE schema_version (version INTEGER NOT NULL);") +
-                    Migrations().front().sql +
-                    "INSERT INTO schema_version VALUES (1);"
-                    "INSERT INTO collections (rule, target, user, url, sync_token, synced_snapshot)"
-                    " VALUES ('company', 'dav', 'alice', 'http://h/alice/b/', 'tok1', 'fp1');"
-                    "INSERT INTO items (collection_id, href, etag_seen, etag, key, hash) VALUES"
-                    " (1, '/alice/b/x.vcf', 'e1', 'e1', 'k1', 'h1'),"
-                    " (1, '/alice/b/own.vcf', 'e2', 'e2', NULL, 'h2');";
-  char* err = nullptr;
-  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
-  sqlite3_close(db);
-}
-
 TEST_F(StateFiles, AVersion1FileIsMigratedByASyncAndRefusedByAPlan) {
   ASSERT_EQ(Migrations().front().version, 1);
   WriteVersion1File(path_);
   auto before = Files();
-  auto plan = OpenSqliteStateStoreForReading(path_);
+  auto plan = OpenSqliteStateStoreForReading(path_, key_);
   ASSERT_FALSE(plan.ok());
   EXPECT_NE(plan.error().message.find("roster sync` upgrades it"), std::string::npos)
       << plan.error().message;
   EXPECT_EQ(Files(), before);
 
-  auto store = Open(path_);
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
   auto c = store->FindCollection({"company", "dav", "alice"});
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->url, "http://h/alice/b/");
@@ -340,12 +634,14 @@ TEST_F(StateFiles, AVersion1FileIsMigratedByASyncAndRefusedByAPlan) {
   EXPECT_EQ((*items)[1].key, "k1");
   EXPECT_TRUE((*items)[1].known());   // roster's own card stays known
   EXPECT_FALSE((*items)[0].known());  // the user's card is read once more for its e-mail hashes
+  store.reset();
+  ExpectNoPlaintextOnDisk({"alice/b/", "tok1", "x.vcf", "own.vcf"});
 }
 
 TEST_F(StateFiles, LoosePermissionsAreTightenedWithAWarning) {
-  { Open(path_); }
+  { OpenStore(); }
   chmod(path_.c_str(), 0644);
-  auto store = Open(path_);
+  auto store = OpenStore();
   auto warnings = store->TakeWarnings();
   ASSERT_FALSE(warnings.empty());
   EXPECT_NE(warnings[0].find("had mode 0644"), std::string::npos) << warnings[0];
@@ -355,6 +651,593 @@ TEST_F(StateFiles, LoosePermissionsAreTightenedWithAWarning) {
       EXPECT_EQ(st.st_mode & 077, 0u) << suffix;
     }
   }
+}
+
+TEST_F(StateFiles, AFileIsNeverOpenedWithoutItsKey) {
+  auto store = OpenSqliteStateStore(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.error().kind, ErrorKind::kInvalidArgument);
+  EXPECT_NE(store.error().message.find(path_), std::string::npos) << store.error().message;
+  EXPECT_TRUE(Files().empty());
+}
+
+TEST_F(StateFiles, InspectionTellsMissingPlainAndSealedFilesApart) {
+  EXPECT_EQ(*InspectStateFile((dir_ / "nowhere" / "roster.db").string()), StateFileKind::kMissing);
+  EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kMissing);
+  { std::ofstream(path_, std::ios::binary); }  // empty: nothing sealed in it yet
+  EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kPlain);
+  std::filesystem::remove(path_);
+  WriteVersion1File(path_);
+  EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kPlain);
+  ASSERT_NE(OpenStore(), nullptr);
+  EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kSealed);
+  auto fresh = (dir_ / "fresh.db").string();
+  ASSERT_NE(Open(fresh, key_), nullptr);
+  EXPECT_EQ(*InspectStateFile(fresh), StateFileKind::kSealed);
+  // Looking changes nothing.
+  const auto before = Files();
+  EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kSealed);
+  EXPECT_EQ(Files(), before);
+}
+
+// ---- the state is sealed ----
+
+const CollectionKey kAlice{"company", "dav", "alice.secret@example.org"};
+const CollectionKey kAlan{"company", "dav", "alan.secret@example.org"};
+const CollectionKey kZed{"company", "carddav", "zed.secret@example.org"};
+const std::string kAliceUrl = "https://dav.example/alice.secret@example.org/book/";
+
+// What Fill writes that names or identifies someone.
+const std::vector<std::string> kFilledSecrets = {"alice.secret@example.org",
+                                                 "alan.secret@example.org",
+                                                 "zed.secret@example.org",
+                                                 "erin.secret@example.org",
+                                                 "carol.secret@example.org",
+                                                 "dav.example/alice",
+                                                 "tok-SECRET-123",
+                                                 "tok-SECRET-zed",
+                                                 "bob-private",
+                                                 "uid-SECRETKEY",
+                                                 "FIELD-SECRET",
+                                                 "MATCH-SECRET",
+                                                 "SECRETDELTA"};
+
+// The items of alice's collection, sorted by href.
+std::vector<ItemState> AliceItems() {
+  return {{"/book/bob-private-0-own.vcf", "e0", "e0", "", "hash-0", "",
+           "MATCH-SECRET-a,MATCH-SECRET-b"},
+          {"/book/bob-private-1.vcf", "e1", "e1", "uid-SECRETKEY-1", "hash-1", "", ""},
+          {"/book/bob-private-2.vcf", "etag-VISIBLE-2", "etag-VISIBLE-2", "uid-SECRETKEY-2",
+           "hash-2", "note=FIELD-SECRET", ""},
+          {"/book/bob-private-3.vcf", "e3", "", "", "", "", ""}};
+}
+
+const Snapshot kSnapshot{
+    "fp-1",
+    {{"uid-SECRETKEY-1", "hash-1"}, {"uid-SECRETKEY-2", "hash-2"}},
+    "v-1",
+    {{"alice.secret@example.org", "uid-SECRETKEY-1"}, {"erin.secret@example.org", ""}}};
+
+// A state that names people wherever the store keeps a personal datum.
+void Fill(StateStore& store) {
+  auto alice = store.OpenCollection(kAlice);
+  auto zed = store.OpenCollection(kZed);
+  auto alan = store.OpenCollection(kAlan);
+  ASSERT_TRUE(alice.ok() && zed.ok() && alan.ok());
+  ASSERT_TRUE(store.SetCollectionUrl(alice->id, kAliceUrl).ok());
+  const std::vector<ItemState> items = AliceItems();
+  // Out of href order on purpose; one only seen, one put on its own.
+  ASSERT_TRUE(store
+                  .ApplyListing(alice->id, {{items[3].href, items[3].etag_seen}}, {},
+                                {items[2], items[1]}, "tok-SECRET-123", "fp-1")
+                  .ok());
+  ASSERT_TRUE(store.PutItem(alice->id, items[0]).ok());
+  ASSERT_TRUE(store.SetSyncToken(zed->id, "tok-SECRET-zed").ok());
+  ASSERT_TRUE(store.SaveSnapshot("company", kSnapshot).ok());
+  ASSERT_TRUE(store.SaveSourceCursor("gal", "https://graph/delta?token=SECRETDELTA").ok());
+  auto run = store.BeginRun("sync");
+  ASSERT_TRUE(run.ok());
+  TargetRunResult result{kAlice, {}, "failed for carol.secret@example.org"};
+  result.counts.created = 2;
+  result.counts.errors = 1;
+  ASSERT_TRUE(store.RecordResult(*run, result).ok());
+  result = {kZed, {}, ""};
+  result.counts.unchanged = 4;
+  ASSERT_TRUE(store.RecordResult(*run, result).ok());
+  result = {kAlan, {}, ""};
+  result.counts.adopted = 1;
+  result.counts.skipped = 2;
+  ASSERT_TRUE(store.RecordResult(*run, result).ok());
+  ASSERT_TRUE(store.FinishRun(*run, 1).ok());
+}
+
+// Everything Fill wrote, read back.
+void ExpectFilled(StateStore& store) {
+  auto list = store.ListCollections("company");
+  ASSERT_TRUE(list.ok()) << list.error().message;
+  ASSERT_EQ(list->size(), 3u);
+  std::vector<std::string> collections;
+  for (const auto& [key, state] : *list) collections.push_back(Str(key, state));
+  // Sorted by (target, user), whatever order the blind indexes keep them in.
+  EXPECT_EQ(collections,
+            (std::vector<std::string>{
+                "company/carddav/zed.secret@example.org | id 2 | url  | token tok-SECRET-zed | "
+                "synced ",
+                "company/dav/alan.secret@example.org | id 3 | url  | token  | synced ",
+                "company/dav/alice.secret@example.org | id 1 | url " + kAliceUrl +
+                    " | token tok-SECRET-123 | synced fp-1"}));
+  for (const auto& [key, state] : *list) {
+    auto found = store.FindCollection(key);
+    ASSERT_TRUE(found.ok()) << found.error().message;
+    EXPECT_EQ(Str(key, *found), Str(key, state));
+  }
+
+  auto items = store.LoadItems(1);
+  ASSERT_TRUE(items.ok()) << items.error().message;
+  EXPECT_EQ(Strs(*items), Strs(AliceItems()));
+  auto by_key = store.LoadItemsByKeys(1, {"uid-SECRETKEY-2", "nobody", "uid-SECRETKEY-1"});
+  ASSERT_TRUE(by_key.ok()) << by_key.error().message;
+  std::vector<std::string> found = Strs(*by_key);
+  std::sort(found.begin(), found.end());
+  EXPECT_EQ(found, (std::vector<std::string>{Str(AliceItems()[1]), Str(AliceItems()[2])}));
+  EXPECT_EQ(*store.CountManaged(1), 2);
+  auto unmanaged = store.LoadUnmanaged(1);
+  ASSERT_TRUE(unmanaged.ok()) << unmanaged.error().message;
+  EXPECT_EQ(Strs(*unmanaged), (std::vector<std::string>{Str(AliceItems()[0])}));
+  EXPECT_TRUE(store.LoadItems(2)->empty());
+
+  auto snap = store.LoadSnapshot("company");
+  ASSERT_TRUE(snap.ok()) << snap.error().message;
+  EXPECT_EQ(snap->fingerprint, kSnapshot.fingerprint);
+  EXPECT_EQ(snap->source_version, kSnapshot.source_version);
+  EXPECT_EQ(snap->self_keys, kSnapshot.self_keys);
+  ASSERT_EQ(snap->entries.size(), kSnapshot.entries.size());
+  for (size_t i = 0; i < snap->entries.size(); ++i) {
+    EXPECT_EQ(snap->entries[i].key, kSnapshot.entries[i].key);
+    EXPECT_EQ(snap->entries[i].hash, kSnapshot.entries[i].hash);
+  }
+  EXPECT_EQ(*store.LoadSourceCursor("gal"), "https://graph/delta?token=SECRETDELTA");
+
+  auto last = store.LastResults();
+  ASSERT_TRUE(last.ok()) << last.error().message;
+  ASSERT_EQ(last->size(), 3u);
+  const std::string run = std::to_string((*last)[0].run_id);
+  EXPECT_EQ(Strs(*last),
+            (std::vector<std::string>{"company/carddav/zed.secret@example.org | run " + run +
+                                          " sync exit 1 | 0c 0u 0d 4n 0x 0e 0a 0s | ",
+                                      "company/dav/alan.secret@example.org | run " + run +
+                                          " sync exit 1 | 0c 0u 0d 0n 0x 0e 1a 2s | ",
+                                      "company/dav/alice.secret@example.org | run " + run +
+                                          " sync exit 1 | 2c 0u 0d 0n 0x 1e 0a 0s | "
+                                          "failed for carol.secret@example.org"}));
+  EXPECT_FALSE((*last)[0].finished_at.empty());
+}
+
+// No personal datum reaches the disk in plaintext, not even in the WAL while
+// the store is open; everything reads back as it was written.
+TEST_F(StateFiles, NoPersonalDatumReachesTheDiskInPlaintext) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    Fill(*store);
+    ExpectNoPlaintextOnDisk(kFilledSecrets);  // the WAL, while the store is open
+    ExpectFilled(*store);
+  }
+  ExpectNoPlaintextOnDisk(kFilledSecrets);
+  // The scan sees what the store wrote: what is not sealed is there to find.
+  EXPECT_TRUE(OnDisk("etag-VISIBLE-2"));
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ExpectFilled(*store);
+}
+
+TEST_F(StateFiles, AVersion4FileIsSealedByASyncAndRebuilt) {
+  WriteVersion4File(path_);
+  EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kPlain);
+  for (const std::string& secret : kVersion4Secrets) {
+    EXPECT_TRUE(OnDisk(secret)) << "the version-4 file should hold " << secret;
+  }
+  auto before = Files();
+  auto plan = OpenSqliteStateStoreForReading(path_, key_);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.error().message.find("`roster sync` upgrades it"), std::string::npos)
+      << plan.error().message;
+  EXPECT_EQ(Files(), before);  // a plan changes nothing
+
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ExpectVersion4Content(*store);
+  }
+  EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kSealed);
+  ExpectNoPlaintextOnDisk(kVersion4Secrets);
+  EXPECT_TRUE(OnDisk("fp-1"));  // the scan sees the file: what is not sealed stays
+  {
+    RawDb db(path_);
+    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "5");
+    EXPECT_EQ(db.Column("SELECT name FROM sqlite_master WHERE name LIKE '%v4%'"),
+              std::vector<std::string>{});
+    EXPECT_EQ(db.Column("SELECT name FROM state_meta ORDER BY name"),
+              (std::vector<std::string>{"index_check", "key_check"}));  // rebuilt: no mark
+  }
+  // Once sealed, a plan reads it, and a sync opens it without migrating again.
+  {
+    auto plan_after = OpenSqliteStateStoreForReading(path_, key_);
+    ASSERT_TRUE(plan_after.ok()) << plan_after.error().message;
+    ExpectVersion4Content(**plan_after);
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ExpectVersion4Content(*store);
+}
+
+TEST_F(StateFiles, AStateSealedUnderAnotherKeyIsRefused) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    Fill(*store);
+  }
+  const crypto::Key other = crypto::GenerateKey();
+  auto sync = OpenSqliteStateStore(path_, other);
+  auto plan = OpenSqliteStateStoreForReading(path_, other);
+  // The index master kept, the sealing master not (a rotation ended before
+  // anything was sealed again): refused as well, by the sealing check.
+  auto ended = crypto::BeginRotation(key_);
+  ASSERT_TRUE(ended.ok()) << ended.error().message;
+  auto sealing_only = OpenSqliteStateStore(path_, crypto::FinishRotation(*ended));
+  for (const auto* refused : {&sync, &plan, &sealing_only}) {
+    ASSERT_FALSE(refused->ok());
+    const Error& e = refused->error();
+    EXPECT_EQ(e.kind, ErrorKind::kInvalidArgument) << e.message;
+    EXPECT_TRUE(e.credential_refused) << e.message;
+    EXPECT_NE(e.message.find("sealed under another key"), std::string::npos) << e.message;
+    EXPECT_NE(e.message.find(path_), std::string::npos) << e.message;
+    ExpectNoSecretIn(e.message, kFilledSecrets);
+  }
+  EXPECT_NE(sync.error().message.find("index key"), std::string::npos) << sync.error().message;
+  EXPECT_NE(sealing_only.error().message.find("sealing key"), std::string::npos)
+      << sealing_only.error().message;
+
+  // The refusals changed nothing: the right key still reads it all.
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ExpectFilled(*store);
+  }
+  // During a rotation the previous sealing key still opens what it sealed,
+  // beside what the new one seals.
+  auto rotated = crypto::BeginRotation(key_);
+  ASSERT_TRUE(rotated.ok()) << rotated.error().message;
+  {
+    auto store = Open(path_, *rotated);
+    ASSERT_NE(store, nullptr);
+    ExpectFilled(*store);
+    ASSERT_TRUE(store->SaveSourceCursor("other", "https://graph/delta?token=ROTATED").ok());
+  }
+  {
+    auto store = Open(path_, *rotated);
+    ASSERT_NE(store, nullptr);
+    ExpectFilled(*store);
+    EXPECT_EQ(*store->LoadSourceCursor("other"), "https://graph/delta?token=ROTATED");
+  }
+  auto plan_rotated = OpenSqliteStateStoreForReading(path_, *rotated);
+  ASSERT_TRUE(plan_rotated.ok()) << plan_rotated.error().message;
+  ExpectFilled(**plan_rotated);
+}
+
+// A sealed value moved to another row or column, or changed by one byte, no
+// longer opens: the read fails (kInvalidData) without showing the plaintext.
+TEST_F(StateFiles, ASealedValueChangedOrMovedOutsideRosterIsRefused) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  Fill(*store);
+  RawDb db(path_);
+  auto expect_refused = [&](const auto& result, const std::string& what) {
+    ASSERT_FALSE(result.ok()) << what << " was read";
+    EXPECT_EQ(result.error().kind, ErrorKind::kInvalidData)
+        << what << ": " << result.error().message;
+    EXPECT_FALSE(result.error().message.empty());
+    ExpectNoSecretIn(result.error().message, kFilledSecrets);
+  };
+  const std::string alice_user = db.One("SELECT user FROM collections WHERE id = 1");
+  const std::string alan_user = db.One("SELECT user FROM collections WHERE id = 3");
+  const std::string alice_url = db.One("SELECT url FROM collections WHERE id = 1");
+  const std::string alice_token = db.One("SELECT sync_token FROM collections WHERE id = 1");
+  ASSERT_FALSE(alice_user.empty() || alan_user.empty() || alice_url.empty());
+  ASSERT_EQ(alice_url.find(kAliceUrl), std::string::npos);  // sealed, not plain
+
+  // Two users' sealed names swapped.
+  db.ExecWithBlob("UPDATE collections SET user = ? WHERE id = 1", alan_user);
+  db.ExecWithBlob("UPDATE collections SET user = ? WHERE id = 3", alice_user);
+  expect_refused(store->ListCollections("company"), "swapped users");
+  db.ExecWithBlob("UPDATE collections SET user = ? WHERE id = 1", alice_user);
+  db.ExecWithBlob("UPDATE collections SET user = ? WHERE id = 3", alan_user);
+  ASSERT_TRUE(store->ListCollections("company").ok());  // put back, it opens again
+
+  // One byte of a sealed URL flipped.
+  std::string flipped = alice_url;
+  flipped[flipped.size() / 2] ^= 0x01;
+  db.ExecWithBlob("UPDATE collections SET url = ? WHERE id = 1", flipped);
+  expect_refused(store->FindCollection(kAlice), "a flipped url");
+  expect_refused(store->ListCollections("company"), "a flipped url");
+  db.ExecWithBlob("UPDATE collections SET url = ? WHERE id = 1", alice_url);
+  ASSERT_TRUE(store->FindCollection(kAlice).ok());
+
+  // A sealed URL copied into another row, and into another column.
+  db.ExecWithBlob("UPDATE collections SET url = ? WHERE id = 3", alice_url);
+  expect_refused(store->FindCollection(kAlan), "a url from another row");
+  db.Exec("UPDATE collections SET url = '' WHERE id = 3");
+  db.ExecWithBlob("UPDATE collections SET sync_token = ? WHERE id = 1", alice_url);
+  expect_refused(store->FindCollection(kAlice), "a url as sync token");
+  db.ExecWithBlob("UPDATE collections SET sync_token = ? WHERE id = 1", alice_token);
+  ASSERT_TRUE(store->FindCollection(kAlan).ok());
+  ASSERT_TRUE(store->FindCollection(kAlice).ok());
+
+  // Two collections' ids swapped: each user's seals are bound to the id, so
+  // one user's items cannot silently become another's.
+  db.Exec("PRAGMA foreign_keys=OFF");
+  db.Exec("UPDATE collections SET id = -1 WHERE id = 1");
+  db.Exec("UPDATE collections SET id = 1 WHERE id = 3");
+  db.Exec("UPDATE collections SET id = 3 WHERE id = -1");
+  expect_refused(store->FindCollection(kAlice), "swapped collection ids");
+  expect_refused(store->ListCollections("company"), "swapped collection ids");
+  db.Exec("UPDATE collections SET id = -1 WHERE id = 1");
+  db.Exec("UPDATE collections SET id = 1 WHERE id = 3");
+  db.Exec("UPDATE collections SET id = 3 WHERE id = -1");
+  ASSERT_TRUE(store->ListCollections("company").ok());
+
+  // Two items' sealed hrefs swapped, and a row moved to another collection.
+  const std::vector<std::string> ix =
+      db.Column("SELECT href_ix FROM items WHERE collection_id = 1");
+  ASSERT_EQ(ix.size(), 4u);
+  const std::string href0 = db.One("SELECT href FROM items WHERE href_ix = '" + ix[0] + "'");
+  const std::string href1 = db.One("SELECT href FROM items WHERE href_ix = '" + ix[1] + "'");
+  db.ExecWithBlob("UPDATE items SET href = ? WHERE href_ix = '" + ix[0] + "'", href1);
+  db.ExecWithBlob("UPDATE items SET href = ? WHERE href_ix = '" + ix[1] + "'", href0);
+  expect_refused(store->LoadItems(1), "swapped hrefs");
+  db.ExecWithBlob("UPDATE items SET href = ? WHERE href_ix = '" + ix[0] + "'", href0);
+  db.ExecWithBlob("UPDATE items SET href = ? WHERE href_ix = '" + ix[1] + "'", href1);
+  ASSERT_TRUE(store->LoadItems(1).ok());
+  db.Exec(
+      "INSERT INTO items SELECT 3, href_ix, href, etag_seen, etag, key_ix, key, hash, "
+      "fields, match FROM items WHERE collection_id = 1");
+  expect_refused(store->LoadItems(3), "items copied into another collection");
+
+  // A run message and a snapshot's self keys copied to another rule or row.
+  db.Exec(
+      "INSERT INTO snapshots SELECT 'other', fingerprint, source_version, self_keys "
+      "FROM snapshots WHERE rule = 'company'");
+  expect_refused(store->LoadSnapshot("other"), "self keys from another rule");
+  db.Exec(
+      "INSERT INTO source_cursors SELECT 'other', cursor FROM source_cursors "
+      "WHERE source = 'gal'");
+  expect_refused(store->LoadSourceCursor("other"), "a cursor from another source");
+  db.Exec(
+      "UPDATE run_results SET message = (SELECT message FROM run_results WHERE message != '') "
+      "WHERE message = ''");
+  expect_refused(store->LastResults(), "a message from another result");
+}
+
+// An empty value is stored empty (nothing to seal), and reads back empty.
+TEST_F(StateFiles, EmptyValuesStayEmpty) {
+  const CollectionKey key{"r", "t", "erin.secret@example.org"};
+  auto check = [&](StateStore& store) {
+    auto c = store.FindCollection(key);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->url, "");
+    EXPECT_EQ(c->sync_token, "");
+    EXPECT_EQ(c->synced_snapshot, "");
+    auto items = store.LoadItems(c->id);
+    ASSERT_TRUE(items.ok()) << items.error().message;
+    ASSERT_EQ(items->size(), 1u);
+    EXPECT_EQ(Str((*items)[0]), Str(ItemState{"/only-seen.vcf", "", "", "", "", "", ""}));
+    EXPECT_FALSE((*items)[0].managed());
+    EXPECT_FALSE((*items)[0].known());
+    EXPECT_EQ(*store.CountManaged(c->id), 0);
+    EXPECT_TRUE(store.LoadUnmanaged(c->id)->empty());
+    EXPECT_TRUE(store.LoadItemsByKeys(c->id, {""})->empty());  // no key is no key at all
+    auto snap = store.LoadSnapshot("r");
+    ASSERT_TRUE(snap.ok()) << snap.error().message;
+    EXPECT_EQ(snap->fingerprint, "fp");
+    EXPECT_EQ(snap->source_version, "");
+    EXPECT_TRUE(snap->self_keys.empty());
+    ASSERT_EQ(snap->entries.size(), 1u);
+    EXPECT_EQ(snap->entries[0].hash, "");
+    EXPECT_EQ(*store.LoadSourceCursor("gal"), "");
+    auto last = store.LastResults();
+    ASSERT_TRUE(last.ok()) << last.error().message;
+    ASSERT_EQ(last->size(), 1u);
+    EXPECT_EQ((*last)[0].result.message, "");
+    EXPECT_EQ((*last)[0].result.collection.user, key.user);
+  };
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    auto c = store->OpenCollection(key);
+    ASSERT_TRUE(c.ok());
+    ASSERT_TRUE(store->SetSyncToken(c->id, "tok-SECRET-1").ok());
+    ASSERT_TRUE(store->SetSyncToken(c->id, "").ok());  // emptied, not kept
+    ASSERT_TRUE(store->SetCollectionUrl(c->id, "").ok());
+    ASSERT_TRUE(store->ApplyListing(c->id, {{"/only-seen.vcf", ""}}, {}, {}, "", "").ok());
+    ASSERT_TRUE(store->SaveSnapshot("r", {"fp", {{"k", ""}}, "", {}}).ok());
+    ASSERT_TRUE(store->SaveSourceCursor("gal", "").ok());
+    auto run = store->BeginRun("sync");
+    ASSERT_TRUE(run.ok());
+    ASSERT_TRUE(store->RecordResult(*run, {key, {}, ""}).ok());
+    check(*store);
+  }
+  {
+    RawDb db(path_);
+    // Stored empty, not sealed: an empty value is no longer than nothing.
+    EXPECT_EQ(db.One("SELECT length(url) || ',' || length(sync_token) FROM collections"), "0,0");
+    EXPECT_EQ(db.One("SELECT length(fields) || ',' || length(match) || ',' || "
+                     "(key IS NULL) || ',' || (key_ix IS NULL) FROM items"),
+              "0,0,1,1");
+    EXPECT_EQ(db.One("SELECT length(self_keys) FROM snapshots"), "0");
+    EXPECT_EQ(db.One("SELECT length(message) FROM run_results"), "0");
+    EXPECT_EQ(db.One("SELECT COUNT(*) FROM source_cursors"), "0");
+    // What is not empty is sealed: the user's name, the href, the key.
+    EXPECT_EQ(db.One("SELECT typeof(user) FROM collections"), "blob");
+    EXPECT_EQ(db.One("SELECT typeof(href) FROM items"), "blob");
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  check(*store);
+}
+
+// A crash inside the sealing migration (here a throw at its last failpoint,
+// before the commit) leaves the version-4 state as it was; the next open
+// seals it.
+TEST_F(StateFiles, ACrashInTheSealingMigrationLeavesTheOldStateIntact) {
+  WriteVersion4File(path_);
+  {
+    CrashAt crash("state-migration-before-commit");
+    // The store object unwinds with the throw and closes its connection,
+    // which rolls the open transaction back, as a crash would.
+    EXPECT_THROW((void)OpenSqliteStateStore(path_, key_), Crash);
+  }
+  {
+    RawDb db(path_);
+    // Nobody holds the state's write lock any more: the connection is closed.
+    EXPECT_TRUE(db.Exec("BEGIN IMMEDIATE; ROLLBACK;"));
+    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "4");
+    EXPECT_EQ(db.Column("SELECT name FROM sqlite_master WHERE name LIKE '%v4%' OR "
+                        "name = 'state_meta'"),
+              std::vector<std::string>{});
+    EXPECT_EQ(db.Column("SELECT user FROM collections ORDER BY id"),
+              (std::vector<std::string>{"alice.secret@example.org", "dave.secret@example.org"}));
+    EXPECT_EQ(db.One("SELECT cursor FROM source_cursors"), "https://graph/delta?token=SECRETDELTA");
+    EXPECT_EQ(db.One("SELECT COUNT(*) FROM items"), "3");
+    EXPECT_EQ(db.One("SELECT message FROM run_results WHERE run_id = 1"),
+              "failed for carol.secret@example.org");
+  }
+  EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kPlain);
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ExpectVersion4Content(*store);
+  }
+  EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kSealed);
+  ExpectNoPlaintextOnDisk(kVersion4Secrets);
+}
+
+// A crash after the sealing migration committed but before the file was
+// rebuilt leaves the mark; the next open rebuilds it.
+TEST_F(StateFiles, ACrashBeforeTheRebuildIsFinishedByTheNextOpen) {
+  WriteVersion4File(path_);
+  {
+    CrashAt crash("state-rebuilt");
+    EXPECT_THROW((void)OpenSqliteStateStore(path_, key_), Crash);
+  }
+  {
+    RawDb db(path_);
+    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "5");
+    EXPECT_EQ(db.One("SELECT value FROM state_meta WHERE name = 'vacuum'"), "pending");
+  }
+  EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kSealed);
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ExpectVersion4Content(*store);
+  }
+  EXPECT_EQ(RawDb(path_).Column("SELECT name FROM state_meta WHERE name = 'vacuum'"),
+            std::vector<std::string>{});
+  ExpectNoPlaintextOnDisk(kVersion4Secrets);
+}
+
+}  // namespace
+}  // namespace roster
+
+namespace roster {
+namespace {
+
+// Every sealed value the store keeps, as the bytes on disk.
+std::vector<std::string> SealedValues(RawDb& db) {
+  std::vector<std::string> out;
+  for (const char* sql :
+       {"SELECT user FROM collections", "SELECT url FROM collections",
+        "SELECT sync_token FROM collections", "SELECT href FROM items", "SELECT key FROM items",
+        "SELECT fields FROM items", "SELECT match FROM items", "SELECT self_keys FROM snapshots",
+        "SELECT key FROM snapshot_items", "SELECT user FROM run_results",
+        "SELECT message FROM run_results", "SELECT cursor FROM source_cursors",
+        "SELECT value FROM state_meta WHERE name = 'key_check'"}) {
+    for (std::string& v : db.Column(sql)) {
+      if (!v.empty() && v != "<null>") out.push_back(std::move(v));
+    }
+  }
+  return out;
+}
+
+// Rotation: every value is sealed again under the new key id, in one step
+// that can be repeated; afterwards only the finished key (without the old
+// sealing key) is needed, and the old key opens nothing.
+TEST_F(StateFiles, ResealPutsEveryValueUnderTheNewKeyId) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    Fill(*store);
+  }
+  auto rotating = crypto::BeginRotation(key_);
+  ASSERT_TRUE(rotating.ok());
+  size_t sealed_values = 0;
+  {
+    RawDb db(path_);
+    sealed_values = SealedValues(db).size();
+    ASSERT_GT(sealed_values, 15u);
+  }
+  {
+    auto store = Open(path_, *rotating);
+    ASSERT_NE(store, nullptr);
+    auto resealed = store->Reseal();
+    ASSERT_TRUE(resealed.ok()) << resealed.error().message;
+    EXPECT_EQ(*resealed, static_cast<int64_t>(sealed_values) - 1);  // the key check is rewritten
+    auto again = store->Reseal();  // a rotation resumed after a crash
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(*again, 0);
+  }
+  {
+    RawDb db(path_);
+    for (const std::string& v : SealedValues(db)) {
+      auto id = crypto::KeyIdOf(v);
+      ASSERT_TRUE(id.ok());
+      EXPECT_EQ(*id, rotating->key_id());
+    }
+  }
+  const crypto::Key finished = crypto::FinishRotation(*rotating);
+  auto store = Open(path_, finished);
+  ASSERT_NE(store, nullptr);
+  ExpectFilled(*store);
+  store.reset();
+  auto old = OpenSqliteStateStore(path_, key_);
+  ASSERT_FALSE(old.ok());
+  EXPECT_TRUE(old.error().credential_refused);
+  ExpectNoPlaintextOnDisk(kFilledSecrets);
+}
+
+// purge --all: nothing of the state is left, on disk or through the store,
+// and the store still opens with its key and works.
+TEST_F(StateFiles, PurgeAllLeavesNothingBehind) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  Fill(*store);
+  ASSERT_TRUE(store->PurgeAll().ok());
+  EXPECT_TRUE(store->ListCollections("company")->empty());
+  EXPECT_TRUE(store->LastResults()->empty());
+  EXPECT_TRUE(store->LoadSnapshot("company")->entries.empty());
+  EXPECT_EQ(*store->LoadSourceCursor("gal"), "");
+  store.reset();
+  {
+    RawDb db(path_);
+    for (const char* table : {"collections", "items", "snapshots", "snapshot_items", "runs",
+                              "run_results", "source_cursors"}) {
+      EXPECT_EQ(db.One(std::string("SELECT COUNT(*) FROM ") + table), "0") << table;
+    }
+    EXPECT_EQ(SealedValues(db).size(), 1u);  // the key check only
+  }
+  store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  Fill(*store);
+  ExpectFilled(*store);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include "core/connector.h"
 #include "core/result.h"
+#include "crypto/keys.h"
 
 namespace roster {
 
@@ -151,20 +152,51 @@ class StateStore {
   // The newest result per collection the store still keeps, over all runs.
   virtual Result<std::vector<RunSummary>> LastResults() = 0;
 
+  // Key rotation: every sealed value not yet under the key's current key id
+  // (crypto::Key::key_id) is opened and sealed again under it, in one
+  // transaction, and the file rebuilt so that no value under the old key
+  // stays in free pages or the WAL. Answers how many values were sealed
+  // again; 0 when all were current (a rotation resumed after a crash).
+  virtual Result<int64_t> Reseal() = 0;
+  // `roster purge --all`: forgets everything the state holds (collections,
+  // items, snapshots, cursors, run history), keeping only its schema and key
+  // check, and rebuilds the file. The next sync finds roster's items on the
+  // targets again by their markers.
+  virtual Status PurgeAll() = 0;
+
   // What opening the store noticed and mended (permissions tightened), one
   // sentence each. Taking them clears them.
   virtual std::vector<std::string> TakeWarnings() { return {}; }
 };
 
-// Opens (creating and migrating) the SQLite store at `path`. ":memory:" works.
+// Opens (creating and migrating) the SQLite store at `path`, sealed under
+// `key`: every personal datum it keeps (target users, collection URLs, sync
+// tokens and delta links, hrefs, source keys, e-mail hashes, field memories,
+// run messages) is sealed with XChaCha20-Poly1305 and bound to its table,
+// column and row, and looked up by keyed blind indexes, never by plaintext.
+// A state written by an older roster is sealed by the migration and the file
+// rebuilt, so that no plaintext stays in free pages or the WAL. A state
+// sealed under another key is refused (kInvalidArgument, credential_refused
+// set) with a message that says what to do. ":memory:" works.
 // The file and its -wal and -shm are kept private to their owner: looser
 // permissions are tightened, with a warning.
+Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path,
+                                                         const crypto::Key& key);
+
+// ":memory:" only, under a key of its own (tests); any other path is refused.
 Result<std::unique_ptr<StateStore>> OpenSqliteStateStore(const std::string& path);
 
 // Opens the store for a dry run, which must change nothing on disk: a missing
 // file is not created (the plan starts from an empty state, in memory), an
 // existing one is opened read-only and never migrated (an older schema is an
 // error that says `roster sync` upgrades it).
-Result<std::unique_ptr<StateStore>> OpenSqliteStateStoreForReading(const std::string& path);
+Result<std::unique_ptr<StateStore>> OpenSqliteStateStoreForReading(const std::string& path,
+                                                                   const crypto::Key& key);
+
+// What a state file needs before it is opened, read without changing it:
+// none there yet, one that holds no sealed values (an older roster's, or
+// empty), or one sealed under some key.
+enum class StateFileKind { kMissing, kPlain, kSealed };
+Result<StateFileKind> InspectStateFile(const std::string& path);
 
 }  // namespace roster
