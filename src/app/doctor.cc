@@ -5,8 +5,11 @@
 #include <map>
 #include <set>
 
+#include "app/state_open.h"
 #include "app/wiring.h"
 #include "connectors/graph/graph_doctor.h"
+#include "crypto/keys.h"
+#include "state/state.h"
 #include "sync/audience.h"
 
 namespace roster {
@@ -110,8 +113,60 @@ int DoctorReport::warnings() const {
   }));
 }
 
+// The state's key and file, read only: whether the next sync can open them.
+void CheckState(const Config& config, DoctorReport& report) {
+  const std::string subject = "state " + config.state_path;
+  auto key = crypto::LoadStateKey(config.state_key_file, config.state_key_env);
+  auto kind = InspectStateFile(config.state_path);
+  if (!kind.ok()) {
+    report.findings.push_back(Make(Finding::Level::kFailed, subject, kind.error().message));
+    return;
+  }
+  const std::string source = config.state_key_env.empty()
+                                 ? "key file " + config.state_key_file
+                                 : "environment variable " + config.state_key_env;
+  if (!key.ok()) {
+    if (key.error().kind != ErrorKind::kNotFound || *kind == StateFileKind::kSealed) {
+      auto opened = OpenState(config, StateUse::kReading, nullptr);
+      report.findings.push_back(Make(Finding::Level::kFailed, subject,
+                                     opened.ok() ? key.error().message : opened.error().message));
+    } else if (config.state_key_env.empty()) {
+      report.findings.push_back(Make(
+          Finding::Level::kWarning, subject,
+          "no key yet: the first sync creates " + source + " (or run `roster keys init` now)"));
+    } else {
+      report.findings.push_back(Make(Finding::Level::kFailed, subject,
+                                     source + " holds no key: `roster keys init` prints one"));
+    }
+    return;
+  }
+  if (key->rotating()) {
+    report.findings.push_back(Make(Finding::Level::kWarning, subject,
+                                   "a key rotation is unfinished: run `roster keys rotate`"));
+  }
+  if (*kind == StateFileKind::kMissing) {
+    report.findings.push_back(Make(Finding::Level::kOk, subject,
+                                   "the key (id " + std::to_string(key->key_id()) + ") is in " +
+                                       source + "; the first sync creates the state file"));
+    return;
+  }
+  if (*kind == StateFileKind::kPlain) {
+    report.findings.push_back(Make(Finding::Level::kWarning, subject,
+                                   "written by an older roster, in the clear: the next sync seals "
+                                   "it with the key and rebuilds the file"));
+    return;
+  }
+  auto store = OpenSqliteStateStoreForReading(config.state_path, *key);
+  report.findings.push_back(store.ok()
+                                ? Make(Finding::Level::kOk, subject,
+                                       "sealed, and opens with the key (id " +
+                                           std::to_string(key->key_id()) + ") from " + source)
+                                : Make(Finding::Level::kFailed, subject, store.error().message));
+}
+
 DoctorReport RunDoctor(const Config& config) {
   DoctorReport report;
+  CheckState(config, report);
   for (const std::string& w : config.warnings) {
     report.findings.push_back(Make(Finding::Level::kWarning, "configuration", w));
   }

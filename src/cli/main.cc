@@ -350,13 +350,24 @@ int Fail(const Error& e) {
   return 2;
 }
 
-// The state sealed again under `key`'s current key id, if there is a state.
-Result<int64_t> ResealState(const Config& config, const crypto::Key& key) {
+// The state opened with `key` (which may be rotating), or null when there is
+// no state file; a key that does not open it is refused before anything
+// is written. `read_only`: only to check the key, changing nothing.
+Result<std::unique_ptr<StateStore>> OpenForRotation(const Config& config, const crypto::Key& key,
+                                                    bool read_only) {
   ROSTER_ASSIGN_OR_RETURN(StateFileKind kind, InspectStateFile(config.state_path));
-  if (kind == StateFileKind::kMissing) return int64_t{0};
-  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<StateStore> store,
-                          OpenSqliteStateStore(config.state_path, key));
-  return store->Reseal();
+  if (kind == StateFileKind::kMissing) return std::unique_ptr<StateStore>();
+  auto store = read_only ? OpenSqliteStateStoreForReading(config.state_path, key)
+                         : OpenSqliteStateStore(config.state_path, key);
+  if (!store.ok() && store.error().credential_refused) {
+    Error e = store.take_error();
+    e.message += " (the key came from " +
+                 (config.state_key_env.empty() ? "key file " + config.state_key_file
+                                               : "environment variable " + config.state_key_env) +
+                 ")";
+    return e;
+  }
+  return store;
 }
 
 // `keys rotate`: a new sealing key, every sealed value sealed again under it,
@@ -371,28 +382,40 @@ int KeysRotate(const Config& config, bool as_json) {
   auto loaded = crypto::LoadStateKey(config.state_key_file, config.state_key_env);
   if (!loaded.ok()) return Fail(loaded.error());
   crypto::Key key = std::move(loaded).value();
-  if (!key.rotating()) {
+  const bool begun = !key.rotating();
+  if (begun) {
     auto next = crypto::BeginRotation(key);
     if (!next.ok()) return Fail(next.error());
-    if (from_env) {
-      PrintKeyForEnv("keys rotate", config.state_key_env, *next, -1, as_json);
-      std::cerr << "roster: the transitional key for " << config.state_key_env
-                << " is on standard output (it holds the current sealing key and the new one). "
-                   "Nothing was changed: install it in that variable, then run `roster keys "
-                   "rotate` again to seal the state under the new key\n";
-      return 0;
-    }
-    roster::Status written = crypto::WriteKeyFileAtomically(config.state_key_file, *next);
-    if (!written.ok()) return Fail(written.error());
     key = std::move(next).value();
   }
-  auto resealed = ResealState(config, key);
-  if (!resealed.ok()) return Fail(resealed.error());
+  // The rotating key opens what the old one sealed: a key that opens
+  // nothing is refused here, before any key is written or printed.
+  auto store = OpenForRotation(config, key, begun && from_env);
+  if (!store.ok()) return Fail(store.error());
+  if (begun && from_env) {
+    PrintKeyForEnv("keys rotate", config.state_key_env, key, -1, as_json);
+    std::cerr << "roster: the transitional key for " << config.state_key_env
+              << " is on standard output (it holds the current sealing key and the new one). "
+                 "Nothing was changed: install it in that variable, then run `roster keys "
+                 "rotate` again to seal the state under the new key\n";
+    return 0;
+  }
+  if (begun) {
+    roster::Status written = crypto::WriteKeyFileAtomically(config.state_key_file, key);
+    if (!written.ok()) return Fail(written.error());
+  }
+  int64_t resealed = 0;
+  if (*store != nullptr) {
+    auto n = (*store)->Reseal();
+    if (!n.ok()) return Fail(n.error());
+    resealed = *n;
+    store->reset();
+  }
   const crypto::Key finished = crypto::FinishRotation(key);
   if (from_env) {
-    PrintKeyForEnv("keys rotate", config.state_key_env, finished, *resealed, as_json);
-    std::cerr << "roster: sealed " << *resealed << " values again under key id "
-              << finished.key_id() << ". The final key for " << config.state_key_env
+    PrintKeyForEnv("keys rotate", config.state_key_env, finished, resealed, as_json);
+    std::cerr << "roster: sealed " << resealed << " values again under key id " << finished.key_id()
+              << ". The final key for " << config.state_key_env
               << " is on standard output: install it in place of the transitional one (which "
                  "still works until then) and keep a copy with the configuration's backup\n";
     return 0;
@@ -403,12 +426,12 @@ int KeysRotate(const Config& config, bool as_json) {
     std::cout << Dump(json{{"mode", "keys rotate"},
                            {"key_file", Safe(config.state_key_file)},
                            {"key_id", finished.key_id()},
-                           {"resealed", *resealed},
+                           {"resealed", resealed},
                            {"exit_code", 0}})
               << "\n";
   } else {
-    std::cout << "Sealed " << *resealed << " values again under key id " << finished.key_id()
-              << "; " << Safe(config.state_key_file)
+    std::cout << "Sealed " << resealed << " values again under key id " << finished.key_id() << "; "
+              << Safe(config.state_key_file)
               << " holds the new key only. Replace the key in the configuration's backup.\n";
   }
   return 0;

@@ -671,6 +671,7 @@ class SqliteStateStore final : public StateStore {
     if (!st.ok()) return st.take_error();
     // Values under the old key must not outlive the rotation on disk.
     ROSTER_RETURN_IF_ERROR(Exec("VACUUM"));
+    Failpoint("state-rebuilt");
     ROSTER_RETURN_IF_ERROR(Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
     return resealed;
   }
@@ -684,6 +685,7 @@ class SqliteStateStore final : public StateStore {
           "DELETE FROM source_cursors;");
     }));
     ROSTER_RETURN_IF_ERROR(Exec("VACUUM"));
+    Failpoint("state-rebuilt");
     return Exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
 
