@@ -204,6 +204,8 @@ int Status(const Config& config, bool as_json) {
       t["finished_at"] = r.finished_at;
       t["exit_code"] = r.exit_code;
       t["message"] = Safe(r.result.message);
+      // As sync --json counts it: a book that failed as a whole is an error.
+      if (!r.result.message.empty() && r.result.counts.errors == 0) t["errors"] = 1;
       out.push_back(std::move(t));
     }
     std::cout << Dump(out) << "\n";

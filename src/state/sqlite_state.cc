@@ -390,8 +390,11 @@ class SqliteStateStore final : public StateStore {
   Result<std::vector<ItemState>> LoadUnmanaged(int64_t collection) override {
     ROSTER_ASSIGN_OR_RETURN(
         std::vector<ItemState> items,
+        // The partial index holds only these rows; without statistics SQLite
+        // would walk the whole collection by its primary key instead.
         LoadItemsWhere("SELECT " + std::string(kItemColumns) +
-                           " FROM items WHERE collection_id = ? AND key_ix IS NULL AND match != ''",
+                           " FROM items INDEXED BY items_unmanaged_v5 WHERE collection_id = ? AND "
+                           "key_ix IS NULL AND match != ''",
                        collection));
     std::sort(items.begin(), items.end(),
               [](const ItemState& a, const ItemState& b) { return a.href < b.href; });
