@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "app/doctor.h"
+
 namespace roster {
 namespace {
 
@@ -101,6 +103,44 @@ TEST_F(StateOpenTest, KeyEnvMustBeSetForASync) {
   setenv("ROSTER_TEST_STATE_KEY", std::string(key.view()).c_str(), 1);
   store = OpenState(config_, StateUse::kSync, nullptr);
   ASSERT_TRUE(store.ok()) << store.error().message;
+  EXPECT_FALSE(Exists(config_.state_key_file));
+}
+
+// roster doctor says whether the next sync can open the state, and why not.
+TEST_F(StateOpenTest, DoctorReportsTheKeyAndTheStateAndChangesNothing) {
+  auto finding = [&]() -> Finding {
+    for (const Finding& f : RunDoctor(config_).findings) {
+      if (f.subject == "state " + config_.state_path) return f;
+    }
+    ADD_FAILURE() << "no finding about the state";
+    return {};
+  };
+  Finding f = finding();
+  EXPECT_EQ(f.level, Finding::Level::kWarning);
+  EXPECT_NE(f.text.find("the first sync creates key file"), std::string::npos) << f.text;
+  EXPECT_FALSE(Exists(config_.state_key_file));
+
+  ASSERT_TRUE(OpenState(config_, StateUse::kSync, nullptr).ok());
+  f = finding();
+  EXPECT_EQ(f.level, Finding::Level::kOk);
+  EXPECT_NE(f.text.find("sealed, and opens with the key (id 1)"), std::string::npos) << f.text;
+
+  std::filesystem::permissions(config_.state_key_file, std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
+  f = finding();
+  EXPECT_EQ(f.level, Finding::Level::kFailed);
+  EXPECT_NE(f.text.find("chmod 600"), std::string::npos) << f.text;
+
+  std::filesystem::remove(config_.state_key_file);
+  ASSERT_TRUE(crypto::CreateKeyFile(config_.state_key_file).ok());
+  f = finding();
+  EXPECT_EQ(f.level, Finding::Level::kFailed);
+  EXPECT_NE(f.text.find("sealed under another key"), std::string::npos) << f.text;
+
+  std::filesystem::remove(config_.state_key_file);
+  f = finding();
+  EXPECT_EQ(f.level, Finding::Level::kFailed);
+  EXPECT_NE(f.text.find("restore the key"), std::string::npos) << f.text;
   EXPECT_FALSE(Exists(config_.state_key_file));
 }
 

@@ -491,7 +491,10 @@ int Main(int argc, char** argv) {
                "list every planned action, why, and for updates which fields change");
   app.require_subcommand(1);
   app.fallthrough();  // --json and --verbose may also follow the subcommand
-  auto* plan_cmd = app.add_subcommand("plan", "show what a sync would change; writes nothing");
+  auto* plan_cmd = app.add_subcommand(
+      "plan",
+      "show what a sync would change; writes nothing. For the console: it names target users "
+      "and (with --verbose) the people it would change, so do not send it to a shared log");
   auto* sync_cmd = app.add_subcommand("sync", "bring every target address book up to date");
   sync_cmd->add_flag("--force", force, "let the deletion guard pass");
   plan_cmd->add_flag("--force", force, "plan as if the deletion guard were overridden");
