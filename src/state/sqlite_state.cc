@@ -229,9 +229,12 @@ class SqliteStateStore final : public StateStore {
   }
 
   Status Init() {
+    // Incremental auto-vacuum lets pruning give free pages back to the file
+    // system; it applies from creation on (an older file gets it with the
+    // rebuild after the sealing migration).
     for (const char* pragma :
-         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON",
-          "PRAGMA secure_delete=ON", "PRAGMA busy_timeout=10000"}) {
+         {"PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+          "PRAGMA foreign_keys=ON", "PRAGMA secure_delete=ON", "PRAGMA busy_timeout=10000"}) {
       ROSTER_RETURN_IF_ERROR(Exec(pragma));
     }
     ROSTER_RETURN_IF_ERROR(
@@ -605,10 +608,12 @@ class SqliteStateStore final : public StateStore {
     if (s.Step() != SQLITE_DONE) return SqlError(db_, "pruning run history");
     const int64_t pruned = sqlite3_changes(db_);  // run_results go with them (cascade)
     if (pruned > 0) {
-      // secure_delete zeroed the rows in the pages; the WAL still holds the
-      // pages as they were until it is checkpointed and truncated.
-      if (sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr) !=
-          SQLITE_OK) {
+      // secure_delete zeroed the rows in the pages; the freed pages go back
+      // to the file system (incremental vacuum), and the WAL, which still
+      // holds the pages as they were, is checkpointed and truncated.
+      if (sqlite3_exec(db_, "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr) != SQLITE_OK ||
+          sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr) !=
+              SQLITE_OK) {
         return SqlError(db_, "checkpointing after pruning run history");
       }
     }

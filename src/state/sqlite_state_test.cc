@@ -611,6 +611,29 @@ TEST_F(StateFiles, OldRunsArePrunedAndTheirMessagesAreGoneFromDisk) {
   }
 }
 
+// Pruning gives the freed pages back: the file shrinks and keeps no free
+// page (incremental auto-vacuum, on new files and on migrated ones).
+TEST_F(StateFiles, PruningShrinksTheFile) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 300; ++i) {
+    auto run = store->BeginRun("sync");
+    ASSERT_TRUE(run.ok());
+    TargetRunResult result{{"r", "t", "user" + std::to_string(i)}, {}, std::string(2000, 'm')};
+    ASSERT_TRUE(store->RecordResult(*run, result).ok());
+  }
+  ASSERT_TRUE(store->PruneRuns(std::chrono::hours(1)).ok());  // checkpoints: the file is whole
+  const auto full = std::filesystem::file_size(path_);
+  RawDb(path_).Exec("UPDATE runs SET started_at = '2000-01-01T00:00:00Z'");
+  auto pruned = store->PruneRuns(std::chrono::hours(24));
+  ASSERT_TRUE(pruned.ok()) << pruned.error().message;
+  EXPECT_EQ(*pruned, 300);
+  EXPECT_LT(std::filesystem::file_size(path_), full / 4);
+  RawDb db(path_);
+  EXPECT_EQ(db.One("PRAGMA auto_vacuum"), "2");  // incremental
+  EXPECT_EQ(db.One("PRAGMA freelist_count"), "0");
+}
+
 TEST_F(StateFiles, AVersion1FileIsMigratedByASyncAndRefusedByAPlan) {
   ASSERT_EQ(Migrations().front().version, 1);
   WriteVersion1File(path_);
@@ -1142,6 +1165,7 @@ TEST_F(StateFiles, ACrashBeforeTheRebuildIsFinishedByTheNextOpen) {
   }
   EXPECT_EQ(RawDb(path_).Column("SELECT name FROM state_meta WHERE name = 'vacuum'"),
             std::vector<std::string>{});
+  EXPECT_EQ(RawDb(path_).One("PRAGMA auto_vacuum"), "2");  // the rebuild made it incremental
   ExpectNoPlaintextOnDisk(kVersion4Secrets);
 }
 
