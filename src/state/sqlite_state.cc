@@ -186,10 +186,41 @@ struct Value {
   }
 };
 
+// Several strings as one value (sealed together): each as its length in
+// decimal, ':', and its bytes.
+std::string Pack(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (std::string_view p : parts) {
+    out += std::to_string(p.size());
+    out += ':';
+    out.append(p);
+  }
+  return out;
+}
+
+// The strings of a Pack; nullopt when `packed` is not one.
+std::optional<std::vector<std::string>> Unpack(std::string_view packed) {
+  std::vector<std::string> out;
+  while (!packed.empty()) {
+    const size_t colon = packed.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon > 10) return std::nullopt;
+    size_t n = 0;
+    for (char c : packed.substr(0, colon)) {
+      if (c < '0' || c > '9') return std::nullopt;
+      n = n * 10 + static_cast<size_t>(c - '0');
+    }
+    packed.remove_prefix(colon + 1);
+    if (n > packed.size()) return std::nullopt;
+    out.emplace_back(packed.substr(0, n));
+    packed.remove_prefix(n);
+  }
+  return out;
+}
+
 // Blind-index domains: one per kind of value looked up.
 constexpr std::string_view kUserDomain = "user";  // collections.user_ix, run_results.user_ix
 constexpr std::string_view kHrefDomain = "href";  // items.href_ix
-constexpr std::string_view kKeyDomain = "key";    // items.key_ix, snapshot_items.key_ix
+constexpr std::string_view kKeyDomain = "key";    // items.key_ix
 constexpr std::string_view kCheckPlaintext = "roster state key check";
 
 class SqliteStateStore final : public StateStore {
@@ -230,11 +261,18 @@ class SqliteStateStore final : public StateStore {
 
   Status Init() {
     // Incremental auto-vacuum lets pruning give free pages back to the file
-    // system; it applies from creation on (an older file gets it with the
-    // rebuild after the sealing migration).
+    // system. It can be set only on a file without tables (a new one); an
+    // older file gets it with the rebuild after the sealing migration.
+    // Setting it on any other file would write to it, and a store refused
+    // for its key must leave the file as it was.
+    {
+      Stmt tables(db_, "SELECT COUNT(*) FROM sqlite_master");
+      if (!tables.ok() || tables.Step() != SQLITE_ROW) return SqlError(db_, "reading the schema");
+      if (tables.Int(0) == 0) ROSTER_RETURN_IF_ERROR(Exec("PRAGMA auto_vacuum=INCREMENTAL"));
+    }
     for (const char* pragma :
-         {"PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
-          "PRAGMA foreign_keys=ON", "PRAGMA secure_delete=ON", "PRAGMA busy_timeout=10000"}) {
+         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON",
+          "PRAGMA secure_delete=ON", "PRAGMA busy_timeout=10000"}) {
       ROSTER_RETURN_IF_ERROR(Exec(pragma));
     }
     ROSTER_RETURN_IF_ERROR(
@@ -397,7 +435,7 @@ class SqliteStateStore final : public StateStore {
         // would walk the whole collection by its primary key instead.
         LoadItemsWhere("SELECT " + std::string(kItemColumns) +
                            " FROM items INDEXED BY items_unmanaged_v5 WHERE collection_id = ? AND "
-                           "key_ix IS NULL AND match != ''",
+                           "key_ix IS NULL AND adoptable = 1",
                        collection));
     std::sort(items.begin(), items.end(),
               [](const ItemState& a, const ItemState& b) { return a.href < b.href; });
@@ -411,7 +449,7 @@ class SqliteStateStore final : public StateStore {
     std::lock_guard lock(mu_);
     return InTransaction([&]() -> Status {
       Stmt put(db_,
-               "INSERT INTO items (collection_id, href_ix, href, etag_seen) VALUES (?, ?, ?, ?) "
+               "INSERT INTO items (collection_id, href_ix, sealed, etag_seen) VALUES (?, ?, ?, ?) "
                "ON CONFLICT (collection_id, href_ix) DO UPDATE SET etag_seen = excluded.etag_seen");
       Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href_ix = ?");
       Stmt upsert(db_, kUpsertSql);
@@ -420,7 +458,8 @@ class SqliteStateStore final : public StateStore {
       for (const ItemRef& ref : seen) {
         const std::string ix = Ix(kHrefDomain, ref.href);
         put.Reset().Bind(1, collection).Bind(2, ix);
-        put.BindSealed(3, Seal("items", "href", RowOf({id, ix}), ref.href)).Bind(4, ref.etag);
+        put.BindSealed(3, Seal("items", "sealed", RowOf({id, ix}), Pack({ref.href, "", "", ""})));
+        put.Bind(4, ref.etag);
         if (put.Step() != SQLITE_DONE) return SqlError(db_, "storing listing");
       }
       for (const std::string& href : removed) {
@@ -477,7 +516,9 @@ class SqliteStateStore final : public StateStore {
   Result<Snapshot> LoadSnapshot(const std::string& rule) override {
     std::lock_guard lock(mu_);
     Snapshot snap;
-    Stmt head(db_, "SELECT fingerprint, source_version, self_keys FROM snapshots WHERE rule = ?");
+    Stmt head(
+        db_,
+        "SELECT fingerprint, source_version, self_keys, entries FROM snapshots WHERE rule = ?");
     if (!head.ok()) return SqlError(db_, "preparing snapshot query");
     head.Bind(1, rule);
     int rc = head.Step();
@@ -488,46 +529,46 @@ class SqliteStateStore final : public StateStore {
     ROSTER_ASSIGN_OR_RETURN(std::string self_keys,
                             Open("snapshots", "self_keys", RowOf({rule}), head.Blob(2)));
     snap.self_keys = DecodeSelfKeys(self_keys);
-    Stmt s(db_, "SELECT key_ix, key, hash FROM snapshot_items WHERE rule = ?");
-    if (!s.ok()) return SqlError(db_, "preparing snapshot query");
-    s.Bind(1, rule);
-    while ((rc = s.Step()) == SQLITE_ROW) {
-      ROSTER_ASSIGN_OR_RETURN(std::string key,
-                              Open("snapshot_items", "key", RowOf({rule, s.Text(0)}), s.Blob(1)));
-      snap.entries.push_back({std::move(key), s.Text(2)});
+    ROSTER_ASSIGN_OR_RETURN(std::string entries,
+                            Open("snapshots", "entries", RowOf({rule}), head.Blob(3)));
+    auto parts = Unpack(entries);
+    if (!parts || parts->size() % 2 != 0) {
+      return MakeError(ErrorKind::kInvalidData,
+                       "state store: the snapshot of rule " + rule + " cannot be read");
     }
-    if (rc != SQLITE_DONE) return SqlError(db_, "reading snapshot");
-    std::sort(snap.entries.begin(), snap.entries.end(),
-              [](const SnapshotEntry& a, const SnapshotEntry& b) { return a.key < b.key; });
+    snap.entries.reserve(parts->size() / 2);
+    for (size_t i = 0; i < parts->size(); i += 2) {
+      snap.entries.push_back({std::move((*parts)[i]), std::move((*parts)[i + 1])});
+    }
     return snap;
   }
 
   Status SaveSnapshot(const std::string& rule, const Snapshot& snapshot) override {
     std::lock_guard lock(mu_);
-    return InTransaction([&]() -> Status {
-      Stmt clear(db_, "DELETE FROM snapshot_items WHERE rule = ?");
-      Stmt head(db_,
-                "INSERT INTO snapshots (rule, fingerprint, source_version, self_keys) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (rule) DO UPDATE SET "
-                "fingerprint = excluded.fingerprint, source_version = excluded.source_version, "
-                "self_keys = excluded.self_keys");
-      Stmt ins(db_, "INSERT INTO snapshot_items (rule, key_ix, key, hash) VALUES (?, ?, ?, ?)");
-      if (!clear.ok() || !head.ok() || !ins.ok()) return SqlError(db_, "preparing snapshot");
-      clear.Bind(1, rule);
-      if (clear.Step() != SQLITE_DONE) return SqlError(db_, "clearing snapshot");
-      head.Bind(1, rule).Bind(2, snapshot.fingerprint).Bind(3, snapshot.source_version);
-      head.BindSealed(
-          4, Seal("snapshots", "self_keys", RowOf({rule}), EncodeSelfKeys(snapshot.self_keys)));
-      if (head.Step() != SQLITE_DONE) return SqlError(db_, "storing snapshot");
-      for (const SnapshotEntry& e : snapshot.entries) {
-        const std::string ix = Ix(kKeyDomain, e.key);
-        ins.Reset().Bind(1, rule).Bind(2, ix);
-        ins.BindSealed(3, Seal("snapshot_items", "key", RowOf({rule, ix}), e.key));
-        ins.Bind(4, e.hash);
-        if (ins.Step() != SQLITE_DONE) return SqlError(db_, "storing snapshot");
-      }
-      return {};
-    });
+    Stmt head(db_,
+              "INSERT INTO snapshots (rule, fingerprint, source_version, self_keys, entries) "
+              "VALUES (?, ?, ?, ?, ?) ON CONFLICT (rule) DO UPDATE SET "
+              "fingerprint = excluded.fingerprint, source_version = excluded.source_version, "
+              "self_keys = excluded.self_keys, entries = excluded.entries");
+    if (!head.ok()) return SqlError(db_, "preparing snapshot");
+    head.Bind(1, rule).Bind(2, snapshot.fingerprint).Bind(3, snapshot.source_version);
+    head.BindSealed(
+        4, Seal("snapshots", "self_keys", RowOf({rule}), EncodeSelfKeys(snapshot.self_keys)));
+    head.BindSealed(5, Seal("snapshots", "entries", RowOf({rule}), EncodeEntries(snapshot)));
+    if (head.Step() != SQLITE_DONE) return SqlError(db_, "storing snapshot");
+    return {};
+  }
+
+  // A snapshot's entries sorted by key, packed as key, hash, key, hash...
+  static std::string EncodeEntries(const Snapshot& snapshot) {
+    std::vector<const SnapshotEntry*> sorted;
+    sorted.reserve(snapshot.entries.size());
+    for (const SnapshotEntry& e : snapshot.entries) sorted.push_back(&e);
+    std::sort(sorted.begin(), sorted.end(),
+              [](const SnapshotEntry* a, const SnapshotEntry* b) { return a->key < b->key; });
+    std::string out;
+    for (const SnapshotEntry* e : sorted) out += Pack({e->key, e->hash});
+    return out;
   }
 
   Result<std::string> LoadSourceCursor(const std::string& source) override {
@@ -688,7 +729,7 @@ class SqliteStateStore final : public StateStore {
     std::lock_guard lock(mu_);
     ROSTER_RETURN_IF_ERROR(InTransaction([&]() -> Status {
       return Exec(
-          "DELETE FROM items; DELETE FROM collections; DELETE FROM snapshot_items; "
+          "DELETE FROM items; DELETE FROM collections; "
           "DELETE FROM snapshots; DELETE FROM run_results; DELETE FROM runs; "
           "DELETE FROM source_cursors;");
     }));
@@ -699,14 +740,13 @@ class SqliteStateStore final : public StateStore {
 
  private:
   static constexpr int64_t kSealedVersion = 5;
-  static constexpr const char* kItemColumns =
-      "href_ix, href, etag_seen, etag, key_ix, key, hash, fields, match";
+  static constexpr const char* kItemColumns = "href_ix, etag_seen, etag, hash, sealed";
   static constexpr const char* kUpsertSql =
-      "INSERT INTO items (collection_id, href_ix, href, etag_seen, etag, key_ix, key, hash, "
-      "fields, match) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+      "INSERT INTO items (collection_id, href_ix, etag_seen, etag, key_ix, hash, adoptable, "
+      "sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
       "ON CONFLICT (collection_id, href_ix) DO UPDATE SET "
       "etag_seen = excluded.etag_seen, etag = excluded.etag, key_ix = excluded.key_ix, "
-      "key = excluded.key, hash = excluded.hash, fields = excluded.fields, match = excluded.match";
+      "hash = excluded.hash, adoptable = excluded.adoptable, sealed = excluded.sealed";
 
   // Where sealed values live, for Reseal: a table, the columns that find
   // one row (`where`), those its seals are bound to (`row`, in RowOf order)
@@ -719,12 +759,8 @@ class SqliteStateStore final : public StateStore {
   };
   inline static const std::vector<SealedTable> kSealedTables = {
       {"collections", {"id"}, {"id", "rule", "target", "user_ix"}, {"user", "url", "sync_token"}},
-      {"items",
-       {"collection_id", "href_ix"},
-       {"collection_id", "href_ix"},
-       {"href", "key", "fields", "match"}},
-      {"snapshots", {"rule"}, {"rule"}, {"self_keys"}},
-      {"snapshot_items", {"rule", "key_ix"}, {"rule", "key_ix"}, {"key"}},
+      {"items", {"collection_id", "href_ix"}, {"collection_id", "href_ix"}, {"sealed"}},
+      {"snapshots", {"rule"}, {"rule"}, {"self_keys", "entries"}},
       {"run_results", {"rowid"}, {"run_id", "rule", "target", "user_ix"}, {"user", "message"}},
       {"source_cursors", {"source"}, {"source"}, {"cursor"}},
   };
@@ -904,33 +940,32 @@ class SqliteStateStore final : public StateStore {
     }
     {
       Stmt from(db_, "SELECT rule, fingerprint, source_version, self_keys FROM snapshots_v4");
-      Stmt to(db_,
-              "INSERT INTO snapshots (rule, fingerprint, source_version, self_keys) "
-              "VALUES (?, ?, ?, ?)");
-      if (!from.ok() || !to.ok()) return SqlError(db_, "preparing to seal snapshots");
+      if (!from.ok()) return SqlError(db_, "preparing to seal snapshots");
       int rc;
       while ((rc = from.Step()) == SQLITE_ROW) {
+        Snapshot snap;
         const std::string rule = from.Text(0);
-        to.Reset().Bind(1, rule).Bind(2, from.Text(1)).Bind(3, from.Text(2));
+        snap.fingerprint = from.Text(1);
+        snap.source_version = from.Text(2);
+        snap.self_keys = DecodeSelfKeys(from.Text(3));
+        Stmt entries(db_, "SELECT key, hash FROM snapshot_items_v4 WHERE rule = ?");
+        if (!entries.ok()) return SqlError(db_, "preparing to seal snapshot items");
+        entries.Bind(1, rule);
+        int erc;
+        while ((erc = entries.Step()) == SQLITE_ROW) {
+          snap.entries.push_back({entries.Text(0), entries.Text(1)});
+        }
+        if (erc != SQLITE_DONE) return SqlError(db_, "reading snapshot items to seal");
+        Stmt to(db_,
+                "INSERT INTO snapshots (rule, fingerprint, source_version, self_keys, entries) "
+                "VALUES (?, ?, ?, ?, ?)");
+        if (!to.ok()) return SqlError(db_, "preparing to seal snapshots");
+        to.Bind(1, rule).Bind(2, snap.fingerprint).Bind(3, snap.source_version);
         to.BindSealed(4, Seal("snapshots", "self_keys", RowOf({rule}), from.Text(3)));
+        to.BindSealed(5, Seal("snapshots", "entries", RowOf({rule}), EncodeEntries(snap)));
         if (to.Step() != SQLITE_DONE) return SqlError(db_, "sealing snapshots");
       }
       if (rc != SQLITE_DONE) return SqlError(db_, "reading snapshots to seal");
-    }
-    {
-      Stmt from(db_, "SELECT rule, key, hash FROM snapshot_items_v4");
-      Stmt to(db_, "INSERT INTO snapshot_items (rule, key_ix, key, hash) VALUES (?, ?, ?, ?)");
-      if (!from.ok() || !to.ok()) return SqlError(db_, "preparing to seal snapshot items");
-      int rc;
-      while ((rc = from.Step()) == SQLITE_ROW) {
-        const std::string rule = from.Text(0), key = from.Text(1);
-        const std::string ix = Ix(kKeyDomain, key);
-        to.Reset().Bind(1, rule).Bind(2, ix);
-        to.BindSealed(3, Seal("snapshot_items", "key", RowOf({rule, ix}), key));
-        to.Bind(4, from.Text(2));
-        if (to.Step() != SQLITE_DONE) return SqlError(db_, "sealing snapshot items");
-      }
-      if (rc != SQLITE_DONE) return SqlError(db_, "reading snapshot items to seal");
     }
     {
       Stmt from(db_,
@@ -984,6 +1019,7 @@ class SqliteStateStore final : public StateStore {
     if (rc == SQLITE_DONE) return {};
     if (rc != SQLITE_ROW) return SqlError(db_, "reading the rebuild check");
     s.Reset();
+    ROSTER_RETURN_IF_ERROR(Exec("PRAGMA auto_vacuum=INCREMENTAL"));  // takes effect in the VACUUM
     ROSTER_RETURN_IF_ERROR(Exec("VACUUM"));
     Failpoint("state-rebuilt");
     ROSTER_RETURN_IF_ERROR(Exec("DELETE FROM state_meta WHERE name = 'vacuum'"));
@@ -995,16 +1031,15 @@ class SqliteStateStore final : public StateStore {
   void BindItem(Stmt& s, int64_t collection, const ItemState& item) const {
     const std::string ix = Ix(kHrefDomain, item.href);
     const std::string row = RowOf({std::to_string(collection), ix});
-    s.Bind(1, collection).Bind(2, ix).BindSealed(3, Seal("items", "href", row, item.href));
-    s.Bind(4, item.etag_seen).Bind(5, item.etag);
+    s.Bind(1, collection).Bind(2, ix).Bind(3, item.etag_seen).Bind(4, item.etag);
     if (item.key.empty()) {
-      s.BindNull(6).BindNull(7);
+      s.BindNull(5);
     } else {
-      s.Bind(6, Ix(kKeyDomain, item.key)).BindSealed(7, Seal("items", "key", row, item.key));
+      s.Bind(5, Ix(kKeyDomain, item.key));
     }
-    s.Bind(8, item.hash);
-    s.BindSealed(9, Seal("items", "fields", row, item.fields));
-    s.BindSealed(10, Seal("items", "match", row, item.match));
+    s.Bind(6, item.hash).Bind(7, static_cast<int64_t>(item.key.empty() && !item.match.empty()));
+    s.BindSealed(
+        8, Seal("items", "sealed", row, Pack({item.href, item.key, item.fields, item.match})));
   }
 
   // The items of one collection that `sql` (whose one parameter is the
@@ -1024,15 +1059,20 @@ class SqliteStateStore final : public StateStore {
     int rc;
     const std::string id = std::to_string(collection);
     while ((rc = s.Step()) == SQLITE_ROW) {
-      const std::string row = RowOf({id, s.Text(0)});
+      ROSTER_ASSIGN_OR_RETURN(std::string sealed,
+                              Open("items", "sealed", RowOf({id, s.Text(0)}), s.Blob(4)));
+      auto parts = Unpack(sealed);
+      if (!parts || parts->size() != 4) {
+        return MakeError(ErrorKind::kInvalidData, "state store: an item cannot be read");
+      }
       ItemState item;
-      ROSTER_ASSIGN_OR_RETURN(item.href, Open("items", "href", row, s.Blob(1)));
-      item.etag_seen = s.Text(2);
-      item.etag = s.Text(3);
-      ROSTER_ASSIGN_OR_RETURN(item.key, Open("items", "key", row, s.Blob(5)));
-      item.hash = s.Text(6);
-      ROSTER_ASSIGN_OR_RETURN(item.fields, Open("items", "fields", row, s.Blob(7)));
-      ROSTER_ASSIGN_OR_RETURN(item.match, Open("items", "match", row, s.Blob(8)));
+      item.href = std::move((*parts)[0]);
+      item.etag_seen = s.Text(1);
+      item.etag = s.Text(2);
+      item.key = std::move((*parts)[1]);
+      item.hash = s.Text(3);
+      item.fields = std::move((*parts)[2]);
+      item.match = std::move((*parts)[3]);
       items->push_back(std::move(item));
     }
     if (rc != SQLITE_DONE) return SqlError(db_, "reading items");

@@ -1013,22 +1013,22 @@ TEST_F(StateFiles, ASealedValueChangedOrMovedOutsideRosterIsRefused) {
   const std::vector<std::string> ix =
       db.Column("SELECT href_ix FROM items WHERE collection_id = 1");
   ASSERT_EQ(ix.size(), 4u);
-  const std::string href0 = db.One("SELECT href FROM items WHERE href_ix = '" + ix[0] + "'");
-  const std::string href1 = db.One("SELECT href FROM items WHERE href_ix = '" + ix[1] + "'");
-  db.ExecWithBlob("UPDATE items SET href = ? WHERE href_ix = '" + ix[0] + "'", href1);
-  db.ExecWithBlob("UPDATE items SET href = ? WHERE href_ix = '" + ix[1] + "'", href0);
+  const std::string href0 = db.One("SELECT sealed FROM items WHERE href_ix = '" + ix[0] + "'");
+  const std::string href1 = db.One("SELECT sealed FROM items WHERE href_ix = '" + ix[1] + "'");
+  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = '" + ix[0] + "'", href1);
+  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = '" + ix[1] + "'", href0);
   expect_refused(store->LoadItems(1), "swapped hrefs");
-  db.ExecWithBlob("UPDATE items SET href = ? WHERE href_ix = '" + ix[0] + "'", href0);
-  db.ExecWithBlob("UPDATE items SET href = ? WHERE href_ix = '" + ix[1] + "'", href1);
+  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = '" + ix[0] + "'", href0);
+  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = '" + ix[1] + "'", href1);
   ASSERT_TRUE(store->LoadItems(1).ok());
   db.Exec(
-      "INSERT INTO items SELECT 3, href_ix, href, etag_seen, etag, key_ix, key, hash, "
-      "fields, match FROM items WHERE collection_id = 1");
+      "INSERT INTO items SELECT 3, href_ix, etag_seen, etag, key_ix, hash, adoptable, sealed "
+      "FROM items WHERE collection_id = 1");
   expect_refused(store->LoadItems(3), "items copied into another collection");
 
   // A run message and a snapshot's self keys copied to another rule or row.
   db.Exec(
-      "INSERT INTO snapshots SELECT 'other', fingerprint, source_version, self_keys "
+      "INSERT INTO snapshots SELECT 'other', fingerprint, source_version, self_keys, entries "
       "FROM snapshots WHERE rule = 'company'");
   expect_refused(store->LoadSnapshot("other"), "self keys from another rule");
   db.Exec(
@@ -1093,15 +1093,13 @@ TEST_F(StateFiles, EmptyValuesStayEmpty) {
     RawDb db(path_);
     // Stored empty, not sealed: an empty value is no longer than nothing.
     EXPECT_EQ(db.One("SELECT length(url) || ',' || length(sync_token) FROM collections"), "0,0");
-    EXPECT_EQ(db.One("SELECT length(fields) || ',' || length(match) || ',' || "
-                     "(key IS NULL) || ',' || (key_ix IS NULL) FROM items"),
-              "0,0,1,1");
+    EXPECT_EQ(db.One("SELECT adoptable || ',' || (key_ix IS NULL) FROM items"), "0,1");
     EXPECT_EQ(db.One("SELECT length(self_keys) FROM snapshots"), "0");
     EXPECT_EQ(db.One("SELECT length(message) FROM run_results"), "0");
     EXPECT_EQ(db.One("SELECT COUNT(*) FROM source_cursors"), "0");
     // What is not empty is sealed: the user's name, the href, the key.
     EXPECT_EQ(db.One("SELECT typeof(user) FROM collections"), "blob");
-    EXPECT_EQ(db.One("SELECT typeof(href) FROM items"), "blob");
+    EXPECT_EQ(db.One("SELECT typeof(sealed) FROM items"), "blob");
   }
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
@@ -1178,13 +1176,12 @@ namespace {
 // Every sealed value the store keeps, as the bytes on disk.
 std::vector<std::string> SealedValues(RawDb& db) {
   std::vector<std::string> out;
-  for (const char* sql :
-       {"SELECT user FROM collections", "SELECT url FROM collections",
-        "SELECT sync_token FROM collections", "SELECT href FROM items", "SELECT key FROM items",
-        "SELECT fields FROM items", "SELECT match FROM items", "SELECT self_keys FROM snapshots",
-        "SELECT key FROM snapshot_items", "SELECT user FROM run_results",
-        "SELECT message FROM run_results", "SELECT cursor FROM source_cursors",
-        "SELECT value FROM state_meta WHERE name = 'key_check'"}) {
+  for (const char* sql : {"SELECT user FROM collections", "SELECT url FROM collections",
+                          "SELECT sync_token FROM collections", "SELECT sealed FROM items",
+                          "SELECT self_keys FROM snapshots", "SELECT entries FROM snapshots",
+                          "SELECT user FROM run_results", "SELECT message FROM run_results",
+                          "SELECT cursor FROM source_cursors",
+                          "SELECT value FROM state_meta WHERE name = 'key_check'"}) {
     for (std::string& v : db.Column(sql)) {
       if (!v.empty() && v != "<null>") out.push_back(std::move(v));
     }
@@ -1207,7 +1204,7 @@ TEST_F(StateFiles, ResealPutsEveryValueUnderTheNewKeyId) {
   {
     RawDb db(path_);
     sealed_values = SealedValues(db).size();
-    ASSERT_GT(sealed_values, 15u);
+    ASSERT_GT(sealed_values, 8u);
   }
   {
     auto store = Open(path_, *rotating);
@@ -1252,8 +1249,8 @@ TEST_F(StateFiles, PurgeAllLeavesNothingBehind) {
   store.reset();
   {
     RawDb db(path_);
-    for (const char* table : {"collections", "items", "snapshots", "snapshot_items", "runs",
-                              "run_results", "source_cursors"}) {
+    for (const char* table :
+         {"collections", "items", "snapshots", "runs", "run_results", "source_cursors"}) {
       EXPECT_EQ(db.One(std::string("SELECT COUNT(*) FROM ") + table), "0") << table;
     }
     EXPECT_EQ(SealedValues(db).size(), 1u);  // the key check only

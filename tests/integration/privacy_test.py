@@ -53,14 +53,12 @@ PEOPLE = [
 # Where sealed values live (src/state/sql/005-sealed.sql).
 SEALED_COLUMNS = {
     "collections": ["user", "url", "sync_token"],
-    "items": ["href", "key", "fields", "match"],
-    "snapshots": ["self_keys"],
-    "snapshot_items": ["key"],
+    "items": ["sealed"],
+    "snapshots": ["self_keys", "entries"],
     "run_results": ["user", "message"],
     "source_cursors": ["cursor"],
 }
-PURGED_TABLES = ["collections", "items", "snapshot_items", "snapshots", "run_results", "runs",
-                 "source_cursors"]
+PURGED_TABLES = ["collections", "items", "snapshots", "run_results", "runs", "source_cursors"]
 # Inputs in a work folder that are not roster's to write.
 INPUTS = {"roster.toml", "staff.csv", "dav.pw", "roster.key"}
 
@@ -536,7 +534,7 @@ def _refused(s, name, prepare, expect, commands=("sync", "plan", "status"), line
 def dump_tables(d):
     """The rows roster keeps about books and people (not run history)."""
     return {t: query(d, f"SELECT * FROM {t} ORDER BY 1, 2") for t in
-            ("collections", "items", "snapshots", "snapshot_items", "source_cursors", "state_meta")}
+            ("collections", "items", "snapshots", "source_cursors", "state_meta")}
 
 
 def test_key_file_others_can_read_is_refused(s):

@@ -2,7 +2,7 @@
 --
 -- Target users' names, collection URLs, sync tokens and delta links, hrefs,
 -- source keys, listed users' own keys, e-mail hashes and field memories, run
--- messages: each is sealed (XChaCha20-Poly1305 under the state's key, bound
+-- messages, snapshot entries: each is sealed (XChaCha20-Poly1305 under the state's key, bound
 -- to its table, column and row; BLOB columns `*_sealed` and the former
 -- names of the sealed columns) and found by a keyed BLAKE2b blind index
 -- (`*_ix`), never by its plaintext. Config names (rule, target, source),
@@ -33,37 +33,33 @@ CREATE TABLE collections (
   UNIQUE (rule, target, user_ix)
 );
 
+-- An item's href, source key, field memory and e-mail hashes are one sealed
+-- value (`sealed`): one open per item read. `adoptable` marks the users' own
+-- cards that have e-mail hashes (adoption looks those up).
 CREATE TABLE items (
   collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,
   href_ix TEXT NOT NULL,
-  href BLOB NOT NULL,
   etag_seen TEXT NOT NULL DEFAULT '',
   etag TEXT NOT NULL DEFAULT '',
   key_ix TEXT,  -- NULL for items roster does not manage
-  key BLOB,
   hash TEXT NOT NULL DEFAULT '',
-  fields BLOB NOT NULL DEFAULT '',
-  match BLOB NOT NULL DEFAULT '',
+  adoptable INTEGER NOT NULL DEFAULT 0,
+  sealed BLOB NOT NULL,
   PRIMARY KEY (collection_id, href_ix)
 ) WITHOUT ROWID;
 
 CREATE INDEX items_by_key_ix ON items (collection_id, key_ix) WHERE key_ix IS NOT NULL;
-CREATE INDEX items_unmanaged_v5 ON items (collection_id) WHERE key_ix IS NULL AND match != '';
+CREATE INDEX items_unmanaged_v5 ON items (collection_id) WHERE key_ix IS NULL AND adoptable = 1;
 
+-- A rule's snapshot is read and written whole: its entries (key and content
+-- hash, sorted by key) are one sealed value.
 CREATE TABLE snapshots (
   rule TEXT PRIMARY KEY,
   fingerprint TEXT NOT NULL,
   source_version TEXT NOT NULL DEFAULT '',
-  self_keys BLOB NOT NULL DEFAULT ''
+  self_keys BLOB NOT NULL DEFAULT '',
+  entries BLOB NOT NULL DEFAULT ''
 );
-
-CREATE TABLE snapshot_items (
-  rule TEXT NOT NULL,
-  key_ix TEXT NOT NULL,
-  key BLOB NOT NULL,
-  hash TEXT NOT NULL,
-  PRIMARY KEY (rule, key_ix)
-) WITHOUT ROWID;
 
 CREATE TABLE run_results (
   run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
