@@ -28,7 +28,9 @@ def free_port():
 class Radicale:
     """A Radicale on 127.0.0.1 with its own storage; stopped by stop()."""
 
-    def __init__(self, workdir, users=None):
+    def __init__(self, workdir, users=None, rights=None):
+        """users: login -> password (htpasswd; none: no login). rights: the
+        text of a Radicale rights file (none: every login may do anything)."""
         self.dir = os.path.join(workdir, "radicale")
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
@@ -41,10 +43,14 @@ class Radicale:
                 for u, p in users.items():
                     f.write(f"{u}:{p}\n")
             auth = f"[auth]\ntype = htpasswd\nhtpasswd_filename = {htpasswd}\nhtpasswd_encryption = plain\n"
+        rights_conf = "[rights]\ntype = authenticated\n"
+        if rights:
+            with open(os.path.join(self.dir, "rights"), "w") as f:
+                f.write(rights)
+            rights_conf = f"[rights]\ntype = from_file\nfile = {self.dir}/rights\n"
         conf = os.path.join(self.dir, "config")
         with open(conf, "w") as f:
-            f.write(f"[server]\nhosts = 127.0.0.1:{self.port}\n{auth}"
-                    f"[rights]\ntype = authenticated\n"
+            f.write(f"[server]\nhosts = 127.0.0.1:{self.port}\n{auth}{rights_conf}"
                     f"[storage]\nfilesystem_folder = {self.storage}\n"
                     f"[logging]\nlevel = warning\n")
         self.log = open(os.path.join(self.dir, "log"), "w")

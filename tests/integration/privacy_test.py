@@ -65,76 +65,16 @@ INPUTS = {"roster.toml", "staff.csv", "dav.pw", "roster.key"}
 
 # ---------------------------------------------------------------- servers
 
-class Radicale:
+class Radicale(harness.Radicale):
     """Radicale on 127.0.0.1 with htpasswd logins and a rights file that lets
     every login write everywhere except under CAROL's home."""
 
     def __init__(self, workdir):
-        self.dir = os.path.join(workdir, "radicale")
-        os.makedirs(self.dir)
-        self.port = harness.free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.storage = os.path.join(self.dir, "storage")
-        with open(os.path.join(self.dir, "users"), "w") as f:
-            f.write(f"{SVC_USER}:{PASSWORD}\n")
         carol = CAROL.replace(".", r"\.")
-        with open(os.path.join(self.dir, "rights"), "w") as f:
-            f.write(f"[blocked]\nuser: .*\ncollection: {carol}(/.*)?\npermissions:\n\n"
-                    "[root]\nuser: .+\ncollection:\npermissions: R\n\n"
-                    "[all]\nuser: .+\ncollection: .*\npermissions: RrWw\n")
-        conf = os.path.join(self.dir, "config")
-        with open(conf, "w") as f:
-            f.write(f"[server]\nhosts = 127.0.0.1:{self.port}\n"
-                    f"[auth]\ntype = htpasswd\nhtpasswd_filename = {self.dir}/users\n"
-                    "htpasswd_encryption = plain\n"
-                    f"[rights]\ntype = from_file\nfile = {self.dir}/rights\n"
-                    f"[storage]\nfilesystem_folder = {self.storage}\n"
-                    "[logging]\nlevel = warning\n")
-        self.log = open(os.path.join(self.dir, "log"), "w")
-        self.proc = subprocess.Popen(["radicale", "--config", conf], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("radicale exited; see " + self.log.name)
-                time.sleep(0.1)
-        raise RuntimeError("radicale did not start")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-
-    def book_dir(self, user, display_name):
-        home = os.path.join(self.storage, "collection-root", user)
-        if not os.path.isdir(home):
-            return None
-        for name in sorted(os.listdir(home)):
-            props = os.path.join(home, name, ".Radicale.props")
-            if os.path.exists(props):
-                with open(props, encoding="utf-8") as f:
-                    if json.load(f).get("D:displayname") == display_name:
-                        return os.path.join(home, name)
-        return None
-
-    def cards(self, user, display_name):
-        """{file name: {property: [values]}} of every card in the book."""
-        d = self.book_dir(user, display_name)
-        out = {}
-        for name in sorted(os.listdir(d)) if d else []:
-            path = os.path.join(d, name)
-            if name.startswith(".") or not os.path.isfile(path):
-                continue
-            with open(path, encoding="utf-8", newline="") as f:
-                out[name] = harness.parse_card(f.read())
-        return out
+        super().__init__(workdir, users={SVC_USER: PASSWORD},
+                         rights=f"[blocked]\nuser: .*\ncollection: {carol}(/.*)?\npermissions:\n\n"
+                                "[root]\nuser: .+\ncollection:\npermissions: R\n\n"
+                                "[all]\nuser: .+\ncollection: .*\npermissions: RrWw\n")
 
     def snapshot(self):
         """Every stored card and collection property, by path: what a run changed."""
