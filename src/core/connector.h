@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/contact.h"
@@ -23,6 +24,27 @@ struct SourceRecord {
   std::string key;
   Contact contact;
   std::map<std::string, std::vector<std::string>> attributes;
+};
+
+// A record together with its stamp: what identifies this version of its
+// entry at the source (LDAP: the DN and modification stamps), so that a later
+// run can tell from a cheap listing whether the entry changed.
+struct StampedRecord {
+  SourceRecord record;
+  std::string stamp;
+};
+
+// What a delta read found (Source::ReadChanges).
+struct SourceChanges {
+  // `changed` is every record of the source: it could not read a delta (no
+  // usable stamps, too much changed, an entry moved while it was read), so
+  // whatever was cached is replaced.
+  bool full = false;
+  std::vector<StampedRecord> changed;  // new, or with another stamp than cached
+  std::vector<std::string> removed;    // cached keys no longer in the source
+  // How many requests the listing and the reads took, for the run summary
+  // and the tests that hold a delta to its cost.
+  int64_t entries_read = 0;
 };
 
 class Source {
@@ -48,6 +70,27 @@ class Source {
   // token) only costs a full read.
   virtual void RestoreCursor(const std::string& saved) { (void)saved; }
   virtual std::string Cursor() const { return std::string(); }
+
+  // Delta reads, for a run that holds the source's records from an earlier
+  // one (the cache, [state] cache = "encrypted"). A source that answers true
+  // lists its entries' keys and stamps cheaply and reads only those whose
+  // stamp is not `cached`'s (key -> stamp), and answers the keys it no
+  // longer has. The records it answers are as the source maps them, before
+  // Derive: the cache keeps them so, and a run derives over the whole set.
+  // Fails as a whole, as ReadAll does.
+  virtual bool ReadsChanges() const { return false; }
+  virtual Result<SourceChanges> ReadChanges(
+      const std::unordered_map<std::string, std::string>& cached) {
+    (void)cached;
+    return MakeError(ErrorKind::kInvalidArgument, "this source cannot read changes");
+  }
+  // What a cached record depends on besides its own entry (the base, the
+  // filter, the mapping): records cached under another shape are not used.
+  virtual std::string CacheShape() const { return std::string(); }
+  // Values derived from other records (a manager's display name), set anew
+  // over the complete set of records, cached and fresh together. ReadAll
+  // answers records already derived.
+  virtual void Derive(std::vector<SourceRecord>& records) const { (void)records; }
 };
 
 // A target user found in a directory: the entry's stable identity (the same
