@@ -139,10 +139,13 @@ class Stmt {
   }
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   sqlite3_stmt* raw() const { return stmt_; }
-  std::string Blob(int col) const {
+  std::string Blob(int col) const { return std::string(BlobView(col)); }
+  // The bytes of a column without a copy: valid until the next Step or Reset.
+  std::string_view BlobView(int col) const {
     const void* p = sqlite3_column_blob(stmt_, col);
-    return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col))
-             : std::string();
+    return p ? std::string_view(static_cast<const char*>(p),
+                                static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string_view();
   }
 
  private:
@@ -221,6 +224,7 @@ std::optional<std::vector<std::string>> Unpack(std::string_view packed) {
 constexpr std::string_view kUserDomain = "user";  // collections.user_ix, run_results.user_ix
 constexpr std::string_view kHrefDomain = "href";  // items.href_ix
 constexpr std::string_view kKeyDomain = "key";    // items.key_ix
+constexpr std::string_view kCacheKeyDomain = "cache-key";  // source_cache.key_ix
 constexpr std::string_view kCheckPlaintext = "roster state key check";
 
 class SqliteStateStore final : public StateStore {
@@ -229,6 +233,9 @@ class SqliteStateStore final : public StateStore {
   ~SqliteStateStore() override { sqlite3_close_v2(db_); }
 
   std::vector<std::string> TakeWarnings() override { return std::move(warnings_); }
+  std::string Pseudonym(std::string_view value) const override {
+    return crypto::Pseudonym(key_, value);
+  }
   void AddWarning(std::string w) { warnings_.push_back(std::move(w)); }
 
   // For a dry run: no journal change, no migration, and SQLite itself refuses
@@ -600,6 +607,118 @@ class SqliteStateStore final : public StateStore {
     return {};
   }
 
+  Result<SourceCache> LoadSourceCache(const std::string& source, const std::string& shape,
+                                      std::chrono::seconds max_age) override {
+    std::lock_guard lock(mu_);
+    SourceCache cache;
+    ROSTER_ASSIGN_OR_RETURN(std::optional<std::string> made_under, CacheShape(source));
+    if (made_under != shape) return cache;
+    cache.shape_matches = true;
+    const int64_t cutoff = CacheCutoff(max_age);
+    // The filter on read_at runs before the sealed value is read, so that
+    // expired entries cost no reading of their (overflow) pages.
+    Stmt fresh(db_, "SELECT key_ix, sealed FROM source_cache WHERE source = ? AND read_at >= ?");
+    Stmt expired(db_, "SELECT COUNT(*) FROM source_cache WHERE source = ? AND read_at < ?");
+    if (!fresh.ok() || !expired.ok()) return SqlError(db_, "preparing source cache query");
+    fresh.Bind(1, source).Bind(2, cutoff);
+    int rc;
+    while ((rc = fresh.Step()) == SQLITE_ROW) {
+      ROSTER_ASSIGN_OR_RETURN(CachedRecord record,
+                              OpenCached(source, fresh.Text(0), fresh.BlobView(1)));
+      cache.records.push_back(std::move(record));
+    }
+    if (rc != SQLITE_DONE) return SqlError(db_, "reading the cache of source " + source);
+    expired.Bind(1, source).Bind(2, cutoff);
+    if (expired.Step() != SQLITE_ROW) return SqlError(db_, "reading the cache of source " + source);
+    cache.expired = expired.Int(0);
+    // Stored in the order of the blind indexes, which tells nothing: sorted here.
+    std::sort(cache.records.begin(), cache.records.end(),
+              [](const CachedRecord& a, const CachedRecord& b) { return a.key < b.key; });
+    return cache;
+  }
+
+  Status UpdateSourceCache(const std::string& source, const std::string& shape, bool replace,
+                           const std::vector<CachedRecord>& put,
+                           const std::vector<std::string>& removed) override {
+    std::lock_guard lock(mu_);
+    const int64_t now = std::time(nullptr);
+    return InTransaction([&]() -> Status {
+      if (replace) {
+        Stmt clear(db_, "DELETE FROM source_cache WHERE source = ?");
+        Stmt made(db_,
+                  "INSERT INTO source_cache_shapes (source, shape) VALUES (?, ?) "
+                  "ON CONFLICT (source) DO UPDATE SET shape = excluded.shape");
+        if (!clear.ok() || !made.ok()) return SqlError(db_, "preparing source cache update");
+        if (clear.Bind(1, source).Step() != SQLITE_DONE ||
+            made.Bind(1, source).Bind(2, shape).Step() != SQLITE_DONE) {
+          return SqlError(db_, "replacing the cache of source " + source);
+        }
+      } else {
+        ROSTER_ASSIGN_OR_RETURN(std::optional<std::string> made_under, CacheShape(source));
+        if (made_under != shape) {
+          return MakeError(
+              ErrorKind::kInternal,
+              "state store: the cache of source " + source +
+                  (made_under ? " was made under another shape" : " was not made under any shape") +
+                  "; it must be replaced, not updated");
+        }
+        Stmt del(db_, "DELETE FROM source_cache WHERE source = ? AND key_ix = ?");
+        if (!del.ok()) return SqlError(db_, "preparing source cache update");
+        for (const std::string& key : removed) {
+          del.Reset().Bind(1, source).Bind(2, Ix(kCacheKeyDomain, key));
+          if (del.Step() != SQLITE_DONE) {
+            return SqlError(db_, "removing from the cache of source " + source);
+          }
+        }
+      }
+      return PutCached(source, now, put);
+    });
+  }
+
+  Result<int64_t> PurgeExpiredCache(std::chrono::seconds max_age) override {
+    std::lock_guard lock(mu_);
+    const int64_t cutoff = CacheCutoff(max_age);
+    int64_t purged = 0;
+    ROSTER_RETURN_IF_ERROR(InTransaction([&]() -> Status {
+      Stmt s(db_, "DELETE FROM source_cache WHERE read_at < ?");
+      if (!s.ok()) return SqlError(db_, "preparing the purge of the source cache");
+      if (s.Bind(1, cutoff).Step() != SQLITE_DONE) {
+        return SqlError(db_, "purging the source cache");
+      }
+      purged = sqlite3_changes(db_);
+      return purged > 0 ? CheckSecureDelete() : Status();
+    }));
+    if (purged > 0) ROSTER_RETURN_IF_ERROR(FreeDeletedSpace("purging the source cache"));
+    return purged;
+  }
+
+  Result<int64_t> PurgeCache() override {
+    std::lock_guard lock(mu_);
+    // Called at the start of every run with cache = "none": when there is
+    // nothing to purge it reads, and takes no write lock.
+    {
+      Stmt any(db_,
+               "SELECT EXISTS (SELECT 1 FROM source_cache) "
+               "OR EXISTS (SELECT 1 FROM source_cache_shapes)");
+      if (!any.ok() || any.Step() != SQLITE_ROW) return SqlError(db_, "reading the source cache");
+      if (any.Int(0) == 0) return int64_t{0};
+    }
+    int64_t purged = 0;
+    ROSTER_RETURN_IF_ERROR(InTransaction([&]() -> Status {
+      Stmt entries(db_, "DELETE FROM source_cache");
+      Stmt shapes(db_, "DELETE FROM source_cache_shapes");
+      if (!entries.ok() || !shapes.ok()) {
+        return SqlError(db_, "preparing the purge of the source cache");
+      }
+      if (entries.Step() != SQLITE_DONE) return SqlError(db_, "purging the source cache");
+      purged = sqlite3_changes(db_);
+      if (shapes.Step() != SQLITE_DONE) return SqlError(db_, "purging the source cache");
+      return CheckSecureDelete();
+    }));
+    ROSTER_RETURN_IF_ERROR(FreeDeletedSpace("purging the source cache"));
+    return purged;
+  }
+
   Result<int64_t> BeginRun(const std::string& mode) override {
     std::lock_guard lock(mu_);
     Stmt s(db_, "INSERT INTO runs (mode, started_at) VALUES (?, ?)");
@@ -648,16 +767,7 @@ class SqliteStateStore final : public StateStore {
     s.Bind(1, cutoff);
     if (s.Step() != SQLITE_DONE) return SqlError(db_, "pruning run history");
     const int64_t pruned = sqlite3_changes(db_);  // run_results go with them (cascade)
-    if (pruned > 0) {
-      // secure_delete zeroed the rows in the pages; the freed pages go back
-      // to the file system (incremental vacuum), and the WAL, which still
-      // holds the pages as they were, is checkpointed and truncated.
-      if (sqlite3_exec(db_, "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr) != SQLITE_OK ||
-          sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr) !=
-              SQLITE_OK) {
-        return SqlError(db_, "checkpointing after pruning run history");
-      }
-    }
+    if (pruned > 0) ROSTER_RETURN_IF_ERROR(FreeDeletedSpace("pruning run history"));
     return pruned;
   }
 
@@ -731,7 +841,8 @@ class SqliteStateStore final : public StateStore {
       return Exec(
           "DELETE FROM items; DELETE FROM collections; "
           "DELETE FROM snapshots; DELETE FROM run_results; DELETE FROM runs; "
-          "DELETE FROM source_cursors;");
+          "DELETE FROM source_cursors; DELETE FROM source_cache; "
+          "DELETE FROM source_cache_shapes;");
     }));
     ROSTER_RETURN_IF_ERROR(Exec("VACUUM"));
     Failpoint("state-rebuilt");
@@ -763,6 +874,7 @@ class SqliteStateStore final : public StateStore {
       {"snapshots", {"rule"}, {"rule"}, {"self_keys", "entries"}},
       {"run_results", {"rowid"}, {"run_id", "rule", "target", "user_ix"}, {"user", "message"}},
       {"source_cursors", {"source"}, {"source"}, {"cursor"}},
+      {"source_cache", {"source", "key_ix"}, {"source", "key_ix"}, {"sealed"}},
   };
 
   static std::string Joined(const std::vector<const char*>& names, const char* glue) {
@@ -790,6 +902,17 @@ class SqliteStateStore final : public StateStore {
       size_t column;
       std::string sealed;
     };
+    // One UPDATE per sealed column, prepared once for the whole table.
+    std::vector<std::unique_ptr<Stmt>> updates(t.sealed.size());
+    auto update_of = [&](size_t column) -> Stmt* {
+      if (!updates[column]) {
+        std::string sql =
+            std::string("UPDATE ") + t.name + " SET " + t.sealed[column] + " = ? WHERE ";
+        for (int i = 0; i < nw; ++i) sql += (i ? " AND " : "") + std::string(t.where[i]) + " = ?";
+        updates[column] = std::make_unique<Stmt>(db_, sql.c_str());
+      }
+      return updates[column].get();
+    };
     int64_t resealed = 0;
     std::vector<Value> last;
     for (bool first = true;; first = false) {
@@ -815,18 +938,102 @@ class SqliteStateStore final : public StateStore {
       }
       if (rc != SQLITE_DONE) return SqlError(db_, "reading " + what);
       for (const Change& change : changes) {
-        std::string sql =
-            std::string("UPDATE ") + t.name + " SET " + t.sealed[change.column] + " = ? WHERE ";
-        for (int i = 0; i < nw; ++i) sql += (i ? " AND " : "") + std::string(t.where[i]) + " = ?";
-        Stmt update(db_, sql.c_str());
+        Stmt& update = *update_of(change.column);
         if (!update.ok()) return SqlError(db_, "preparing to seal " + std::string(t.name));
-        update.BindSealed(1, change.sealed);
+        update.Reset().BindSealed(1, change.sealed);
         for (int i = 0; i < nw; ++i) change.where[i].BindTo(update, i + 2);
         if (update.Step() != SQLITE_DONE) return SqlError(db_, "sealing " + std::string(t.name));
         ++resealed;
       }
       if (rows < 1000) return resealed;
     }
+  }
+
+  // ---- the source cache ----
+
+  // Entries read before this (unix seconds, the wall clock) have expired.
+  static int64_t CacheCutoff(std::chrono::seconds max_age) {
+    return static_cast<int64_t>(std::time(nullptr)) - static_cast<int64_t>(max_age.count());
+  }
+
+  // The shape a source's cache was made under; nullopt when it has none.
+  Result<std::optional<std::string>> CacheShape(const std::string& source) {
+    Stmt s(db_, "SELECT shape FROM source_cache_shapes WHERE source = ?");
+    if (!s.ok()) return SqlError(db_, "preparing source cache query");
+    s.Bind(1, source);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::optional<std::string>();
+    if (rc != SQLITE_ROW) return SqlError(db_, "reading the cache of source " + source);
+    return std::optional<std::string>(s.Text(0));
+  }
+
+  // Adds or replaces `put` in a source's cache, read at `now`. In the order
+  // of the blind indexes, which is the table's: the rows go in one after
+  // another instead of splitting pages all over the tree.
+  Status PutCached(const std::string& source, int64_t now, const std::vector<CachedRecord>& put) {
+    if (put.empty()) return {};
+    std::vector<std::pair<std::string, const CachedRecord*>> ordered;
+    ordered.reserve(put.size());
+    for (const CachedRecord& r : put) ordered.emplace_back(Ix(kCacheKeyDomain, r.key), &r);
+    std::sort(ordered.begin(), ordered.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    Stmt ins(db_,
+             "INSERT INTO source_cache (source, key_ix, read_at, sealed) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT (source, key_ix) DO UPDATE SET "
+             "read_at = excluded.read_at, sealed = excluded.sealed");
+    if (!ins.ok()) return SqlError(db_, "preparing source cache update");
+    for (const auto& [ix, r] : ordered) {
+      const std::string sealed =
+          Seal("source_cache", "sealed", RowOf({source, ix}), Pack({r->key, r->stamp, r->record}));
+      ins.Reset().Bind(1, source).Bind(2, ix).Bind(3, now).BindSealed(4, sealed);
+      if (ins.Step() != SQLITE_DONE) return SqlError(db_, "storing the cache of source " + source);
+    }
+    return {};
+  }
+
+  // One cache entry opened: a value that does not open, or that is not
+  // what roster sealed there, ends the read with the table and source named.
+  Result<CachedRecord> OpenCached(const std::string& source, const std::string& key_ix,
+                                  std::string_view sealed) const {
+    const std::string row = RowOf({source, key_ix});
+    auto opened = crypto::Open(key_, sealed, crypto::SealContext{"source_cache", "sealed", row});
+    if (!opened.ok()) {
+      return MakeError(ErrorKind::kInvalidData,
+                       "state store: the cache of source " + source + ": " +
+                           opened.error().message +
+                           " (the state file was damaged or changed outside roster)");
+    }
+    auto parts = Unpack(*opened);
+    if (!parts || parts->size() != 3) {
+      return MakeError(ErrorKind::kInvalidData, "state store: the cache of source " + source +
+                                                    ": an entry of source_cache cannot be read");
+    }
+    return CachedRecord{std::move((*parts)[0]), std::move((*parts)[1]), std::move((*parts)[2])};
+  }
+
+  // Deleting must zero what it deletes: on for every store that writes
+  // (Init), checked where the cache is purged, before the deletes commit.
+  Status CheckSecureDelete() {
+    Stmt s(db_, "PRAGMA secure_delete");
+    if (!s.ok() || s.Step() != SQLITE_ROW) return SqlError(db_, "reading secure_delete");
+    if (s.Int(0) != 1) {
+      return MakeError(ErrorKind::kInternal,
+                       "state store: secure_delete is off; nothing was purged");
+    }
+    return {};
+  }
+
+  // After rows are deleted: secure_delete zeroed them in their pages; the
+  // freed pages go back to the file system (incremental vacuum), and the
+  // WAL, which still holds the pages as they were, is checkpointed and
+  // truncated, so that nothing of the rows stays in either file.
+  Status FreeDeletedSpace(const std::string& after) {
+    if (sqlite3_exec(db_, "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr) != SQLITE_OK ||
+        sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr) !=
+            SQLITE_OK) {
+      return SqlError(db_, "freeing the space after " + after);
+    }
+    return {};
   }
 
   // ---- sealing ----

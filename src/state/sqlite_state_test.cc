@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "core/failpoint.h"
@@ -723,7 +725,14 @@ const std::vector<std::string> kFilledSecrets = {"alice.secret@example.org",
                                                  "uid-SECRETKEY",
                                                  "FIELD-SECRET",
                                                  "MATCH-SECRET",
-                                                 "SECRETDELTA"};
+                                                 "SECRETDELTA",
+                                                 "Dana Cached-SECRET",
+                                                 "cache-SECRETKEY"};
+
+// What Fill puts in the source cache of "ldap".
+const std::vector<CachedRecord> kCached = {
+    {"cache-SECRETKEY-1", "csn-1", "Dana Cached-SECRET, +44 20 7946 0001"},
+    {"cache-SECRETKEY-2", "csn-2", std::string("binary\0\x01 record", 15)}};
 
 // The items of alice's collection, sorted by href.
 std::vector<ItemState> AliceItems() {
@@ -758,6 +767,7 @@ void Fill(StateStore& store) {
   ASSERT_TRUE(store.SetSyncToken(zed->id, "tok-SECRET-zed").ok());
   ASSERT_TRUE(store.SaveSnapshot("company", kSnapshot).ok());
   ASSERT_TRUE(store.SaveSourceCursor("gal", "https://graph/delta?token=SECRETDELTA").ok());
+  ASSERT_TRUE(store.UpdateSourceCache("ldap", "shape-1", /*replace=*/true, kCached, {}).ok());
   auto run = store.BeginRun("sync");
   ASSERT_TRUE(run.ok());
   TargetRunResult result{kAlice, {}, "failed for carol.secret@example.org"};
@@ -820,6 +830,16 @@ void ExpectFilled(StateStore& store) {
     EXPECT_EQ(snap->entries[i].hash, kSnapshot.entries[i].hash);
   }
   EXPECT_EQ(*store.LoadSourceCursor("gal"), "https://graph/delta?token=SECRETDELTA");
+  auto cache = store.LoadSourceCache("ldap", "shape-1", std::chrono::hours(1));
+  ASSERT_TRUE(cache.ok()) << cache.error().message;
+  EXPECT_TRUE(cache->shape_matches);
+  EXPECT_EQ(cache->expired, 0);
+  ASSERT_EQ(cache->records.size(), kCached.size());
+  for (size_t i = 0; i < kCached.size(); ++i) {
+    EXPECT_EQ(cache->records[i].key, kCached[i].key);
+    EXPECT_EQ(cache->records[i].stamp, kCached[i].stamp);
+    EXPECT_EQ(cache->records[i].record, kCached[i].record);
+  }
 
   auto last = store.LastResults();
   ASSERT_TRUE(last.ok()) << last.error().message;
@@ -877,7 +897,7 @@ TEST_F(StateFiles, AVersion4FileIsSealedByASyncAndRebuilt) {
   EXPECT_TRUE(OnDisk("fp-1"));  // the scan sees the file: what is not sealed stays
   {
     RawDb db(path_);
-    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "5");
+    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "6");
     EXPECT_EQ(db.Column("SELECT name FROM sqlite_master WHERE name LIKE '%v4%'"),
               std::vector<std::string>{});
     EXPECT_EQ(db.Column("SELECT name FROM state_meta ORDER BY name"),
@@ -1035,6 +1055,24 @@ TEST_F(StateFiles, ASealedValueChangedOrMovedOutsideRosterIsRefused) {
       "INSERT INTO source_cursors SELECT 'other', cursor FROM source_cursors "
       "WHERE source = 'gal'");
   expect_refused(store->LoadSourceCursor("other"), "a cursor from another source");
+  // One cached person's sealed record put in another's row, then into another source.
+  const std::vector<std::string> cached = db.Column("SELECT key_ix FROM source_cache");
+  ASSERT_EQ(cached.size(), 2u);
+  const std::string record0 =
+      db.One("SELECT sealed FROM source_cache WHERE key_ix = '" + cached[0] + "'");
+  const std::string record1 =
+      db.One("SELECT sealed FROM source_cache WHERE key_ix = '" + cached[1] + "'");
+  db.ExecWithBlob("UPDATE source_cache SET sealed = ? WHERE key_ix = '" + cached[1] + "'", record0);
+  expect_refused(store->LoadSourceCache("ldap", "shape-1", std::chrono::hours(1)),
+                 "a cached record in another row");
+  db.ExecWithBlob("UPDATE source_cache SET sealed = ? WHERE key_ix = '" + cached[1] + "'", record1);
+  ASSERT_TRUE(store->LoadSourceCache("ldap", "shape-1", std::chrono::hours(1)).ok());
+  db.Exec(
+      "INSERT INTO source_cache SELECT 'other', key_ix, read_at, sealed FROM source_cache "
+      "WHERE source = 'ldap'");
+  db.Exec("INSERT INTO source_cache_shapes VALUES ('other', 'shape-1')");
+  expect_refused(store->LoadSourceCache("other", "shape-1", std::chrono::hours(1)),
+                 "a cache copied to another source");
   db.Exec(
       "UPDATE run_results SET message = (SELECT message FROM run_results WHERE message != '') "
       "WHERE message = ''");
@@ -1152,7 +1190,7 @@ TEST_F(StateFiles, ACrashBeforeTheRebuildIsFinishedByTheNextOpen) {
   }
   {
     RawDb db(path_);
-    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "5");
+    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "6");
     EXPECT_EQ(db.One("SELECT value FROM state_meta WHERE name = 'vacuum'"), "pending");
   }
   EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kSealed);
@@ -1180,7 +1218,7 @@ std::vector<std::string> SealedValues(RawDb& db) {
                           "SELECT sync_token FROM collections", "SELECT sealed FROM items",
                           "SELECT self_keys FROM snapshots", "SELECT entries FROM snapshots",
                           "SELECT user FROM run_results", "SELECT message FROM run_results",
-                          "SELECT cursor FROM source_cursors",
+                          "SELECT cursor FROM source_cursors", "SELECT sealed FROM source_cache",
                           "SELECT value FROM state_meta WHERE name = 'key_check'"}) {
     for (std::string& v : db.Column(sql)) {
       if (!v.empty() && v != "<null>") out.push_back(std::move(v));
@@ -1235,6 +1273,112 @@ TEST_F(StateFiles, ResealPutsEveryValueUnderTheNewKeyId) {
   ExpectNoPlaintextOnDisk(kFilledSecrets);
 }
 
+// The source cache: made under one shape, replaced whole under another,
+// updated entry by entry, expired by the age of each entry's last read, and
+// purged without a byte of what it held left in the file or its WAL.
+TEST_F(StateFiles, TheSourceCacheKeepsExpiresAndPurgesEntries) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  const auto hour = std::chrono::seconds(3600);
+  auto keys_of = [&](const std::string& source, const std::string& shape) {
+    auto cache = store->LoadSourceCache(source, shape, hour);
+    EXPECT_TRUE(cache.ok()) << cache.error().message;
+    std::vector<std::string> out;
+    for (const CachedRecord& r : cache->records) out.push_back(r.key + "@" + r.stamp);
+    return out;
+  };
+  // Nothing yet: no shape, and an update that does not replace is refused.
+  EXPECT_FALSE(store->LoadSourceCache("ldap", "s1", hour)->shape_matches);
+  EXPECT_FALSE(store->UpdateSourceCache("ldap", "s1", false, kCached, {}).ok());
+
+  ASSERT_TRUE(store->UpdateSourceCache("ldap", "s1", true, kCached, {}).ok());
+  EXPECT_EQ(keys_of("ldap", "s1"),
+            (std::vector<std::string>{"cache-SECRETKEY-1@csn-1", "cache-SECRETKEY-2@csn-2"}));
+  EXPECT_TRUE(keys_of("other", "s1").empty());  // per source
+  // Another shape is not used, and an update under it must replace.
+  auto other_shape = store->LoadSourceCache("ldap", "s2", hour);
+  EXPECT_FALSE(other_shape->shape_matches);
+  EXPECT_TRUE(other_shape->records.empty());
+  EXPECT_FALSE(store->UpdateSourceCache("ldap", "s2", false, {}, {}).ok());
+
+  // One changed, one added, one gone.
+  ASSERT_TRUE(store
+                  ->UpdateSourceCache("ldap", "s1", false,
+                                      {{"cache-SECRETKEY-1", "csn-9", "Dana Cached-SECRET II"},
+                                       {"cache-SECRETKEY-3", "csn-3", "Erin Cached-SECRET"}},
+                                      {"cache-SECRETKEY-2"})
+                  .ok());
+  EXPECT_EQ(keys_of("ldap", "s1"),
+            (std::vector<std::string>{"cache-SECRETKEY-1@csn-9", "cache-SECRETKEY-3@csn-3"}));
+  ASSERT_EQ(store->LoadSourceCache("ldap", "s1", hour)->records[0].record, "Dana Cached-SECRET II");
+
+  // A replace under a new shape drops what the old one held.
+  ASSERT_TRUE(
+      store->UpdateSourceCache("ldap", "s2", true, {{"cache-SECRETKEY-4", "c", "r"}}, {}).ok());
+  EXPECT_EQ(keys_of("ldap", "s2"), std::vector<std::string>{"cache-SECRETKEY-4@c"});
+  EXPECT_FALSE(store->LoadSourceCache("ldap", "s1", hour)->shape_matches);
+  ASSERT_TRUE(store->UpdateSourceCache("ldap", "s1", true, kCached, {}).ok());
+
+  // Expiry: once two seconds have passed, every entry is older than one
+  // second; a load leaves them out and counts them, and changes nothing.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  ASSERT_TRUE(store->UpdateSourceCache("other", "s1", true, {{"fresh", "f", "r"}}, {}).ok());
+  auto expired = store->LoadSourceCache("ldap", "s1", std::chrono::seconds(1));
+  ASSERT_TRUE(expired.ok());
+  EXPECT_TRUE(expired->shape_matches);
+  EXPECT_TRUE(expired->records.empty());
+  EXPECT_EQ(expired->expired, 2);
+  EXPECT_EQ(keys_of("ldap", "s1").size(), 2u);
+
+  {
+    RawDb db(path_);
+    ASSERT_EQ(db.Column("SELECT sealed FROM source_cache").size(), 3u);
+  }
+  const std::vector<std::string> ciphertexts = [&] {
+    RawDb db(path_);
+    return db.Column("SELECT sealed FROM source_cache WHERE source = 'ldap'");
+  }();
+  auto purged = store->PurgeExpiredCache(std::chrono::seconds(1));
+  ASSERT_TRUE(purged.ok()) << purged.error().message;
+  EXPECT_EQ(*purged, 2);
+  EXPECT_EQ(keys_of("other", "s1"), std::vector<std::string>{"fresh@f"});
+  EXPECT_TRUE(keys_of("ldap", "s1").empty());
+  ExpectNoPlaintextOnDisk({"Dana Cached-SECRET", "cache-SECRETKEY"});
+  // Not even the ciphertext of the purged entries is left, in the file or its WAL.
+  for (const std::string& c : ciphertexts) {
+    ASSERT_GT(c.size(), 24u);
+    EXPECT_FALSE(OnDisk(c.substr(c.size() - 24))) << "a purged entry's ciphertext is on disk";
+  }
+  EXPECT_EQ(*store->PurgeExpiredCache(std::chrono::seconds(1)), 0);
+
+  const std::string fresh = [&] {
+    RawDb db(path_);
+    return db.One("SELECT sealed FROM source_cache");
+  }();
+  auto all = store->PurgeCache();
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  EXPECT_EQ(*all, 1);
+  EXPECT_FALSE(store->LoadSourceCache("other", "s1", hour)->shape_matches);
+  EXPECT_FALSE(OnDisk(fresh.substr(fresh.size() - 24)));
+  EXPECT_EQ(*store->PurgeCache(), 0);  // nothing left: a read, no write
+}
+
+// Pseudonyms for logs: stable under one key, different under another, and
+// not the value.
+TEST_F(StateFiles, PseudonymsAreStablePerKeyAndHideTheValue) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  const std::string p = store->Pseudonym("alice.secret@example.org");
+  EXPECT_EQ(p, store->Pseudonym("alice.secret@example.org"));
+  EXPECT_NE(p, store->Pseudonym("alan.secret@example.org"));
+  EXPECT_EQ(p.rfind("p:", 0), 0u) << p;
+  EXPECT_EQ(p.size(), 14u) << p;
+  EXPECT_EQ(p.find("alice"), std::string::npos);
+  auto other = Open((dir_ / "other.db").string(), crypto::GenerateKey());
+  ASSERT_NE(other, nullptr);
+  EXPECT_NE(other->Pseudonym("alice.secret@example.org"), p);
+}
+
 // purge --all: nothing of the state is left, on disk or through the store,
 // and the store still opens with its key and works.
 TEST_F(StateFiles, PurgeAllLeavesNothingBehind) {
@@ -1246,11 +1390,12 @@ TEST_F(StateFiles, PurgeAllLeavesNothingBehind) {
   EXPECT_TRUE(store->LastResults()->empty());
   EXPECT_TRUE(store->LoadSnapshot("company")->entries.empty());
   EXPECT_EQ(*store->LoadSourceCursor("gal"), "");
+  EXPECT_FALSE(store->LoadSourceCache("ldap", "shape-1", std::chrono::hours(1))->shape_matches);
   store.reset();
   {
     RawDb db(path_);
-    for (const char* table :
-         {"collections", "items", "snapshots", "runs", "run_results", "source_cursors"}) {
+    for (const char* table : {"collections", "items", "snapshots", "runs", "run_results",
+                              "source_cursors", "source_cache", "source_cache_shapes"}) {
       EXPECT_EQ(db.One(std::string("SELECT COUNT(*) FROM ") + table), "0") << table;
     }
     EXPECT_EQ(SealedValues(db).size(), 1u);  // the key check only

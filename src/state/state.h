@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -90,6 +91,23 @@ struct RunSummary {
   TargetRunResult result;
 };
 
+// One cached source record ([state] cache = "encrypted"): the source's
+// record as it mapped it (EncodeRecord), with the stamp it was read under.
+// Sealed in the store, found by a blind index of the key.
+struct CachedRecord {
+  std::string key;
+  std::string stamp;
+  std::string record;  // EncodeRecord's bytes
+};
+
+struct SourceCache {
+  // The cache was made under the shape asked for; when false, `records` is
+  // empty and the first UpdateSourceCache must replace.
+  bool shape_matches = false;
+  std::vector<CachedRecord> records;  // sorted by key; expired ones left out
+  int64_t expired = 0;                // entries left out because they expired
+};
+
 class StateStore {
  public:
   virtual ~StateStore() = default;
@@ -142,6 +160,32 @@ class StateStore {
   virtual Result<std::string> LoadSourceCursor(const std::string& source) = 0;
   virtual Status SaveSourceCursor(const std::string& source, const std::string& cursor) = 0;
 
+  // The source cache. Entries read from their source more than `max_age`
+  // ago have expired: they are left out (and counted), never answered,
+  // whether or not they are purged yet. "Now" is the wall clock. Reading
+  // changes nothing on disk (it works on a store opened for reading). An
+  // entry that does not open (altered, or moved from another row) is
+  // kInvalidData naming the table and the source, never skipped.
+  virtual Result<SourceCache> LoadSourceCache(const std::string& source, const std::string& shape,
+                                              std::chrono::seconds max_age) = 0;
+  // One run's reads, in one transaction: with `replace` the source's cache
+  // becomes exactly `put`, under `shape`; otherwise `removed` keys go, and
+  // `put` is added or replaces entries of the same key (a key both removed
+  // and put stays, as put). Without `replace` the cache must have been made
+  // under `shape` (LoadSourceCache said so): anything else is a bug
+  // (kInternal), and nothing changes. Entries put are stamped as read now.
+  virtual Status UpdateSourceCache(const std::string& source, const std::string& shape,
+                                   bool replace, const std::vector<CachedRecord>& put,
+                                   const std::vector<std::string>& removed) = 0;
+  // Removes entries read more than `max_age` ago, from every source; answers
+  // how many went. Their space is freed (secure_delete, incremental vacuum,
+  // a truncating WAL checkpoint).
+  virtual Result<int64_t> PurgeExpiredCache(std::chrono::seconds max_age) = 0;
+  // Removes every cached entry of every source, and their shapes
+  // (purge_after_sync, cache = "none"), freeing their space as above;
+  // answers how many entries went. Cheap when there is nothing to remove.
+  virtual Result<int64_t> PurgeCache() = 0;
+
   // Run history for `roster status`.
   virtual Result<int64_t> BeginRun(const std::string& mode) = 0;
   virtual Status RecordResult(int64_t run, const TargetRunResult& result) = 0;
@@ -159,10 +203,16 @@ class StateStore {
   // again; 0 when all were current (a rotation resumed after a crash).
   virtual Result<int64_t> Reseal() = 0;
   // `roster purge --all`: forgets everything the state holds (collections,
-  // items, snapshots, cursors, run history), keeping only its schema and key
+  // items, snapshots, cursors, the source cache, run history), keeping only its schema and key
   // check, and rebuilds the file. The next sync finds roster's items on the
   // targets again by their markers.
   virtual Status PurgeAll() = 0;
+
+  // A short keyed reference for a person or target user in logs and stored
+  // messages (crypto::Pseudonym under the state's key): the same value gets
+  // the same reference in every run, and nobody without the key can tell
+  // whose it is.
+  virtual std::string Pseudonym(std::string_view value) const = 0;
 
   // What opening the store noticed and mended (permissions tightened), one
   // sentence each. Taking them clears them.
