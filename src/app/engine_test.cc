@@ -7,6 +7,7 @@
 
 #include "app/test_support.h"
 #include "connectors/memory/memory.h"
+#include "core/personal.h"
 
 namespace roster {
 namespace {
@@ -302,7 +303,8 @@ TEST_F(EngineTest, TargetUsersFromADirectoryGroupExcludeThemselvesByKey) {
   EXPECT_EQ(Keys("u3").count("p1003"), 0u);
   EXPECT_EQ(Keys("u4").count("p1004"), 0u);
   ASSERT_EQ(r.warnings.size(), 1u);  // uid=x has no uid
-  EXPECT_NE(r.warnings[0].find("uid=x has no uid"), std::string::npos) << r.warnings[0];
+  EXPECT_NE(ShowPersonal(r.warnings[0]).find("uid=x has no uid"), std::string::npos)
+      << r.warnings[0];
 
   // A missing group fails the rule before anything is written.
   customize_ = [&](EngineConfig& config, RuleSpec& rule) {

@@ -5,12 +5,20 @@
 #include <string>
 #include <vector>
 
+#include "core/personal.h"
 #include "mapping/test_jpeg.h"
 
 namespace roster {
 namespace {
 
 using Strings = std::vector<std::string>;
+
+// Warnings as a console shows them (people by name, core/personal.h).
+Strings Shown(const Strings& warnings) {
+  Strings out;
+  for (const std::string& w : warnings) out.push_back(ShowPersonal(w));
+  return out;
+}
 
 SourceRecord Person(const std::string& key, const std::string& name) {
   SourceRecord r;
@@ -45,12 +53,12 @@ TEST(TransformRecordsTest, NormalisesPhonesAndWarnsWithoutNumbers) {
   EXPECT_EQ(GetContactField(records[0].contact, "home_phone"), Strings{"n/a"});
   EXPECT_EQ(GetContactField(records[1].contact, "fax"), Strings{"+442079460958"});
   EXPECT_EQ(report.phones_normalised, 2);
-  EXPECT_EQ(report.warnings,
+  EXPECT_EQ(Shown(report.warnings),
             (Strings{"source dir: home_phone of Jane Doe (3f2a1b2c\u2026) is not a phone number "
                      "roster can read in region GB; kept as written",
                      "source dir: mobile of Jane Doe (3f2a1b2c\u2026) is not a phone number roster "
                      "can read in region GB; kept as written"}));
-  ExpectNoneMentions(report.warnings, {"n/a", "ext. 42", "9d8e", "07700"});
+  ExpectNoneMentions(Shown(report.warnings), {"n/a", "ext. 42", "9d8e", "07700"});
 }
 
 TEST(TransformRecordsTest, ReadsEachPersonsNumbersInTheirOwnRegion) {
@@ -120,12 +128,12 @@ TEST(TransformRecordsTest, HidesWhatPeopleOptedOutOf) {
   EXPECT_EQ(GetContactField(records[1].contact, "mobile"), Strings{"+447700900123"});
   EXPECT_EQ(report.fields_hidden, 4);
   // Jane's hidden home number is not worth a warning; John's is.
-  EXPECT_EQ(report.warnings,
+  EXPECT_EQ(Shown(report.warnings),
             (Strings{"source dir: Jane Doe (k1) asks in privacyhide to hide a field roster does "
                      "not know; that part is ignored",
                      "source dir: home_phone of John Roe (k2) is not a phone number roster can "
                      "read in region GB; kept as written"}));
-  ExpectNoneMentions(report.warnings, {"shoe_size"});
+  ExpectNoneMentions(Shown(report.warnings), {"shoe_size"});
 }
 
 TEST(TransformRecordsTest, CapsPhotos) {
@@ -145,7 +153,7 @@ TEST(TransformRecordsTest, CapsPhotos) {
   EXPECT_EQ(records[2].contact.photo->data, "GIF89a");
   EXPECT_EQ(report.photos_resampled, 1);
   EXPECT_EQ(report.photos_dropped, 1);
-  EXPECT_EQ(report.warnings,
+  EXPECT_EQ(Shown(report.warnings),
             Strings{"source dir: photo of John Roe (k2) dropped: a 150 KB image/png photo is over "
                     "the 100 KB limit, and only JPEG can be made smaller"});
 
@@ -167,11 +175,16 @@ TEST(TransformRecordsTest, NamesPeopleWithoutRevealingMore) {
   TransformReport report;
   TransformRecords(TransformOptions{}, records, report, "dir");
   ASSERT_EQ(report.warnings.size(), 2u);
-  EXPECT_EQ(
-      report.warnings[0].find("source dir: photo of a person without a name (jane.doe\u2026)"), 0u)
-      << report.warnings[0];
-  EXPECT_EQ(report.warnings[1].find("source dir: photo of Acme dropped"), 0u) << report.warnings[1];
-  ExpectNoneMentions(report.warnings, {"example.org"});
+  const Strings shown = Shown(report.warnings);
+  EXPECT_EQ(shown[0].find("source dir: photo of a person without a name (jane.doe\u2026)"), 0u)
+      << shown[0];
+  EXPECT_EQ(shown[1].find("source dir: photo of Acme dropped"), 0u) << shown[1];
+  ExpectNoneMentions(shown, {"example.org"});
+  // In a log, the person is a pseudonym of their key.
+  EXPECT_EQ(HidePersonal(report.warnings[0],
+                         [](std::string_view ref) { return "<" + std::string(ref) + ">"; })
+                .find("source dir: photo of <jane.doe@example.org> dropped"),
+            0u);
 }
 
 }  // namespace

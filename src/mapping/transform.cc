@@ -2,6 +2,7 @@
 #include <optional>
 #include <set>
 
+#include "core/personal.h"
 #include "core/text.h"
 #include "mapping/mapping.h"
 
@@ -10,8 +11,9 @@ namespace {
 
 // "Jane Doe (3f2a1b2c…)": enough to find the person, no more. A key can be an
 // e-mail address, so only its start is shown; a name that DisplayName() took
-// from an e-mail address is not shown at all.
-std::string Person(const SourceRecord& record) {
+// from an e-mail address is not shown at all. Marked as personal (a log
+// shows a pseudonym instead).
+std::string ShownPerson(const SourceRecord& record) {
   const Contact& c = record.contact;
   std::string name = c.DisplayName();
   for (const TypedValue& email : c.emails) {
@@ -29,6 +31,8 @@ std::string Person(const SourceRecord& record) {
   while (cut > 0 && (static_cast<unsigned char>(key[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8
   return name + " (" + std::string(key.substr(0, cut)) + "\u2026)";
 }
+
+std::string Person(const SourceRecord& record) { return Personal(record.key, ShownPerson(record)); }
 
 const std::vector<std::string>* FindAttribute(const SourceRecord& record, std::string_view name) {
   // Directory attribute names are case-insensitive.

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "core/personal.h"
 #include "core/text.h"
 
 namespace roster {
@@ -21,14 +22,14 @@ namespace {
 std::optional<Candidate> Eligible(const RuleSpec& rule, const UserSelection& sel,
                                   const DirectoryUser& u, RunNotes& notes) {
   if (u.values.empty() || u.values.front().empty()) {
-    notes.Warn("rule " + rule.name + ": " + u.dn + " has no " + sel.attribute +
-               " and receives nothing");
+    notes.Warn("rule " + rule.name + ": " + Personal(u.key.empty() ? u.dn : u.key, u.dn) +
+               " has no " + sel.attribute + " and receives nothing");
     return std::nullopt;
   }
   if (!IsSafeAccountName(u.values.front())) {
     // It becomes a path segment of the user's home on the target.
-    notes.Warn("rule " + rule.name + ": " + u.dn + " has " + sel.attribute + " \"" +
-               u.values.front() +
+    notes.Warn("rule " + rule.name + ": " + Personal(u.key.empty() ? u.dn : u.key, u.dn) + " has " +
+               sel.attribute + " \"" + Personal(u.values.front(), u.values.front()) +
                "\", which cannot name an account (empty, . or .., a slash "
                "or a control character); it receives nothing");
     return std::nullopt;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/failpoint.h"
+#include "core/personal.h"
 #include "kinds/kind.h"
 #include "sync/reconcile.h"
 
@@ -258,7 +259,7 @@ void CollectionRun::Describe(const Plan& plan) {
     PlannedAction p{DescribeAction(a), std::visit([](const auto& x) { return x.key; }, a),
                     DecisionOf(a)};
     const DesiredItem* d = in_.Find(p.key);
-    if (d && d->body) p.text += ": " + KindOf(*d->body).Title(*d->body);
+    if (d && d->body) p.text += ": " + Personal(d->key, KindOf(*d->body).Title(*d->body));
     p.why.detail = Detail(a);
     report_.planned.push_back(std::move(p));
     const auto* u = std::get_if<UpdateAction>(&a);

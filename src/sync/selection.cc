@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/hash.h"
+#include "core/personal.h"
 #include "core/text.h"
 #include "kinds/kind.h"
 
@@ -178,7 +179,8 @@ Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<Sourc
     if (in.desired[i].key == in.desired[i - 1].key) {
       return MakeError(ErrorKind::kInvalidData,
                        "rule " + rule.name + ": source " + sources.front().name +
-                           " has two people with the key \"" + in.desired[i].key + "\"");
+                           " has two people with the key \"" +
+                           Personal(in.desired[i].key, in.desired[i].key) + "\"");
     }
   }
   for (const DesiredItem& d : in.desired) {

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "core/hash.h"
+#include "core/personal.h"
 #include "formats/csv.h"
 
 namespace roster {
@@ -106,9 +107,10 @@ class CsvSource final : public Source {
       }
       auto [it, fresh] = line_of_key.emplace(r.key, row.line);
       if (!fresh) {
-        return MakeError(ErrorKind::kInvalidData,
-                         opt_.path + ": line " + std::to_string(row.line) + ": key \"" + r.key +
-                             "\" already used on line " + std::to_string(it->second));
+        return MakeError(ErrorKind::kInvalidData, opt_.path + ": line " + std::to_string(row.line) +
+                                                      ": key \"" + Personal(r.key, r.key) +
+                                                      "\" already used on line " +
+                                                      std::to_string(it->second));
       }
       for (const auto& [field, c] : mapped) SetContactField(r.contact, field, row.fields[c]);
       for (size_t c = 0; c < table->header.size(); ++c) {

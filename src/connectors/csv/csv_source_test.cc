@@ -10,6 +10,8 @@
 #include <fstream>
 #include <thread>
 
+#include "core/personal.h"
+
 namespace roster {
 namespace {
 
@@ -49,7 +51,8 @@ TEST_F(CsvSourceTest, MalformedRowNamesFileAndLine) {
 TEST_F(CsvSourceTest, DuplicateAndEmptyKeysAreErrors) {
   auto dup = Read("id,first,mail\n1,Ann,a@x\n1,Bob,b@x\n");
   ASSERT_FALSE(dup.ok());
-  EXPECT_NE(dup.error().message.find("line 3: key \"1\" already used on line 2"), std::string::npos)
+  EXPECT_NE(ShowPersonal(dup.error().message).find("line 3: key \"1\" already used on line 2"),
+            std::string::npos)
       << dup.error().message;
   auto empty = Read("id,first,mail\n,Ann,a@x\n");
   ASSERT_FALSE(empty.ok());

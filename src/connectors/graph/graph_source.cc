@@ -15,6 +15,7 @@
 #include "connectors/graph/contact_json.h"
 #include "connectors/graph/graph_props.h"
 #include "core/hash.h"
+#include "core/personal.h"
 #include "core/text.h"
 
 namespace roster {
@@ -868,13 +869,15 @@ Status GraphDirectory::State::ReadPhotos(std::vector<SourceRecord>& records, siz
       SourceRecord& record = records[i];
       if (a.status == 404) continue;  // ImageNotFound, or no mailbox to hold one
       if (a.status == 0) {
-        return MakeError(ErrorKind::kTransient,
-                         what + ": the batch answer lacks the photo of " + record.key);
+        return MakeError(ErrorKind::kTransient, what + ": the batch answer lacks the photo of " +
+                                                    Personal(record.key, record.key));
       }
-      if (!a.ok()) return FromResponse(a, what + " (user " + record.key + ")", "/users/x/photo");
+      if (!a.ok())
+        return FromResponse(a, what + " (user " + Personal(record.key, record.key) + ")",
+                            "/users/x/photo");
       if (a.body.empty()) continue;
       if (a.body.size() > kMaxPhotoBytes) {
-        warnings.push_back(prefix + "the photo of user " + record.key +
+        warnings.push_back(prefix + "the photo of user " + Personal(record.key, record.key) +
                            " is larger than 4 MiB; left out");
         continue;
       }

@@ -17,6 +17,7 @@
 
 #include "core/fake_clock.h"
 #include "core/hash.h"
+#include "core/personal.h"
 #include "gtest/gtest.h"
 
 namespace roster {
@@ -570,7 +571,9 @@ TEST_F(GraphSourceTest, APhotoErrorFailsTheRead) {
   graph_.On("/users/u1/photo/$value", Fail(403, "ErrorAccessDenied", "Access is denied."));
   auto records = dir->ReadAll();
   ASSERT_FALSE(records.ok());
-  EXPECT_EQ(records.error().message.rfind("source gal: reading user photos (user u1): 403", 0), 0u)
+  EXPECT_EQ(ShowPersonal(records.error().message)
+                .rfind("source gal: reading user photos (user u1): 403", 0),
+            0u)
       << records.error().message;
 }
 

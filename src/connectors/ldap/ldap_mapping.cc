@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/personal.h"
 #include "core/text.h"
 
 namespace roster {
@@ -540,14 +541,14 @@ std::optional<SourceRecord> MapLdapEntry(const LdapEntry& entry, const LdapMappi
   std::string problem;
   std::optional<std::string> key = LdapEntryKey(entry, mapping.key_attribute, &problem);
   if (!key) {
-    warnings->push_back(prefix + "entry " + dn + " " + problem + "; skipped");
+    warnings->push_back(prefix + "entry " + Personal(dn, dn) + " " + problem + "; skipped");
     return std::nullopt;
   }
   SourceRecord record;
   record.key = std::move(*key);
   record.attributes["dn"] = {dn};
-  const TextByLower text_by_lower =
-      KeepTextAttributes(entry, mapping, prefix + "entry " + dn + ": ", &record, warnings);
+  const TextByLower text_by_lower = KeepTextAttributes(
+      entry, mapping, prefix + "entry " + Personal(dn, dn) + ": ", &record, warnings);
 
   std::vector<std::string> proxy_addresses;
   for (const auto& [field, attributes] : mapping.fields) {

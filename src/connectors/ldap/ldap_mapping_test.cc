@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "core/personal.h"
+
 namespace roster {
 namespace {
 
@@ -266,7 +268,7 @@ TEST(MapLdapEntry, InvalidUtf8IsRepairedWithAWarningWithoutTheValue) {
   EXPECT_EQ(r->contact.note, "caf\uFFFD secret");
   EXPECT_EQ(r->contact.formatted_name, "Le\uFFFDgacy");
   ASSERT_EQ(warnings.size(), 2u);
-  const std::string& w = warnings[1];
+  const std::string w = ShowPersonal(warnings[1]);
   EXPECT_EQ(w.rfind("source dir: entry uid=legacy,ou=people,dc=example,dc=org: attribute "
                     "rosterLegacyNote is not valid UTF-8",
                     0),
@@ -281,7 +283,8 @@ TEST(MapLdapEntry, EntryWithoutKeyIsSkippedWithAWarning) {
   std::vector<std::string> warnings;
   EXPECT_FALSE(MapLdapEntry(e, Mapping("inetorgperson"), "dir", &warnings));
   ASSERT_EQ(warnings.size(), 1u);
-  EXPECT_EQ(warnings[0], "source dir: entry uid=nokey,dc=x has no entryUUID; skipped");
+  EXPECT_EQ(ShowPersonal(warnings[0]),
+            "source dir: entry uid=nokey,dc=x has no entryUUID; skipped");
 }
 
 TEST(MapLdapEntry, AttributesKeepTheRequestedSpelling) {

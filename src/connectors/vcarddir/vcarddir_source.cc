@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "core/hash.h"
+#include "core/personal.h"
 #include "formats/vcard.h"
 
 namespace roster {
@@ -108,8 +109,9 @@ class VCardDirSource final : public Source {
         r.key = card.uid.empty() ? file.stem().string() : card.uid;
         auto [it, fresh] = file_of_key.emplace(r.key, file.filename().string());
         if (!fresh) {
-          return MakeError(ErrorKind::kInvalidData,
-                           file.string() + ": UID \"" + r.key + "\" is also used in " + it->second);
+          return MakeError(ErrorKind::kInvalidData, file.string() + ": UID \"" +
+                                                        Personal(r.key, r.key) +
+                                                        "\" is also used in " + it->second);
         }
         r.contact = std::move(card.contact);
         for (const VCardProperty& p : card.other) r.attributes[p.name].push_back(p.value);

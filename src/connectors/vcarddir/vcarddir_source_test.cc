@@ -11,6 +11,8 @@
 #include <fstream>
 #include <thread>
 
+#include "core/personal.h"
+
 namespace roster {
 namespace {
 
@@ -69,7 +71,8 @@ TEST_F(VCardDirTest, DuplicateUidNamesBothFiles) {
   Write("b.vcf", Card("same", "bob"));
   auto r = Open()->ReadAll();
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find("b.vcf: UID \"same\" is also used in a.vcf"), std::string::npos)
+  EXPECT_NE(ShowPersonal(r.error().message).find("b.vcf: UID \"same\" is also used in a.vcf"),
+            std::string::npos)
       << r.error().message;
 }
 
