@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/failpoint.h"
+#include "core/personal.h"
 #include "sync/offboard.h"
 #include "sync/prepare.h"
 
@@ -39,7 +40,8 @@ class Engine::RunState {
       : config_(engine.config_),
         store_(engine.store_),
         options_(options),
-        reader_(config_.sources, config_.rules, notes_) {}
+        reader_(config_.sources, config_.rules, notes_,
+                CacheUse(engine.config_, engine.store_, options)) {}
 
   RunReport Run() {
     report_.warnings = config_.warnings;
@@ -56,6 +58,7 @@ class Engine::RunState {
         auto pruned = store_.PruneRuns(*config_.run_retention);
         if (!pruned.ok()) report_.warnings.push_back(pruned.error().message);
       }
+      PurgeCacheFirst();
     }
     RestoreCursors();
     PrepareAll();
@@ -67,6 +70,7 @@ class Engine::RunState {
     TakeNotes();
     if (!options_.dry_run) {
       SaveCursors();
+      if (config_.purge_after_sync) PurgeCache("purge_after_sync");
       Status st = store_.FinishRun(run_id_, report_.ExitCode());
       if (!st.ok()) report_.errors.push_back(st.error().message);
     }
@@ -74,6 +78,41 @@ class Engine::RunState {
   }
 
  private:
+  static SourceCacheUse CacheUse(const EngineConfig& config, StateStore& store,
+                                 const RunOptions& options) {
+    SourceCacheUse use;
+    if (config.cache && !config.purge_after_sync) use.store = &store;
+    use.max_age = config.cache_max_age;
+    use.write = !options.dry_run;
+    return use;
+  }
+
+  // Before anything is read: expired cache entries go (their people are read
+  // again), and with no cache at all, whatever an earlier setting left.
+  void PurgeCacheFirst() {
+    if (!config_.cache) {
+      PurgeCache("cache = \"none\"");
+      return;
+    }
+    auto purged = store_.PurgeExpiredCache(config_.cache_max_age);
+    if (!purged.ok()) {
+      report_.warnings.push_back(purged.error().message);
+    } else if (*purged > 0) {
+      report_.notices.push_back("state: " + std::to_string(*purged) +
+                                " cached people had expired and were purged; they are read again");
+    }
+  }
+
+  void PurgeCache(const char* why) {
+    auto purged = store_.PurgeCache();
+    if (!purged.ok()) {
+      report_.warnings.push_back(purged.error().message);
+    } else if (*purged > 0) {
+      report_.notices.push_back("state: the cache of " + std::to_string(*purged) +
+                                " people was purged (" + why + ")");
+    }
+  }
+
   // Sources that read changes (Graph's delta) start from where the last run
   // left them. A cursor that cannot be loaded only costs a full read.
   void RestoreCursors() {
@@ -214,10 +253,19 @@ class Engine::RunState {
   // Each collection's result, then the rule's new snapshot when nothing held it back.
   void Record(const RuleWork& w, std::vector<CollectionReport>& reports) {
     bool guard = false;
-    for (const CollectionReport& r : reports) guard = guard || r.guard_tripped;
+    for (CollectionReport& r : reports) {
+      guard = guard || r.guard_tripped;
+      MarkUser(r);
+    }
     if (!options_.dry_run) {
       for (const CollectionReport& r : reports) {
-        TargetRunResult res{r.key, r.counts, r.errors.empty() ? std::string() : r.errors.front()};
+        // The run history keeps no name in clear, not even sealed.
+        TargetRunResult res{r.key, r.counts,
+                            r.errors.empty()
+                                ? std::string()
+                                : HidePersonal(r.errors.front(), [this](std::string_view ref) {
+                                    return store_.Pseudonym(ref);
+                                  })};
         Status st = store_.RecordResult(run_id_, res);
         if (!st.ok()) report_.errors.push_back(st.error().message);
       }
@@ -230,6 +278,14 @@ class Engine::RunState {
     }
     report_.guard_tripped = report_.guard_tripped || guard;
     for (CollectionReport& r : reports) report_.collections.push_back(std::move(r));
+  }
+
+  // A collection's messages name its user (and servers name them in URLs):
+  // marked as personal, so that a log shows a pseudonym instead.
+  static void MarkUser(CollectionReport& r) {
+    for (auto* list : {&r.errors, &r.conflicts, &r.warnings}) {
+      for (std::string& m : *list) m = MarkPersonal(m, r.key.user);
+    }
   }
 
   EngineConfig& config_;

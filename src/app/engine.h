@@ -45,6 +45,15 @@ struct EngineConfig {
   // A sync forgets run history older than this ([state] retention_days);
   // none: kept for ever.
   std::optional<std::chrono::seconds> run_retention;
+  // [state] cache = "encrypted": sources that read changes keep their
+  // records, sealed, between runs, for retention (default 60 days after each
+  // was read); false ("none"): nothing of them is kept, and a sync purges
+  // what an earlier setting left.
+  bool cache = false;
+  std::chrono::seconds cache_max_age{std::chrono::hours(24) * 60};
+  // [state] purge_after_sync: the cache is wiped at the end of every sync
+  // (and so is never used for a delta read).
+  bool purge_after_sync = false;
   // The run's deadline (run_timeout_seconds from the start); see RunOptions.
   std::optional<std::chrono::steady_clock::time_point> deadline;
 };

@@ -238,6 +238,9 @@ Result<EngineConfig> BuildEngineConfig(const Config& config) {
       std::chrono::steady_clock::now() + std::chrono::seconds(config.run_timeout_seconds);
   out.deadline = deadline;
   out.run_retention = std::chrono::hours(24) * config.retention_days;
+  out.cache = config.cache == CacheMode::kEncrypted;
+  out.cache_max_age = std::chrono::hours(24) * config.retention_days;
+  out.purge_after_sync = config.purge_after_sync;
   ROSTER_ASSIGN_OR_RETURN(GraphTenants tenants, BuildGraphTenants(config, deadline));
   for (const auto& [name, t] : tenants) out.shared.push_back(t.tokens);
   for (const auto& [name, s] : config.sources) {

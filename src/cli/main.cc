@@ -17,6 +17,7 @@
 #include "app/state_open.h"
 #include "app/wiring.h"
 #include "config/config.h"
+#include "core/personal.h"
 #include "core/text.h"
 #include "crypto/keys.h"
 #include "state/state.h"
@@ -30,7 +31,23 @@ using nlohmann::json;
 // hrefs, names, etags) passes through here first: a server's control
 // characters or invalid UTF-8 must neither drive the terminal nor make the
 // JSON writer throw.
-std::string Safe(const std::string& s) { return text::SafeForOutput(s); }
+//
+// Personal data marked in a message (core/personal.h) is shown by name, or,
+// once HidePeople has been called (a sync without --debug, whose output goes
+// to logs), by its pseudonym.
+PseudonymFn& Hider() {
+  static PseudonymFn hide;
+  return hide;
+}
+void HidePeople(const StateStore& store) {
+  Hider() = [&store](std::string_view ref) { return store.Pseudonym(ref); };
+}
+std::string Safe(const std::string& s) {
+  const PseudonymFn& hide = Hider();
+  return text::SafeForOutput(hide ? HidePersonal(s, hide) : ShowPersonal(s));
+}
+// A target user, as a collection's line names them.
+std::string User(const CollectionKey& key) { return Safe(Personal(key.user, key.user)); }
 
 json SafeList(const std::vector<std::string>& items) {
   json out = json::array();
@@ -102,7 +119,7 @@ void PrintJson(const RunReport& report, bool plan) {
     json t = CountsJson(c.counts);
     t["rule"] = Safe(c.key.rule);
     t["target"] = Safe(c.key.target);
-    t["user"] = Safe(c.key.user);
+    t["user"] = User(c.key);
     // A collection that failed as a whole counts as one error.
     if (!c.errors.empty() && c.counts.errors == 0) t["errors"] = 1;
     t["messages"] = SafeList(c.errors);
@@ -156,7 +173,7 @@ void PrintText(const RunReport& report, bool plan, bool verbose) {
     ++warned;
   }
   for (const CollectionReport& c : report.collections) {
-    std::cout << "  " << Safe(c.key.rule) << " -> " << Safe(c.key.target) << "/" << Safe(c.key.user)
+    std::cout << "  " << Safe(c.key.rule) << " -> " << Safe(c.key.target) << "/" << User(c.key)
               << (c.offboarded ? " (no longer receives the rule)" : "") << ": "
               << CountsText(c.counts, plan) << "\n";
     for (const PlannedAction& a : c.planned) PrintPlanned(a, verbose);
@@ -176,7 +193,7 @@ void Progress(const CollectionReport& c, size_t done, size_t total) {
   constexpr int kWidth = 30;
   int filled = total ? static_cast<int>(done * kWidth / total) : kWidth;
   std::fprintf(stderr, "\r[%-*s] %zu/%zu  %s/%s%s", kWidth, std::string(filled, '#').c_str(), done,
-               total, Safe(c.key.target).c_str(), Safe(c.key.user).c_str(), "\033[K");
+               total, Safe(c.key.target).c_str(), User(c.key).c_str(), "\033[K");
   if (done == total) std::fprintf(stderr, "\n");
   std::fflush(stderr);
 }
@@ -199,6 +216,8 @@ int Status(const Config& config, bool as_json) {
       t["rule"] = Safe(r.result.collection.rule);
       t["target"] = Safe(r.result.collection.target);
       t["user"] = Safe(r.result.collection.user);
+      // What a sync's output and the stored messages call them.
+      t["user_ref"] = (*store)->Pseudonym(r.result.collection.user);
       t["run"] = r.run_id;
       t["started_at"] = r.started_at;
       t["finished_at"] = r.finished_at;
@@ -214,8 +233,9 @@ int Status(const Config& config, bool as_json) {
   if (rows->empty()) std::cout << "No sync has run yet with state " << config.state_path << "\n";
   for (const RunSummary& r : *rows) {
     std::cout << Safe(r.result.collection.rule) << " -> " << Safe(r.result.collection.target) << "/"
-              << Safe(r.result.collection.user) << ": run " << r.run_id << " at " << r.started_at
-              << (r.exit_code < 0 ? " (did not finish)" : "") << ": "
+              << Safe(r.result.collection.user) << " ("
+              << (*store)->Pseudonym(r.result.collection.user) << "): run " << r.run_id << " at "
+              << r.started_at << (r.exit_code < 0 ? " (did not finish)" : "") << ": "
               << CountsText(r.result.counts, false)
               << (r.result.message.empty() ? "" : "; " + Safe(r.result.message)) << "\n";
   }
@@ -440,13 +460,14 @@ int KeysRotate(const Config& config, bool as_json) {
 }
 
 // `purge --expired` forgets what is older than [state] retention_days (run
-// history and its messages); `purge --all` forgets everything the state
-// holds. Either way the file is rebuilt, so nothing lingers on disk.
+// history and its messages, cached people read from their source longer ago
+// than that); `purge --all` forgets everything the state holds. Either way the file is rebuilt, so
+// nothing lingers on disk.
 int Purge(const Config& config, bool all, bool as_json) {
   if (!LockState(config.state_path)) return 2;
   auto kind = InspectStateFile(config.state_path);
   if (!kind.ok()) return Fail(kind.error());
-  int64_t runs = 0;
+  int64_t runs = 0, cached = 0;
   if (*kind != StateFileKind::kMissing) {
     std::vector<std::string> notes;
     auto store = OpenState(config, StateUse::kSync, &notes);
@@ -456,9 +477,15 @@ int Purge(const Config& config, bool all, bool as_json) {
       roster::Status purged = (*store)->PurgeAll();
       if (!purged.ok()) return Fail(purged.error());
     } else {
-      auto pruned = (*store)->PruneRuns(std::chrono::hours(24) * config.retention_days);
+      const std::chrono::seconds max_age = std::chrono::hours(24) * config.retention_days;
+      auto pruned = (*store)->PruneRuns(max_age);
       if (!pruned.ok()) return Fail(pruned.error());
       runs = *pruned;
+      // With cache = "none" nothing of the cache may stay at all.
+      auto expired = config.cache == CacheMode::kNone ? (*store)->PurgeCache()
+                                                      : (*store)->PurgeExpiredCache(max_age);
+      if (!expired.ok()) return Fail(expired.error());
+      cached = *expired;
     }
   }
   const char* mode = all ? "purge --all" : "purge --expired";
@@ -466,6 +493,7 @@ int Purge(const Config& config, bool all, bool as_json) {
     json out{{"mode", mode}, {"state", Safe(config.state_path)}, {"exit_code", 0}};
     if (!all) {
       out["runs"] = runs;
+      out["cached"] = cached;
       out["retention_days"] = config.retention_days;
     }
     std::cout << Dump(out) << "\n";
@@ -475,8 +503,11 @@ int Purge(const Config& config, bool all, bool as_json) {
     std::cout << "Purged everything in " << Safe(config.state_path)
               << "; the next sync finds roster's items on the targets again by their markers.\n";
   } else {
-    std::cout << "Purged " << runs << " runs older than " << config.retention_days << " days from "
-              << Safe(config.state_path) << ".\n";
+    std::cout << "Purged what is older than " << config.retention_days << " days from "
+              << Safe(config.state_path) << ": " << runs << " runs, " << cached
+              << (config.cache == CacheMode::kNone ? " cached people (cache = \"none\": all)"
+                                                   : " cached people")
+              << ".\n";
   }
   return 0;
 }
@@ -495,10 +526,20 @@ int Main(int argc, char** argv) {
       "plan",
       "show what a sync would change; writes nothing. For the console: it names target users "
       "and (with --verbose) the people it would change, so do not send it to a shared log");
-  auto* sync_cmd = app.add_subcommand("sync", "bring every target address book up to date");
+  auto* sync_cmd = app.add_subcommand(
+      "sync",
+      "bring every target address book up to date. Its output is for logs: people and target "
+      "users appear by pseudonym (p:...; roster status shows whose), unless --debug");
   sync_cmd->add_flag("--force", force, "let the deletion guard pass");
+  bool debug = false;
+  sync_cmd->add_flag("--debug", debug,
+                     "name people and target users in the output (personal data: keep it out of "
+                     "shared logs); says so when it starts");
   plan_cmd->add_flag("--force", force, "plan as if the deletion guard were overridden");
-  auto* status_cmd = app.add_subcommand("status", "show the last result per address book");
+  auto* status_cmd = app.add_subcommand(
+      "status",
+      "show the last result per address book, with each target user's name and pseudonym (the "
+      "p:... a sync's output and the stored messages use); for the console");
   auto* doctor_cmd = app.add_subcommand(
       "doctor", "check every source, target and permission without changing anything");
   auto* keys_cmd =
@@ -559,6 +600,13 @@ int Main(int argc, char** argv) {
     std::cerr << "roster: " << Safe(store.error().message) << "\n";
     return 2;
   }
+  // A sync's output goes to logs: people and target users by pseudonym,
+  // unless --debug asks for them by name, which it says first.
+  if (!plan && !debug) HidePeople(**store);
+  if (!plan && debug) {
+    std::cerr << "roster: --debug: this output names people and target users (personal data); "
+                 "keep it out of shared logs\n";
+  }
   RunOptions options;
   options.dry_run = plan;
   options.force = force;
@@ -577,12 +625,12 @@ int Main(int argc, char** argv) {
   for (const std::string& e : report.errors) std::cerr << "roster: " << Safe(e) << "\n";
   for (const CollectionReport& c : report.collections) {
     for (const std::string& e : c.errors) {
-      std::cerr << "roster: " << Safe(c.key.target) << "/" << Safe(c.key.user) << ": " << Safe(e)
+      std::cerr << "roster: " << Safe(c.key.target) << "/" << User(c.key) << ": " << Safe(e)
                 << "\n";
     }
     // A run that ends with conflicts only exits 1: say why where cron looks.
     for (const std::string& e : c.conflicts) {
-      std::cerr << "roster: " << Safe(c.key.target) << "/" << Safe(c.key.user)
+      std::cerr << "roster: " << Safe(c.key.target) << "/" << User(c.key)
                 << ": conflict: " << Safe(e) << "\n";
     }
   }

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "core/hash.h"
+#include "core/record_codec.h"
 
 namespace roster {
 
@@ -12,7 +15,8 @@ const Result<std::vector<SourceRecord>>& SourceReader::Records(const std::string
   auto it = read_.find(name);
   if (it != read_.end()) return it->second;
   SourceEntry& entry = sources_.at(name);
-  auto records = entry.source->ReadAll();
+  auto records = cache_.store && entry.source->ReadsChanges() ? ReadThroughCache(name, entry)
+                                                              : entry.source->ReadAll();
   for (const std::string& w : entry.source->Warnings()) notes_.Warn(w);
   if (records.ok()) {
     Prepare(name, entry, *records);
@@ -23,6 +27,88 @@ const Result<std::vector<SourceRecord>>& SourceReader::Records(const std::string
     if (v != versions_.end() && v->second.empty()) versions_.erase(v);
   }
   return read_.emplace(name, std::move(records)).first->second;
+}
+
+// The cache holds each record as its source mapped it, with its photo
+// already capped (so that a photo is scaled once per change, not once per
+// run): a shape made of the source's own and of the photo limits.
+Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::string& name,
+                                                                 SourceEntry& entry) {
+  Source& source = *entry.source;
+  const TransformOptions& t = entry.transform;
+  const std::string shape =
+      HashHex("roster-source-cache-1\n" + source.CacheShape() + "\nphotos " +
+              std::to_string(t.photo_max_bytes) + " " + std::to_string(t.photo_max_pixels));
+  auto cache = cache_.store->LoadSourceCache(name, shape, cache_.max_age);
+  if (!cache.ok()) {
+    // A cache that cannot be read costs a full read, never the run.
+    notes_.Warn("source " + name + ": " + cache.error().message + "; it is read in full");
+    cache = SourceCache{};
+  }
+  std::vector<SourceRecord> cached;
+  std::unordered_map<std::string, std::string> stamps;
+  cached.reserve(cache->records.size());
+  stamps.reserve(cache->records.size());
+  for (const CachedRecord& c : cache->records) {
+    std::optional<SourceRecord> r = DecodeRecord(c.record);
+    if (!r || r->key != c.key) {
+      // Sealed, so only roster wrote it: a record it cannot decode is
+      // another version's or a bug; everything is read again, not guessed.
+      notes_.Warn("source " + name + ": a cached record could not be decoded; it is read in full");
+      cached.clear();
+      stamps.clear();
+      cache->shape_matches = false;
+      break;
+    }
+    stamps.emplace(c.key, c.stamp);
+    cached.push_back(std::move(*r));
+  }
+  ROSTER_ASSIGN_OR_RETURN(SourceChanges changes, source.ReadChanges(stamps));
+
+  // Photos are capped as they are read; the other transforms run on every
+  // record each run (they are cheap, and depend on options outside the shape).
+  TransformOptions photos_only;
+  photos_only.photo_max_bytes = t.photo_max_bytes;
+  photos_only.photo_max_pixels = t.photo_max_pixels;
+  CacheRead& how = cache_reads_[name];
+  how = CacheRead{};
+  {
+    std::vector<SourceRecord> fresh;
+    fresh.reserve(changes.changed.size());
+    for (StampedRecord& c : changes.changed) fresh.push_back(std::move(c.record));
+    TransformRecords(photos_only, fresh, how.capped, name);
+    for (size_t i = 0; i < fresh.size(); ++i) changes.changed[i].record = std::move(fresh[i]);
+  }
+  std::vector<CachedRecord> put;
+  put.reserve(changes.changed.size());
+  for (const StampedRecord& c : changes.changed) {
+    put.push_back(CachedRecord{c.record.key, c.stamp, EncodeRecord(c.record)});
+  }
+  const bool replace = changes.full || !cache->shape_matches;
+  std::vector<SourceRecord> records;
+  if (!replace) {
+    std::unordered_set<std::string> gone(changes.removed.begin(), changes.removed.end());
+    for (const StampedRecord& c : changes.changed) gone.insert(c.record.key);
+    records.reserve(cached.size() + changes.changed.size());
+    for (SourceRecord& r : cached) {
+      if (!gone.count(r.key)) records.push_back(std::move(r));
+    }
+    how.from_cache = static_cast<int64_t>(records.size());
+  }
+  cached.clear();
+  for (StampedRecord& c : changes.changed) records.push_back(std::move(c.record));
+  // A manager's name, say, comes from another record, cached or fresh.
+  source.Derive(records);
+  how.used = true;
+  how.full = replace;
+  how.expired = cache->expired;
+  if (cache_.write) {
+    Status st = cache_.store->UpdateSourceCache(
+        name, shape, replace, put, replace ? std::vector<std::string>{} : changes.removed);
+    // The cache only falls behind: the next run reads what it lacks.
+    if (!st.ok()) notes_.Warn("source " + name + ": " + st.error().message);
+  }
+  return records;
 }
 
 // Exclusion, the transforms, and attribute trimming, with one notice saying
@@ -51,8 +137,21 @@ void SourceReader::Prepare(const std::string& name, SourceEntry& entry,
   for (SourceRecord& r : records) {
     std::erase_if(r.attributes, [&](const auto& kv) { return !wanted.count(kv.first); });
   }
+  auto how = cache_reads_.find(name);
+  if (how != cache_reads_.end() && how->second.used) {
+    const TransformReport& capped = how->second.capped;
+    tr.photos_resampled += capped.photos_resampled;
+    tr.photos_dropped += capped.photos_dropped;
+    tr.warnings.insert(tr.warnings.begin(), capped.warnings.begin(), capped.warnings.end());
+  }
   for (std::string& w : tr.warnings) notes_.Warn(std::move(w));
   std::string notice = "source " + name + ": " + std::to_string(before) + " read";
+  if (how != cache_reads_.end() && how->second.used) {
+    const CacheRead& c = how->second;
+    notice += c.full ? std::string(" (in full)")
+                     : " (" + std::to_string(c.from_cache) + " of them from the cache)";
+    if (c.expired > 0) notice += ", " + std::to_string(c.expired) + " expired in the cache";
+  }
   auto add = [&](size_t n, const char* what) {
     if (n > 0) notice += ", " + std::to_string(n) + " " + what;
   };

@@ -3,6 +3,7 @@
 at what really landed in each address book (on Radicale's disk)."""
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -206,7 +207,31 @@ def roster(config, *args, env=None, timeout=900):
     out = None
     if p.stdout.strip().startswith("{"):
         out = json.loads(p.stdout)
+    if out and args[0] == "sync" and "--debug" not in args:
+        named(config, out, full_env)
     return p.returncode, out, p.stderr
+
+
+def named(config, out, env):
+    """A sync's output names target users by pseudonym (p:...), as logs must:
+    each target's "user" is checked to be one, kept as "user_ref", and
+    replaced by the name `roster status --json` gives it, so that tests can
+    say whose book they mean."""
+    refs = {t["user"] for t in out.get("targets", [])}
+    for ref in refs:
+        if not re.fullmatch(r"p:[0-9a-f]{12}", ref):
+            raise AssertionError(f"sync --json names a target user in clear: {ref!r}")
+    if not refs:
+        return
+    p = subprocess.run([ROSTER, "--config", config, "status", "--json"], capture_output=True,
+                       text=True, timeout=120, env=env)
+    by_ref = {}
+    if p.returncode == 0 and p.stdout.strip().startswith("["):
+        for row in json.loads(p.stdout):
+            by_ref[row["user_ref"]] = row["user"]
+    for t in out.get("targets", []):
+        t["user_ref"] = t["user"]
+        t["user"] = by_ref.get(t["user"], t["user"])
 
 
 class Suite:

@@ -502,7 +502,7 @@ def test_persistent_401_names_the_mailbox(s):
     (exit 1); it does not loop on the token endpoint or on the mailbox."""
     for where in ("mailbox", "batch"):
         c = Case(s, f"401-{where}")
-        r = c.sync("always_401", where, expect=(1,))
+        r = c.sync("always_401", where, expect=(1,), args=("--debug",))  # names the mailbox
         msg = errors_of(r)
         check(ALICE in msg and "401" in msg, f"[{where}] the message does not name {ALICE} "
               f"and 401: {msg}")

@@ -192,7 +192,7 @@ def test_invalid_utf8_is_repaired_and_reported(s):
                       f"rosterLegacyNote:: {raw}\n-\n")
     cfg = write_config(s, "note.toml", attributes='\n[sources.dir.attributes]\n'
                                                   'note = "rosterLegacyNote"\n')
-    code, out, err = run(cfg, "sync")
+    code, out, err = run(cfg, "sync", "--debug")  # its warnings name the entry
     check(code == 0, f"exit {code}: {err}")
     books = [u for u, own in s.users.items() if own != v["entryUUID"]]
     t = out["totals"]

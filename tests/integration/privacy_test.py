@@ -681,13 +681,15 @@ def test_expiry_with_the_clock_moved_by_faketime(s):
     users = [ALICE, CAROL]
     cfg = make_workdir(d, s.radicale.url, users=users, rule="expiry", book="Expiry Contacts",
                        state_extra="retention_days = 1")
-    r = roster(cfg, "sync")
+    r = roster(cfg, "sync", "--debug")  # names Carol, whose home is refused
     check(r.code == 1, f"sync with Carol's home refused: {r}")
     carol = [t for t in r.json["targets"] if t["user"] == CAROL][0]
     check(carol["messages"] and CAROL in carol["messages"][0], f"carol: {carol}")
     r, _ = status_users(cfg)
     row = [t for t in r.json if t["user"] == CAROL]
-    check(row and CAROL in row[0]["message"], f"the message naming Carol was not kept: {r}")
+    # Kept, and sealed; the stored message names her by her pseudonym only.
+    check(row and row[0]["user_ref"] in row[0]["message"] and CAROL not in row[0]["message"],
+          f"the message naming Carol was not kept by pseudonym: {r}")
     run_a = row[0]["run"]
     blobs_a = sealed_blobs(d, {"run_results": f"run_id = {run_a}"})
     check(len(blobs_a) >= 3, f"run {run_a}: {len(blobs_a)} sealed values")

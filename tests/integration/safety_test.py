@@ -104,7 +104,7 @@ def test_conflicts_only_exit_1_with_the_reason_on_stderr(suite, server):
     name = "roster-" + hashlib.blake2b(b"company\0" + key.encode(), digest_size=16).hexdigest()
     # Someone else's card sits at the name roster would create for this person.
     w.dav.put(f"{book}{name}.vcf", own_card("squatter", "Not roster's", "x@example.org"))
-    code, out, err = w.roster("sync")
+    code, out, err = w.roster("sync", "--debug")  # the conflict names alice
     check(code == 1, f"exit {code}, not 1: {err}")
     check("alice: conflict:" in err and name in err, err)
 

@@ -14,6 +14,7 @@ is exempt from every size limit: to see a limit, bind as an ordinary entry
 import atexit
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -106,7 +107,7 @@ class Slapd:
     """
 
     def __init__(self, workdir=None, size_limit=None, tls=False, ldif=None, page_limit=None,
-                 max_incoming=64 << 20, start_timeout=30):
+                 max_incoming=64 << 20, start_timeout=30, log_stats=False):
         self.dir = tempfile.mkdtemp(prefix="roster-slapd-", dir=workdir)
         self.bind_dn = ROOT_DN
         self.password = ROOT_PASSWORD
@@ -118,6 +119,7 @@ class Slapd:
         self._log = None
         self.log_path = os.path.join(self.dir, "slapd.log")
         self.pidfile = os.path.join(self.dir, "slapd.pid")
+        self.log_stats = log_stats
         _LIVE.add(self)
         try:
             self._configure(size_limit, page_limit, tls, max_incoming)
@@ -202,7 +204,8 @@ access to *
             self._log = open(self.log_path, "w")
             # -d 0 keeps slapd in the foreground (it is ours to wait for) and
             # sends its start-up errors to the log.
-            self.proc = subprocess.Popen(["slapd", "-d", "0", "-F", self.confdir, "-h",
+            self.proc = subprocess.Popen(["slapd", "-d", "stats" if self.log_stats else "0",
+                                          "-F", self.confdir, "-h",
                                           " ".join(urls)],
                                          stdout=self._log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL,
@@ -234,6 +237,22 @@ access to *
                 return f.read()
         except OSError:
             return ""
+
+    def searches(self):
+        """With log_stats: [(base, scope, filter, nentries)] of every search so far
+        whose result slapd logged, in order."""
+        text = self._read_log()
+        asked, out = {}, []
+        for line in text.splitlines():
+            m = re.search(r"conn=(\d+) op=(\d+) SRCH base=\"(.*)\" scope=(\d) deref=\d "
+                          r"filter=\"(.*)\"$", line)
+            if m:
+                asked[(m.group(1), m.group(2))] = (m.group(3), int(m.group(4)), m.group(5))
+                continue
+            m = re.search(r"conn=(\d+) op=(\d+) SEARCH RESULT .*nentries=(\d+)", line)
+            if m and (m.group(1), m.group(2)) in asked:
+                out.append(asked.pop((m.group(1), m.group(2))) + (int(m.group(3)),))
+        return out
 
     # --- changes, as the rootdn -------------------------------------------
 

@@ -14,6 +14,7 @@
 
 #include "connectors/ldap/ldap_connection.h"
 #include "core/hash.h"
+#include "core/personal.h"
 #include "core/text.h"
 
 namespace roster {
@@ -217,14 +218,11 @@ Result<std::unique_ptr<LdapConnection>> LdapDirectory::Connect() const {
                                                     options_.password, options_.timeout_seconds});
 }
 
-Result<std::vector<SourceRecord>> LdapDirectory::ReadAll() {
-  warnings_.clear();
-  if (!insecure_warning_.empty()) warnings_.push_back(insecure_warning_);
-  SigpipeGuard sigpipe_guard;
-  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
+Result<std::vector<SourceRecord>> LdapDirectory::ReadUnderived(LdapConnection& connection) {
   std::vector<SourceRecord> records;
   std::unordered_map<std::string, std::string> dn_of_key;
-  ROSTER_RETURN_IF_ERROR(connection->Search(
+  ++searches_;
+  ROSTER_RETURN_IF_ERROR(connection.Search(
       options_.base_dn, options_.filter, mapping_.RequestedAttributes(), options_.page_size,
       [&](LdapEntry&& entry) -> Status {
         std::optional<SourceRecord> record =
@@ -234,51 +232,109 @@ Result<std::vector<SourceRecord>> LdapDirectory::ReadAll() {
         if (!fresh) {
           // Only a configured key attribute can repeat; entryUUID cannot.
           return MakeError(ErrorKind::kInvalidData,
-                           Prefix() + "entries " + it->second + " and " + entry.dn +
-                               " have the same " + mapping_.key_attribute + " \"" + record->key +
+                           Prefix() + "entries " + Personal(it->second, it->second) + " and " +
+                               Personal(entry.dn, entry.dn) + " have the same " +
+                               mapping_.key_attribute + " \"" + Personal(record->key, record->key) +
                                "\", so it cannot be the key");
         }
         records.push_back(std::move(*record));
         return {};
       }));
+  return records;
+}
+
+Result<std::vector<SourceRecord>> LdapDirectory::ReadAll() {
+  warnings_.clear();
+  if (!insecure_warning_.empty()) warnings_.push_back(insecure_warning_);
+  SigpipeGuard sigpipe_guard;
+  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
+  ROSTER_ASSIGN_OR_RETURN(std::vector<SourceRecord> records, ReadUnderived(*connection));
   ResolveManagers(&records);
   return records;
 }
 
-Result<std::string> LdapDirectory::Version() {
-  SigpipeGuard sigpipe_guard;
-  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
+void LdapDirectory::Derive(std::vector<SourceRecord>& records) const { ResolveManagers(&records); }
+
+Result<LdapDirectory::Listing> LdapDirectory::List(LdapConnection& connection) {
+  // Active Directory numbers its changes per domain controller: the
+  // controller's invocationId goes into every stamp, so that after a switch
+  // to another one (or a restore) every entry reads as changed.
+  std::string epoch;
+  ++searches_;
+  ROSTER_ASSIGN_OR_RETURN(auto root, connection.ReadMany({""}, {"dsServiceName"}));
+  if (!root.empty() && root.front()) {
+    if (const auto* service = root.front()->Find("dsServiceName"); service && !service->empty()) {
+      ++searches_;
+      ROSTER_ASSIGN_OR_RETURN(auto dsa, connection.ReadMany({service->front()}, {"invocationId"}));
+      if (!dsa.empty() && dsa.front()) {
+        if (const auto* id = dsa.front()->Find("invocationId"); id && !id->empty()) {
+          epoch = HashHex(id->front(), 16);
+        }
+      }
+    }
+  }
   std::vector<std::string> attributes = {mapping_.key_attribute};
   for (const char* a : kStampAttributes) attributes.emplace_back(a);
+  // memberOf is a back link: on Active Directory a change of membership
+  // does not move the member's uSNChanged. When the records carry it, it is
+  // part of the stamp.
+  bool member_of = false;
+  for (const std::string& a : mapping_.extra_attributes) {
+    if (EqualsNoCase(a, "memberOf")) member_of = true;
+  }
+  if (member_of) attributes.emplace_back("memberOf");
+  Listing listing;
   std::vector<std::string> lines;
-  ROSTER_RETURN_IF_ERROR(connection->Search(options_.base_dn, options_.filter, attributes,
-                                            options_.page_size, [&](LdapEntry&& entry) -> Status {
-                                              std::string problem;
-                                              std::optional<std::string> key = LdapEntryKey(
-                                                  entry, mapping_.key_attribute, &problem);
-                                              if (!key) return {};  // ReadAll skips it too
-                                              // The DN catches a rename or move even on a server
-                                              // whose stamps have coarse resolution.
-                                              std::string line;
-                                              AppendField(line, *key);
-                                              AppendField(line, NormalizeDn(entry.dn));
-                                              for (const char* a : kStampAttributes) {
-                                                if (const auto* values = entry.Find(a)) {
-                                                  for (const std::string& v : *values)
-                                                    AppendField(line, v);
-                                                } else {
-                                                  AppendField(line, "");
-                                                }
-                                              }
-                                              lines.push_back(std::move(line));
-                                              return {};
-                                            }));
+  ++searches_;
+  ROSTER_RETURN_IF_ERROR(connection.Search(
+      options_.base_dn, options_.filter, attributes, options_.page_size,
+      [&](LdapEntry&& entry) -> Status {
+        std::string problem;
+        std::optional<std::string> key = LdapEntryKey(entry, mapping_.key_attribute, &problem);
+        if (!key) return {};  // a read skips it too
+        // The DN catches a rename or move even on a server whose stamps have
+        // coarse resolution.
+        std::string stamp;
+        AppendField(stamp, epoch);
+        AppendField(stamp, NormalizeDn(entry.dn));
+        for (const char* a : kStampAttributes) {
+          if (const auto* values = entry.Find(a)) {
+            for (const std::string& v : *values) AppendField(stamp, v);
+          } else {
+            AppendField(stamp, "");
+          }
+        }
+        if (member_of) {
+          std::vector<std::string> groups;
+          if (const auto* values = entry.Find("memberOf")) groups = *values;
+          std::sort(groups.begin(), groups.end());
+          AppendField(stamp, "memberOf");
+          for (const std::string& g : groups) AppendField(stamp, g);
+        }
+        std::string line;
+        AppendField(line, *key);
+        AppendField(line, stamp);
+        lines.push_back(std::move(line));
+        listing.by_key[*key] = Listed{entry.dn, HashHex(stamp, 16)};
+        return {};
+      }));
   std::sort(lines.begin(), lines.end());
   std::string all;
-  AppendField(all, "roster-ldap-version-2");
+  AppendField(all, "roster-ldap-version-3");
+  AppendField(all, CacheShape());
+  for (const std::string& line : lines) AppendField(all, line);
+  listing.version = HashHex(all, 16);
+  return listing;
+}
+
+std::string LdapDirectory::CacheShape() const {
+  // What a read would make of the entries: a changed mapping is a change.
+  std::string all;
+  AppendField(all, "roster-ldap-cache-1");
+  AppendField(all, options_.url);
   AppendField(all, options_.base_dn);
   AppendField(all, options_.filter);
-  // What a read would make of the entries: a changed mapping is a change.
+  AppendField(all, options_.schema);
   AppendField(all, mapping_.key_attribute);
   for (const auto& [field, attributes] : mapping_.fields) {
     AppendField(all, field);
@@ -286,8 +342,75 @@ Result<std::string> LdapDirectory::Version() {
   }
   AppendField(all, "extra");
   for (const std::string& a : mapping_.extra_attributes) AppendField(all, a);
-  for (const std::string& line : lines) AppendField(all, line);
   return HashHex(all, 16);
+}
+
+Result<std::string> LdapDirectory::Version() {
+  SigpipeGuard sigpipe_guard;
+  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
+  ROSTER_ASSIGN_OR_RETURN(Listing listing, List(*connection));
+  std::string version = listing.version;
+  listing_ = std::move(listing);
+  return version;
+}
+
+bool ReadChangesInFull(size_t changed, size_t listed, size_t cached) {
+  return cached == 0 || changed > std::max<size_t>(1000, listed / 4);
+}
+
+Result<SourceChanges> LdapDirectory::ReadChanges(
+    const std::unordered_map<std::string, std::string>& cached) {
+  warnings_.clear();
+  if (!insecure_warning_.empty()) warnings_.push_back(insecure_warning_);
+  SigpipeGuard sigpipe_guard;
+  ROSTER_ASSIGN_OR_RETURN(std::unique_ptr<LdapConnection> connection, Connect());
+  std::optional<Listing> listing = std::move(listing_);
+  listing_.reset();  // lent once: a later read lists afresh
+  if (!listing) {
+    ROSTER_ASSIGN_OR_RETURN(Listing fresh, List(*connection));
+    listing = std::move(fresh);
+  }
+  SourceChanges out;
+  for (const auto& [key, stamp] : cached) {
+    if (!listing->by_key.count(key)) out.removed.push_back(key);
+  }
+  std::sort(out.removed.begin(), out.removed.end());
+  std::vector<std::pair<std::string, const Listed*>> changed;
+  for (const auto& [key, listed] : listing->by_key) {
+    auto it = cached.find(key);
+    if (it == cached.end() || it->second != listed.stamp) changed.emplace_back(key, &listed);
+  }
+  std::sort(changed.begin(), changed.end());
+  auto full = [&]() -> Result<SourceChanges> {
+    SourceChanges all;
+    all.full = true;
+    ROSTER_ASSIGN_OR_RETURN(std::vector<SourceRecord> records, ReadUnderived(*connection));
+    all.entries_read = static_cast<int64_t>(records.size());
+    for (SourceRecord& r : records) {
+      auto it = listing->by_key.find(r.key);
+      // Not in the listing (added since): no stamp, so read again next time.
+      std::string stamp = it == listing->by_key.end() ? std::string() : it->second.stamp;
+      all.changed.push_back(StampedRecord{std::move(r), std::move(stamp)});
+    }
+    return all;
+  };
+  if (ReadChangesInFull(changed.size(), listing->by_key.size(), cached.size())) return full();
+  if (changed.empty()) return out;
+  std::vector<std::string> dns;
+  dns.reserve(changed.size());
+  for (const auto& [key, listed] : changed) dns.push_back(listed->dn);
+  searches_ += static_cast<int64_t>(dns.size());
+  ROSTER_ASSIGN_OR_RETURN(auto entries, connection->ReadMany(dns, mapping_.RequestedAttributes()));
+  for (size_t i = 0; i < changed.size(); ++i) {
+    if (i >= entries.size() || !entries[i]) return full();  // gone or moved since the listing
+    std::optional<SourceRecord> record =
+        MapLdapEntry(*entries[i], mapping_, options_.name, &warnings_);
+    if (!record) continue;                               // skipped, with a warning
+    if (record->key != changed[i].first) return full();  // another entry under that DN now
+    out.changed.push_back(StampedRecord{std::move(*record), changed[i].second->stamp});
+  }
+  out.entries_read = static_cast<int64_t>(entries.size());
+  return out;
 }
 
 std::optional<DirectoryUser> LdapDirectory::ToUser(const LdapEntry& entry,
@@ -296,8 +419,8 @@ std::optional<DirectoryUser> LdapDirectory::ToUser(const LdapEntry& entry,
   std::string problem;
   std::optional<std::string> key = LdapEntryKey(entry, mapping_.key_attribute, &problem);
   if (!key) {
-    warnings_.push_back(Prefix() + "entry " + entry.dn + " (" + context + ") " + problem +
-                        "; skipped");
+    warnings_.push_back(Prefix() + "entry " + Personal(entry.dn, entry.dn) + " (" + context + ") " +
+                        problem + "; skipped");
     return std::nullopt;
   }
   DirectoryUser user{std::move(*key), entry.dn, {}};
@@ -311,7 +434,8 @@ std::optional<DirectoryUser> LdapDirectory::ToUser(const LdapEntry& entry,
       bool repaired = false;
       user.values.push_back(RepairUtf8(v, &repaired));
       if (repaired) {
-        warnings_.push_back(Prefix() + "entry " + entry.dn + ": attribute " + attribute +
+        warnings_.push_back(Prefix() + "entry " + Personal(entry.dn, entry.dn) + ": attribute " +
+                            attribute +
                             " is not valid UTF-8; the invalid bytes were replaced with U+FFFD");
       }
     }
@@ -372,8 +496,8 @@ Result<std::vector<DirectoryUser>> LdapDirectory::GroupMembers(const std::string
     ROSTER_ASSIGN_OR_RETURN(auto entries, connection->ReadMany(dns, attributes));
     for (size_t i = 0; i < dns.size(); ++i) {
       if (!entries[i]) {
-        warnings_.push_back(Prefix() + "member " + dns[i] + " of group " + parents[i] +
-                            " does not exist; skipped");
+        warnings_.push_back(Prefix() + "member " + Personal(dns[i], dns[i]) + " of group " +
+                            parents[i] + " does not exist; skipped");
         continue;
       }
       const LdapEntry& entry = *entries[i];

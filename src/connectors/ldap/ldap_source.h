@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "connectors/ldap/ldap_mapping.h"
@@ -66,6 +67,23 @@ class LdapDirectory final : public Source, public Directory {
   // filter as ReadAll but without the bodies.
   Result<std::string> Version() override;
 
+  // Delta reads (see Source::ReadChanges): the listing Version() makes
+  // (each entry's key, DN and modification stamps; on Active Directory the
+  // domain controller's invocationId too, so that another controller's
+  // uSNChanged never passes for the same), then a base read of each entry
+  // that is new or whose stamp moved. More than max(1000, a quarter of the
+  // directory), an empty cache, or an entry gone between the listing and its
+  // read: one paged read of everything instead. A Version() just before
+  // lends its listing to the next ReadChanges, so that a run lists once.
+  bool ReadsChanges() const override { return true; }
+  Result<SourceChanges> ReadChanges(
+      const std::unordered_map<std::string, std::string>& cached) override;
+  std::string CacheShape() const override;
+  // The manager's display name on each report (ResolveManagers).
+  void Derive(std::vector<SourceRecord>& records) const override;
+  // Searches and base reads made so far (each one request), for tests.
+  int64_t searches() const { return searches_; }
+
   // Follows member and uniqueMember from `group` through nested groups
   // (groupOfNames, groupOfUniqueNames, AD's group), each person once
   // whatever the cycles; a member DN that does not exist is skipped with a
@@ -88,11 +106,30 @@ class LdapDirectory final : public Source, public Directory {
                                       const std::string& context);
   std::string Prefix() const { return "source " + options_.name + ": "; }
 
+  // One entry of a listing: its DN and its stamp (see Version()).
+  struct Listed {
+    std::string dn;
+    std::string stamp;
+  };
+  struct Listing {
+    std::unordered_map<std::string, Listed> by_key;
+    std::string version;
+  };
+  Result<Listing> List(LdapConnection& connection);
+  // Every entry, mapped but not derived (no manager names resolved).
+  Result<std::vector<SourceRecord>> ReadUnderived(LdapConnection& connection);
+  std::optional<Listing> listing_;  // what the last Version() listed, for one ReadChanges
+  int64_t searches_ = 0;
+
   LdapOptions options_;
   LdapMapping mapping_;
   std::vector<std::string> warnings_;
   std::string insecure_warning_;  // set when allow_insecure let a clear-text bind through
 };
+
+// Whether a delta read reads everything instead: an empty cache, or more
+// changed entries than max(1000, a quarter of those listed).
+bool ReadChangesInFull(size_t changed, size_t listed, size_t cached);
 
 // Checks the options (URL scheme, schema, mapping, names, limits, a
 // password that would travel in clear: see allow_insecure) and
