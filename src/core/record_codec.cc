@@ -54,8 +54,10 @@ class Reader {
       if (in_.empty() || shift > 63) return Fail();
       const auto byte = static_cast<unsigned char>(in_.front());
       in_.remove_prefix(1);
+      // One encoding per number: no bits past 64, no overlong zero tail.
+      if (shift == 63 && byte > 1) return Fail();
       n |= static_cast<uint64_t>(byte & 0x7f) << shift;
-      if ((byte & 0x80) == 0) return n;
+      if ((byte & 0x80) == 0) return (byte == 0 && shift > 0) ? Fail() : n;
     }
     return 0;
   }
@@ -205,10 +207,13 @@ std::optional<SourceRecord> DecodeRecord(std::string_view bytes) {
     r.Str(name);
     std::vector<std::string> values;
     r.Strs(values);
-    // Names are unique in an encoding (a map wrote them).
-    if (r.ok() && !record.attributes.emplace(std::move(name), std::move(values)).second) {
+    // A map wrote the names: unique and in order, so that bytes decode
+    // only when they are the one encoding of their record.
+    if (!r.ok()) break;
+    if (!record.attributes.empty() && !(record.attributes.rbegin()->first < name)) {
       return std::nullopt;
     }
+    record.attributes.emplace_hint(record.attributes.end(), std::move(name), std::move(values));
   }
   if (!r.done()) return std::nullopt;
   return record;

@@ -99,5 +99,39 @@ TEST(RecordCodecTest, AFlagOtherThanZeroOrOneIsRefused) {
   EXPECT_FALSE(DecodeRecord(bytes).has_value());
 }
 
+TEST(RecordCodecTest, OnlyTheOneEncodingOfARecordDecodes) {
+  // A key of length 1 written as a padded varint (0x81 0x00) instead of 0x01.
+  SourceRecord r;
+  r.key = "k";
+  const std::string bytes = EncodeRecord(r);
+  ASSERT_TRUE(DecodeRecord(bytes).has_value());
+  ASSERT_EQ(bytes.substr(3, 2), std::string("\x01k", 2));
+  std::string padded = bytes.substr(0, 3) + std::string("\x81\x00", 2) + bytes.substr(4);
+  EXPECT_FALSE(DecodeRecord(padded).has_value());
+  // Bits past 64 in the last byte of a ten-byte varint.
+  std::string wide = "rr1" + std::string(9, '\xff') + "\x02";
+  EXPECT_FALSE(DecodeRecord(wide).has_value());
+  // Attributes out of order: swap the two names of a record that has "a" and "b".
+  r.attributes = {{"a", {"1"}}, {"b", {"2"}}};
+  std::string ordered = EncodeRecord(r);
+  ASSERT_TRUE(DecodeRecord(ordered).has_value());
+  const size_t a =
+      ordered.rfind(std::string("\x01"
+                                "a\x01\x01"
+                                "1",
+                                5));
+  const size_t b =
+      ordered.rfind(std::string("\x01"
+                                "b\x01\x01"
+                                "2",
+                                5));
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(b, std::string::npos);
+  std::string swapped = ordered;
+  swapped.replace(a, 5, ordered.substr(b, 5));
+  swapped.replace(b, 5, ordered.substr(a, 5));
+  EXPECT_FALSE(DecodeRecord(swapped).has_value());
+}
+
 }  // namespace
 }  // namespace roster
