@@ -245,6 +245,24 @@ def expect_converged(graph, users, removed=()):
               f"missing {sorted(want - own - got)[:3]}, extra {sorted(got - want)[:3]}")
 
 
+def check_directory_reads(entries, want, what):
+    """The run read the directory by delta: no /users or /contacts listing, and
+    exactly the users `want` (ids) by GET /users/{id}."""
+    lists = [e for e in entries if e["method"] == "GET" and e["path"] in ("/v1.0/users",
+                                                                        "/v1.0/contacts")]
+    check(not lists, f"{what}: the directory was listed {len(lists)} times")
+    deltas = [e for e in entries if e["kind"] == "users_delta"]
+    check(deltas, f"{what}: the users' delta was not read")
+    ids = {user(i)["id"] for i in range(USERS)}
+    # A $batch's sub-requests are logged by their relative URL.
+    got = [e["path"].rsplit("/", 1)[1] for e in entries
+           if e["method"] == "GET" and e["kind"] == "user" and
+           e["path"].rsplit("/", 1)[1] in ids]
+    check(sorted(got) == sorted(want),
+          f"{what}: read users {sorted(got)[:5]} ({len(got)}), want {sorted(want)[:5]} "
+          f"({len(want)})")
+
+
 def log_since(graph, offset):
     out = graph.ctl("GET", f"log?offset={offset}&limit=100000")
     return out["entries"], out["total"]
@@ -476,9 +494,10 @@ def test_gal_into_carddav_books(suite):
 def test_manager_names_from_the_directory(suite):
     """attributes = { manager = "manager" }: each card carries its person's
     manager's display name (a user's, by UPN or id, or an org contact's),
-    read with $expand=manager($select=displayName); the users' delta (which
+    read with $expand=manager($select=displayName,id); the users' delta (which
     selects manager) sees a new manager, a renamed manager renames it on every
-    report's card, and a quiet directory is not read at all."""
+    report's card, and a quiet directory is not read at all. With the cache
+    (the default) each change reads only the users it touches, by id."""
     graph = Graph(suite.workdir)
     state = os.path.join(suite.workdir, "roster.db")
     managers = {i: upn(30) for i in range(40, 60)}
@@ -545,6 +564,10 @@ def test_manager_names_from_the_directory(suite):
         check(t["updated"] == len(TARGETS) and t["created"] + t["deleted"] == 0,
               f"new manager: {t}, want {len(TARGETS)} updates")
         check_cards("new manager")
+        # With the cache the delta names who changed, and only they are read
+        # again (by id, in a $batch): no listing of /users.
+        entries, offset = log_since(graph, offset)
+        check_directory_reads(entries, {user(45)["id"]}, "new manager")
 
         # The manager u0030 is renamed: her own card and each of her 19 reports' cards.
         name[30] = "Ann Manager"
@@ -557,6 +580,11 @@ def test_manager_names_from_the_directory(suite):
         check(t["updated"] == (1 + reports) * len(TARGETS) and t["created"] + t["deleted"] == 0,
               f"renamed manager: {t}, want {(1 + reports) * len(TARGETS)} updates")
         check_cards("renamed manager")
+        # The manager and her reports (whose cached stamps name her) are read again.
+        entries, offset = log_since(graph, offset)
+        check_directory_reads(
+            entries, {user(30)["id"]} | {user(i)["id"] for i, m in managers.items() if m == upn(30)},
+            "renamed manager")
 
         # u0070 loses the manager: the field is cleared on every card.
         graph.ctl("POST", "directory/upsert", {"users": [{"id": user(70)["id"],
@@ -567,6 +595,84 @@ def test_manager_names_from_the_directory(suite):
         t = totals(out)
         check(t["updated"] == len(TARGETS), f"no manager: {t}, want {len(TARGETS)} updates")
         check_cards("no manager")
+    finally:
+        graph.stop()
+        os.path.exists(state) and os.remove(state)
+
+
+def png(shade):
+    """A valid 8x8 grey PNG of one shade (no imaging library needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + bytes([shade]) * 8 for _ in range(8))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 0, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_photo_changes_by_media_etag(suite):
+    """With photos read, a photo change is in no delta: once a day (the clock
+    moved by faketime) the cached users' photos are checked by their media
+    ETag, in $batch, without their bytes; only the user whose photo changed
+    is read again and only their cards are written."""
+    import base64
+    import shutil
+    check(shutil.which("faketime"), "faketime is not installed (Debian package faketime)")
+    graph = Graph(suite.workdir)
+    state = os.path.join(suite.workdir, "roster.db")
+    try:
+        os.path.exists(state) and os.remove(state)
+        users = [user(i) for i in range(SMALL)]
+        for i in (100, 101, 102):
+            users[i]["photo"] = {"contentType": "image/png",
+                                 "base64": base64.b64encode(png(i)).decode()}
+        graph.ctl("POST", "load", {"users": users,
+                                   "orgContacts": [org_contact(i) for i in range(ORG_CONTACTS)],
+                                   "groups": [{"id": "20000000-0000-4000-8000-000000000002",
+                                               "displayName": "Sales",
+                                               "members": [users[i]["id"]
+                                                           for i in range(MAILBOXES + 1)]}]})
+        config = write_config(suite, graph, "photos.toml")
+        text = open(config).read()
+        open(config, "w").write(text.replace("photo_max_pixels = 0\n", "", 1))
+        code, out, err = run(config, "sync")
+        check(code == 0, f"first sync exit {code}: {err[-2000:]}")
+
+        # A new photo for u0101: the same day, the delta is quiet and nothing is read.
+        graph.ctl("POST", "directory/upsert", {"users": [{
+            "id": users[101]["id"],
+            "photo": {"contentType": "image/png", "base64": base64.b64encode(png(7)).decode()}}]})
+        _, offset = log_since(graph, 0)
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        t = totals(out)
+        check(t["created"] + t["updated"] + t["deleted"] == 0, f"same day: {t}")
+
+        # A day later: the photos are checked by ETag and only u0101 is read again.
+        env = dict(os.environ)
+        p = subprocess.run(["faketime", "+25 hours", ROSTER, "--config", config, "--json",
+                            "sync"], capture_output=True, text=True, timeout=600, env=env)
+        check(p.returncode == 0, p.stderr[-2000:])
+        out = json.loads(p.stdout)
+        t = totals(out)
+        mailboxes = len([i for i in range(MAILBOXES + 1)
+                         if users[i]["accountEnabled"] and users[i]["mailbox"] and i != 101])
+        check(t["updated"] == mailboxes and t["created"] + t["deleted"] == 0,
+              f"a day later: {t}, want {mailboxes} updates (u0101's new photo)")
+        entries, offset = log_since(graph, offset)
+        # The directory's user photos (the target's own contact photos aside).
+        mine = [e for e in entries if e["method"] == "GET" and e["kind"] == "user_photo"]
+        meta = [e for e in mine if e["path"].endswith("/photo")]
+        values = [e["path"] for e in mine if e["path"].endswith("/photo/$value")]
+        check(len(meta) >= SMALL - 1, f"{len(meta)} photo ETags checked, want {SMALL - 1}")
+        check(values == [f"/users/{users[101]['id']}/photo/$value"],
+              f"photo bytes read: {values[:5]} ({len(values)})")
+        lists = [e for e in entries if e["method"] == "GET" and e["path"] == "/v1.0/users"]
+        check(not lists, f"the directory was listed {len(lists)} times")
     finally:
         graph.stop()
         os.path.exists(state) and os.remove(state)
@@ -656,7 +762,8 @@ def main():
     suite = Suite("graph_sync")
     tests = [test_gal_into_mailboxes_end_to_end, test_faults_converge_without_duplicates,
              test_placement_default_with_a_category, test_gal_into_carddav_books,
-             test_manager_names_from_the_directory, test_certificate_and_refusals]
+             test_manager_names_from_the_directory, test_photo_changes_by_media_etag,
+             test_certificate_and_refusals]
     only = sys.argv[1:]
     code = suite.run([t for t in tests if not only or t.__name__ in only])
     suite.close()

@@ -256,6 +256,19 @@ void AppendField(std::string& out, std::string_view field) {
   out.append(field);
 }
 
+std::string HashRecord(const SourceRecord& r) {
+  std::string one;
+  AppendField(one, r.key);
+  AppendField(one, ContentHash(r.contact));
+  AppendField(one, r.contact.photo ? HashHex(r.contact.photo->data) : std::string());
+  for (const auto& [name, values] : r.attributes) {
+    AppendField(one, name);
+    AppendField(one, std::to_string(values.size()));
+    for (const std::string& v : values) AppendField(one, v);
+  }
+  return HashHex(one);
+}
+
 std::string HashRecords(const std::vector<SourceRecord>& records) {
   std::vector<const SourceRecord*> sorted;
   sorted.reserve(records.size());
@@ -263,18 +276,7 @@ std::string HashRecords(const std::vector<SourceRecord>& records) {
   std::sort(sorted.begin(), sorted.end(),
             [](const SourceRecord* a, const SourceRecord* b) { return a->key < b->key; });
   std::string all;
-  for (const SourceRecord* r : sorted) {
-    std::string one;
-    AppendField(one, r->key);
-    AppendField(one, ContentHash(r->contact));
-    AppendField(one, r->contact.photo ? HashHex(r->contact.photo->data) : std::string());
-    for (const auto& [name, values] : r->attributes) {
-      AppendField(one, name);
-      AppendField(one, std::to_string(values.size()));
-      for (const std::string& v : values) AppendField(one, v);
-    }
-    AppendField(all, HashHex(one));
-  }
+  for (const SourceRecord* r : sorted) AppendField(all, HashRecord(*r));
   return HashHex(all);
 }
 
@@ -381,6 +383,36 @@ Status ReadPages(graph::GraphClient& client, const std::string& prefix, std::str
   }
 }
 
+// One directory object (its id already checked): nullopt when its
+// "@odata.type" is not `type_name`'s (null: any type).
+Result<std::optional<SourceRecord>> ParseObject(const json& object, const char* type_name,
+                                                const GraphObjectKind* kind,
+                                                const GraphMapping* mapping) {
+  if (type_name != nullptr) {
+    auto type = object.find("@odata.type");
+    if (type != object.end() && (!type->is_string() || *type != type_name))
+      return std::optional<SourceRecord>();
+  }
+  SourceRecord record;
+  record.key = object.at("id").get<std::string>();
+  size_t budget = kMaxValuesPerObject;
+  if (!Flatten(object, "", record.attributes, budget)) {
+    return Invalid("object " + record.key + " holds too many values");
+  }
+  KeepManagerName(object, record.attributes);
+  if (mapping != nullptr && kind != nullptr) {
+    const bool user = *kind == GraphObjectKind::kUser;
+    for (const auto& [field, path] : user ? mapping->user_fields : mapping->contact_fields) {
+      auto it = record.attributes.find(path);
+      if (it == record.attributes.end()) continue;
+      for (const std::string& v : it->second) SetContactField(record.contact, field, v);
+    }
+    if (!user) FillOrgContactTyped(object, record.contact);
+    for (const std::string& field : mapping->removed) ClearContactField(record.contact, field);
+  }
+  return std::optional<SourceRecord>(std::move(record));
+}
+
 // The page reader behind ParseGraphDirectoryPage: `kind` null keeps objects
 // of any type; `mapping` null fills no contact.
 Result<GraphDirectoryPage> ParsePage(std::string_view text, const GraphObjectKind* kind,
@@ -418,30 +450,12 @@ Result<GraphDirectoryPage> ParsePage(std::string_view text, const GraphObjectKin
     }
     if (object.contains("@removed")) {
       ++out.removed;
+      out.removed_ids.push_back(id->get<std::string>());
       continue;
     }
-    if (type_name != nullptr) {
-      auto type = object.find("@odata.type");
-      if (type != object.end() && (!type->is_string() || *type != type_name)) continue;
-    }
-    SourceRecord record;
-    record.key = id->get<std::string>();
-    size_t budget = kMaxValuesPerObject;
-    if (!Flatten(object, "", record.attributes, budget)) {
-      return Invalid("object " + record.key + " holds too many values");
-    }
-    KeepManagerName(object, record.attributes);
-    if (mapping != nullptr && kind != nullptr) {
-      const bool user = *kind == GraphObjectKind::kUser;
-      for (const auto& [field, path] : user ? mapping->user_fields : mapping->contact_fields) {
-        auto it = record.attributes.find(path);
-        if (it == record.attributes.end()) continue;
-        for (const std::string& v : it->second) SetContactField(record.contact, field, v);
-      }
-      if (!user) FillOrgContactTyped(object, record.contact);
-      for (const std::string& field : mapping->removed) ClearContactField(record.contact, field);
-    }
-    out.records.push_back(std::move(record));
+    std::optional<SourceRecord> record;
+    ROSTER_ASSIGN_OR_RETURN(record, ParseObject(object, type_name, kind, mapping));
+    if (record) out.records.push_back(std::move(*record));
   }
   return out;
 }
@@ -493,13 +507,130 @@ Result<bool> FolderDeltaPage(std::string_view body, Links* links) {
   return !page.items.empty() || !page.removed.empty();
 }
 
+// --- delta reads from the cache ---
+//
+// A cached directory object's stamp says what a delta cannot: its kind, the
+// manager it was read with (so that a manager's change reaches their
+// reports, who are read again), its photo's media ETag (photo changes are
+// no delta changes) and the hash of its content, so that the digest of all
+// stamps, kept in the cursor, proves the cache holds what the delta links
+// were taken after; a cache that lost entries (expired, purged, a failed
+// write) costs a full read instead of a silent gap.
+struct ObjectStamp {
+  char kind = 'u';          // 'u' user, 'c' org contact
+  std::string manager;      // the manager's id, or empty
+  std::string photo = "-";  // media ETag, "-" none, "?" not known
+  std::string hash;         // HashRecord
+};
+
+std::string FormatStamp(const ObjectStamp& st) {
+  return std::string(1, st.kind) + "\n" + st.manager + "\n" + st.photo + "\n" + st.hash;
+}
+
+std::optional<ObjectStamp> ParseStamp(std::string_view text) {
+  ObjectStamp st;
+  std::vector<std::string_view> parts;
+  for (size_t start = 0;;) {
+    size_t nl = text.find('\n', start);
+    parts.push_back(text.substr(start, nl == std::string_view::npos ? nl : nl - start));
+    if (nl == std::string_view::npos) break;
+    start = nl + 1;
+  }
+  if (parts.size() != 4 || (parts[0] != "u" && parts[0] != "c")) return std::nullopt;
+  st.kind = parts[0][0];
+  st.manager = std::string(parts[1]);
+  st.photo = std::string(parts[2]);
+  st.hash = std::string(parts[3]);
+  return st;
+}
+
+// A photo's media ETag as its metadata (@odata.mediaEtag: W/"X") or its
+// bytes (an ETag header: "X") give it: X; "?" for none or one that is not
+// a short printable tag.
+std::string PhotoTag(std::string_view raw) {
+  std::string_view t = text::Trim(raw);
+  if (t.starts_with("W/")) t.remove_prefix(2);
+  if (t.size() >= 2 && t.front() == '"' && t.back() == '"') t = t.substr(1, t.size() - 2);
+  if (t.empty() || t.size() > 256) return "?";
+  for (char c : t) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return "?";
+  }
+  return std::string(t);
+}
+
+std::string DigestStamps(const std::map<std::string, std::string>& stamps) {
+  std::string all;
+  for (const auto& [key, stamp] : stamps) {
+    AppendField(all, key);
+    AppendField(all, stamp);
+  }
+  return HashHex("roster-graph-cache-1\n" + all);
+}
+
+// What the delta links reported since they were taken: the ids of objects
+// changed (per kind) and removed, and the links renewed.
+struct DeltaFound {
+  std::vector<std::string> links;
+  std::set<std::string> changed[2];  // users, org contacts
+  std::set<std::string> removed;
+  bool any() const { return !changed[0].empty() || !changed[1].empty() || !removed.empty(); }
+};
+
+// Follows each of `links` (an empty one stands for a kind not read) to its
+// end. nullopt, with a warning, when a link is refused or fails (410
+// expired, any error): then everything is read in full.
+std::optional<DeltaFound> CollectDeltas(graph::GraphClient& client, const std::string& prefix,
+                                        const std::vector<std::string>& links,
+                                        std::vector<std::string>& warnings) {
+  DeltaFound found;
+  for (size_t i = 0; i < links.size(); ++i) {
+    const std::string& link = links[i];
+    if (link.empty()) {
+      found.links.emplace_back();
+      continue;
+    }
+    Status allowed = CheckCursorLink(client, link);
+    if (!allowed.ok()) {
+      warnings.push_back(prefix + "the saved delta link is refused (" + allowed.error().message +
+                         "); reading in full");
+      return std::nullopt;
+    }
+    const size_t kind = std::min<size_t>(i, 1);
+    Result<DeltaRound> round =
+        FollowDelta(client, prefix, link, {}, [&](std::string_view body, Links* l) -> Result<bool> {
+          ROSTER_ASSIGN_OR_RETURN(GraphDirectoryPage page, ParsePage(body, nullptr, nullptr));
+          l->next = std::move(page.next_link);
+          l->delta = std::move(page.delta_link);
+          // The latest word on an object counts: a change after a removal
+          // (a user restored) or a removal after a change.
+          for (const SourceRecord& r : page.records) {
+            found.removed.erase(r.key);
+            found.changed[kind].insert(r.key);
+          }
+          for (const std::string& id : page.removed_ids) {
+            found.changed[kind].erase(id);
+            found.removed.insert(id);
+          }
+          return !page.records.empty() || !page.removed_ids.empty();
+        });
+    if (!round.ok()) {
+      warnings.push_back(round.error().message + "; reading in full");
+      return std::nullopt;
+    }
+    found.links.push_back(std::move(round->delta_link));
+  }
+  return found;
+}
+
 // What Cursor() carries: the delta links and the version of the content
 // read when they were taken, for the configuration `config` names.
 struct SavedCursor {
   std::string config;
   std::vector<std::string> links;  // in the source's fixed order; "" for a kind not read
   std::string version;
-  int64_t read_at = 0;  // when the content was read in full (Unix seconds)
+  int64_t read_at = 0;  // when the photos were read or checked in full (Unix seconds)
+  // With the cache: DigestStamps of what the cache holds as of the links.
+  std::string digest;
 };
 
 int64_t UnixNow() {
@@ -510,11 +641,8 @@ int64_t UnixNow() {
 
 std::string SerializeCursor(const SavedCursor& c) {
   if (c.version.empty()) return "";
-  return json{{"format", 1},
-              {"config", c.config},
-              {"links", c.links},
-              {"version", c.version},
-              {"read_at", c.read_at}}
+  return json{{"format", 1},          {"config", c.config},   {"links", c.links},
+              {"version", c.version}, {"read_at", c.read_at}, {"digest", c.digest}}
       .dump();
 }
 
@@ -528,6 +656,7 @@ std::optional<SavedCursor> ParseCursor(const std::string& saved, size_t links) {
     c.links = j.at("links").get<std::vector<std::string>>();
     c.version = j.at("version").get<std::string>();
     c.read_at = j.value("read_at", int64_t{0});
+    c.digest = j.value("digest", std::string());
     if (c.links.size() != links || c.version.empty()) return std::nullopt;
     return c;
   } catch (const json::exception&) {
@@ -636,10 +765,31 @@ struct GraphDirectory::State {
   Status ReadOrgContacts(std::vector<SourceRecord>& out);
   // Every page of a directory listing (users or organisational contacts).
   Status ReadObjects(std::vector<SourceRecord>& out, const std::string& url, GraphObjectKind kind);
-  Status AddMemberOf(std::vector<SourceRecord>& records);
+  // The configured groups' transitive members (memberOf), read anew every
+  // run that reads the source, and set on the records by ApplyMemberOf.
+  std::vector<std::pair<Group, std::unordered_set<std::string>>> memberships;
+  // What Version() found in the delta links, for the ReadChanges after it.
+  std::optional<DeltaFound> pending;
+
+  Status ReadMemberships();
+  void ApplyMemberOf(std::vector<SourceRecord>& records) const;
+  // The photos of records[0, users); `tags`, when given, gets each one's
+  // ETag ("-" for none).
   Status ReadPhotos(std::vector<SourceRecord>& records, size_t users,
-                    std::vector<std::string>& warnings);
+                    std::vector<std::string>& warnings, std::vector<std::string>* tags = nullptr);
+  // The media ETag of each user's photo ("-" none), by $batch of metadata.
+  Result<std::map<std::string, std::string>> PhotoTags(const std::vector<std::string>& ids);
+  // The objects `ids` names, one GET each by $batch; one that is gone is
+  // left out.
+  Status ReadByIds(GraphObjectKind kind, const std::vector<std::string>& ids,
+                   const std::string& user_select, std::vector<SourceRecord>& out);
   Result<std::string> LatestDeltaLink(const std::string& url);
+  // Fresh links, then every user and org contact, memberships and photos;
+  // the cursor is reset to the links (none when they could not be taken).
+  Status ReadFull(std::vector<SourceRecord>& records, size_t& users, const std::string& user_select,
+                  std::vector<std::string>* photo_tags, std::vector<std::string>& warnings);
+  Result<SourceChanges> FullChanges(const std::string& user_select,
+                                    std::vector<std::string>& warnings);
 };
 
 GraphDirectory::GraphDirectory(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -712,6 +862,9 @@ Result<std::unique_ptr<GraphDirectory>> OpenGraphDirectory(GraphDirectoryOptions
   std::vector<std::string> user_select(select.begin(), select.end());
   std::set<std::string> delta_select = select;
   if (!manager_select.empty()) {
+    // The manager's id too, so that a cached report knows whose change
+    // must reach it (ReadChanges).
+    manager_select.insert("id");
     state->users_expand = std::string(kManager) +
                           "($select=" + Join({manager_select.begin(), manager_select.end()}, ",") +
                           ")";
@@ -824,9 +977,8 @@ Status GraphDirectory::State::ReadOrgContacts(std::vector<SourceRecord>& out) {
                      GraphObjectKind::kOrgContact);
 }
 
-Status GraphDirectory::State::AddMemberOf(std::vector<SourceRecord>& records) {
-  std::unordered_map<std::string, SourceRecord*> by_key;
-  for (SourceRecord& r : records) by_key.emplace(r.key, &r);
+Status GraphDirectory::State::ReadMemberships() {
+  memberships.clear();
   for (const std::string& g : options.groups) {
     ROSTER_ASSIGN_OR_RETURN(Group group, ResolveGroup(g, true));
     std::unordered_set<std::string> members;
@@ -839,6 +991,19 @@ Status GraphDirectory::State::AddMemberOf(std::vector<SourceRecord>& records) {
           links->next = std::move(page.next_link);
           return {};
         }));
+    memberships.emplace_back(std::move(group), std::move(members));
+  }
+  return {};
+}
+
+void GraphDirectory::State::ApplyMemberOf(std::vector<SourceRecord>& records) const {
+  if (options.groups.empty()) return;
+  std::unordered_map<std::string, SourceRecord*> by_key;
+  for (SourceRecord& r : records) {
+    r.attributes.erase("memberOf");
+    by_key.emplace(r.key, &r);
+  }
+  for (const auto& [group, members] : memberships) {
     for (const std::string& id : members) {
       auto it = by_key.find(id);
       if (it == by_key.end()) continue;
@@ -847,11 +1012,12 @@ Status GraphDirectory::State::AddMemberOf(std::vector<SourceRecord>& records) {
       member_of.push_back(group.id);
     }
   }
-  return {};
 }
 
 Status GraphDirectory::State::ReadPhotos(std::vector<SourceRecord>& records, size_t users,
-                                         std::vector<std::string>& warnings) {
+                                         std::vector<std::string>& warnings,
+                                         std::vector<std::string>* tags) {
+  if (tags != nullptr) tags->assign(users, "-");
   for (size_t start = 0; start < users; start += graph::kMaxBatchRequests) {
     const size_t end = std::min(users, start + graph::kMaxBatchRequests);
     std::vector<graph::GraphRequest> requests;
@@ -875,6 +1041,7 @@ Status GraphDirectory::State::ReadPhotos(std::vector<SourceRecord>& records, siz
       if (!a.ok())
         return FromResponse(a, what + " (user " + Personal(record.key, record.key) + ")",
                             "/users/x/photo");
+      if (tags != nullptr) (*tags)[i] = PhotoTag(a.Header("etag"));
       if (a.body.empty()) continue;
       if (a.body.size() > kMaxPhotoBytes) {
         warnings.push_back(prefix + "the photo of user " + Personal(record.key, record.key) +
@@ -886,6 +1053,90 @@ Status GraphDirectory::State::ReadPhotos(std::vector<SourceRecord>& records, siz
           text::Trim(std::string_view(content_type).substr(0, content_type.find(';'))));
       if (type != "image/png" && type != "image/gif") type = "image/jpeg";
       record.contact.photo = Photo{type, a.body, ""};
+    }
+  }
+  return {};
+}
+
+Result<std::map<std::string, std::string>> GraphDirectory::State::PhotoTags(
+    const std::vector<std::string>& ids) {
+  std::map<std::string, std::string> tags;
+  const std::string what = prefix + "checking user photos";
+  for (size_t start = 0; start < ids.size(); start += graph::kMaxBatchRequests) {
+    const size_t end = std::min(ids.size(), start + graph::kMaxBatchRequests);
+    std::vector<graph::GraphRequest> requests;
+    for (size_t i = start; i < end; ++i) {
+      graph::GraphRequest r;
+      r.url = "/users/" + graph::EncodeSegment(ids[i]) + "/photo";
+      requests.push_back(std::move(r));
+    }
+    Result<std::vector<graph::GraphResponse>> answers = client->Batch(requests);
+    if (!answers.ok()) return Prefixed(answers.take_error(), what);
+    if (answers->size() != requests.size()) return Invalid(what + ": the batch answer is short");
+    for (size_t i = start; i < end; ++i) {
+      const graph::GraphResponse& a = (*answers)[i - start];
+      const std::string person = Personal(ids[i], ids[i]);
+      if (a.status == 404) {
+        tags[ids[i]] = "-";
+        continue;
+      }
+      if (a.status == 0) {
+        return MakeError(ErrorKind::kTransient,
+                         what + ": the batch answer lacks the photo of " + person);
+      }
+      if (!a.ok()) return FromResponse(a, what + " (user " + person + ")", "/users/x/photo");
+      Result<json> meta = ParsePageJson(a.body);
+      if (!meta.ok()) return Invalid(what + " (user " + person + "): " + meta.error().message);
+      auto tag = meta->find("@odata.mediaEtag");
+      tags[ids[i]] = tag != meta->end() && tag->is_string()
+                         ? PhotoTag(tag->get_ref<const std::string&>())
+                         : std::string("?");
+    }
+  }
+  return tags;
+}
+
+Status GraphDirectory::State::ReadByIds(GraphObjectKind kind, const std::vector<std::string>& ids,
+                                        const std::string& user_select,
+                                        std::vector<SourceRecord>& out) {
+  const bool user = kind == GraphObjectKind::kUser;
+  const std::string query =
+      user ? "?$select=" + user_select + (users_expand.empty() ? "" : "&$expand=" + users_expand)
+           : std::string();
+  const char* type_name = user ? "#microsoft.graph.user" : "#microsoft.graph.orgContact";
+  const std::string what =
+      prefix + (user ? "reading changed users" : "reading changed org contacts");
+  for (size_t start = 0; start < ids.size(); start += graph::kMaxBatchRequests) {
+    const size_t end = std::min(ids.size(), start + graph::kMaxBatchRequests);
+    std::vector<graph::GraphRequest> requests;
+    for (size_t i = start; i < end; ++i) {
+      graph::GraphRequest r;
+      r.url = (user ? "/users/" : "/contacts/") + graph::EncodeSegment(ids[i]) + query;
+      requests.push_back(std::move(r));
+    }
+    Result<std::vector<graph::GraphResponse>> answers = client->Batch(requests);
+    if (!answers.ok()) return Prefixed(answers.take_error(), what);
+    if (answers->size() != requests.size()) return Invalid(what + ": the batch answer is short");
+    for (size_t i = start; i < end; ++i) {
+      const graph::GraphResponse& a = (*answers)[i - start];
+      const std::string object = Personal(ids[i], ids[i]);
+      if (a.status == 404) continue;  // gone since the delta said it changed
+      if (a.status == 0) {
+        return MakeError(ErrorKind::kTransient, what + ": the batch answer lacks object " + object);
+      }
+      if (!a.ok())
+        return FromResponse(a, what + " (object " + object + ")",
+                            user ? "/users/x" : "/contacts/x");
+      Result<json> parsed = ParsePageJson(a.body);
+      if (!parsed.ok())
+        return Invalid(what + " (object " + object + "): " + parsed.error().message);
+      auto id = parsed->find("id");
+      if (id == parsed->end() || !id->is_string() || *id != ids[i]) {
+        return Invalid(what + ": the answer for object " + object + " is another object");
+      }
+      std::optional<SourceRecord> record;
+      ROSTER_ASSIGN_OR_RETURN(record, ParseObject(*parsed, type_name, &kind, &mapping));
+      if (record) out.push_back(std::move(*record));
     }
   }
   return {};
@@ -906,45 +1157,60 @@ Result<std::string> GraphDirectory::State::LatestDeltaLink(const std::string& ur
   return round->delta_link;
 }
 
-Result<std::vector<SourceRecord>> GraphDirectory::ReadAll() {
-  State& s = *state_;
-  warnings_ = std::exchange(s.pending_warnings, {});
-  s.cursor = SavedCursor{s.config, {}, ""};
-  s.restored = false;
+Status GraphDirectory::State::ReadFull(std::vector<SourceRecord>& records, size_t& users,
+                                       const std::string& user_select,
+                                       std::vector<std::string>* photo_tags,
+                                       std::vector<std::string>& warnings) {
+  cursor = SavedCursor{config, {}, ""};
+  restored = false;
+  pending.reset();
   // The links come first: a change made while everything is read then
   // shows in the next Version(), never falls between.
   // Without them the next run reads in full again, nothing worse.
   std::vector<std::string> links(2);
   bool tracked = true;
   for (size_t i = 0; i < 2 && tracked; ++i) {
-    if (!(i == 0 ? s.options.read_users : s.options.read_org_contacts)) continue;
-    Result<std::string> link = s.LatestDeltaLink(i == 0 ? s.users_delta_url : s.contacts_delta_url);
+    if (!(i == 0 ? options.read_users : options.read_org_contacts)) continue;
+    Result<std::string> link = LatestDeltaLink(i == 0 ? users_delta_url : contacts_delta_url);
     if (link.ok()) {
       links[i] = std::move(*link);
     } else {
-      warnings_.push_back(link.error().message + "; the next run reads in full");
+      warnings.push_back(link.error().message + "; the next run reads in full");
       tracked = false;
     }
   }
-  std::vector<SourceRecord> records;
-  if (s.options.read_users) {
-    ROSTER_RETURN_IF_ERROR(s.ReadUsers(records, Join(user_select_, ",")));
-  }
-  const size_t users = records.size();
-  if (s.options.read_org_contacts) ROSTER_RETURN_IF_ERROR(s.ReadOrgContacts(records));
+  records.clear();
+  if (options.read_users) ROSTER_RETURN_IF_ERROR(ReadUsers(records, user_select));
+  users = records.size();
+  if (options.read_org_contacts) ROSTER_RETURN_IF_ERROR(ReadOrgContacts(records));
   std::unordered_set<std::string> keys;
   for (const SourceRecord& r : records) {
     if (!keys.insert(r.key).second) {
-      return Invalid(s.prefix + "the directory lists object " + r.key + " twice");
+      return Invalid(prefix + "the directory lists object " + r.key + " twice");
     }
   }
-  ROSTER_RETURN_IF_ERROR(s.AddMemberOf(records));
-  if (s.options.photos && users > 0)
-    ROSTER_RETURN_IF_ERROR(s.ReadPhotos(records, users, warnings_));
+  ROSTER_RETURN_IF_ERROR(ReadMemberships());
+  if (options.photos && users > 0) {
+    ROSTER_RETURN_IF_ERROR(ReadPhotos(records, users, warnings, photo_tags));
+  } else if (photo_tags != nullptr) {
+    photo_tags->assign(users, "-");
+  }
   if (tracked) {
-    s.cursor.links = std::move(links);
+    cursor.links = std::move(links);
+    cursor.read_at = UnixNow();
+  }
+  return {};
+}
+
+Result<std::vector<SourceRecord>> GraphDirectory::ReadAll() {
+  State& s = *state_;
+  warnings_ = std::exchange(s.pending_warnings, {});
+  std::vector<SourceRecord> records;
+  size_t users = 0;
+  ROSTER_RETURN_IF_ERROR(s.ReadFull(records, users, Join(user_select_, ","), nullptr, warnings_));
+  s.ApplyMemberOf(records);
+  if (!s.cursor.links.empty()) {
     s.cursor.version = HashRecords(records);
-    s.cursor.read_at = UnixNow();
     // The links just taken can tell, right away, whether this read is still
     // current: the engine asks again after the read, to store the version.
     s.restored = true;
@@ -954,27 +1220,184 @@ Result<std::vector<SourceRecord>> GraphDirectory::ReadAll() {
 
 Result<std::string> GraphDirectory::Version() {
   State& s = *state_;
+  s.pending.reset();
+  // With groups a membership change is no user change; with photos read
+  // more than a day ago a photo change may have passed unseen (a photo is a
+  // navigation property, outside every delta).
   if (!s.restored || !s.options.groups.empty()) return std::string();
-  s.restored = false;
-  // A photo change is no change to a delta (a photo is a navigation
-  // property), so with photos the content is read in full at least daily.
-  if (s.options.photos && UnixNow() - s.cursor.read_at > kPhotoRefreshSeconds) {
-    s.cursor.version.clear();
+  if (s.options.photos && s.options.read_users &&
+      UnixNow() - s.cursor.read_at > kPhotoRefreshSeconds) {
     return std::string();
   }
-  SavedCursor saved = s.cursor;
-  s.cursor.version.clear();  // until the links prove nothing changed
-  std::string version =
-      CheckDeltas(*s.client, s.prefix, saved, {}, DirectoryDeltaPage, s.pending_warnings);
-  if (version.empty()) return std::string();
-  s.cursor = std::move(saved);
+  std::optional<DeltaFound> found =
+      CollectDeltas(*s.client, s.prefix, s.cursor.links, s.pending_warnings);
+  if (!found) {
+    s.restored = false;
+    return std::string();
+  }
+  if (!found->any()) {
+    s.cursor.links = std::move(found->links);
+    return s.cursor.version;
+  }
+  // Kept for a delta read in this run; the saved links stay as they are
+  // until the changes are read, so that a run that does not read them
+  // finds them again next time.
+  s.pending = std::move(found);
+  return std::string();
+}
+
+namespace {
+
+ObjectStamp StampOf(const SourceRecord& r, char kind, std::string photo) {
+  ObjectStamp st;
+  st.kind = kind;
+  auto m = r.attributes.find("manager.id");
+  if (m != r.attributes.end() && !m->second.empty()) st.manager = m->second.front();
+  st.photo = std::move(photo);
+  st.hash = HashRecord(r);
+  return st;
+}
+
+}  // namespace
+
+Result<SourceChanges> GraphDirectory::State::FullChanges(const std::string& user_select,
+                                                         std::vector<std::string>& warnings) {
+  std::vector<SourceRecord> records;
+  size_t users = 0;
+  std::vector<std::string> tags;
+  ROSTER_RETURN_IF_ERROR(ReadFull(records, users, user_select, &tags, warnings));
+  SourceChanges out;
+  out.full = true;
+  out.entries_read = static_cast<int64_t>(records.size());
+  std::map<std::string, std::string> stamps;
+  out.changed.reserve(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    std::string stamp = FormatStamp(
+        StampOf(records[i], i < users ? 'u' : 'c', i < users ? tags[i] : std::string("-")));
+    stamps.emplace(records[i].key, stamp);
+    out.changed.push_back(StampedRecord{std::move(records[i]), std::move(stamp)});
+  }
+  if (!cursor.links.empty()) {
+    cursor.digest = DigestStamps(stamps);
+    cursor.version = "d" + cursor.digest;
+    restored = true;
+  }
+  return out;
+}
+
+Result<SourceChanges> GraphDirectory::ReadChanges(
+    const std::unordered_map<std::string, std::string>& cached) {
+  State& s = *state_;
+  warnings_ = std::exchange(s.pending_warnings, {});
+  const std::string select = Join(user_select_, ",");
+  std::optional<DeltaFound> found = std::exchange(s.pending, std::nullopt);
+  std::map<std::string, std::string> stamps(cached.begin(), cached.end());
+  // The cache must hold exactly what the links were taken after.
+  if (!s.restored || s.cursor.digest.empty() || stamps.empty() ||
+      DigestStamps(stamps) != s.cursor.digest) {
+    return s.FullChanges(select, warnings_);
+  }
+  std::map<std::string, ObjectStamp> parsed;
+  for (const auto& [key, stamp] : stamps) {
+    std::optional<ObjectStamp> st = ParseStamp(stamp);
+    if (!st) return s.FullChanges(select, warnings_);
+    parsed.emplace(key, std::move(*st));
+  }
+  if (!found) found = CollectDeltas(*s.client, s.prefix, s.cursor.links, warnings_);
+  if (!found) return s.FullChanges(select, warnings_);
+
+  // What to read again: what changed, the reports of a manager who changed
+  // or went (their expanded manager), and, when the photos are due, users
+  // whose photo's media ETag is not the cached one.
+  std::set<std::string> read[2] = {found->changed[0], found->changed[1]};
+  std::unordered_set<std::string> touched(found->removed.begin(), found->removed.end());
+  for (const std::set<std::string>& ids : found->changed) touched.insert(ids.begin(), ids.end());
+  for (const auto& [key, st] : parsed) {
+    if (!st.manager.empty() && touched.count(st.manager)) read[st.kind == 'u' ? 0 : 1].insert(key);
+  }
+  SourceChanges out;
+  for (const std::string& id : found->removed) {
+    read[0].erase(id);
+    read[1].erase(id);
+    if (stamps.count(id)) out.removed.push_back(id);
+  }
+  const bool sweep = s.options.photos && s.options.read_users &&
+                     UnixNow() - s.cursor.read_at > kPhotoRefreshSeconds;
+  std::map<std::string, std::string> swept;
+  if (sweep) {
+    std::vector<std::string> ids;
+    for (const auto& [key, st] : parsed) {
+      if (st.kind == 'u' && !read[0].count(key) && !found->removed.count(key)) ids.push_back(key);
+    }
+    ROSTER_ASSIGN_OR_RETURN(swept, s.PhotoTags(ids));
+    for (const auto& [key, tag] : swept) {
+      if (tag != parsed.at(key).photo) read[0].insert(key);
+    }
+  }
+  // Past this many a delta saves nothing over a full read.
+  const size_t limit = std::max<size_t>(1000, stamps.size() / 4);
+  if (read[0].size() + read[1].size() > limit) return s.FullChanges(select, warnings_);
+
+  std::vector<SourceRecord> fresh;
+  const std::vector<std::string> users(read[0].begin(), read[0].end());
+  ROSTER_RETURN_IF_ERROR(s.ReadByIds(GraphObjectKind::kUser, users, select, fresh));
+  const size_t fresh_users = fresh.size();
+  std::vector<std::string> tags(fresh_users, "-");
+  if (s.options.photos && fresh_users > 0) {
+    ROSTER_RETURN_IF_ERROR(s.ReadPhotos(fresh, fresh_users, warnings_, &tags));
+    for (size_t i = 0; i < fresh_users; ++i) {
+      // The metadata's tag, when the sweep read it, is the one the next
+      // sweep compares with.
+      auto it = swept.find(fresh[i].key);
+      if (it != swept.end() && tags[i] != "-") tags[i] = it->second;
+    }
+  }
+  const std::vector<std::string> contacts(read[1].begin(), read[1].end());
+  ROSTER_RETURN_IF_ERROR(s.ReadByIds(GraphObjectKind::kOrgContact, contacts, select, fresh));
+  ROSTER_RETURN_IF_ERROR(s.ReadMemberships());
+
+  // Asked for but not answered (404): gone since the delta was read.
+  std::unordered_set<std::string> answered;
+  for (const SourceRecord& r : fresh) answered.insert(r.key);
+  for (const std::set<std::string>& ids : read) {
+    for (const std::string& id : ids) {
+      if (!answered.count(id) && stamps.count(id)) out.removed.push_back(id);
+    }
+  }
+  for (const std::string& id : out.removed) stamps.erase(id);
+  out.entries_read = static_cast<int64_t>(fresh.size());
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    std::string stamp = FormatStamp(StampOf(fresh[i], i < fresh_users ? 'u' : 'c',
+                                            i < fresh_users ? tags[i] : std::string("-")));
+    stamps[fresh[i].key] = stamp;
+    out.changed.push_back(StampedRecord{std::move(fresh[i]), std::move(stamp)});
+  }
+  s.cursor.links = std::move(found->links);
+  s.cursor.digest = DigestStamps(stamps);
+  s.cursor.version = "d" + s.cursor.digest;
+  if (sweep) s.cursor.read_at = UnixNow();
   s.restored = true;
-  return version;
+  return out;
+}
+
+void GraphDirectory::Derive(std::vector<SourceRecord>& records) const {
+  state_->ApplyMemberOf(records);
+}
+
+std::string GraphDirectory::CacheShape() const {
+  const State& s = *state_;
+  std::string shape = "graph-directory-1\n" + s.config + "\n" + Join(user_select_, ",") + "\n" +
+                      (s.options.photos ? "photos" : "no photos");
+  for (const auto& [field, path] : s.mapping.user_fields) shape += "\nu " + field + "=" + path;
+  for (const auto& [field, path] : s.mapping.contact_fields) shape += "\nc " + field + "=" + path;
+  for (const std::string& field : s.mapping.removed) shape += "\n- " + field;
+  return HashHex(shape);
 }
 
 void GraphDirectory::RestoreCursor(const std::string& saved) {
   State& s = *state_;
   s.restored = false;
+  s.pending.reset();
   std::optional<SavedCursor> c = ParseCursor(saved, 2);
   if (!c || c->config != s.config) return;
   if (c->links[0].empty() == s.options.read_users) return;

@@ -66,6 +66,22 @@ class GraphDirectory final : public Source, public Directory {
   void RestoreCursor(const std::string& saved) override;
   std::string Cursor() const override;
 
+  // Delta reads, with the cache: follows the saved delta links (users and
+  // org contacts) and reads again, by id in $batch, what they report
+  // changed, the reports of a manager who changed (each cached stamp names
+  // the manager a user was read with), and, once a day with photos, the
+  // users whose photo's media ETag is not the cached one (photo changes are
+  // in no delta). Reads in full when the links fail or expire, when the
+  // cache does not hold exactly what the links were taken after (a digest
+  // of every stamp is kept in the cursor), or when more than
+  // max(1000, a quarter) changed. memberOf is derived (Derive), from the
+  // group memberships read every run.
+  bool ReadsChanges() const override { return true; }
+  Result<SourceChanges> ReadChanges(
+      const std::unordered_map<std::string, std::string>& cached) override;
+  std::string CacheShape() const override;
+  void Derive(std::vector<SourceRecord>& records) const override;
+
   // `group` is an object id (a GUID) or a display name (exactly one group
   // must have it). Users only, each once; values from `attribute`
   // (default userPrincipalName; any property or dotted path).
@@ -132,9 +148,10 @@ Result<GraphMapping> ResolveGraphMapping(const std::map<std::string, std::string
 
 // One page of /users, /contacts or their deltas (or of transitiveMembers).
 struct GraphDirectoryPage {
-  std::vector<SourceRecord> records;  // in order; directory objects of other types left out
-  size_t removed = 0;                 // "@removed" entries (deltas)
-  std::string next_link, delta_link;  // as sent (absolute http(s), printable, bounded)
+  std::vector<SourceRecord> records;     // in order; directory objects of other types left out
+  size_t removed = 0;                    // "@removed" entries (deltas)
+  std::vector<std::string> removed_ids;  // their ids, in order
+  std::string next_link, delta_link;     // as sent (absolute http(s), printable, bounded)
 };
 
 // Reads a page: every object's properties flattened into attributes

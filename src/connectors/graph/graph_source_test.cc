@@ -615,7 +615,7 @@ TEST_F(GraphSourceTest, TheManagerIsExpandedOnlyWhenRead) {
     o.mapping = {{"manager", "manager"}};
     auto dir = Open(o);
     ASSERT_NE(dir, nullptr);
-    EXPECT_EQ(dir->user_expand(), "manager($select=displayName)");
+    EXPECT_EQ(dir->user_expand(), "manager($select=displayName,id)");
     EXPECT_EQ(std::count(dir->user_select().begin(), dir->user_select().end(), "manager"), 0);
     LatestLinks();
     graph_.On("/users", Ok(Page(Json::array({User("u1", "Ann")}))));
@@ -624,7 +624,8 @@ TEST_F(GraphSourceTest, TheManagerIsExpandedOnlyWhenRead) {
     const std::string list = graph_.Paths()[1];
     std::string select;
     for (const std::string& p : dir->user_select()) select += (select.empty() ? "" : ",") + p;
-    EXPECT_EQ(list, "/users?$select=" + select + "&$expand=manager($select=displayName)&$top=999");
+    EXPECT_EQ(list,
+              "/users?$select=" + select + "&$expand=manager($select=displayName,id)&$top=999");
     const std::string delta = graph_.Paths()[0];
     EXPECT_TRUE(delta.starts_with("/users/delta?$select=")) << delta;
     EXPECT_TRUE(delta.ends_with("&$deltatoken=latest")) << delta;
@@ -638,11 +639,11 @@ TEST_F(GraphSourceTest, TheManagerIsExpandedOnlyWhenRead) {
     o.extra_attributes = {"manager.displayName", "manager.mail"};
     auto dir = Open(o);
     ASSERT_NE(dir, nullptr);
-    EXPECT_EQ(dir->user_expand(), "manager($select=displayName,mail)");
+    EXPECT_EQ(dir->user_expand(), "manager($select=displayName,id,mail)");
     o.extra_attributes = {"manager.onPremisesExtensionAttributes.extensionAttribute1"};
     dir = Open(o);
     ASSERT_NE(dir, nullptr);
-    EXPECT_EQ(dir->user_expand(), "manager($select=onPremisesExtensionAttributes)");
+    EXPECT_EQ(dir->user_expand(), "manager($select=id,onPremisesExtensionAttributes)");
     // The contact field alone is the record's own, as any other.
     o.extra_attributes = {"manager"};
     dir = Open(o);
@@ -815,7 +816,12 @@ TEST_F(GraphVersionTest, AChangeMeansUnknown) {
   auto v = dir->Version();
   ASSERT_TRUE(v.ok());
   EXPECT_EQ(*v, "");
-  EXPECT_EQ(dir->Cursor(), "");
+  // Until the changes are read the saved links stay where they were, so
+  // that a run that does not read them finds them again.
+  const std::string cursor = dir->Cursor();
+  EXPECT_NE(cursor.find("$deltatoken=u1"), std::string::npos);
+  EXPECT_NE(cursor.find("$deltatoken=c1"), std::string::npos);
+  EXPECT_EQ(cursor.find("$deltatoken=c2"), std::string::npos);
 }
 
 TEST_F(GraphVersionTest, AChangeOnALaterPageMeansUnknown) {
@@ -1168,6 +1174,210 @@ TEST(GraphDirectoryPageTest, HostilePagesAreRefused) {
   ASSERT_TRUE(other.ok());
   ASSERT_EQ(other->records.size(), 1u);
   EXPECT_EQ(other->records[0].key, "u");
+}
+
+class GraphDeltaTest : public GraphSourceTest {
+ protected:
+  GraphDirectoryOptions DeltaOptions() {
+    GraphDirectoryOptions o = Options();
+    o.mapping = {{"manager", "manager"}};
+    return o;
+  }
+  static Json WithManager(Json user, const std::string& id, const std::string& name) {
+    user["manager"] = {{"@odata.type", "#microsoft.graph.user"}, {"id", id}, {"displayName", name}};
+    return user;
+  }
+  // The first run: everything read, its stamps and cursor kept.
+  void FirstRun(GraphDirectoryOptions o) {
+    auto dir = Open(o);
+    ASSERT_NE(dir, nullptr);
+    LatestLinks("u1", "c1");
+    graph_.On("/users",
+              Ok(Page(Json::array({User("u1", "Ann"), WithManager(User("u2", "Bob"), "u1", "Ann"),
+                                   User("u3", "Cy")}))));
+    auto changes = dir->ReadChanges({});
+    ASSERT_TRUE(changes.ok()) << changes.error().message;
+    EXPECT_TRUE(changes->full);
+    ASSERT_EQ(changes->changed.size(), 3u);
+    for (const StampedRecord& c : changes->changed) stamps_[c.record.key] = c.stamp;
+    cursor_ = dir->Cursor();
+    ASSERT_FALSE(cursor_.empty());
+    graph_.seen.clear();
+    graph_.batches = 0;
+  }
+  std::unique_ptr<GraphDirectory> Next(GraphDirectoryOptions o) {
+    auto dir = Open(o);
+    dir->RestoreCursor(cursor_);
+    return dir;
+  }
+  static std::set<std::string> Keys(const SourceChanges& c) {
+    std::set<std::string> keys;
+    for (const StampedRecord& r : c.changed) keys.insert(r.record.key);
+    return keys;
+  }
+
+  std::unordered_map<std::string, std::string> stamps_;
+  std::string cursor_;
+};
+
+TEST_F(GraphDeltaTest, AChangedManagerIsReadByIdWithTheirReportsAndNothingElse) {
+  FirstRun(DeltaOptions());
+  auto dir = Next(DeltaOptions());
+  graph_.On("/users/delta?$deltatoken=u1",
+            Ok(Page(Json::array({User("u1", "Ann Lee")}), "", "/users/delta?$deltatoken=u2")));
+  graph_.On("/users/u1", Ok(User("u1", "Ann Lee")));
+  graph_.On("/users/u2", Ok(WithManager(User("u2", "Bob"), "u1", "Ann Lee")));
+  auto changes = dir->ReadChanges(stamps_);
+  ASSERT_TRUE(changes.ok()) << changes.error().message;
+  EXPECT_FALSE(changes->full);
+  EXPECT_EQ(Keys(*changes), (std::set<std::string>{"u1", "u2"}));  // u3 stays cached
+  EXPECT_TRUE(changes->removed.empty());
+  for (const StampedRecord& c : changes->changed) {
+    if (c.record.key == "u2") {
+      EXPECT_EQ(c.record.contact.manager, "Ann Lee");
+    }
+    EXPECT_NE(c.stamp, stamps_.at(c.record.key));
+  }
+  // The delta, then one $batch for both users; no listing of /users.
+  EXPECT_EQ(graph_.Paths(), (std::vector<std::string>{"/users/delta?$deltatoken=u1", "/$batch"}));
+  EXPECT_EQ(graph_.batches, 1);
+  EXPECT_NE(dir->Cursor().find("$deltatoken=u2"), std::string::npos);
+}
+
+TEST_F(GraphDeltaTest, ARemovalIsAnsweredWithoutAReadAndAQuietDeltaReadsNothing) {
+  FirstRun(DeltaOptions());
+  auto dir = Next(DeltaOptions());
+  graph_.On("/users/delta?$deltatoken=u1",
+            Ok(Page(Json::array({{{"id", "u3"}, {"@removed", {{"reason", "changed"}}}}}), "",
+                    "/users/delta?$deltatoken=u2")));
+  auto changes = dir->ReadChanges(stamps_);
+  ASSERT_TRUE(changes.ok()) << changes.error().message;
+  EXPECT_FALSE(changes->full);
+  EXPECT_TRUE(changes->changed.empty());
+  EXPECT_EQ(changes->removed, std::vector<std::string>{"u3"});
+  EXPECT_EQ(graph_.batches, 0);
+
+  // Next run: the cache without u3, and a delta with nothing in it.
+  stamps_.erase("u3");
+  cursor_ = dir->Cursor();
+  graph_.seen.clear();
+  auto quiet = Next(DeltaOptions());
+  graph_.On("/users/delta?$deltatoken=u2",
+            Ok(Page(Json::array(), "", "/users/delta?$deltatoken=u3")));
+  auto none = quiet->ReadChanges(stamps_);
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_FALSE(none->full);
+  EXPECT_TRUE(none->changed.empty());
+  EXPECT_TRUE(none->removed.empty());
+  EXPECT_EQ(graph_.Paths(), std::vector<std::string>{"/users/delta?$deltatoken=u2"});
+}
+
+TEST_F(GraphDeltaTest, ACacheThatIsNotWhatTheLinksFollowIsReadInFull) {
+  FirstRun(DeltaOptions());
+  // An entry expired (or was purged): the digest in the cursor no longer
+  // matches, and a delta could not bring it back.
+  stamps_.erase("u2");
+  auto dir = Next(DeltaOptions());
+  LatestLinks("u5", "c5");
+  auto changes = dir->ReadChanges(stamps_);
+  ASSERT_TRUE(changes.ok()) << changes.error().message;
+  EXPECT_TRUE(changes->full);
+  EXPECT_EQ(changes->changed.size(), 3u);
+}
+
+TEST_F(GraphDeltaTest, AnExpiredDeltaLinkIsAFullReadWithAWarning) {
+  FirstRun(DeltaOptions());
+  auto dir = Next(DeltaOptions());
+  graph_.On("/users/delta?$deltatoken=u1",
+            Fail(410, "SyncStateNotFound", "The sync state generation is not found."));
+  LatestLinks("u5", "c5");
+  auto changes = dir->ReadChanges(stamps_);
+  ASSERT_TRUE(changes.ok()) << changes.error().message;
+  EXPECT_TRUE(changes->full);
+  ASSERT_FALSE(dir->Warnings().empty());
+  EXPECT_NE(dir->Warnings().front().find("reading in full"), std::string::npos);
+}
+
+TEST_F(GraphDeltaTest, AnAnswerForAnotherObjectIsRefused) {
+  FirstRun(DeltaOptions());
+  auto dir = Next(DeltaOptions());
+  graph_.On("/users/delta?$deltatoken=u1",
+            Ok(Page(Json::array({User("u3", "Cy")}), "", "/users/delta?$deltatoken=u2")));
+  graph_.On("/users/u3", Ok(User("u9", "Mallory")));
+  auto changes = dir->ReadChanges(stamps_);
+  ASSERT_FALSE(changes.ok());
+  EXPECT_NE(changes.error().message.find("another object"), std::string::npos)
+      << changes.error().message;
+}
+
+TEST_F(GraphDeltaTest, APhotoChangeIsFoundByItsMediaEtagOnceADay) {
+  GraphDirectoryOptions o = DeltaOptions();
+  o.photos = true;
+  const Headers jpeg1 = {{"Content-Type", "image/jpeg"}, {"ETag", "\"p1\""}};
+  graph_.On("/users/u1/photo/$value", Answer{200, "JPEG-1", jpeg1});
+  graph_.On("/users/u2/photo/$value", Fail(404, "ImageNotFound", "no photo"));
+  graph_.On("/users/u3/photo/$value", Fail(404, "ImageNotFound", "no photo"));
+  FirstRun(o);
+  // A day later (the cursor says when the photos were read): the delta is
+  // quiet, but u1's photo has another media ETag.
+  Json c = Json::parse(cursor_);
+  c["read_at"] = 0;
+  cursor_ = c.dump();
+  auto dir = Next(o);
+  graph_.On("/users/delta?$deltatoken=u1",
+            Ok(Page(Json::array(), "", "/users/delta?$deltatoken=u2")));
+  graph_.On("/users/u1/photo", Ok(Json{{"@odata.mediaEtag", "W/\"p2\""}}));
+  graph_.On("/users/u2/photo", Fail(404, "ImageNotFound", "no photo"));
+  graph_.On("/users/u3/photo", Fail(404, "ImageNotFound", "no photo"));
+  graph_.On("/users/u1", Ok(User("u1", "Ann")));
+  graph_.routes["/users/u1/photo/$value"] = {
+      Answer{200, "JPEG-2", {{"Content-Type", "image/jpeg"}, {"ETag", "\"p2\""}}}};
+  auto changes = dir->ReadChanges(stamps_);
+  ASSERT_TRUE(changes.ok()) << changes.error().message;
+  EXPECT_FALSE(changes->full);
+  ASSERT_EQ(Keys(*changes), std::set<std::string>{"u1"});
+  ASSERT_TRUE(changes->changed[0].record.contact.photo.has_value());
+  EXPECT_EQ(changes->changed[0].record.contact.photo->data, "JPEG-2");
+  // The next day's check compares with the new tag: nothing to read.
+  stamps_["u1"] = changes->changed[0].stamp;
+  c = Json::parse(dir->Cursor());
+  EXPECT_GT(c.at("read_at").get<int64_t>(), 0);
+  c["read_at"] = 0;
+  cursor_ = c.dump();
+  auto again = Next(o);
+  graph_.On("/users/delta?$deltatoken=u2",
+            Ok(Page(Json::array(), "", "/users/delta?$deltatoken=u3")));
+  graph_.routes["/users/u1/photo"] = {Ok(Json{{"@odata.mediaEtag", "W/\"p2\""}})};
+  auto quiet = again->ReadChanges(stamps_);
+  ASSERT_TRUE(quiet.ok()) << quiet.error().message;
+  EXPECT_TRUE(quiet->changed.empty());
+}
+
+TEST_F(GraphDeltaTest, MemberOfIsDerivedFromTheGroupsReadEveryRun) {
+  GraphDirectoryOptions o = DeltaOptions();
+  o.groups = {kGroupId};
+  graph_.On(std::string("/groups/") + kGroupId,
+            Ok(Json{{"id", kGroupId}, {"displayName", "Sales"}}));
+  graph_.On(std::string("/groups/") + kGroupId + "/transitiveMembers",
+            Ok(Page(Json::array({{{"id", "u1"}}}))));
+  FirstRun(o);
+  auto dir = Next(o);
+  graph_.On("/users/delta?$deltatoken=u1",
+            Ok(Page(Json::array(), "", "/users/delta?$deltatoken=u2")));
+  // u3 joined the group: no user changed, but the membership did.
+  graph_.routes[std::string("/groups/") + kGroupId + "/transitiveMembers"] = {
+      Ok(Page(Json::array({{{"id", "u1"}}, {{"id", "u3"}}})))};
+  auto changes = dir->ReadChanges(stamps_);
+  ASSERT_TRUE(changes.ok()) << changes.error().message;
+  EXPECT_TRUE(changes->changed.empty());
+  std::vector<SourceRecord> records(3);
+  records[0].key = "u1";
+  records[1].key = "u2";
+  records[2].key = "u3";
+  dir->Derive(records);
+  EXPECT_EQ(records[0].attributes["memberOf"], (std::vector<std::string>{"Sales", kGroupId}));
+  EXPECT_FALSE(records[1].attributes.contains("memberOf"));
+  EXPECT_EQ(records[2].attributes["memberOf"], (std::vector<std::string>{"Sales", kGroupId}));
 }
 
 }  // namespace
