@@ -78,5 +78,15 @@ TEST(LdapInsecureBindTest, AllowInsecureLetsItThroughWithAWarning) {
             "ldap.example.com (ldap:// without StartTLS, allowed by allow_insecure)");
 }
 
+TEST(LdapDeltaTest, ManyChangesOrNoCacheReadEverything) {
+  EXPECT_TRUE(ReadChangesInFull(0, 50000, 0));       // nothing cached
+  EXPECT_FALSE(ReadChangesInFull(1, 50000, 50000));  // one change
+  EXPECT_FALSE(ReadChangesInFull(12500, 50000, 50000));
+  EXPECT_TRUE(ReadChangesInFull(12501, 50000, 50000));  // past a quarter
+  // A small directory reads up to 1,000 entries one by one.
+  EXPECT_FALSE(ReadChangesInFull(1000, 1200, 1200));
+  EXPECT_TRUE(ReadChangesInFull(1001, 1200, 1200));
+}
+
 }  // namespace
 }  // namespace roster

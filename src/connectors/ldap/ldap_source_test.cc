@@ -12,7 +12,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <set>
+#include <unordered_map>
 
 #include "core/personal.h"
 
@@ -438,6 +440,66 @@ TEST_F(LdapLiveTest, SearchUsersPagesThroughAFilter) {
   auto everyone = d->SearchUsers("(objectClass=inetOrgPerson)", "");
   ASSERT_TRUE(everyone.ok()) << everyone.error().message;
   EXPECT_EQ(everyone->size(), static_cast<size_t>(people_));
+}
+
+// Delta reads (issue 10): after a first read in full, a change reads the
+// one entry that moved (besides the key listing), a deletion reads
+// nothing, and a manager's new name reaches the report when the cached and
+// fresh records are derived together.
+TEST_F(LdapLiveTest, ADeltaReadReadsOnlyWhatMovedAndManagersAreDerivedAgain) {
+  Change("dn: " + Person("delta-temp") +
+         "\nchangetype: add\nobjectClass: inetOrgPerson\nuid: delta-temp\ncn: Delta Temp\n"
+         "sn: Temp\n");
+  auto first = Open(Options())->ReadChanges({});
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_TRUE(first->full);
+  std::unordered_map<std::string, std::string> cached;
+  std::map<std::string, SourceRecord> records;
+  std::string temp_key;
+  for (const StampedRecord& c : first->changed) {
+    cached[c.record.key] = c.stamp;
+    records[c.record.key] = c.record;
+    if (c.record.attributes.at("dn") == std::vector<std::string>{Person("delta-temp")}) {
+      temp_key = c.record.key;
+    }
+  }
+  ASSERT_FALSE(temp_key.empty());
+
+  // Nothing changed: the listing only.
+  auto quiet_dir = Open(Options());
+  auto quiet = quiet_dir->ReadChanges(cached);
+  ASSERT_TRUE(quiet.ok()) << quiet.error().message;
+  EXPECT_FALSE(quiet->full);
+  EXPECT_TRUE(quiet->changed.empty());
+  EXPECT_TRUE(quiet->removed.empty());
+  EXPECT_EQ(quiet->entries_read, 0);
+
+  // Ann (José's manager) renamed, and the temporary person deleted.
+  Change("dn: " + Person("ann") +
+         "\nchangetype: modify\nreplace: displayName\ndisplayName: Ann Lee-Smith\n");
+  Change("dn: " + Person("delta-temp") + "\nchangetype: delete\n");
+  auto d = Open(Options());
+  auto changes = d->ReadChanges(cached);
+  ASSERT_TRUE(changes.ok()) << changes.error().message;
+  EXPECT_FALSE(changes->full);
+  ASSERT_EQ(changes->changed.size(), 1u);
+  EXPECT_EQ(changes->changed[0].record.key, Uuid(1));
+  EXPECT_NE(changes->changed[0].stamp, cached.at(Uuid(1)));
+  EXPECT_EQ(changes->removed, std::vector<std::string>{temp_key});
+  EXPECT_EQ(changes->entries_read, 1);
+
+  records.erase(temp_key);
+  records[Uuid(1)] = changes->changed[0].record;
+  std::vector<SourceRecord> all;
+  for (auto& [key, r] : records) all.push_back(r);
+  d->Derive(all);
+  const SourceRecord* jose = ByKey(all, Uuid(2));
+  ASSERT_NE(jose, nullptr);
+  EXPECT_EQ(jose->attributes.at("manager"), std::vector<std::string>{"Ann Lee-Smith"});
+  EXPECT_EQ(jose->contact.manager, "Ann Lee-Smith");
+
+  Change("dn: " + Person("ann") +
+         "\nchangetype: modify\nreplace: displayName\ndisplayName: Ann Lee\n");
 }
 
 }  // namespace
