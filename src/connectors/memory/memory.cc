@@ -14,7 +14,7 @@ std::string MemoryServer::PutByHand(const std::string& user, const std::string& 
   Book& book = books_[user];
   std::string etag = "\"" + std::to_string(next_etag_++) + "\"";
   book.items[href] = MemoryItem{etag, std::move(tag), contact};
-  book.changed_at[href] = ++book.version;
+  book.Touch(href);
   return etag;
 }
 
@@ -22,7 +22,7 @@ void MemoryServer::RemoveByHand(const std::string& user, const std::string& href
   std::lock_guard lock(mu_);
   Book& book = books_[user];
   book.items.erase(href);
-  book.changed_at[href] = ++book.version;
+  book.Touch(href);
 }
 
 bool MemoryServer::HasCollection(const std::string& user) {
@@ -83,8 +83,8 @@ class MemoryCollection final : public Collection {
       for (const auto& [href, item] : book.items) listing.changed.push_back({href, item.etag});
       return listing;
     }
-    for (const auto& [href, version] : book.changed_at) {
-      if (version <= since) continue;
+    for (auto v = book.by_version.upper_bound(since); v != book.by_version.end(); ++v) {
+      const std::string& href = v->second;
       auto it = book.items.find(href);
       if (it == book.items.end()) {
         listing.removed.push_back(href);
@@ -155,7 +155,7 @@ class MemoryCollection final : public Collection {
     }
     ++server_->counters_.deletes;
     book.items.erase(it);
-    book.changed_at[href] = ++book.version;
+    book.Touch(href);
     return {};
   }
 
@@ -172,7 +172,7 @@ class MemoryCollection final : public Collection {
                     const Contact& contact) {
     std::string etag = "\"" + std::to_string(server_->next_etag_++) + "\"";
     book.items[href] = MemoryItem{etag, tag, contact};
-    book.changed_at[href] = ++book.version;
+    book.Touch(href);
     return WriteResult{href, etag};
   }
 

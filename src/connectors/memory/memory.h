@@ -54,6 +54,15 @@ class MemoryServer {
     std::map<std::string, MemoryItem> items;
     int64_t version = 1;
     std::map<std::string, int64_t> changed_at;  // href -> version of last change (incl. deletes)
+    // The same the other way round, so that a delta listing costs what
+    // changed, as a server's sync-collection does, not the whole book.
+    std::map<int64_t, std::string> by_version;
+    void Touch(const std::string& href) {
+      auto [it, added] = changed_at.try_emplace(href, 0);
+      if (!added) by_version.erase(it->second);
+      it->second = ++version;
+      by_version.emplace(it->second, href);
+    }
   };
   std::mutex mu_;
   std::map<std::string, Book> books_;
