@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,10 +142,13 @@ class Graph:
 
     def folders(self):
         """userPrincipalName -> list of the mailbox's contacts in FOLDER."""
+        return self.folders_named(FOLDER)
+
+    def folders_named(self, name):
         out = {}
         for m in self.ctl("GET", "dump")["mailboxes"]:
             for f in m.get("contactFolders", []):
-                if f["displayName"] == FOLDER:
+                if f["displayName"] == name:
                     out[m["userPrincipalName"]] = f["contacts"]
         return out
 
@@ -678,6 +682,101 @@ def test_photo_changes_by_media_etag(suite):
         os.path.exists(state) and os.remove(state)
 
 
+FOLDER_CONFIG = """
+[state]
+path = "{state}"
+
+[tenants.contoso]
+tenant_id = "{tenant}"
+client_id = "{client_id}"
+client_secret_file = "{secret}"
+authority = "{origin}"
+graph_url = "{origin}"
+
+[sources.gal]
+type = "graph"
+tenant = "contoso"
+photo_max_pixels = 0
+
+[sources.partners]
+type = "graph-folder"
+tenant = "contoso"
+mailbox = "{mailbox}"
+folder = "Partners"
+
+[targets.m365]
+type = "graph"
+tenant = "contoso"
+
+[[rules]]
+name = "partners"
+source = "partners"
+target = "m365"
+addressbook = "Partner Contacts"
+users_from = {{ source = "gal", group = "Sales" }}
+"""
+
+
+def test_shared_folder_by_delta(suite):
+    """A shared mailbox's contact folder as the source, with the cache: after
+    the first run, a changed and a deleted contact come from the folder's
+    contacts delta alone (its pages carry changed contacts whole); the folder
+    is not listed again, and only the affected cards are written."""
+    graph = Graph(suite.workdir)
+    state = os.path.join(suite.workdir, "roster.db")
+    try:
+        os.path.exists(state) and os.remove(state)
+        graph.load_directory(SMALL)
+        owner = upn(0)
+        s, folder = graph.api("POST", f"/users/{owner}/contactFolders", {"displayName": "Partners"})
+        check(s == 201, f"folder: {s} {folder}")
+        ids = []
+        for i in range(30):
+            s, c = graph.api("POST", f"/users/{owner}/contactFolders/{folder['id']}/contacts",
+                             {"givenName": f"Partner{i}", "surname": "Shared",
+                              "displayName": f"Partner{i} Shared",
+                              "emailAddresses": [{"address": f"p{i}@partner.example"}]})
+            check(s == 201, f"contact {i}: {s} {c}")
+            ids.append(c["id"])
+        config = os.path.join(suite.workdir, "folder.toml")
+        with open(config, "w") as f:
+            f.write(FOLDER_CONFIG.format(
+                state=state, tenant=TENANT, client_id=CLIENT_ID, origin=graph.origin,
+                secret=write_secret(os.path.join(suite.workdir, "graph.secret")), mailbox=owner))
+        code, out, err = run(config, "sync")
+        check(code == 0, f"first sync exit {code}: {err[-2000:]}")
+        t = totals(out)
+        check(t["created"] == 30 * len(TARGETS), f"first sync: {t}")
+
+        graph.api("PATCH", f"/users/{owner}/contactFolders/{folder['id']}/contacts/{ids[3]}",
+                  {"displayName": "Partner3 Renamed"})
+        graph.api("DELETE", f"/users/{owner}/contactFolders/{folder['id']}/contacts/{ids[4]}")
+        _, offset = log_since(graph, 0)
+        code, out, err = run(config, "sync")
+        check(code == 0, err[-2000:])
+        t = totals(out)
+        check(t["updated"] == len(TARGETS) and t["deleted"] == len(TARGETS) and
+              t["created"] == 0, f"one changed, one deleted: {t}")
+        entries, _ = log_since(graph, offset)
+        source_folder = f"/contactFolders/{urllib.parse.quote(folder['id'], safe='')}/contacts"
+
+        def source_lists(entries):
+            return [e for e in entries if e["method"] == "GET" and e["kind"] == "contacts" and
+                    e["path"].endswith(source_folder)]
+        first_run, _ = log_since(graph, 0)
+        check(source_lists(first_run), "the first run did not list the source folder")
+        lists = source_lists(entries)
+        check(not lists, f"the source folder was listed {len(lists)} times")
+        fetched = [e for e in entries if e["method"] == "GET" and e["kind"] == "contact" and
+                   source_folder + "/" in e["path"]]
+        check(not fetched, f"{len(fetched)} source contacts were read one by one")
+        names = {c.get("displayName") for c in graph.folders_named("Partner Contacts")[upn(1)]}
+        check("Partner3 Renamed" in names and "Partner4 Shared" not in names, sorted(names)[:5])
+    finally:
+        graph.stop()
+        os.path.exists(state) and os.remove(state)
+
+
 def make_certificate(d, name):
     key = os.path.join(d, name + ".pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
@@ -763,7 +862,7 @@ def main():
     tests = [test_gal_into_mailboxes_end_to_end, test_faults_converge_without_duplicates,
              test_placement_default_with_a_category, test_gal_into_carddav_books,
              test_manager_names_from_the_directory, test_photo_changes_by_media_etag,
-             test_certificate_and_refusals]
+             test_shared_folder_by_delta, test_certificate_and_refusals]
     only = sys.argv[1:]
     code = suite.run([t for t in tests if not only or t.__name__ in only])
     suite.close()

@@ -1472,6 +1472,15 @@ class GraphFolderSource final : public Source {
   Result<std::vector<SourceRecord>> ReadAll() override;
   std::vector<std::string> Warnings() const override { return warnings_; }
   Result<std::string> Version() override;
+  // With the cache: the folder's contacts delta from the saved link, whose
+  // pages carry changed contacts whole (Outlook's contact delta), so nothing
+  // is read again; a full read when the link fails, the cache is not what
+  // the link was taken after (the digest of its stamps), or more than
+  // max(1000, a quarter) changed.
+  bool ReadsChanges() const override { return true; }
+  Result<SourceChanges> ReadChanges(
+      const std::unordered_map<std::string, std::string>& cached) override;
+  std::string CacheShape() const override { return HashHex("graph-folder-1\n" + config_); }
   void RestoreCursor(const std::string& saved) override {
     restored_ = false;
     std::optional<SavedCursor> c = ParseCursor(saved, 1);
@@ -1484,6 +1493,12 @@ class GraphFolderSource final : public Source {
  private:
   Result<std::string> ResolveFolder();
   static Headers PageSize() { return {{"Prefer", "odata.maxpagesize=1000"}}; }
+  Result<SourceChanges> FullChanges();
+  // A page of the folder's list or delta as records (contact and raw
+  // attributes); `removed` gets a delta's removed ids.
+  static Status PageRecords(std::string_view body, GraphPageKind kind,
+                            std::vector<SourceRecord>& out, std::vector<std::string>* removed,
+                            Links* links);
 
   GraphFolderSourceOptions options_;
   std::unique_ptr<graph::GraphClient> client_;
@@ -1548,25 +1563,13 @@ Result<std::vector<SourceRecord>> GraphFolderSource::ReadAll() {
   ROSTER_RETURN_IF_ERROR(ReadPages(
       *client_, prefix_, contacts + "?$top=1000", {},
       [&](std::string_view body, Links* links) -> Status {
-        ROSTER_ASSIGN_OR_RETURN(GraphContactPage page,
-                                ParseGraphContactPage(body, "", GraphPageKind::kList));
-        ROSTER_ASSIGN_OR_RETURN(GraphDirectoryPage raw, ParsePage(body, nullptr, nullptr));
-        std::unordered_map<std::string, Attributes*> attributes;
-        for (SourceRecord& r : raw.records) attributes.emplace(r.key, &r.attributes);
-        for (GraphContact& c : page.items) {
-          if (!c.parse_error.empty()) {
-            return Invalid("contact " + c.id + " cannot be read: " + c.parse_error);
+        const size_t before = records.size();
+        ROSTER_RETURN_IF_ERROR(PageRecords(body, GraphPageKind::kList, records, nullptr, links));
+        for (size_t i = before; i < records.size(); ++i) {
+          if (!keys.insert(records[i].key).second) {
+            return Invalid("contact " + records[i].key + " is listed twice");
           }
-          if (!keys.insert(c.id).second) return Invalid("contact " + c.id + " is listed twice");
-          SourceRecord record;
-          record.key = c.id;
-          record.contact = std::move(c.contact);
-          if (auto it = attributes.find(record.key); it != attributes.end()) {
-            record.attributes = std::move(*it->second);
-          }
-          records.push_back(std::move(record));
         }
-        links->next = std::move(page.next_link);
         return {};
       }));
   if (round.ok()) {
@@ -1580,15 +1583,119 @@ Result<std::vector<SourceRecord>> GraphFolderSource::ReadAll() {
 
 Result<std::string> GraphFolderSource::Version() {
   if (!restored_) return std::string();
-  restored_ = false;
   SavedCursor saved = cursor_;
-  cursor_.version.clear();
+  const size_t warned = pending_warnings_.size();
   std::string version =
       CheckDeltas(*client_, prefix_, saved, PageSize(), FolderDeltaPage, pending_warnings_);
-  if (version.empty()) return std::string();
-  cursor_ = std::move(saved);
-  restored_ = true;
-  return version;
+  if (!version.empty()) {
+    cursor_ = std::move(saved);
+    return version;
+  }
+  // A link that failed is read in full; a change keeps the saved link, for
+  // a delta read in this run or, when the run reads nothing, the next one.
+  if (pending_warnings_.size() > warned) restored_ = false;
+  return std::string();
+}
+
+Status GraphFolderSource::PageRecords(std::string_view body, GraphPageKind kind,
+                                      std::vector<SourceRecord>& out,
+                                      std::vector<std::string>* removed, Links* links) {
+  ROSTER_ASSIGN_OR_RETURN(GraphContactPage page, ParseGraphContactPage(body, "", kind));
+  ROSTER_ASSIGN_OR_RETURN(GraphDirectoryPage raw, ParsePage(body, nullptr, nullptr));
+  std::unordered_map<std::string, Attributes*> attributes;
+  for (SourceRecord& r : raw.records) attributes.emplace(r.key, &r.attributes);
+  for (GraphContact& c : page.items) {
+    if (!c.parse_error.empty()) {
+      return Invalid("contact " + c.id + " cannot be read: " + c.parse_error);
+    }
+    SourceRecord record;
+    record.key = c.id;
+    record.contact = std::move(c.contact);
+    if (auto it = attributes.find(record.key); it != attributes.end()) {
+      record.attributes = std::move(*it->second);
+    }
+    out.push_back(std::move(record));
+  }
+  if (removed != nullptr) {
+    removed->insert(removed->end(), page.removed.begin(), page.removed.end());
+  }
+  links->next = std::move(page.next_link);
+  links->delta = std::move(page.delta_link);
+  return {};
+}
+
+Result<SourceChanges> GraphFolderSource::FullChanges() {
+  ROSTER_ASSIGN_OR_RETURN(std::vector<SourceRecord> records, ReadAll());
+  SourceChanges out;
+  out.full = true;
+  out.entries_read = static_cast<int64_t>(records.size());
+  std::map<std::string, std::string> stamps;
+  for (SourceRecord& r : records) {
+    std::string stamp = FormatStamp(ObjectStamp{'c', "", "-", HashRecord(r)});
+    stamps.emplace(r.key, stamp);
+    out.changed.push_back(StampedRecord{std::move(r), std::move(stamp)});
+  }
+  if (restored_) {
+    cursor_.digest = DigestStamps(stamps);
+    cursor_.version = "d" + cursor_.digest;
+  }
+  return out;
+}
+
+Result<SourceChanges> GraphFolderSource::ReadChanges(
+    const std::unordered_map<std::string, std::string>& cached) {
+  std::map<std::string, std::string> stamps(cached.begin(), cached.end());
+  if (!restored_ || cursor_.digest.empty() || stamps.empty() || cursor_.links.size() != 1 ||
+      DigestStamps(stamps) != cursor_.digest) {
+    return FullChanges();
+  }
+  const std::string link = cursor_.links[0];
+  Status allowed = CheckCursorLink(*client_, link);
+  if (!allowed.ok()) {
+    pending_warnings_.push_back(prefix_ + "the saved delta link is refused (" +
+                                allowed.error().message + "); reading in full");
+    return FullChanges();
+  }
+  // The latest word on a contact counts, as in the directory's delta.
+  std::map<std::string, SourceRecord> changed;
+  std::set<std::string> removed;
+  Result<DeltaRound> round = FollowDelta(
+      *client_, prefix_, link, PageSize(),
+      [&](std::string_view body, Links* links) -> Result<bool> {
+        std::vector<SourceRecord> records;
+        std::vector<std::string> gone;
+        ROSTER_RETURN_IF_ERROR(PageRecords(body, GraphPageKind::kDelta, records, &gone, links));
+        for (SourceRecord& r : records) {
+          removed.erase(r.key);
+          std::string key = r.key;
+          changed.insert_or_assign(std::move(key), std::move(r));
+        }
+        for (const std::string& id : gone) {
+          changed.erase(id);
+          removed.insert(id);
+        }
+        return !records.empty() || !gone.empty();
+      });
+  if (!round.ok()) {
+    pending_warnings_.push_back(round.error().message + "; reading in full");
+    return FullChanges();
+  }
+  if (changed.size() > std::max<size_t>(1000, stamps.size() / 4)) return FullChanges();
+  warnings_ = std::exchange(pending_warnings_, {});
+  SourceChanges out;
+  for (const std::string& id : removed) {
+    if (stamps.erase(id) > 0) out.removed.push_back(id);
+  }
+  out.entries_read = static_cast<int64_t>(changed.size());
+  for (auto& [key, record] : changed) {
+    std::string stamp = FormatStamp(ObjectStamp{'c', "", "-", HashRecord(record)});
+    stamps[key] = stamp;
+    out.changed.push_back(StampedRecord{std::move(record), std::move(stamp)});
+  }
+  cursor_.links = {std::move(round->delta_link)};
+  cursor_.digest = DigestStamps(stamps);
+  cursor_.version = "d" + cursor_.digest;
+  return out;
 }
 
 }  // namespace

@@ -1127,7 +1127,57 @@ TEST_F(GraphFolderTest, AFolderChangeMeansUnknown) {
                                   {"@removed", {{"reason", "deleted"}}}}}),
                     "", m + "/contactFolders/F1/contacts/delta?$deltatoken=d3")));
   EXPECT_EQ(*source->Version(), "");
-  EXPECT_EQ(source->Cursor(), "");
+  // The saved link stays until the change is read.
+  EXPECT_NE(source->Cursor().find("$deltatoken=d2"), std::string::npos);
+}
+
+TEST_F(GraphFolderTest, ADeltaReadTakesChangedContactsFromTheDeltaPages) {
+  const std::string m = kMailbox;
+  auto source = OpenFolder("Team");
+  graph_.On(m + "/contactFolders",
+            Ok(Page(Json::array({{{"id", "F1"}, {"displayName", "Team"}}}))));
+  graph_.On(m + "/contactFolders/F1/contacts/delta",
+            Ok(Page(Json::array(), "", m + "/contactFolders/F1/contacts/delta?$deltatoken=d1")));
+  graph_.On(m + "/contactFolders/F1/contacts",
+            Ok(Page(Json::array({{{"id", "AAkAAAc1="}, {"displayName", "Ann"}},
+                                 {{"id", "AAkAAAc2="}, {"displayName", "Bob"}},
+                                 {{"id", "AAkAAAc3="}, {"displayName", "Cy"}}}))));
+  auto first = source->ReadChanges({});
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  EXPECT_TRUE(first->full);
+  ASSERT_EQ(first->changed.size(), 3u);
+  std::unordered_map<std::string, std::string> stamps;
+  for (const StampedRecord& c : first->changed) stamps[c.record.key] = c.stamp;
+
+  auto next = OpenFolder("Team");
+  next->RestoreCursor(source->Cursor());
+  graph_.seen.clear();
+  graph_.On(m + "/contactFolders/F1/contacts/delta?$deltatoken=d1",
+            Ok(Page(Json::array({{{"@odata.type", "#microsoft.graph.contact"},
+                                  {"id", "AAkAAAc1="},
+                                  {"displayName", "Ann Lee"}},
+                                 {{"@odata.type", "#microsoft.graph.contact"},
+                                  {"id", "AAkAAAc3="},
+                                  {"@removed", {{"reason", "deleted"}}}}}),
+                    "", m + "/contactFolders/F1/contacts/delta?$deltatoken=d2")));
+  auto changes = next->ReadChanges(stamps);
+  ASSERT_TRUE(changes.ok()) << changes.error().message;
+  EXPECT_FALSE(changes->full);
+  ASSERT_EQ(changes->changed.size(), 1u);
+  EXPECT_EQ(changes->changed[0].record.contact.formatted_name, "Ann Lee");
+  EXPECT_EQ(changes->removed, std::vector<std::string>{"AAkAAAc3="});
+  // The delta only: no folder lookup, no listing.
+  EXPECT_EQ(graph_.Paths(),
+            std::vector<std::string>{m + "/contactFolders/F1/contacts/delta?$deltatoken=d1"});
+  EXPECT_NE(next->Cursor().find("$deltatoken=d2"), std::string::npos);
+
+  // A cache that lost an entry is read in full, not trusted.
+  stamps.erase("AAkAAAc2=");
+  auto third = OpenFolder("Team");
+  third->RestoreCursor(source->Cursor());
+  auto full = third->ReadChanges(stamps);
+  ASSERT_TRUE(full.ok()) << full.error().message;
+  EXPECT_TRUE(full->full);
 }
 
 TEST_F(GraphFolderTest, AMissingOrAmbiguousFolderIsAnError) {
