@@ -91,6 +91,8 @@ MODES = {
                         "2.5, 1e300, [200], {}",
     "batch_garbage": "responses that are not objects, or not an array",
     "batch_sub_429": "every sub-response is 429 with Retry-After: 999999999",
+    "batch_other_object": "a sub-response to GET /users/{id} (a directory read by id) names "
+                          "another object: its id replaced",
     # throttling and stalls
     "retry_after_huge": "429 with Retry-After: 999999999 (not forwarded)",
     "retry_after_date": "503 with Retry-After: Fri, 31 Dec 9999 23:59:59 GMT (not forwarded)",
@@ -890,6 +892,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 t["status"] = 500 if 200 <= (r.get("status") or 0) < 300 else 201
                 twins.append(t)
             doc["responses"] += twins
+        self.send_json(status, doc if doc is not None else data, headers)
+
+    def m_batch_other_object(self, req, kind, body):
+        status, headers, doc, data, ok = self._batch_doc(req, body)
+        if ok:
+            try:
+                sent = {str(r.get("id")): str(r.get("url", "")) for r in json.loads(body)["requests"]}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                sent = {}
+            for r in doc["responses"]:
+                if not isinstance(r, dict) or not isinstance(r.get("body"), dict):
+                    continue
+                path = sent.get(str(r.get("id")), "").split("?")[0]
+                if re.fullmatch(r"/users/[^/]+", path) and "id" in r["body"]:
+                    r["body"]["id"] = "00000000-0000-4000-8000-999999999999"
         self.send_json(status, doc if doc is not None else data, headers)
 
     def m_batch_missing_ids(self, req, kind, body):

@@ -469,6 +469,21 @@ def test_batch_answers_that_lie(s):
         c.converge()
 
 
+def test_directory_read_by_id_answering_another_object(s):
+    """With the cache (the default) a user the directory's delta names is read
+    again by id, in a $batch. An answer that names another object is refused
+    with a message saying so (exit 1, no address book changed), and the next
+    correct run converges."""
+    c = Case(s, "batch_other_object")
+    c.sync("correct", expect=(0,))
+    s.graph.ctl("POST", "directory/upsert",
+                {"users": [{"id": gst.user(5)["id"], "jobTitle": "Changed by the test"}]})
+    c.before = outside(s.graph.ctl("GET", "dump"), c.targets)
+    r = c.sync("batch_other_object", "batch", expect=(1,))
+    expect_refused(r, "another object")
+    c.converge()
+
+
 # -- 5. throttling and stalls -----------------------------------------------------------------
 def test_huge_retry_after_is_not_waited_for(s):
     """429 with Retry-After: 999999999 on alice's listing, the directory, the
@@ -680,6 +695,7 @@ TESTS = [test_correct_server_converges, test_links_off_origin_are_refused,
          test_huge_answers_stay_under_the_memory_cap,
          test_huge_answers_to_four_mailboxes_at_once, test_deep_json_is_refused,
          test_bad_text_reaches_no_output, test_batch_answers_that_lie,
+         test_directory_read_by_id_answering_another_object,
          test_huge_retry_after_is_not_waited_for, test_trickling_server_ends_at_the_deadline,
          test_persistent_401_names_the_mailbox, test_token_endpoint_answers_that_lie,
          test_contact_ids_with_path_traversal_are_not_followed,
