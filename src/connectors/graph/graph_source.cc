@@ -507,6 +507,43 @@ Result<bool> FolderDeltaPage(std::string_view body, Links* links) {
   return !page.items.empty() || !page.removed.empty();
 }
 
+// GETs one URL per key by $batch, kMaxBatchRequests at a time, and hands
+// each answer that is 2xx or 404 to `answer(i, response)`, in order. A
+// sub-response missing from the answer is kTransient ("WHAT: the batch
+// answer lacks LACKS<key>"), any other status Graph's error ("WHAT (NOUN<key>)",
+// `path` naming the permission); keys appear as pseudonyms.
+Status BatchGet(graph::GraphClient& client, const std::string& what, size_t count,
+                const std::function<const std::string&(size_t)>& key,
+                const std::function<std::string(const std::string&)>& url, std::string_view lacks,
+                std::string_view noun, std::string_view path,
+                const std::function<Status(size_t, const graph::GraphResponse&)>& answer) {
+  for (size_t start = 0; start < count; start += graph::kMaxBatchRequests) {
+    const size_t end = std::min(count, start + graph::kMaxBatchRequests);
+    std::vector<graph::GraphRequest> requests;
+    for (size_t i = start; i < end; ++i) {
+      graph::GraphRequest r;
+      r.url = url(key(i));
+      requests.push_back(std::move(r));
+    }
+    Result<std::vector<graph::GraphResponse>> answers = client.Batch(requests);
+    if (!answers.ok()) return Prefixed(answers.take_error(), what);
+    if (answers->size() != requests.size()) return Invalid(what + ": the batch answer is short");
+    for (size_t i = start; i < end; ++i) {
+      const graph::GraphResponse& a = (*answers)[i - start];
+      if (a.status == 0) {
+        return MakeError(ErrorKind::kTransient, what + ": the batch answer lacks " +
+                                                    std::string(lacks) + Personal(key(i), key(i)));
+      }
+      if (!a.ok() && a.status != 404) {
+        return FromResponse(a, what + " (" + std::string(noun) + Personal(key(i), key(i)) + ")",
+                            path);
+      }
+      ROSTER_RETURN_IF_ERROR(answer(i, a));
+    }
+  }
+  return {};
+}
+
 // --- delta reads from the cache ---
 //
 // A cached directory object's stamp says what a delta cannot: its kind, the
@@ -1018,81 +1055,54 @@ Status GraphDirectory::State::ReadPhotos(std::vector<SourceRecord>& records, siz
                                          std::vector<std::string>& warnings,
                                          std::vector<std::string>* tags) {
   if (tags != nullptr) tags->assign(users, "-");
-  for (size_t start = 0; start < users; start += graph::kMaxBatchRequests) {
-    const size_t end = std::min(users, start + graph::kMaxBatchRequests);
-    std::vector<graph::GraphRequest> requests;
-    for (size_t i = start; i < end; ++i) {
-      graph::GraphRequest r;
-      r.url = "/users/" + graph::EncodeSegment(records[i].key) + "/photo/$value";
-      requests.push_back(std::move(r));
-    }
-    const std::string what = prefix + "reading user photos";
-    Result<std::vector<graph::GraphResponse>> answers = client->Batch(requests);
-    if (!answers.ok()) return Prefixed(answers.take_error(), what);
-    if (answers->size() != requests.size()) return Invalid(what + ": the batch answer is short");
-    for (size_t i = start; i < end; ++i) {
-      const graph::GraphResponse& a = (*answers)[i - start];
-      SourceRecord& record = records[i];
-      if (a.status == 404) continue;  // ImageNotFound, or no mailbox to hold one
-      if (a.status == 0) {
-        return MakeError(ErrorKind::kTransient, what + ": the batch answer lacks the photo of " +
-                                                    Personal(record.key, record.key));
-      }
-      if (!a.ok())
-        return FromResponse(a, what + " (user " + Personal(record.key, record.key) + ")",
-                            "/users/x/photo");
-      if (tags != nullptr) (*tags)[i] = PhotoTag(a.Header("etag"));
-      if (a.body.empty()) continue;
-      if (a.body.size() > kMaxPhotoBytes) {
-        warnings.push_back(prefix + "the photo of user " + Personal(record.key, record.key) +
-                           " is larger than 4 MiB; left out");
-        continue;
-      }
-      const std::string content_type = a.Header("content-type");
-      std::string type = text::AsciiLower(
-          text::Trim(std::string_view(content_type).substr(0, content_type.find(';'))));
-      if (type != "image/png" && type != "image/gif") type = "image/jpeg";
-      record.contact.photo = Photo{type, a.body, ""};
-    }
-  }
-  return {};
+  return BatchGet(
+      *client, prefix + "reading user photos", users,
+      [&](size_t i) -> const std::string& { return records[i].key; },
+      [](const std::string& id) { return "/users/" + graph::EncodeSegment(id) + "/photo/$value"; },
+      "the photo of ", "user ", "/users/x/photo",
+      [&](size_t i, const graph::GraphResponse& a) -> Status {
+        SourceRecord& record = records[i];
+        if (a.status == 404) return {};  // ImageNotFound, or no mailbox to hold one
+        if (tags != nullptr) (*tags)[i] = PhotoTag(a.Header("etag"));
+        if (a.body.empty()) return {};
+        if (a.body.size() > kMaxPhotoBytes) {
+          warnings.push_back(prefix + "the photo of user " + Personal(record.key, record.key) +
+                             " is larger than 4 MiB; left out");
+          return {};
+        }
+        const std::string content_type = a.Header("content-type");
+        std::string type = text::AsciiLower(
+            text::Trim(std::string_view(content_type).substr(0, content_type.find(';'))));
+        if (type != "image/png" && type != "image/gif") type = "image/jpeg";
+        record.contact.photo = Photo{type, a.body, ""};
+        return {};
+      });
 }
 
 Result<std::map<std::string, std::string>> GraphDirectory::State::PhotoTags(
     const std::vector<std::string>& ids) {
   std::map<std::string, std::string> tags;
   const std::string what = prefix + "checking user photos";
-  for (size_t start = 0; start < ids.size(); start += graph::kMaxBatchRequests) {
-    const size_t end = std::min(ids.size(), start + graph::kMaxBatchRequests);
-    std::vector<graph::GraphRequest> requests;
-    for (size_t i = start; i < end; ++i) {
-      graph::GraphRequest r;
-      r.url = "/users/" + graph::EncodeSegment(ids[i]) + "/photo";
-      requests.push_back(std::move(r));
-    }
-    Result<std::vector<graph::GraphResponse>> answers = client->Batch(requests);
-    if (!answers.ok()) return Prefixed(answers.take_error(), what);
-    if (answers->size() != requests.size()) return Invalid(what + ": the batch answer is short");
-    for (size_t i = start; i < end; ++i) {
-      const graph::GraphResponse& a = (*answers)[i - start];
-      const std::string person = Personal(ids[i], ids[i]);
-      if (a.status == 404) {
-        tags[ids[i]] = "-";
-        continue;
-      }
-      if (a.status == 0) {
-        return MakeError(ErrorKind::kTransient,
-                         what + ": the batch answer lacks the photo of " + person);
-      }
-      if (!a.ok()) return FromResponse(a, what + " (user " + person + ")", "/users/x/photo");
-      Result<json> meta = ParsePageJson(a.body);
-      if (!meta.ok()) return Invalid(what + " (user " + person + "): " + meta.error().message);
-      auto tag = meta->find("@odata.mediaEtag");
-      tags[ids[i]] = tag != meta->end() && tag->is_string()
-                         ? PhotoTag(tag->get_ref<const std::string&>())
-                         : std::string("?");
-    }
-  }
+  ROSTER_RETURN_IF_ERROR(BatchGet(
+      *client, what, ids.size(), [&](size_t i) -> const std::string& { return ids[i]; },
+      [](const std::string& id) { return "/users/" + graph::EncodeSegment(id) + "/photo"; },
+      "the photo of ", "user ", "/users/x/photo",
+      [&](size_t i, const graph::GraphResponse& a) -> Status {
+        if (a.status == 404) {
+          tags[ids[i]] = "-";
+          return {};
+        }
+        Result<json> meta = ParsePageJson(a.body);
+        if (!meta.ok()) {
+          return Invalid(what + " (user " + Personal(ids[i], ids[i]) +
+                         "): " + meta.error().message);
+        }
+        auto tag = meta->find("@odata.mediaEtag");
+        tags[ids[i]] = tag != meta->end() && tag->is_string()
+                           ? PhotoTag(tag->get_ref<const std::string&>())
+                           : std::string("?");
+        return {};
+      }));
   return tags;
 }
 
@@ -1103,43 +1113,30 @@ Status GraphDirectory::State::ReadByIds(GraphObjectKind kind, const std::vector<
   const std::string query =
       user ? "?$select=" + user_select + (users_expand.empty() ? "" : "&$expand=" + users_expand)
            : std::string();
+  const std::string base = user ? "/users/" : "/contacts/";
   const char* type_name = user ? "#microsoft.graph.user" : "#microsoft.graph.orgContact";
   const std::string what =
       prefix + (user ? "reading changed users" : "reading changed org contacts");
-  for (size_t start = 0; start < ids.size(); start += graph::kMaxBatchRequests) {
-    const size_t end = std::min(ids.size(), start + graph::kMaxBatchRequests);
-    std::vector<graph::GraphRequest> requests;
-    for (size_t i = start; i < end; ++i) {
-      graph::GraphRequest r;
-      r.url = (user ? "/users/" : "/contacts/") + graph::EncodeSegment(ids[i]) + query;
-      requests.push_back(std::move(r));
-    }
-    Result<std::vector<graph::GraphResponse>> answers = client->Batch(requests);
-    if (!answers.ok()) return Prefixed(answers.take_error(), what);
-    if (answers->size() != requests.size()) return Invalid(what + ": the batch answer is short");
-    for (size_t i = start; i < end; ++i) {
-      const graph::GraphResponse& a = (*answers)[i - start];
-      const std::string object = Personal(ids[i], ids[i]);
-      if (a.status == 404) continue;  // gone since the delta said it changed
-      if (a.status == 0) {
-        return MakeError(ErrorKind::kTransient, what + ": the batch answer lacks object " + object);
-      }
-      if (!a.ok())
-        return FromResponse(a, what + " (object " + object + ")",
-                            user ? "/users/x" : "/contacts/x");
-      Result<json> parsed = ParsePageJson(a.body);
-      if (!parsed.ok())
-        return Invalid(what + " (object " + object + "): " + parsed.error().message);
-      auto id = parsed->find("id");
-      if (id == parsed->end() || !id->is_string() || *id != ids[i]) {
-        return Invalid(what + ": the answer for object " + object + " is another object");
-      }
-      std::optional<SourceRecord> record;
-      ROSTER_ASSIGN_OR_RETURN(record, ParseObject(*parsed, type_name, &kind, &mapping));
-      if (record) out.push_back(std::move(*record));
-    }
-  }
-  return {};
+  return BatchGet(
+      *client, what, ids.size(), [&](size_t i) -> const std::string& { return ids[i]; },
+      [&](const std::string& id) { return base + graph::EncodeSegment(id) + query; }, "object ",
+      "object ", user ? "/users/x" : "/contacts/x",
+      [&](size_t i, const graph::GraphResponse& a) -> Status {
+        if (a.status == 404) return {};  // gone since the delta said it changed
+        const std::string object = Personal(ids[i], ids[i]);
+        Result<json> parsed = ParsePageJson(a.body);
+        if (!parsed.ok()) {
+          return Invalid(what + " (object " + object + "): " + parsed.error().message);
+        }
+        auto id = parsed->find("id");
+        if (id == parsed->end() || !id->is_string() || *id != ids[i]) {
+          return Invalid(what + ": the answer for object " + object + " is another object");
+        }
+        std::optional<SourceRecord> record;
+        ROSTER_ASSIGN_OR_RETURN(record, ParseObject(*parsed, type_name, &kind, &mapping));
+        if (record) out.push_back(std::move(*record));
+        return {};
+      });
 }
 
 Result<std::string> GraphDirectory::State::LatestDeltaLink(const std::string& url) {
