@@ -8,6 +8,7 @@
 #include <ctime>
 #include <functional>
 #include <mutex>
+#include <unordered_map>
 
 #include "core/failpoint.h"
 #include "core/text.h"
@@ -86,6 +87,44 @@ std::string UtcIso(std::time_t t) {
 std::string NowUtc() { return UtcIso(std::time(nullptr)); }
 
 // A prepared statement, reset on destruction so it can be cached.
+// A blind index's hex (crypto::BlindIndex) as its bytes; a value that is not
+// hex (a bug, never outside input) becomes bytes that match nothing.
+std::string IxBytes(std::string_view hex) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0 || hex.size() % 2) return "not hex:" + std::string(hex);
+    out.push_back(static_cast<char>(hi << 4 | lo));
+  }
+  return out;
+}
+
+// roster_unhex(x), for the migration that stores blind indexes as BLOBs
+// (SQLite 3.40 has no unhex()): a blind index's hex as its bytes; a BLOB or
+// NULL as it is (rows the sealing migration already wrote as BLOBs); anything
+// else fails the migration instead of storing an index that matches nothing.
+void UnhexFunction(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  const int type = sqlite3_value_type(argv[0]);
+  if (type == SQLITE_NULL || type == SQLITE_BLOB) {
+    sqlite3_result_value(ctx, argv[0]);
+    return;
+  }
+  const auto* p = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+  const std::string_view hex(p ? p : "", static_cast<size_t>(sqlite3_value_bytes(argv[0])));
+  const std::string bytes = IxBytes(hex);
+  if (type != SQLITE_TEXT || hex.size() != 2 * bytes.size() || bytes.empty()) {
+    sqlite3_result_error(ctx, "a blind index that is not hex", -1);
+    return;
+  }
+  sqlite3_result_blob(ctx, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+}
+
 class Stmt {
  public:
   Stmt(sqlite3* db, const char* sql) : db_(db) {
@@ -127,10 +166,19 @@ class Stmt {
     sqlite3_bind_blob(stmt_, i, sealed.data(), static_cast<int>(sealed.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  Stmt& BindBlob(int i, std::string_view bytes) {
+    sqlite3_bind_blob(stmt_, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
   Stmt& BindNull(int i) {
     sqlite3_bind_null(stmt_, i);
     return *this;
   }
+  // A blind index (hex in memory, as the seals' rows name it) as the 16-byte
+  // BLOB its column holds.
+  Stmt& BindIx(int i, std::string_view hex) { return BindBlob(i, IxBytes(hex)); }
+  // A blind-index column read back as hex.
+  std::string IxText(int col) const { return text::Hex(BlobView(col)); }
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int Step() { return sqlite3_step(stmt_); }
   std::string Text(int col) const {
@@ -165,27 +213,36 @@ std::string RowOf(std::initializer_list<std::string_view> parts) {
   return out;
 }
 
-// A column's value as read (an integer or text), to bind again.
+// A column's value as read (an integer, text or a BLOB), to bind again.
 struct Value {
-  bool integer = false;
+  int type = SQLITE_TEXT;
   int64_t number = 0;
-  std::string text;
+  std::string bytes;
   static Value Of(const Stmt& s, int col) {
     Value v;
-    v.integer = sqlite3_column_type(s.raw(), col) == SQLITE_INTEGER;
-    if (v.integer) {
+    v.type = sqlite3_column_type(s.raw(), col);
+    if (v.type == SQLITE_INTEGER) {
       v.number = s.Int(col);
+    } else if (v.type == SQLITE_BLOB) {
+      v.bytes = s.Blob(col);
     } else {
-      v.text = s.Text(col);
+      v.bytes = s.Text(col);
     }
     return v;
   }
   void BindTo(Stmt& s, int i) const {
-    if (integer) {
+    if (type == SQLITE_INTEGER) {
       s.Bind(i, number);
+    } else if (type == SQLITE_BLOB) {
+      s.BindBlob(i, bytes);
     } else {
-      s.Bind(i, text);
+      s.Bind(i, bytes);
     }
+  }
+  // As a seal's row names it: blind indexes in hex.
+  std::string RowPart() const {
+    if (type == SQLITE_INTEGER) return std::to_string(number);
+    return type == SQLITE_BLOB ? text::Hex(bytes) : bytes;
   }
 };
 
@@ -293,6 +350,11 @@ class SqliteStateStore final : public StateStore {
                            " is newer than this roster understands (" + std::to_string(newest) +
                            "); use a newer roster");
     }
+    if (current < newest && sqlite3_create_function_v2(
+                                db_, "roster_unhex", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr,
+                                UnhexFunction, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return SqlError(db_, "preparing the migrations");
+    }
     for (const Migration& m : migrations) {
       if (m.version <= current) continue;
       ROSTER_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
@@ -325,7 +387,7 @@ class SqliteStateStore final : public StateStore {
                "INSERT INTO collections (rule, target, user_ix, user) VALUES (?, ?, ?, '') "
                "ON CONFLICT (rule, target, user_ix) DO NOTHING");
       if (!ins.ok()) return SqlError(db_, "preparing collection insert");
-      ins.Bind(1, key.rule).Bind(2, key.target).Bind(3, ix);
+      ins.Bind(1, key.rule).Bind(2, key.target).BindIx(3, ix);
       if (ins.Step() != SQLITE_DONE) return SqlError(db_, "creating collection");
       if (sqlite3_changes(db_) == 0) return {};  // it was there
       const int64_t id = sqlite3_last_insert_rowid(db_);
@@ -356,7 +418,7 @@ class SqliteStateStore final : public StateStore {
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) {
       const std::string target = s.Text(0);
-      const std::string row = CollectionRow(s.Int(3), rule, target, s.Text(1));
+      const std::string row = CollectionRow(s.Int(3), rule, target, s.IxText(1));
       ROSTER_ASSIGN_OR_RETURN(std::string user, Open("collections", "user", row, s.Blob(2)));
       ROSTER_ASSIGN_OR_RETURN(CollectionState state, ReadCollection(s, 3, row));
       out.emplace_back(CollectionKey{rule, target, std::move(user)}, std::move(state));
@@ -420,7 +482,7 @@ class SqliteStateStore final : public StateStore {
     if (!s.ok()) return SqlError(db_, "preparing item query");
     std::vector<ItemState> items;
     for (const std::string& key : keys) {
-      s.Reset().Bind(1, collection).Bind(2, Ix(kKeyDomain, key));
+      s.Reset().Bind(1, collection).BindIx(2, KeyIx(key));
       ROSTER_RETURN_IF_ERROR(ReadItems(s, collection, &items));
     }
     return items;
@@ -464,13 +526,13 @@ class SqliteStateStore final : public StateStore {
       const std::string id = std::to_string(collection);
       for (const ItemRef& ref : seen) {
         const std::string ix = Ix(kHrefDomain, ref.href);
-        put.Reset().Bind(1, collection).Bind(2, ix);
+        put.Reset().Bind(1, collection).BindIx(2, ix);
         put.BindSealed(3, Seal("items", "sealed", RowOf({id, ix}), Pack({ref.href, "", "", ""})));
         put.Bind(4, ref.etag);
         if (put.Step() != SQLITE_DONE) return SqlError(db_, "storing listing");
       }
       for (const std::string& href : removed) {
-        del.Reset().Bind(1, collection).Bind(2, Ix(kHrefDomain, href));
+        del.Reset().Bind(1, collection).BindIx(2, Ix(kHrefDomain, href));
         if (del.Step() != SQLITE_DONE) return SqlError(db_, "deleting item");
       }
       for (const ItemState& item : known) {
@@ -515,7 +577,7 @@ class SqliteStateStore final : public StateStore {
     std::lock_guard lock(mu_);
     Stmt del(db_, "DELETE FROM items WHERE collection_id = ? AND href_ix = ?");
     if (!del.ok()) return SqlError(db_, "preparing item delete");
-    del.Bind(1, collection).Bind(2, Ix(kHrefDomain, href));
+    del.Bind(1, collection).BindIx(2, Ix(kHrefDomain, href));
     if (del.Step() != SQLITE_DONE) return SqlError(db_, "deleting item");
     return {};
   }
@@ -624,7 +686,7 @@ class SqliteStateStore final : public StateStore {
     int rc;
     while ((rc = fresh.Step()) == SQLITE_ROW) {
       ROSTER_ASSIGN_OR_RETURN(CachedRecord record,
-                              OpenCached(source, fresh.Text(0), fresh.BlobView(1)));
+                              OpenCached(source, fresh.IxText(0), fresh.BlobView(1)));
       cache.records.push_back(std::move(record));
     }
     if (rc != SQLITE_DONE) return SqlError(db_, "reading the cache of source " + source);
@@ -665,7 +727,7 @@ class SqliteStateStore final : public StateStore {
         Stmt del(db_, "DELETE FROM source_cache WHERE source = ? AND key_ix = ?");
         if (!del.ok()) return SqlError(db_, "preparing source cache update");
         for (const std::string& key : removed) {
-          del.Reset().Bind(1, source).Bind(2, Ix(kCacheKeyDomain, key));
+          del.Reset().Bind(1, source).BindIx(2, Ix(kCacheKeyDomain, key));
           if (del.Step() != SQLITE_DONE) {
             return SqlError(db_, "removing from the cache of source " + source);
           }
@@ -739,7 +801,7 @@ class SqliteStateStore final : public StateStore {
     const CollectionKey& k = r.collection;
     const std::string ix = Ix(kUserDomain, k.user);
     const std::string row = RowOf({std::to_string(run), k.rule, k.target, ix});
-    s.Bind(1, run).Bind(2, k.rule).Bind(3, k.target).Bind(4, ix);
+    s.Bind(1, run).Bind(2, k.rule).Bind(3, k.target).BindIx(4, ix);
     s.BindSealed(5, Seal("run_results", "user", row, k.user));
     s.Bind(6, c.created).Bind(7, c.updated).Bind(8, c.deleted).Bind(9, c.unchanged);
     s.Bind(10, c.conflicts).Bind(11, c.errors).Bind(12, c.adopted);
@@ -794,7 +856,7 @@ class SqliteStateStore final : public StateStore {
       r.finished_at = s.Text(3);
       r.exit_code = static_cast<int>(s.Int(4));
       const std::string rule = s.Text(5), target = s.Text(6);
-      const std::string row = RowOf({std::to_string(r.run_id), rule, target, s.Text(7)});
+      const std::string row = RowOf({std::to_string(r.run_id), rule, target, s.IxText(7)});
       ROSTER_ASSIGN_OR_RETURN(std::string user, Open("run_results", "user", row, s.Blob(8)));
       r.result.collection = {rule, target, std::move(user)};
       Counts& c = r.result.counts;
@@ -926,7 +988,7 @@ class SqliteStateStore final : public StateStore {
         last.clear();
         for (int i = 0; i < nw; ++i) last.push_back(Value::Of(page, i));
         std::string row;
-        for (int i = 0; i < nr; ++i) row += RowOf({page.Text(nw + i)});
+        for (int i = 0; i < nr; ++i) row += RowOf({Value::Of(page, nw + i).RowPart()});
         for (size_t c = 0; c < t.sealed.size(); ++c) {
           const std::string sealed = page.Blob(nw + nr + static_cast<int>(c));
           if (sealed.empty()) continue;
@@ -985,7 +1047,7 @@ class SqliteStateStore final : public StateStore {
     for (const auto& [ix, r] : ordered) {
       const std::string sealed =
           Seal("source_cache", "sealed", RowOf({source, ix}), Pack({r->key, r->stamp, r->record}));
-      ins.Reset().Bind(1, source).Bind(2, ix).Bind(3, now).BindSealed(4, sealed);
+      ins.Reset().Bind(1, source).BindIx(2, ix).Bind(3, now).BindSealed(4, sealed);
       if (ins.Step() != SQLITE_DONE) return SqlError(db_, "storing the cache of source " + source);
     }
     return {};
@@ -1238,11 +1300,11 @@ class SqliteStateStore final : public StateStore {
   void BindItem(Stmt& s, int64_t collection, const ItemState& item) const {
     const std::string ix = Ix(kHrefDomain, item.href);
     const std::string row = RowOf({std::to_string(collection), ix});
-    s.Bind(1, collection).Bind(2, ix).Bind(3, item.etag_seen).Bind(4, item.etag);
+    s.Bind(1, collection).BindIx(2, ix).Bind(3, item.etag_seen).Bind(4, item.etag);
     if (item.key.empty()) {
       s.BindNull(5);
     } else {
-      s.Bind(5, Ix(kKeyDomain, item.key));
+      s.BindIx(5, Ix(kKeyDomain, item.key));
     }
     s.Bind(6, item.hash).Bind(7, static_cast<int64_t>(item.key.empty() && !item.match.empty()));
     s.BindSealed(
@@ -1267,7 +1329,7 @@ class SqliteStateStore final : public StateStore {
     const std::string id = std::to_string(collection);
     while ((rc = s.Step()) == SQLITE_ROW) {
       ROSTER_ASSIGN_OR_RETURN(std::string sealed,
-                              Open("items", "sealed", RowOf({id, s.Text(0)}), s.Blob(4)));
+                              Open("items", "sealed", RowOf({id, s.IxText(0)}), s.Blob(4)));
       auto parts = Unpack(sealed);
       if (!parts || parts->size() != 4) {
         return MakeError(ErrorKind::kInvalidData, "state store: an item cannot be read");
@@ -1333,7 +1395,7 @@ class SqliteStateStore final : public StateStore {
            "WHERE rule = ? AND target = ? AND user_ix = ?");
     if (!s.ok()) return SqlError(db_, "preparing collection query");
     const std::string ix = Ix(kUserDomain, key.user);
-    s.Bind(1, key.rule).Bind(2, key.target).Bind(3, ix);
+    s.Bind(1, key.rule).Bind(2, key.target).BindIx(3, ix);
     int rc = s.Step();
     if (rc == SQLITE_DONE) {
       return MakeError(ErrorKind::kNotFound,
@@ -1353,7 +1415,7 @@ class SqliteStateStore final : public StateStore {
     const int rc = find.Step();
     if (rc == SQLITE_DONE) return {};  // gone: nothing to update, as an UPDATE would find
     if (rc != SQLITE_ROW) return SqlError(db_, "reading collection");
-    const std::string row = CollectionRow(collection, find.Text(0), find.Text(1), find.Text(2));
+    const std::string row = CollectionRow(collection, find.Text(0), find.Text(1), find.IxText(2));
     Stmt s(db_, ("UPDATE collections SET " + column + " = ? WHERE id = ?").c_str());
     if (!s.ok()) return SqlError(db_, "preparing collection update");
     s.BindSealed(1, Seal("collections", column, row, value)).Bind(2, collection);
@@ -1361,10 +1423,22 @@ class SqliteStateStore final : public StateStore {
     return {};
   }
 
+  // Source keys' blind indexes: a run looks up the same changed keys in
+  // every collection of a rule, so each is hashed once, not once per
+  // collection. Bounded; mu_ guards it.
+  const std::string& KeyIx(const std::string& key) {
+    if (key_ix_memo_.size() >= kKeyIxMemoMax) key_ix_memo_.clear();
+    auto [it, fresh] = key_ix_memo_.try_emplace(key);
+    if (fresh) it->second = Ix(kKeyDomain, key);
+    return it->second;
+  }
+  static constexpr size_t kKeyIxMemoMax = 100000;
+
   std::mutex mu_;
   sqlite3* db_;
   const crypto::Key key_;
   std::vector<std::string> warnings_;
+  std::unordered_map<std::string, std::string> key_ix_memo_;
 };
 
 // The state names people's identities: no group or other permission bit on

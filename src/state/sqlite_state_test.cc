@@ -897,7 +897,7 @@ TEST_F(StateFiles, AVersion4FileIsSealedByASyncAndRebuilt) {
   EXPECT_TRUE(OnDisk("fp-1"));  // the scan sees the file: what is not sealed stays
   {
     RawDb db(path_);
-    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "6");
+    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "7");
     EXPECT_EQ(db.Column("SELECT name FROM sqlite_master WHERE name LIKE '%v4%'"),
               std::vector<std::string>{});
     EXPECT_EQ(db.Column("SELECT name FROM state_meta ORDER BY name"),
@@ -912,6 +912,83 @@ TEST_F(StateFiles, AVersion4FileIsSealedByASyncAndRebuilt) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   ExpectVersion4Content(*store);
+}
+
+// How many of the blind indexes in the file are not 16-byte BLOBs.
+std::string IndexesNotBytes(RawDb& db) {
+  return db.One(
+      "SELECT (SELECT COUNT(*) FROM collections WHERE typeof(user_ix) != 'blob' "
+      "OR length(user_ix) != 16) + "
+      "(SELECT COUNT(*) FROM run_results WHERE typeof(user_ix) != 'blob' "
+      "OR length(user_ix) != 16) + "
+      "(SELECT COUNT(*) FROM items WHERE typeof(href_ix) != 'blob' OR length(href_ix) != 16 "
+      "OR (key_ix IS NOT NULL AND (typeof(key_ix) != 'blob' OR length(key_ix) != 16))) + "
+      "(SELECT COUNT(*) FROM source_cache WHERE typeof(key_ix) != 'blob' "
+      "OR length(key_ix) != 16)");
+}
+
+// Version 6 kept blind indexes as 32 hex characters; version 7 keeps their
+// 16 bytes (a smaller file, fewer pages per lookup). The migration converts
+// every one in place and nothing needs sealing again.
+TEST_F(StateFiles, AVersion6FileGetsItsBlindIndexesAsBytes) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    Fill(*store);
+  }
+  std::string unmanaged;
+  {
+    RawDb db(path_);
+    EXPECT_EQ(IndexesNotBytes(db), "0");
+    unmanaged = db.One("SELECT COUNT(*) FROM items WHERE key_ix IS NULL");
+    EXPECT_NE(unmanaged, "0");  // items roster does not manage keep a NULL key index
+    // Back to what version 6 wrote.
+    db.Exec("UPDATE collections SET user_ix = lower(hex(user_ix))");
+    db.Exec("UPDATE run_results SET user_ix = lower(hex(user_ix))");
+    db.Exec(
+        "UPDATE items SET href_ix = lower(hex(href_ix)), "
+        "key_ix = CASE WHEN key_ix IS NULL THEN NULL ELSE lower(hex(key_ix)) END");
+    db.Exec("UPDATE source_cache SET key_ix = lower(hex(key_ix))");
+    db.Exec("DELETE FROM schema_version WHERE version = 7");
+    EXPECT_NE(IndexesNotBytes(db), "0");
+  }
+  auto plan = OpenSqliteStateStoreForReading(path_, key_);
+  ASSERT_FALSE(plan.ok());  // a plan does not migrate
+  EXPECT_NE(plan.error().message.find("schema version 6"), std::string::npos)
+      << plan.error().message;
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ExpectFilled(*store);
+  }
+  RawDb db(path_);
+  EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "7");
+  EXPECT_EQ(IndexesNotBytes(db), "0");
+  EXPECT_EQ(db.One("SELECT COUNT(*) FROM items WHERE key_ix IS NULL"), unmanaged);
+  EXPECT_EQ(db.Column("SELECT name FROM state_meta ORDER BY name"),
+            (std::vector<std::string>{"index_check", "key_check"}));  // rebuilt: no mark
+}
+
+// A blind index that is not hex stops the migration; the file stays at
+// version 6 and readable by the roster that wrote it.
+TEST_F(StateFiles, ABlindIndexThatIsNotHexStopsTheMigration) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    Fill(*store);
+  }
+  {
+    RawDb db(path_);
+    db.Exec("UPDATE collections SET user_ix = 'zz' || lower(hex(user_ix))");
+    db.Exec("DELETE FROM schema_version WHERE version = 7");
+  }
+  auto store = OpenSqliteStateStore(path_, key_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.error().message.find("migration 007-blob-indexes.sql failed"), std::string::npos)
+      << store.error().message;
+  EXPECT_NE(store.error().message.find("not hex"), std::string::npos) << store.error().message;
+  RawDb db(path_);
+  EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "6");
 }
 
 TEST_F(StateFiles, AStateSealedUnderAnotherKeyIsRefused) {
@@ -1031,15 +1108,15 @@ TEST_F(StateFiles, ASealedValueChangedOrMovedOutsideRosterIsRefused) {
 
   // Two items' sealed hrefs swapped, and a row moved to another collection.
   const std::vector<std::string> ix =
-      db.Column("SELECT href_ix FROM items WHERE collection_id = 1");
+      db.Column("SELECT hex(href_ix) FROM items WHERE collection_id = 1");
   ASSERT_EQ(ix.size(), 4u);
-  const std::string href0 = db.One("SELECT sealed FROM items WHERE href_ix = '" + ix[0] + "'");
-  const std::string href1 = db.One("SELECT sealed FROM items WHERE href_ix = '" + ix[1] + "'");
-  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = '" + ix[0] + "'", href1);
-  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = '" + ix[1] + "'", href0);
+  const std::string href0 = db.One("SELECT sealed FROM items WHERE href_ix = X'" + ix[0] + "'");
+  const std::string href1 = db.One("SELECT sealed FROM items WHERE href_ix = X'" + ix[1] + "'");
+  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = X'" + ix[0] + "'", href1);
+  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = X'" + ix[1] + "'", href0);
   expect_refused(store->LoadItems(1), "swapped hrefs");
-  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = '" + ix[0] + "'", href0);
-  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = '" + ix[1] + "'", href1);
+  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = X'" + ix[0] + "'", href0);
+  db.ExecWithBlob("UPDATE items SET sealed = ? WHERE href_ix = X'" + ix[1] + "'", href1);
   ASSERT_TRUE(store->LoadItems(1).ok());
   db.Exec(
       "INSERT INTO items SELECT 3, href_ix, etag_seen, etag, key_ix, hash, adoptable, sealed "
@@ -1056,16 +1133,18 @@ TEST_F(StateFiles, ASealedValueChangedOrMovedOutsideRosterIsRefused) {
       "WHERE source = 'gal'");
   expect_refused(store->LoadSourceCursor("other"), "a cursor from another source");
   // One cached person's sealed record put in another's row, then into another source.
-  const std::vector<std::string> cached = db.Column("SELECT key_ix FROM source_cache");
+  const std::vector<std::string> cached = db.Column("SELECT hex(key_ix) FROM source_cache");
   ASSERT_EQ(cached.size(), 2u);
   const std::string record0 =
-      db.One("SELECT sealed FROM source_cache WHERE key_ix = '" + cached[0] + "'");
+      db.One("SELECT sealed FROM source_cache WHERE key_ix = X'" + cached[0] + "'");
   const std::string record1 =
-      db.One("SELECT sealed FROM source_cache WHERE key_ix = '" + cached[1] + "'");
-  db.ExecWithBlob("UPDATE source_cache SET sealed = ? WHERE key_ix = '" + cached[1] + "'", record0);
+      db.One("SELECT sealed FROM source_cache WHERE key_ix = X'" + cached[1] + "'");
+  db.ExecWithBlob("UPDATE source_cache SET sealed = ? WHERE key_ix = X'" + cached[1] + "'",
+                  record0);
   expect_refused(store->LoadSourceCache("ldap", "shape-1", std::chrono::hours(1)),
                  "a cached record in another row");
-  db.ExecWithBlob("UPDATE source_cache SET sealed = ? WHERE key_ix = '" + cached[1] + "'", record1);
+  db.ExecWithBlob("UPDATE source_cache SET sealed = ? WHERE key_ix = X'" + cached[1] + "'",
+                  record1);
   ASSERT_TRUE(store->LoadSourceCache("ldap", "shape-1", std::chrono::hours(1)).ok());
   db.Exec(
       "INSERT INTO source_cache SELECT 'other', key_ix, read_at, sealed FROM source_cache "
@@ -1190,7 +1269,7 @@ TEST_F(StateFiles, ACrashBeforeTheRebuildIsFinishedByTheNextOpen) {
   }
   {
     RawDb db(path_);
-    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "6");
+    EXPECT_EQ(db.One("SELECT MAX(version) FROM schema_version"), "7");
     EXPECT_EQ(db.One("SELECT value FROM state_meta WHERE name = 'vacuum'"), "pending");
   }
   EXPECT_EQ(*InspectStateFile(path_), StateFileKind::kSealed);
