@@ -88,6 +88,18 @@ int HexDigitValue(char c) {
 }
 }  // namespace
 
+std::optional<std::string> Unhex(std::string_view hex) {
+  if (hex.size() % 2) return std::nullopt;
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int high = HexDigitValue(hex[i]), low = HexDigitValue(hex[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out.push_back(static_cast<char>(high * 16 + low));
+  }
+  return out;
+}
+
 int PercentEscapeAt(std::string_view s, size_t i) {
   if (i >= s.size() || s.size() - i < 3 || s[i] != '%') return -1;
   const int high = HexDigitValue(s[i + 1]), low = HexDigitValue(s[i + 2]);

@@ -3,6 +3,7 @@
 // formats; one copy of each, so that no two callers can drift apart.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -31,6 +32,8 @@ bool StartsWithNoCase(std::string_view s, std::string_view prefix);
 enum class HexCase { kLower, kUpper };
 // Two hex digits per byte, high nibble first: "\x0f\xa0" -> "0fa0" ("0FA0").
 std::string Hex(std::string_view bytes, HexCase letters = HexCase::kLower);
+// The bytes of `hex` (either case); nullopt when it is not whole hex digits.
+std::optional<std::string> Unhex(std::string_view hex);
 
 // RFC 3986's unreserved characters (A-Z a-z 0-9 - . _ ~), which no part of a
 // URI ever needs to escape.

@@ -55,6 +55,17 @@ TEST(HexTest, TwoDigitsPerByte) {
   }
 }
 
+TEST(HexTest, UnhexUndoesHexAndRefusesWhatIsNotHex) {
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  EXPECT_EQ(Unhex(Hex(all)), all);
+  EXPECT_EQ(Unhex(Hex(all, HexCase::kUpper)), all);
+  EXPECT_EQ(Unhex(""), std::string());
+  EXPECT_EQ(Unhex("abc"), std::nullopt);  // half a byte
+  EXPECT_EQ(Unhex("zz"), std::nullopt);
+  EXPECT_EQ(Unhex("0g"), std::nullopt);
+}
+
 TEST(PercentEscapeAtTest, OnlyACompleteEscape) {
   EXPECT_EQ(PercentEscapeAt("%41", 0), 0x41);
   EXPECT_EQ(PercentEscapeAt("a%c3%A9", 1), 0xc3);

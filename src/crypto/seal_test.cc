@@ -1,11 +1,11 @@
 #include "crypto/seal.h"
 
 #include <gtest/gtest.h>
-#include <sodium.h>
 
 #include <set>
 #include <string>
 
+#include "core/text.h"
 #include "crypto/keys.h"
 
 namespace roster::crypto {
@@ -194,13 +194,9 @@ TEST(PseudonymTest, ShortStableAndKeyed) {
 }
 
 std::string FromHex(std::string_view hex) {
-  std::string bin(hex.size() / 2, '\0');
-  size_t length = 0;
-  EXPECT_EQ(sodium_hex2bin(reinterpret_cast<unsigned char*>(bin.data()), bin.size(), hex.data(),
-                           hex.size(), nullptr, &length, nullptr),
-            0);
-  bin.resize(length);
-  return bin;
+  auto bin = text::Unhex(hex);
+  EXPECT_TRUE(bin.has_value()) << hex;
+  return bin.value_or("");
 }
 
 // Known answers, computed once: every index, pseudonym and sealed value in

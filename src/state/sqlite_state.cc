@@ -86,25 +86,6 @@ std::string UtcIso(std::time_t t) {
 
 std::string NowUtc() { return UtcIso(std::time(nullptr)); }
 
-// A prepared statement, reset on destruction so it can be cached.
-// A blind index's hex (crypto::BlindIndex) as its bytes; a value that is not
-// hex (a bug, never outside input) becomes bytes that match nothing.
-std::string IxBytes(std::string_view hex) {
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(hex.size() / 2);
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
-    if (hi < 0 || lo < 0 || hex.size() % 2) return "not hex:" + std::string(hex);
-    out.push_back(static_cast<char>(hi << 4 | lo));
-  }
-  return out;
-}
-
 // roster_unhex(x), for the migration that stores blind indexes as BLOBs
 // (SQLite 3.40 has no unhex()): a blind index's hex as its bytes; a BLOB or
 // NULL as it is (rows the sealing migration already wrote as BLOBs); anything
@@ -116,15 +97,16 @@ void UnhexFunction(sqlite3_context* ctx, int, sqlite3_value** argv) {
     return;
   }
   const auto* p = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
-  const std::string_view hex(p ? p : "", static_cast<size_t>(sqlite3_value_bytes(argv[0])));
-  const std::string bytes = IxBytes(hex);
-  if (type != SQLITE_TEXT || hex.size() != 2 * bytes.size() || bytes.empty()) {
+  const auto bytes =
+      text::Unhex(std::string_view(p ? p : "", static_cast<size_t>(sqlite3_value_bytes(argv[0]))));
+  if (type != SQLITE_TEXT || !bytes || bytes->empty()) {
     sqlite3_result_error(ctx, "a blind index that is not hex", -1);
     return;
   }
-  sqlite3_result_blob(ctx, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+  sqlite3_result_blob(ctx, bytes->data(), static_cast<int>(bytes->size()), SQLITE_TRANSIENT);
 }
 
+// A prepared statement, reset on destruction so it can be cached.
 class Stmt {
  public:
   Stmt(sqlite3* db, const char* sql) : db_(db) {
@@ -175,8 +157,8 @@ class Stmt {
     return *this;
   }
   // A blind index (hex in memory, as the seals' rows name it) as the 16-byte
-  // BLOB its column holds.
-  Stmt& BindIx(int i, std::string_view hex) { return BindBlob(i, IxBytes(hex)); }
+  // BLOB its column holds. Ix() always gives hex.
+  Stmt& BindIx(int i, std::string_view hex) { return BindBlob(i, text::Unhex(hex).value_or("")); }
   // A blind-index column read back as hex.
   std::string IxText(int col) const { return text::Hex(BlobView(col)); }
   // SQLITE_ROW, SQLITE_DONE or an error code.
