@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "app/engine.h"
@@ -75,8 +76,25 @@ class StampedSource final : public Source {
       r.contact.manager = name == names.end() ? "" : name->second;
     }
   }
+  // Reports of a touched record: only they derive from it.
+  std::optional<std::vector<std::string>> DerivedDependents(
+      const std::vector<SourceRecord>& records,
+      const std::vector<const SourceRecord*>& touched) const override {
+    if (!tells_dependents) return std::nullopt;
+    std::set<std::string> keys;
+    for (const SourceRecord* t : touched) keys.insert(t->key);
+    std::vector<std::string> out;
+    for (const SourceRecord& r : records) {
+      auto m = r.attributes.find("manager_key");
+      if (m != r.attributes.end() && !m->second.empty() && keys.count(m->second.front())) {
+        out.push_back(r.key);
+      }
+    }
+    return out;
+  }
 
   std::string shape = "shape-1";
+  bool tells_dependents = true;
 
  private:
   const std::map<std::string, Entry>* entries_;
@@ -109,6 +127,7 @@ class EngineCacheTest : public ::testing::Test {
     calls_ = StampedSource::Calls{};
     auto source = std::make_unique<StampedSource>(&entries_, &calls_);
     source->shape = shape_;
+    source->tells_dependents = tells_dependents_;
     config.sources["dir"] = SourceEntry(std::move(source));
     config.targets["mem"] = TargetEntry{NewMemoryTarget(server_, 2), users_};
     config.cache = cache_;
@@ -119,7 +138,7 @@ class EngineCacheTest : public ::testing::Test {
     rule.sources = {"dir"};
     rule.target = "mem";
     rule.display_name = "Company";
-    rule.filter = std::move(Filter::Parse("")).value();
+    rule.filter = std::move(Filter::Parse(filter_)).value();
     rule.max_delete_percent = 50;
     rule.max_update_percent = 100;  // a manager's rename touches every report
     config.rules.push_back(std::move(rule));
@@ -154,6 +173,8 @@ class EngineCacheTest : public ::testing::Test {
   bool purge_after_sync_ = false;
   std::chrono::seconds max_age_ = std::chrono::hours(24) * 60;
   std::string shape_ = "shape-1";
+  bool tells_dependents_ = true;
+  std::string filter_;
 };
 
 TEST_F(EngineCacheTest, OneChangeIsReadAloneAndCostsOneWritePerBook) {
@@ -205,6 +226,77 @@ TEST_F(EngineCacheTest, AManagersNewNameReachesTheirReportsCardsFromTheCache) {
       EXPECT_EQ(book.at("p" + std::to_string(1000 + i)).manager, "Renamed Family") << i;
     }
   }
+}
+
+// Who a notice says was prepared again after a delta read ("" when all were).
+std::string PreparedAgain(const RunReport& r) {
+  for (const std::string& n : r.notices) {
+    size_t at = n.find(" touched by the changes prepared again");
+    if (at == std::string::npos) continue;
+    size_t from = n.rfind(", ", at);
+    return n.substr(from + 2, at - from - 2);
+  }
+  return "";
+}
+
+TEST_F(EngineCacheTest, ADeltaReadSelectsOnlyWhatItTouchedAndEndsWhereAFullReadWould) {
+  filter_ = "title != 'Contractor'";
+  ASSERT_EQ(Run().ExitCode(), 0);
+  Change(7, [](SourceRecord& r) { r.contact.title = "Promoted"; });
+  Change(9, [](SourceRecord& r) { r.contact.title = "Contractor"; });  // no longer selected
+  entries_.erase("p1011");
+  SourceRecord fresh = Person(60);
+  entries_[fresh.key] = StampedSource::Entry{fresh, 1};
+  RunReport delta = Run();
+  ASSERT_EQ(delta.ExitCode(), 0) << ::testing::PrintToString(delta.errors);
+  EXPECT_EQ(PreparedAgain(delta), "3") << ::testing::PrintToString(delta.notices);
+  EXPECT_EQ(delta.Totals().updated, 2);
+  EXPECT_EQ(delta.Totals().deleted, 4);
+  EXPECT_EQ(delta.Totals().created, 2);
+  auto books = std::make_pair(Book("alice"), Book("bob"));
+
+  // The same source read in full into a fresh target and state: the same books.
+  auto delta_server = server_;
+  server_ = std::make_shared<MemoryServer>();
+  store_ = std::move(OpenSqliteStateStore(":memory:")).value();
+  cache_ = false;
+  ASSERT_EQ(Run().ExitCode(), 0);
+  EXPECT_EQ(books.first, Book("alice"));
+  EXPECT_EQ(books.second, Book("bob"));
+  EXPECT_EQ(books.first.size(), 39u);
+  EXPECT_EQ(books.first.count("p1009") + books.first.count("p1011"), 0u);
+  EXPECT_EQ(books.first.at("p1060").manager, "Given0 Family");
+  server_ = delta_server;
+}
+
+TEST_F(EngineCacheTest, ASourceThatCannotTellItsDependentsIsPreparedInFull) {
+  tells_dependents_ = false;
+  ASSERT_EQ(Run().ExitCode(), 0);
+  Change(0, [](SourceRecord& r) { r.contact.given_name = "Renamed"; });
+  RunReport renamed = Run();
+  ASSERT_EQ(renamed.ExitCode(), 0);
+  EXPECT_EQ(PreparedAgain(renamed), "");
+  EXPECT_EQ(renamed.Totals().updated, 80);
+  EXPECT_EQ(Book("bob").at("p1039").manager, "Renamed Family");
+}
+
+TEST_F(EngineCacheTest, AUsersOwnCardFollowsTheirAddressThroughADeltaRead) {
+  users_ = {"p5@example.com"};
+  ASSERT_EQ(Run().ExitCode(), 0);
+  EXPECT_EQ(Book("p5@example.com").count("p1005"), 0u) << "their own person";
+  // Their person changes address: they are nobody's own person now.
+  Change(5, [](SourceRecord& r) { r.contact.emails[0].value = "five@example.com"; });
+  RunReport moved = Run();
+  ASSERT_EQ(moved.ExitCode(), 0) << ::testing::PrintToString(moved.errors);
+  EXPECT_EQ(Book("p5@example.com").count("p1005"), 1u);
+  EXPECT_EQ(Book("p5@example.com").size(), 40u);
+  // Another person takes the address: they are the user's own person now.
+  Change(6, [](SourceRecord& r) { r.contact.emails[0].value = "p5@example.com"; });
+  RunReport taken = Run();
+  ASSERT_EQ(taken.ExitCode(), 0) << ::testing::PrintToString(taken.errors);
+  EXPECT_EQ(Book("p5@example.com").count("p1006"), 0u);
+  EXPECT_EQ(Book("p5@example.com").count("p1005"), 1u);
+  EXPECT_EQ(Book("p5@example.com").size(), 39u);
 }
 
 TEST_F(EngineCacheTest, APersonWhoLeavesIsRemovedFromTheCacheAndTheBooks) {

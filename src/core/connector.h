@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -91,6 +92,19 @@ class Source {
   // over the complete set of records, cached and fresh together. ReadAll
   // answers records already derived.
   virtual void Derive(std::vector<SourceRecord>& records) const { (void)records; }
+  // After a delta read: the keys of `records` (the complete set, derived)
+  // whose derived values may read one of `touched` (the old and new
+  // versions of every record that changed or went), so that only those and
+  // the changed ones are prepared again. nullopt: the source cannot tell,
+  // and every record is prepared. A source that overrides Derive must
+  // override this too, or its dependents would keep stale values.
+  virtual std::optional<std::vector<std::string>> DerivedDependents(
+      const std::vector<SourceRecord>& records,
+      const std::vector<const SourceRecord*>& touched) const {
+    (void)records;
+    (void)touched;
+    return std::nullopt;
+  }
 };
 
 // A target user found in a directory: the entry's stable identity (the same

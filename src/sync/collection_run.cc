@@ -48,10 +48,10 @@ int64_t CollectionRun::DesiredCount() const {
 
 // The rule's selection without the user's own card; built only when needed.
 const std::vector<DesiredItem>& CollectionRun::Desired() {
-  if (!SelfExcluded()) return in_.desired;
+  if (!SelfExcluded()) return in_.All();
   if (own_desired_.empty()) {
-    own_desired_.reserve(in_.desired.size());
-    for (const DesiredItem& d : in_.desired) {
+    own_desired_.reserve(in_.All().size());
+    for (const DesiredItem& d : in_.All()) {
       if (d.key != self_key_) own_desired_.push_back(d);
     }
   }
@@ -285,7 +285,7 @@ std::string CollectionRun::Detail(const Action& a) const {
     case Why::kLeft:
       if (key == self_key_) return "the user's own person, never sent to them";
       if (std::string why_out = in_.WhyLeftOut(key); !why_out.empty()) return why_out;
-      return in_.Loaded() ? "no longer in the source" : "";
+      return in_.Loaded() || in_.partial ? "no longer in the source" : "";
     default:
       return "";
   }

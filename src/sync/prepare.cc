@@ -1,11 +1,13 @@
 #include "sync/prepare.h"
 
+#include "core/text.h"
+
 namespace roster {
 
 std::optional<GuardTrip> CheckSourceGuard(const RuleSpec& rule, const Snapshot& previous,
                                           const RuleSelection& now) {
   int64_t gone = 0;
-  for (const SnapshotEntry& e : previous.entries) gone += now.by_key.count(e.key) ? 0 : 1;
+  for (const SnapshotEntry& e : previous.entries) gone += now.Has(e.key) ? 0 : 1;
   return CheckGuard("deletion guard", "max_delete_percent", gone,
                     static_cast<int64_t>(previous.entries.size()), rule.max_delete_percent);
 }
@@ -24,14 +26,34 @@ bool NeedsPeople(const RuleSpec& rule, const std::vector<Candidate>& candidates,
   return false;
 }
 
-void ResolveUsers(const RuleSpec& rule, const std::vector<Candidate>& candidates, RuleWork& w) {
+// After a delta read, whether the people it touched may change who `c` is:
+// their own person was touched, or a touched person has their address or
+// account name. Otherwise the last answer stands.
+bool SelfTouched(const Candidate& c, const RuleSelection& in, const std::string& before) {
+  if (!before.empty() && (in.Find(before) || !in.Has(before))) return true;
+  if (in.by_email.count(LowerEmail(c.name)) || in.by_account.count(text::AsciiLower(c.name))) {
+    return true;
+  }
+  size_t nul = c.self.find('\0');
+  return nul != std::string::npos && in.Find(c.self.substr(nul + 1)) != nullptr;
+}
+
+Status ResolveUsers(const RuleSpec& rule, const std::vector<Candidate>& candidates, RuleWork& w) {
   for (const Candidate& c : candidates) {
     bool from_people = SelfResolvedFromPeople(rule, c);
-    std::string self = w.deferred && from_people ? w.in.previous.self_keys.at(c.name)
-                                                 : ResolveSelfKey(rule, c, w.in);
+    std::string self;
+    if (from_people && (w.deferred || w.in.partial)) self = w.in.previous.self_keys.at(c.name);
+    if (from_people && w.in.partial && SelfTouched(c, w.in, self)) {
+      // Who they are needs everyone (an address that moved to another person).
+      ROSTER_RETURN_IF_ERROR(w.in.Load());
+      self = ResolveSelfKey(rule, c, w.in.Complete());
+    } else if (!from_people || !(w.deferred || w.in.partial)) {
+      self = ResolveSelfKey(rule, c, w.in);
+    }
     if (from_people) w.self_keys[c.name] = self;
     w.users.push_back(TargetUser{c.name, self});
   }
+  return {};
 }
 
 // Users who no longer receive the rule. Losing many at once (a group emptied
@@ -78,24 +100,34 @@ Preparation PrepareRule(const RuleSpec& rule, const std::vector<std::string>& ta
   // next run can skip the read.
   const Target* target = ctx.target ? ctx.target(rule.target) : nullptr;
   w.version = ctx.reader->RuleVersion(rule, target);
-  w.deferred = !ctx.force && !NeedsPeople(rule, *candidates, w.in.previous) && !w.version.empty() &&
-               w.version == w.in.previous.source_version && !w.in.previous.fingerprint.empty();
-  if (w.deferred) {
-    w.in.fingerprint = w.in.previous.fingerprint;
+  const bool needs_people = NeedsPeople(rule, *candidates, w.in.previous);
+  const bool synced = !w.in.previous.fingerprint.empty();
+  w.deferred = !ctx.force && !needs_people && VersionKnown(w.version) &&
+               w.version == w.in.previous.source_version && synced;
+  auto defer = [&] {
     w.in.loader = std::make_shared<RuleSelection::Loader>();
     SourceReader* reader = ctx.reader;
     w.in.loader->load = [reader, target, &rule, &w]() {
-      return reader->ReadRule(rule, target, w.in, true);
+      return reader->ReadRule(rule, target, w.in, ReadMode::kDeferred);
     };
+  };
+  if (w.deferred) {
+    w.in.fingerprint = w.in.previous.fingerprint;
+    defer();
     ctx.notes->Notice("rule " + rule.name + ": sources unchanged since the last sync; not read");
   } else {
-    Status st = ctx.reader->ReadRule(rule, target, w.in, false);
+    // Under the last snapshot's configuration, a delta read needs only the
+    // people it touched selected again.
+    const bool changes = !ctx.force && !needs_people && synced &&
+                         SameConfiguration(w.version, w.in.previous.source_version);
+    Status st =
+        ctx.reader->ReadRule(rule, target, w.in, changes ? ReadMode::kChanges : ReadMode::kFull);
     if (!st.ok()) return fail(st.error().message);
     // Sources that learn their version by being read (Graph's delta) tell it now.
-    if (w.version.empty()) w.version = ctx.reader->RuleVersion(rule, target);
-    w.in.changed_keys = DiffKeys(w.in.previous.entries, w.in.desired);
+    if (!VersionKnown(w.version)) w.version = ctx.reader->RuleVersion(rule, target);
+    if (w.in.partial) defer();  // everyone is read again if a collection needs them
   }
-  ResolveUsers(rule, *candidates, w);
+  if (Status st = ResolveUsers(rule, *candidates, w); !st.ok()) return fail(st.error().message);
 
   if (!w.deferred && !ctx.force) {
     if (auto trip = CheckSourceGuard(rule, w.in.previous, w.in)) {
@@ -115,14 +147,11 @@ Preparation PrepareRule(const RuleSpec& rule, const std::vector<std::string>& ta
 
 std::optional<Snapshot> NextSnapshot(const RuleWork& w) {
   const RuleSelection& in = w.in;
-  bool changed = in.Loaded() &&
+  bool changed = (in.Loaded() || in.partial) &&
                  (in.fingerprint != in.previous.fingerprint ||
                   w.version != in.previous.source_version || w.self_keys != in.previous.self_keys);
   if (!changed) return std::nullopt;
-  Snapshot snap{in.fingerprint, {}, w.version, w.self_keys};
-  snap.entries.reserve(in.desired.size());
-  for (const DesiredItem& d : in.desired) snap.entries.push_back({d.key, d.hash});
-  return snap;
+  return Snapshot{in.fingerprint, in.Entries(), w.version, w.self_keys};
 }
 
 }  // namespace roster

@@ -100,17 +100,41 @@ Status RuleSelection::Load() const {
   return loader->status;
 }
 
+size_t RuleSelection::Count() const {
+  if (partial) return entries.size();
+  return Loaded() ? desired.size() : previous.entries.size();
+}
+
 bool RuleSelection::Has(const std::string& key) const {
-  if (Loaded()) return by_key.count(key) > 0;
+  if (Loaded() && !partial) return by_key.count(key) > 0;
+  const std::vector<SnapshotEntry>& all = partial ? entries : previous.entries;
   auto it =
-      std::lower_bound(previous.entries.begin(), previous.entries.end(), key,
+      std::lower_bound(all.begin(), all.end(), key,
                        [](const SnapshotEntry& e, const std::string& k) { return e.key < k; });
-  return it != previous.entries.end() && it->key == key;
+  return it != all.end() && it->key == key;
 }
 
 const DesiredItem* RuleSelection::Find(const std::string& key) const {
   auto it = by_key.find(key);
-  return it == by_key.end() ? nullptr : it->second;
+  if (it != by_key.end()) return it->second;
+  if (!partial) return nullptr;
+  const RuleSelection& all = Complete();
+  if (&all == this) return nullptr;
+  auto found = all.by_key.find(key);
+  return found == all.by_key.end() ? nullptr : found->second;
+}
+
+const RuleSelection& RuleSelection::Complete() const {
+  if (partial && Loaded() && loader->complete) return *loader->complete;
+  return *this;
+}
+
+std::vector<SnapshotEntry> RuleSelection::Entries() const {
+  if (partial) return entries;
+  std::vector<SnapshotEntry> out;
+  out.reserve(desired.size());
+  for (const DesiredItem& d : desired) out.push_back({d.key, d.hash});
+  return out;
 }
 
 void RuleSelection::AdoptPeople(RuleSelection&& other) {
@@ -125,7 +149,10 @@ void RuleSelection::AdoptPeople(RuleSelection&& other) {
 
 std::string RuleSelection::WhyLeftOut(const std::string& key) const {
   auto it = left_out.find(key);
-  return it == left_out.end() ? std::string() : it->second;
+  if (it != left_out.end()) return it->second;
+  const RuleSelection& all = Complete();
+  if (&all == this) return std::string();
+  return all.WhyLeftOut(key);
 }
 
 Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<SourcePeople>& sources,
@@ -192,15 +219,65 @@ Result<RuleSelection> SelectPeople(const RuleSpec& rule, const std::vector<Sourc
   return in;
 }
 
-std::string SelectionFingerprint(const std::vector<DesiredItem>& sorted) {
+namespace {
+
+template <typename T>
+std::string FingerprintOf(const std::vector<T>& sorted) {
   std::string material;
-  for (const DesiredItem& d : sorted) {
+  for (const T& d : sorted) {
     material += d.key;
     material.push_back('\0');
     material += d.hash;
     material.push_back('\n');
   }
   return HashHex(material);
+}
+
+}  // namespace
+
+std::string SelectionFingerprint(const std::vector<DesiredItem>& sorted) {
+  return FingerprintOf(sorted);
+}
+
+Result<RuleSelection> SelectChanges(const RuleSpec& rule, const SourcePeople& source,
+                                    const std::unordered_set<std::string>& dirty,
+                                    const Snapshot& previous, const Target* target) {
+  ROSTER_ASSIGN_OR_RETURN(RuleSelection in, SelectPeople(rule, {source}, target));
+  // Everyone: the last snapshot's people the changes did not touch, and
+  // the touched ones as selected now (gone or left out: not at all).
+  in.entries.reserve(previous.entries.size() + in.desired.size());
+  std::vector<std::string> touched(dirty.begin(), dirty.end());
+  std::sort(touched.begin(), touched.end());
+  auto now = in.desired.begin();
+  auto add_now_before = [&](const std::string* key) {
+    for (; now != in.desired.end() && (!key || now->key < *key); ++now) {
+      in.entries.push_back({now->key, now->hash});
+    }
+  };
+  for (const SnapshotEntry& e : previous.entries) {
+    add_now_before(&e.key);
+    if (now != in.desired.end() && now->key == e.key) {
+      if (now->hash != e.hash) in.changed_keys.push_back(e.key);
+      in.entries.push_back({now->key, now->hash});
+      ++now;
+    } else if (std::binary_search(touched.begin(), touched.end(), e.key)) {
+      in.changed_keys.push_back(e.key);  // gone, or no longer selected
+    } else {
+      in.entries.push_back(e);
+    }
+  }
+  add_now_before(nullptr);
+  // New people: touched, selected, and not in the last snapshot.
+  for (const DesiredItem& d : in.desired) {
+    auto it =
+        std::lower_bound(previous.entries.begin(), previous.entries.end(), d.key,
+                         [](const SnapshotEntry& e, const std::string& k) { return e.key < k; });
+    if (it == previous.entries.end() || it->key != d.key) in.changed_keys.push_back(d.key);
+  }
+  std::sort(in.changed_keys.begin(), in.changed_keys.end());
+  in.fingerprint = FingerprintOf(in.entries);
+  in.partial = true;
+  return in;
 }
 
 std::vector<std::string> DiffKeys(const std::vector<SnapshotEntry>& before,

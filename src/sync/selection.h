@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/connector.h"
@@ -77,20 +78,45 @@ struct RuleSelection {
     std::atomic<bool> done{false};
     Status status;
     std::function<Status()> load;
+    // What a partial selection's Load() read: everyone.
+    std::shared_ptr<const RuleSelection> complete;
   };
   std::shared_ptr<Loader> loader;
+
+  // Set after a delta read (SelectChanges): `desired` and the indexes above
+  // hold only the people the read touched (never changed afterwards, since
+  // collections on other threads use them), `entries` holds everyone's key
+  // and hash, and Load() reads everyone when a collection needs them all.
+  bool partial = false;
+  std::vector<SnapshotEntry> entries;  // sorted by key; partial only
 
   bool Loaded() const { return !loader || loader->done.load(); }
   // Reads the people now if they were deferred; once, whatever the threads.
   Status Load() const;
-  size_t Count() const { return Loaded() ? desired.size() : previous.entries.size(); }
+  size_t Count() const;
   bool Has(const std::string& key) const;
   const DesiredItem* Find(const std::string& key) const;
+  // Everyone selected, sorted by key: Load() first.
+  const std::vector<DesiredItem>& All() const { return Complete().desired; }
+  // This selection, or the one a partial selection's Load() read.
+  const RuleSelection& Complete() const;
+  // Every person's key and hash, as a snapshot keeps them.
+  std::vector<SnapshotEntry> Entries() const;
   // Why `key` is not selected, as far as this run knows ("" when it does not).
   std::string WhyLeftOut(const std::string& key) const;
   // Takes over the people of `other` (a deferred read that finished).
   void AdoptPeople(RuleSelection&& other);
 };
+
+// The selection after a delta read of a single source: `source` holds the
+// prepared records of the `dirty` keys that are still there (the others
+// went), and everyone else is as `previous` (the last complete snapshot,
+// taken under the same configuration) has them. The result is partial (see
+// RuleSelection::partial), with `entries`, the fingerprint SelectPeople
+// would compute over everyone, and the changed keys.
+Result<RuleSelection> SelectChanges(const RuleSpec& rule, const SourcePeople& source,
+                                    const std::unordered_set<std::string>& dirty,
+                                    const Snapshot& previous, const Target* target = nullptr);
 
 // Selects and maps the people of `rule` from its sources' records (in the
 // rule's priority order), each item as the rule's target projects it (null:

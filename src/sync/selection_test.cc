@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <random>
+#include <unordered_set>
+
 #include "sync/prepare.h"
 
 namespace roster {
@@ -73,6 +77,71 @@ TEST(SourceGuard, CountsOnlyPeopleLost) {
   ASSERT_TRUE(trip);
   EXPECT_EQ(trip->count, 3);
   EXPECT_FALSE(CheckSourceGuard(rule, Snapshot{}, now));  // a first sync never trips
+}
+
+// SelectChanges against SelectPeople over everyone, on random changes: the
+// same people, fingerprint and changed keys, however many were touched
+// beyond those that changed (a dependent prepared again changes nothing).
+TEST(SelectChanges, EndsWhereSelectingEveryoneWould) {
+  RuleSpec rule;
+  rule.name = "r";
+  rule.filter = std::move(Filter::Parse("title != 'out'")).value();
+  std::mt19937 rng(7);
+  for (int round = 0; round < 50; ++round) {
+    std::map<std::string, SourceRecord> people;
+    for (int i = 0; i < 60; ++i) {
+      std::string key = "k" + std::to_string(100 + i);
+      people[key] = Rec(key, key + "@example.com", rng() % 5 == 0 ? "out" : "in");
+    }
+    auto all = [&] {
+      std::vector<SourceRecord> out;
+      for (const auto& [k, r] : people) out.push_back(r);
+      return out;
+    };
+    std::vector<SourceRecord> before_records = all();
+    auto before = SelectPeople(rule, {{"s", &before_records}});
+    ASSERT_TRUE(before.ok());
+    Snapshot previous{before->fingerprint, {}, "", {}};
+    for (const DesiredItem& d : before->desired) previous.entries.push_back({d.key, d.hash});
+
+    std::unordered_set<std::string> dirty;
+    for (int c = 0, n = static_cast<int>(rng() % 8); c < n; ++c) {
+      std::string key = "k" + std::to_string(100 + rng() % 70);
+      dirty.insert(key);
+      switch (rng() % 4) {
+        case 0:
+          people.erase(key);
+          break;
+        case 1:
+          people[key] = Rec(key, key + "@example.com", rng() % 2 ? "out" : "in");
+          break;
+        case 2:
+          people[key] = Rec(key, key + "@example.com", "changed " + std::to_string(round));
+          break;
+        default:
+          break;  // touched (a dependent), unchanged
+      }
+    }
+    std::vector<SourceRecord> after_records = all();
+    auto full = SelectPeople(rule, {{"s", &after_records}});
+    ASSERT_TRUE(full.ok());
+    std::vector<SourceRecord> touched;
+    for (const SourceRecord& r : after_records) {
+      if (dirty.count(r.key)) touched.push_back(r);
+    }
+    auto partial = SelectChanges(rule, {"s", &touched}, dirty, previous);
+    ASSERT_TRUE(partial.ok());
+    EXPECT_TRUE(partial->partial);
+    EXPECT_EQ(partial->fingerprint, full->fingerprint) << "round " << round;
+    EXPECT_EQ(partial->changed_keys, DiffKeys(previous.entries, full->desired))
+        << "round " << round;
+    std::vector<std::string> keys, want;
+    for (const SnapshotEntry& e : partial->Entries()) keys.push_back(e.key);
+    for (const DesiredItem& d : full->desired) want.push_back(d.key);
+    EXPECT_EQ(keys, want) << "round " << round;
+    EXPECT_EQ(partial->Count(), full->desired.size());
+    for (const DesiredItem& d : partial->desired) EXPECT_TRUE(dirty.count(d.key)) << d.key;
+  }
 }
 
 }  // namespace

@@ -10,30 +10,59 @@
 
 namespace roster {
 
-const Result<std::vector<SourceRecord>>& SourceReader::Records(const std::string& name) {
+bool VersionKnown(const std::string& version) {
+  size_t slash = version.find('/');
+  return slash != std::string::npos && slash + 1 < version.size();
+}
+
+bool SameConfiguration(const std::string& a, const std::string& b) {
+  size_t slash = a.find('/');
+  return slash != std::string::npos && slash > 0 && b.size() > slash && b[slash] == '/' &&
+         a.compare(0, slash, b, 0, slash) == 0;
+}
+
+SourceReader::Read& SourceReader::Records(const std::string& name, bool changes_only) {
   std::lock_guard lock(mu_);
-  auto it = read_.find(name);
-  if (it != read_.end()) return it->second;
+  auto [it, fresh] = read_.try_emplace(name);
+  Read& read = it->second;
   SourceEntry& entry = sources_.at(name);
-  auto records = cache_.store && entry.source->ReadsChanges() ? ReadThroughCache(name, entry)
-                                                              : entry.source->ReadAll();
-  for (const std::string& w : entry.source->Warnings()) notes_.Warn(w);
-  if (records.ok()) {
-    Prepare(name, entry, *records);
-    // A source that could not tell its version before the read (a delta
-    // cursor that saw changes, or none yet) may know it now: ask again, so
-    // that the snapshot of this run lets the next one skip the read.
-    auto v = versions_.find(name);
-    if (v != versions_.end() && v->second.empty()) versions_.erase(v);
+  if (fresh) {
+    read.records = cache_.store && entry.source->ReadsChanges()
+                       ? ReadThroughCache(name, entry, read)
+                       : entry.source->ReadAll();
+    for (const std::string& w : entry.source->Warnings()) notes_.Warn(w);
+    if (read.records.ok()) {
+      // A source that could not tell its version before the read (a delta
+      // cursor that saw changes, or none yet) may know it now: ask again, so
+      // that the snapshot of this run lets the next one skip the read.
+      auto v = versions_.find(name);
+      if (v != versions_.end() && v->second.empty()) versions_.erase(v);
+    }
   }
-  return read_.emplace(name, std::move(records)).first->second;
+  if (!read.records.ok()) return read;
+  if (changes_only && read.dirty && !read.prepared) {
+    if (!read.changes) {
+      std::vector<SourceRecord> changes;
+      for (const SourceRecord& r : *read.records) {
+        if (read.dirty->count(r.key)) changes.push_back(r);
+      }
+      Prepare(name, entry, changes, read.changes_excluded, read.records->size());
+      read.changes = std::move(changes);
+    }
+    return read;
+  }
+  if (!read.prepared) {
+    Prepare(name, entry, *read.records, read.excluded, read.records->size());
+    read.prepared = true;
+  }
+  return read;
 }
 
 // The cache holds each record as its source mapped it, with its photo
 // already capped (so that a photo is scaled once per change, not once per
 // run): a shape made of the source's own and of the photo limits.
 Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::string& name,
-                                                                 SourceEntry& entry) {
+                                                                 SourceEntry& entry, Read& read) {
   Source& source = *entry.source;
   const TransformOptions& t = entry.transform;
   const std::string shape =
@@ -86,19 +115,34 @@ Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::stri
   }
   const bool replace = changes.full || !cache->shape_matches;
   std::vector<SourceRecord> records;
+  std::unordered_set<std::string> gone;
+  std::vector<SourceRecord> before;  // the cached versions of what changed or went
   if (!replace) {
-    std::unordered_set<std::string> gone(changes.removed.begin(), changes.removed.end());
+    gone.insert(changes.removed.begin(), changes.removed.end());
     for (const StampedRecord& c : changes.changed) gone.insert(c.record.key);
     records.reserve(cached.size() + changes.changed.size());
     for (SourceRecord& r : cached) {
-      if (!gone.count(r.key)) records.push_back(std::move(r));
+      (gone.count(r.key) ? before : records).push_back(std::move(r));
     }
     how.from_cache = static_cast<int64_t>(records.size());
   }
   cached.clear();
+  const size_t first_fresh = records.size();
   for (StampedRecord& c : changes.changed) records.push_back(std::move(c.record));
   // A manager's name, say, comes from another record, cached or fresh.
   source.Derive(records);
+  if (!replace) {
+    // What the changes touched, when the source can tell who derives from
+    // them: only those people need preparing and selecting again.
+    std::vector<const SourceRecord*> touched;
+    touched.reserve(before.size() + records.size() - first_fresh);
+    for (const SourceRecord& r : before) touched.push_back(&r);
+    for (size_t i = first_fresh; i < records.size(); ++i) touched.push_back(&records[i]);
+    if (auto dependents = source.DerivedDependents(records, touched)) {
+      gone.insert(dependents->begin(), dependents->end());
+      read.dirty = std::move(gone);
+    }
+  }
   how.used = true;
   how.full = replace;
   how.expired = cache->expired;
@@ -114,10 +158,10 @@ Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::stri
 // Exclusion, the transforms, and attribute trimming, with one notice saying
 // what they did.
 void SourceReader::Prepare(const std::string& name, SourceEntry& entry,
-                           std::vector<SourceRecord>& records) {
-  size_t before = records.size();
+                           std::vector<SourceRecord>& records, std::vector<std::string>& excluded,
+                           size_t total) {
+  const size_t before = records.size();
   if (!entry.exclude.text().empty()) {
-    std::vector<std::string>& excluded = excluded_[name];
     excluded.clear();
     std::erase_if(records, [&](const SourceRecord& r) {
       bool out = entry.exclude.Matches([&](std::string_view f) { return LookupField(r, f); });
@@ -145,12 +189,15 @@ void SourceReader::Prepare(const std::string& name, SourceEntry& entry,
     tr.warnings.insert(tr.warnings.begin(), capped.warnings.begin(), capped.warnings.end());
   }
   for (std::string& w : tr.warnings) notes_.Warn(std::move(w));
-  std::string notice = "source " + name + ": " + std::to_string(before) + " read";
+  std::string notice = "source " + name + ": " + std::to_string(total) + " read";
   if (how != cache_reads_.end() && how->second.used) {
     const CacheRead& c = how->second;
     notice += c.full ? std::string(" (in full)")
                      : " (" + std::to_string(c.from_cache) + " of them from the cache)";
     if (c.expired > 0) notice += ", " + std::to_string(c.expired) + " expired in the cache";
+  }
+  if (before < total) {
+    notice += ", " + std::to_string(before) + " touched by the changes prepared again";
   }
   auto add = [&](size_t n, const char* what) {
     if (n > 0) notice += ", " + std::to_string(n) + " " + what;
@@ -164,12 +211,16 @@ void SourceReader::Prepare(const std::string& name, SourceEntry& entry,
 }
 
 std::string SourceReader::RuleVersion(const RuleSpec& rule, const Target* target) {
-  std::string material = "rule\n" + rule.filter.text() + "\n" +
-                         (rule.fields.empty() ? "" : rule.fields.Fingerprint()) + "\n";
+  // The selection's own version: a change in how people are selected or
+  // mapped makes every stored hash incomparable (SameConfiguration).
+  std::string config = "rule selection 2\n" + rule.filter.text() + "\n" +
+                       (rule.fields.empty() ? "" : rule.fields.Fingerprint()) + "\n";
   // A target's projection shapes every item's hash (empty for CardDAV).
   if (target && !target->projection_name().empty()) {
-    material += "projection " + target->projection_name() + "\n";
+    config += "projection " + target->projection_name() + "\n";
   }
+  std::string versions;
+  bool known = true;
   for (const std::string& name : rule.sources) {
     std::string version;
     {
@@ -181,53 +232,89 @@ std::string SourceReader::RuleVersion(const RuleSpec& rule, const Target* target
       }
       version = it->second;
     }
-    if (version.empty()) return std::string();
+    known = known && !version.empty();
+    versions += name + "\n" + version + "\n";
     const SourceEntry& e = sources_.at(name);
     const TransformOptions& t = e.transform;
-    material += name + "\n" + version + "\n" + e.exclude.text() + "\n" + t.default_region + "\n" +
-                t.region_attribute + "\n" + PhoneFormatName(t.phone_format) + "\n" +
-                std::to_string(t.photo_max_bytes) + "\n" + std::to_string(t.photo_max_pixels) +
-                "\n" + t.opt_out_attribute + "\n";
+    config += name + "\n" + e.exclude.text() + "\n" + t.default_region + "\n" + t.region_attribute +
+              "\n" + PhoneFormatName(t.phone_format) + "\n" + std::to_string(t.photo_max_bytes) +
+              "\n" + std::to_string(t.photo_max_pixels) + "\n" + t.opt_out_attribute + "\n";
   }
-  return HashHex(material);
+  const std::string config_hash = HashHex(config);
+  return config_hash + "/" + (known ? HashHex(config_hash + "\n" + versions) : std::string());
 }
 
 Status SourceReader::ReadRule(const RuleSpec& rule, const Target* target, RuleSelection& selection,
-                              bool deferred) {
+                              ReadMode mode) {
+  const bool changes_only = mode == ReadMode::kChanges && rule.sources.size() == 1;
   std::vector<SourcePeople> sources;
+  const std::unordered_set<std::string>* dirty = nullptr;
   for (const std::string& name : rule.sources) {
-    const auto& records = Records(name);
-    if (!records.ok()) {
-      return MakeError(records.error().kind, "rule " + rule.name + ": " + records.error().message +
-                                                 "; no address book was changed");
+    Read& read = Records(name, changes_only);
+    if (!read.records.ok()) {
+      return MakeError(read.records.error().kind, "rule " + rule.name + ": " +
+                                                      read.records.error().message +
+                                                      "; no address book was changed");
     }
-    const SourceEntry& entry = sources_.at(name);
-    std::lock_guard lock(mu_);
-    auto ex = excluded_.find(name);
-    sources.push_back(SourcePeople{name, &*records, ex == excluded_.end() ? nullptr : &ex->second,
-                                   entry.exclude.text()});
+    const std::string& exclude = sources_.at(name).exclude.text();
+    if (changes_only && read.changes) {
+      sources.push_back(SourcePeople{name, &*read.changes, &read.changes_excluded, exclude});
+      dirty = &*read.dirty;
+    } else {
+      sources.push_back(SourcePeople{name, &*read.records, &read.excluded, exclude});
+    }
   }
-  auto selected = SelectPeople(rule, sources, target);
+  auto selected = dirty ? SelectChanges(rule, sources.front(), *dirty, selection.previous, target)
+                        : SelectPeople(rule, sources, target);
   if (!selected.ok()) {
     return MakeError(selected.error().kind,
                      selected.error().message + "; no address book was changed");
   }
-  if (deferred && selected->fingerprint != selection.fingerprint) {
-    // The version said "unchanged" but the people differ (a change the
-    // version cannot see, or a short read): nothing is planned on it.
-    return MakeError(
-        ErrorKind::kTransient,
-        "rule " + rule.name + ": the sources changed during the run; they are read again next run");
+  if (mode == ReadMode::kDeferred) {
+    if (selected->fingerprint != selection.fingerprint) {
+      // The version said "unchanged" (or a delta read said what changed)
+      // but the people differ (a change the version cannot see, or a short
+      // read): nothing is planned on them.
+      return MakeError(ErrorKind::kTransient, "rule " + rule.name +
+                                                  ": the sources changed during the run; they "
+                                                  "are read again next run");
+    }
+    if (selection.partial) {
+      // Other threads hold items of the partial selection: it stays as it is.
+      selection.loader->complete =
+          std::make_shared<const RuleSelection>(std::move(selected).value());
+    } else {
+      selection.AdoptPeople(std::move(selected).value());
+    }
+    return {};
   }
-  if (!deferred) selection.fingerprint = selected->fingerprint;
-  selection.AdoptPeople(std::move(selected).value());
+  selection.fingerprint = selected->fingerprint;
+  if (dirty) {
+    selection.partial = true;
+    selection.entries = std::move(selected->entries);
+    selection.changed_keys = std::move(selected->changed_keys);
+    selection.AdoptPeople(std::move(selected).value());
+  } else {
+    selection.AdoptPeople(std::move(selected).value());
+    selection.changed_keys = DiffKeys(selection.previous.entries, selection.desired);
+  }
   return {};
 }
 
 void SourceReader::DropRecords() {
-  std::lock_guard lock(mu_);
-  read_.clear();
-  excluded_.clear();
+  std::map<std::string, Read> dropped;
+  {
+    std::lock_guard lock(mu_);
+    dropped.swap(read_);
+  }
+  // Tens of thousands of records (photos among them) take a third of a
+  // second to free: a helper thread frees them while the collections run.
+  if (freeing_.joinable()) freeing_.join();
+  freeing_ = std::thread([dropped = std::move(dropped)]() mutable { dropped.clear(); });
+}
+
+SourceReader::~SourceReader() {
+  if (freeing_.joinable()) freeing_.join();
 }
 
 }  // namespace roster

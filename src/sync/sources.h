@@ -7,7 +7,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "core/connector.h"
@@ -40,6 +43,24 @@ struct SourceCacheUse {
   bool write = true;
 };
 
+// How a rule reads its sources (SourceReader::ReadRule).
+enum class ReadMode {
+  kFull,      // every person selected and mapped
+  kDeferred,  // a collection needed the people the version said were unchanged
+  // Like kFull, but after a delta read through the cache only the people it
+  // touched (changed, gone, or derived from one that did) are selected and
+  // mapped; everyone else is as the last snapshot has them (SelectChanges).
+  // For a single-source rule whose configuration is the last snapshot's.
+  kChanges,
+};
+
+// A rule's version (RuleVersion): "<configuration>/<sources>", where the
+// first part hashes everything in the configuration that shapes the
+// selection and the second every source's Version(), empty when one cannot
+// tell.
+bool VersionKnown(const std::string& version);
+bool SameConfiguration(const std::string& a, const std::string& b);
+
 // Reads the sources of a run. Thread-safe: a deferred read happens on a
 // worker thread while others run.
 class SourceReader {
@@ -47,29 +68,46 @@ class SourceReader {
   SourceReader(std::map<std::string, SourceEntry>& sources, const std::vector<RuleSpec>& rules,
                RunNotes& notes, SourceCacheUse cache = {})
       : sources_(sources), rules_(rules), notes_(notes), cache_(cache) {}
+  ~SourceReader();
+  SourceReader(const SourceReader&) = delete;
+  SourceReader& operator=(const SourceReader&) = delete;
 
-  // A cheap fingerprint of what `rule` would read: each source's Version()
-  // and everything in the configuration that shapes the selection. Empty
-  // when a source cannot tell, or it failed (the full read then says why).
+  // A cheap fingerprint of what `rule` would read (see VersionKnown).
   std::string RuleVersion(const RuleSpec& rule, const Target* target);
 
-  // Reads the rule's sources and selects its people into `selection`. A
-  // deferred read (`deferred`) keeps the fingerprint the collections were
-  // compared with and fails, changing nothing, when the people turn out to
-  // differ from it: the next run reads afresh and the guards look at them.
-  // Items are as `target` projects them.
+  // Reads the rule's sources and selects its people into `selection`, with
+  // the keys that changed since `selection.previous` (not for kDeferred). A
+  // deferred read keeps the fingerprint the collections were compared with
+  // and fails, changing nothing, when the people turn out to differ from
+  // it: the next run reads afresh and the guards look at them. Items are as
+  // `target` projects them.
   Status ReadRule(const RuleSpec& rule, const Target* target, RuleSelection& selection,
-                  bool deferred);
+                  ReadMode mode);
 
   // Every rule holds its selection now: the raw records (with every
   // attribute read) can go. A deferred read needed later reads again.
   void DropRecords();
 
  private:
-  const Result<std::vector<SourceRecord>>& Records(const std::string& name);
+  // One source's records as a run read them.
+  struct Read {
+    Result<std::vector<SourceRecord>> records{std::vector<SourceRecord>{}};
+    bool prepared = false;  // `records` excluded, transformed and trimmed
+    std::vector<std::string> excluded;
+    // A delta read that can tell what it touched (see ReadMode::kChanges):
+    // those keys, and their records prepared apart from the rest.
+    std::optional<std::unordered_set<std::string>> dirty;
+    std::optional<std::vector<SourceRecord>> changes;
+    std::vector<std::string> changes_excluded;
+  };
+  // The source's records, prepared: all of them, or with `changes_only`
+  // after a delta read, the touched ones only (Read::changes).
+  Read& Records(const std::string& name, bool changes_only);
   // The records of a source that reads changes, through the cache.
-  Result<std::vector<SourceRecord>> ReadThroughCache(const std::string& name, SourceEntry& entry);
-  void Prepare(const std::string& name, SourceEntry& entry, std::vector<SourceRecord>& records);
+  Result<std::vector<SourceRecord>> ReadThroughCache(const std::string& name, SourceEntry& entry,
+                                                     Read& read);
+  void Prepare(const std::string& name, SourceEntry& entry, std::vector<SourceRecord>& records,
+               std::vector<std::string>& excluded, size_t total);
 
   std::map<std::string, SourceEntry>& sources_;
   const std::vector<RuleSpec>& rules_;
@@ -85,9 +123,9 @@ class SourceReader {
   };
   std::map<std::string, CacheRead> cache_reads_;
   std::mutex mu_;
-  std::map<std::string, Result<std::vector<SourceRecord>>> read_;
-  std::map<std::string, std::vector<std::string>> excluded_;  // keys, per source
+  std::map<std::string, Read> read_;
   std::map<std::string, std::string> versions_;
+  std::thread freeing_;  // of the records DropRecords let go
 };
 
 }  // namespace roster

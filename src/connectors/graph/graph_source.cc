@@ -1381,6 +1381,15 @@ void GraphDirectory::Derive(std::vector<SourceRecord>& records) const {
   state_->ApplyMemberOf(records);
 }
 
+std::optional<std::vector<std::string>> GraphDirectory::DerivedDependents(
+    const std::vector<SourceRecord>& records,
+    const std::vector<const SourceRecord*>& touched) const {
+  (void)records;
+  (void)touched;
+  if (!state_->options.groups.empty()) return std::nullopt;
+  return std::vector<std::string>{};
+}
+
 std::string GraphDirectory::CacheShape() const {
   const State& s = *state_;
   std::string shape = "graph-directory-1\n" + s.config + "\n" + Join(user_select_, ",") + "\n" +

@@ -81,6 +81,12 @@ class GraphDirectory final : public Source, public Directory {
       const std::unordered_map<std::string, std::string>& cached) override;
   std::string CacheShape() const override;
   void Derive(std::vector<SourceRecord>& records) const override;
+  // Managers are read with their reports (ReadChanges re-reads those), so
+  // only memberOf is derived: with groups, every record may depend on
+  // memberships read this run, and all are prepared (nullopt).
+  std::optional<std::vector<std::string>> DerivedDependents(
+      const std::vector<SourceRecord>& records,
+      const std::vector<const SourceRecord*>& touched) const override;
 
   // `group` is an object id (a GUID) or a display name (exactly one group
   // must have it). Users only, each once; values from `attribute`

@@ -594,4 +594,24 @@ void ResolveManagers(std::vector<SourceRecord>* records) {
   }
 }
 
+std::vector<std::string> ManagerDependents(const std::vector<SourceRecord>& records,
+                                           const std::vector<const SourceRecord*>& touched) {
+  std::unordered_set<std::string> dns;
+  for (const SourceRecord* r : touched) {
+    auto it = r->attributes.find("dn");
+    if (it != r->attributes.end() && !it->second.empty())
+      dns.insert(NormalizeDn(it->second.front()));
+  }
+  std::vector<std::string> out;
+  if (dns.empty()) return out;
+  for (const SourceRecord& r : records) {
+    auto dn = r.attributes.find("manager_dn");
+    if (dn != r.attributes.end() && !dn->second.empty() &&
+        dns.count(NormalizeDn(dn->second.front()))) {
+      out.push_back(r.key);
+    }
+  }
+  return out;
+}
+
 }  // namespace roster

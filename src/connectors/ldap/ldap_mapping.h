@@ -106,5 +106,9 @@ std::optional<SourceRecord> MapLdapEntry(const LdapEntry& entry, const LdapMappi
 // manager is one of `records`, and sets the contact's "manager" field when
 // the contact model has one.
 void ResolveManagers(std::vector<SourceRecord>* records);
+// The keys of the records whose manager (by DN, as ResolveManagers finds
+// them) is one of `touched`: their manager's name may have changed.
+std::vector<std::string> ManagerDependents(const std::vector<SourceRecord>& records,
+                                           const std::vector<const SourceRecord*>& touched);
 
 }  // namespace roster

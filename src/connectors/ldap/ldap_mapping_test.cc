@@ -334,5 +334,26 @@ TEST(LdapManagers, UsesTheManagersDisplayNameWhenRead) {
   EXPECT_EQ(records[1].attributes.count("manager"), 0u);
 }
 
+// After a delta read, the reports of a touched entry are prepared again:
+// found by their manager's DN as ResolveManagers finds them (case and
+// spacing aside), whether the manager changed, moved or went.
+TEST(LdapManagers, DependentsAreTheReportsOfATouchedEntry) {
+  std::vector<std::string> warnings;
+  LdapMapping m = Mapping("inetorgperson");
+  LdapEntry boss{
+      "cn=Boss\\, Big,ou=people,dc=example,dc=org",
+      {{"entryUUID", {"0a000000-0000-4000-8000-000000000003"}}, {"displayName", {"Big Boss"}}}};
+  std::vector<SourceRecord> records;
+  for (const LdapEntry& e : {Ann(), boss}) records.push_back(*MapLdapEntry(e, m, "d", &warnings));
+  ResolveManagers(&records);
+  EXPECT_EQ(ManagerDependents(records, {&records[1]}), std::vector<std::string>{records[0].key});
+  EXPECT_TRUE(ManagerDependents(records, {&records[0]}).empty()) << "Ann heads nobody";
+  // The old version of a manager who moved: their reports still name the old DN.
+  SourceRecord moved = records[1];
+  moved.attributes["dn"] = {"CN=Boss\\, Big, OU=People,DC=example,DC=org"};
+  EXPECT_EQ(ManagerDependents(records, {&moved}), std::vector<std::string>{records[0].key});
+  EXPECT_TRUE(ManagerDependents(records, {}).empty());
+}
+
 }  // namespace
 }  // namespace roster

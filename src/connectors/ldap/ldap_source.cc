@@ -255,6 +255,12 @@ Result<std::vector<SourceRecord>> LdapDirectory::ReadAll() {
 
 void LdapDirectory::Derive(std::vector<SourceRecord>& records) const { ResolveManagers(&records); }
 
+std::optional<std::vector<std::string>> LdapDirectory::DerivedDependents(
+    const std::vector<SourceRecord>& records,
+    const std::vector<const SourceRecord*>& touched) const {
+  return ManagerDependents(records, touched);
+}
+
 Result<LdapDirectory::Listing> LdapDirectory::List(LdapConnection& connection) {
   // Active Directory numbers its changes per domain controller: the
   // controller's invocationId goes into every stamp, so that after a switch

@@ -81,6 +81,10 @@ class LdapDirectory final : public Source, public Directory {
   std::string CacheShape() const override;
   // The manager's display name on each report (ResolveManagers).
   void Derive(std::vector<SourceRecord>& records) const override;
+  // The reports of every touched entry (ManagerDependents).
+  std::optional<std::vector<std::string>> DerivedDependents(
+      const std::vector<SourceRecord>& records,
+      const std::vector<const SourceRecord*>& touched) const override;
   // Searches and base reads made so far (each one request), for tests.
   int64_t searches() const { return searches_; }
 
