@@ -1,25 +1,32 @@
-// roster's command line: plan (dry run), sync, status, doctor, keys init.
+// roster's command line: plan (dry run), sync, status, doctor, keys, purge, audit.
 //
 // Exit codes: 0 everything synced; 1 some item or collection failed; 2 bad
 // usage or configuration; 3 a deletion guard stopped a rule or collection.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "app/doctor.h"
 #include "app/engine.h"
 #include "app/state_open.h"
 #include "app/wiring.h"
+#include "audit/audit.h"
 #include "config/config.h"
+#include "core/hash.h"
 #include "core/personal.h"
 #include "core/text.h"
 #include "crypto/keys.h"
+#include "crypto/sign.h"
 #include "state/state.h"
 
 namespace roster {
@@ -372,6 +379,50 @@ int Fail(const Error& e) {
   return 2;
 }
 
+// The audit log ([audit] path) of a configuration, opened with its key.
+// Nothing roster changes goes unrecorded: a log that cannot be opened
+// stops the command before it changes anything.
+struct Audit {
+  std::unique_ptr<crypto::Key> key;
+  std::unique_ptr<audit::Log> log;
+  std::mutex mu;  // collections finish on several threads
+
+  roster::Status Append(const std::string& event, const audit::Details& details = {}) {
+    std::lock_guard lock(mu);
+    return log->Append(event, details);
+  }
+};
+
+Result<std::unique_ptr<Audit>> OpenAudit(const Config& config) {
+  auto a = std::make_unique<Audit>();
+  ROSTER_ASSIGN_OR_RETURN(crypto::Key key,
+                          crypto::LoadStateKey(config.state_key_file, config.state_key_env));
+  a->key = std::make_unique<crypto::Key>(std::move(key));
+  ROSTER_ASSIGN_OR_RETURN(a->log, audit::Log::Open(config.audit_path, *a->key));
+  return a;
+}
+
+// The configuration file's hash, so that the log shows when it changed.
+std::string ConfigHash(const Config& config) {
+  std::ifstream in(config.path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return HashHex(text.str(), 32);
+}
+
+// A command's last entries: a signed checkpoint, entries past the retention
+// pruned, and the head to syslog (journald), where it outlives the machine's
+// files if the journal is forwarded.
+roster::Status CloseAudit(Audit& a, const Config& config) {
+  ROSTER_RETURN_IF_ERROR(a.log->Checkpoint());
+  auto pruned = audit::Prune(a.log, *a.key, std::chrono::hours(24) * config.audit_retention_days);
+  if (!pruned.ok()) return pruned.take_error();
+  openlog("roster", LOG_PID, LOG_USER);
+  syslog(LOG_INFO, "%s", audit::HeadLine(*a.log).c_str());
+  closelog();
+  return {};
+}
+
 // The state opened with `key` (which may be rotating), or null when there is
 // no state file; a key that does not open it is refused before anything
 // is written. `read_only`: only to check the key, changing nothing.
@@ -404,6 +455,16 @@ int KeysRotate(const Config& config, bool as_json) {
   auto loaded = crypto::LoadStateKey(config.state_key_file, config.state_key_env);
   if (!loaded.ok()) return Fail(loaded.error());
   crypto::Key key = std::move(loaded).value();
+  // The audit key comes from the index master, which a rotation keeps: the
+  // log opened now records the end of the rotation.
+  auto audit = std::make_unique<Audit>();
+  audit->key = std::make_unique<crypto::Key>(key);
+  if (auto log = audit::Log::Open(config.audit_path, *audit->key); log.ok()) {
+    audit->log = std::move(log).value();
+  } else {
+    std::cerr << "roster: " << Safe(log.error().message) << "; nothing was rotated\n";
+    return 2;
+  }
   const bool begun = !key.rotating();
   if (begun) {
     auto next = crypto::BeginRotation(key);
@@ -434,8 +495,17 @@ int KeysRotate(const Config& config, bool as_json) {
     store->reset();
   }
   const crypto::Key finished = crypto::FinishRotation(key);
+  auto record = [&]() -> roster::Status {
+    ROSTER_RETURN_IF_ERROR(audit->Append(
+        "keys-rotate", {{"key_id", int64_t{finished.key_id()}}, {"resealed", resealed}}));
+    return CloseAudit(*audit, config);
+  };
   if (from_env) {
     PrintKeyForEnv("keys rotate", config.state_key_env, finished, resealed, as_json);
+    if (roster::Status st = record(); !st.ok()) {
+      std::cerr << "roster: the rotation was not recorded in the audit log: "
+                << Safe(st.error().message) << "\n";
+    }
     std::cerr << "roster: sealed " << resealed << " values again under key id " << finished.key_id()
               << ". The final key for " << config.state_key_env
               << " is on standard output: install it in place of the transitional one (which "
@@ -444,6 +514,11 @@ int KeysRotate(const Config& config, bool as_json) {
   }
   roster::Status written = crypto::WriteKeyFileAtomically(config.state_key_file, finished);
   if (!written.ok()) return Fail(written.error());
+  if (roster::Status st = record(); !st.ok()) {
+    std::cerr << "roster: the rotation was done but not recorded in the audit log: "
+              << Safe(st.error().message) << "\n";
+    return 1;
+  }
   if (as_json) {
     std::cout << Dump(json{{"mode", "keys rotate"},
                            {"key_file", Safe(config.state_key_file)},
@@ -468,7 +543,14 @@ int Purge(const Config& config, bool all, bool as_json) {
   auto kind = InspectStateFile(config.state_path);
   if (!kind.ok()) return Fail(kind.error());
   int64_t runs = 0, cached = 0;
+  std::unique_ptr<Audit> audit;
   if (*kind != StateFileKind::kMissing) {
+    auto a = OpenAudit(config);
+    if (!a.ok()) {
+      std::cerr << "roster: " << Safe(a.error().message) << "; nothing was purged\n";
+      return 2;
+    }
+    audit = std::move(a).value();
     std::vector<std::string> notes;
     auto store = OpenState(config, StateUse::kSync, &notes);
     for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
@@ -489,6 +571,16 @@ int Purge(const Config& config, bool all, bool as_json) {
     }
   }
   const char* mode = all ? "purge --all" : "purge --expired";
+  if (audit) {
+    roster::Status st = audit->Append(
+        "purge", {{"command", std::string(mode)}, {"runs", runs}, {"cached", cached}});
+    if (st.ok()) st = CloseAudit(*audit, config);
+    if (!st.ok()) {
+      std::cerr << "roster: the purge was done but not recorded: " << Safe(st.error().message)
+                << "\n";
+      return 1;
+    }
+  }
   if (as_json) {
     json out{{"mode", mode}, {"state", Safe(config.state_path)}, {"exit_code", 0}};
     if (!all) {
@@ -508,6 +600,66 @@ int Purge(const Config& config, bool all, bool as_json) {
               << (config.cache == CacheMode::kNone ? " cached people (cache = \"none\": all)"
                                                    : " cached people")
               << ".\n";
+  }
+  return 0;
+}
+
+// `audit verify`: exit 0 when the log is whole, 1 naming the first bad line,
+// 2 when it cannot be read.
+int AuditVerify(const Config& config, const std::string& public_key, const std::string& head,
+                bool as_json) {
+  audit::VerifyOptions o;
+  o.expected_head = head;
+  o.retention = std::chrono::hours(24) * config.audit_retention_days;
+  if (!public_key.empty()) {
+    auto pk = text::Unhex(public_key);
+    if (!pk || pk->size() != crypto::kSignPublicKeyBytes) {
+      std::cerr << "roster: --public-key must be the 64 hex characters `roster audit public-key` "
+                   "printed\n";
+      return 2;
+    }
+    o.public_key = *pk;
+  } else {
+    // Without the half kept elsewhere, the key file's own: proves the chain
+    // whole and signed by this configuration's key.
+    auto key = crypto::LoadStateKey(config.state_key_file, config.state_key_env);
+    if (key.ok()) o.public_key = crypto::AuditPublicKey(*key);
+  }
+  auto v = audit::Verify(config.audit_path, o);
+  if (!v.ok()) return Fail(v.error());
+  if (as_json) {
+    json out{
+        {"mode", "audit verify"},  {"path", Safe(config.audit_path)}, {"ok", v->ok},
+        {"entries", v->entries},   {"checkpoints", v->checkpoints},   {"first_seq", v->first_seq},
+        {"head_seq", v->head_seq}, {"head_hash", v->head_hash},       {"exit_code", v->ok ? 0 : 1}};
+    if (!v->ok) {
+      out["bad_line"] = v->bad_line;
+      out["problem"] = v->problem;
+    }
+    std::cout << Dump(out) << "\n";
+  } else if (v->ok) {
+    std::cout << "audit log " << Safe(config.audit_path) << ": " << v->entries << " entries (from "
+              << v->first_seq << " to " << v->head_seq << "), " << v->checkpoints
+              << " signed checkpoints, whole; head " << v->head_hash
+              << (public_key.empty() ? " (signed by this configuration's key; pass --public-key "
+                                       "to check against the half you keep elsewhere)"
+                                     : "")
+              << "\n";
+  } else {
+    std::cerr << "roster: audit log " << Safe(config.audit_path) << ": " << v->problem << "\n";
+  }
+  return v->ok ? 0 : 1;
+}
+
+int AuditPublicKeyCommand(const Config& config, bool as_json) {
+  auto key = crypto::LoadStateKey(config.state_key_file, config.state_key_env);
+  if (!key.ok()) return Fail(key.error());
+  const std::string pk = HexEncode(crypto::AuditPublicKey(*key));
+  if (as_json) {
+    std::cout << Dump(json{{"mode", "audit public-key"}, {"public_key", pk}, {"exit_code", 0}})
+              << "\n";
+  } else {
+    std::cout << pk << "\n";
   }
   return 0;
 }
@@ -566,6 +718,23 @@ int Main(int argc, char** argv) {
   purge_cmd->callback([&]() {
     if (!purge_expired && !purge_all) throw CLI::RequiredError("--expired or --all");
   });
+  auto* audit_cmd =
+      app.add_subcommand("audit", "the tamper-evident log of what roster did ([audit] path)");
+  audit_cmd->require_subcommand(1);
+  std::string public_key, expected_head;
+  auto* audit_verify_cmd = audit_cmd->add_subcommand(
+      "verify",
+      "check that no entry was changed, removed, inserted or moved since roster wrote it; names "
+      "the first bad line (exit 1)");
+  audit_verify_cmd->add_option(
+      "--public-key", public_key,
+      "the public half (hex, from `roster audit public-key`) the checkpoints must be signed by; "
+      "keep it away from this machine");
+  audit_verify_cmd->add_option("--head", expected_head,
+                               "a head hash from syslog (\"roster audit: head seq N hash H\"): "
+                               "the log must still contain it");
+  auto* audit_key_cmd = audit_cmd->add_subcommand(
+      "public-key", "print the public half of the key that signs the log's checkpoints");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -583,6 +752,8 @@ int Main(int argc, char** argv) {
   if (keys_init_cmd->parsed()) return KeysInit(*config, as_json);
   if (keys_rotate_cmd->parsed()) return KeysRotate(*config, as_json);
   if (purge_cmd->parsed()) return Purge(*config, purge_all, as_json);
+  if (audit_verify_cmd->parsed()) return AuditVerify(*config, public_key, expected_head, as_json);
+  if (audit_key_cmd->parsed()) return AuditPublicKeyCommand(*config, as_json);
 
   auto engine_config = BuildEngineConfig(*config);
   if (!engine_config.ok()) {
@@ -613,9 +784,58 @@ int Main(int argc, char** argv) {
   if (!verbose && !as_json) options.max_planned = 10;
   // A verbose plan reads what each update would change, to show the fields.
   options.explain = plan && verbose;
-  if (isatty(STDERR_FILENO)) options.on_collection = Progress;
+  // A sync is recorded in the audit log: a plan appends nothing.
+  std::unique_ptr<Audit> audit;
+  std::string audit_error;
+  if (!plan) {
+    auto opened = OpenAudit(*config);
+    if (!opened.ok()) {
+      std::cerr << "roster: " << Safe(opened.error().message) << "; nothing was synced\n";
+      return 2;
+    }
+    audit = std::move(opened).value();
+    roster::Status st = audit->Append("run", {{"command", std::string("sync")},
+                                              {"config", ConfigHash(*config)},
+                                              {"force", int64_t{force ? 1 : 0}}});
+    if (!st.ok()) {
+      std::cerr << "roster: " << Safe(st.error().message) << "; nothing was synced\n";
+      return 2;
+    }
+  }
+  const bool progress = isatty(STDERR_FILENO);
+  StateStore& state = **store;
+  options.on_collection = [&](const CollectionReport& c, size_t done, size_t total) {
+    if (progress) Progress(c, done, total);
+    if (!audit) return;
+    const Counts& n = c.counts;
+    if (n.created + n.updated + n.deleted + n.adopted + n.errors == 0 && c.errors.empty()) return;
+    // Counts and a pseudonym: the log holds no personal data in clear.
+    roster::Status st =
+        audit->Append("write", {{"rule", c.key.rule},
+                                {"target", c.key.target},
+                                {"user", state.Pseudonym(c.key.user)},
+                                {"created", n.created},
+                                {"updated", n.updated},
+                                {"deleted", n.deleted},
+                                {"adopted", n.adopted},
+                                {"errors", n.errors + static_cast<int64_t>(c.errors.size())}});
+    if (!st.ok()) {
+      std::lock_guard lock(audit->mu);
+      if (audit_error.empty()) audit_error = st.error().message;
+    }
+  };
   Engine engine(std::move(engine_config).value(), **store);
   RunReport report = engine.Run(options);
+  if (audit) {
+    const Counts t = report.Totals();
+    roster::Status st = audit->Append("run-end", {{"exit_code", int64_t{report.ExitCode()}},
+                                                  {"created", t.created},
+                                                  {"updated", t.updated},
+                                                  {"deleted", t.deleted},
+                                                  {"errors", t.errors}});
+    if (st.ok()) st = CloseAudit(*audit, *config);
+    if (!st.ok() && audit_error.empty()) audit_error = st.error().message;
+  }
   if (as_json) {
     PrintJson(report, plan);
   } else {
@@ -633,6 +853,10 @@ int Main(int argc, char** argv) {
       std::cerr << "roster: " << Safe(c.key.target) << "/" << User(c.key)
                 << ": conflict: " << Safe(e) << "\n";
     }
+  }
+  if (!audit_error.empty()) {
+    std::cerr << "roster: " << Safe(audit_error) << "; the run is not fully recorded\n";
+    return std::max(report.ExitCode(), 1);
   }
   return report.ExitCode();
 }

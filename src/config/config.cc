@@ -1082,6 +1082,24 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
     ROSTER_RETURN_IF_ERROR(sr.NoUnknownKeys());
   }
 
+  config.audit_path = (fs::path(config.state_path).parent_path() / "roster-audit.jsonl")
+                          .lexically_normal()
+                          .string();
+  ROSTER_ASSIGN_OR_RETURN(const toml::table* audit, r.Table("audit", false));
+  if (audit) {
+    TableReader ar(*audit, "[audit]", path);
+    ROSTER_ASSIGN_OR_RETURN(std::string p, ar.String("path", false));
+    if (ar.Has("path")) {
+      if (p.empty()) {
+        return MakeError(ErrorKind::kInvalidArgument,
+                         ar.AtKey("path") + ": path in [audit] must name a file");
+      }
+      config.audit_path = Resolve(dir, p);
+    }
+    ROSTER_ASSIGN_OR_RETURN(config.audit_retention_days, ar.Int("retention_days", 400, 1, 36500));
+    ROSTER_RETURN_IF_ERROR(ar.NoUnknownKeys());
+  }
+
   ROSTER_ASSIGN_OR_RETURN(const toml::table* tenants, r.Table("tenants", false));
   if (tenants) {
     for (const auto& [k, node] : *tenants) {

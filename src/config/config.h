@@ -203,6 +203,11 @@ struct Config {
   // source; run history older than that goes too.
   int retention_days = 60;
   bool purge_after_sync = false;  // wipe the cache at the end of every run
+  // [audit]: the tamper-evident log of what roster did (audit/audit.h),
+  // "roster-audit.jsonl" beside the state file unless `path` says otherwise;
+  // entries older than retention_days are pruned at a signed checkpoint.
+  std::string audit_path;  // resolved
+  int audit_retention_days = 400;
   // Each run stops cleanly once it has run this long: what is done is
   // recorded, the rest waits for the next run.
   int run_timeout_seconds = 3600;

@@ -14,6 +14,7 @@ namespace roster::crypto {
 inline constexpr size_t kMasterBytes = crypto_kdf_KEYBYTES;
 inline constexpr size_t kSubkeyBytes = 32;
 static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == kSubkeyBytes);
+static_assert(crypto_sign_SEEDBYTES == kSubkeyBytes);
 static_assert(crypto_generichash_KEYBYTES >= kSubkeyBytes &&
               crypto_generichash_KEYBYTES_MIN <= kSubkeyBytes);
 
@@ -28,6 +29,7 @@ struct KeyMaterial {
   // Derived from it by DeriveSubkeys.
   unsigned char index_key[kSubkeyBytes];
   unsigned char pseudonym_key[kSubkeyBytes];
+  unsigned char audit_seed[kSubkeyBytes];  // the audit log's Ed25519 key (sign.h)
   unsigned char sealing_key[kSubkeyBytes];
   unsigned char previous_sealing_key[kSubkeyBytes];
 };

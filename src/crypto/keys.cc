@@ -28,6 +28,8 @@ constexpr size_t kMaxBase64Chars = 1024;
 constexpr char kIndexContext[] = "rostridx";
 constexpr char kPseudonymContext[] = "rostpsnm";
 constexpr char kSealingContext[] = "rostseal";
+constexpr char kAuditContext[] = "rostaudt";
+static_assert(sizeof kAuditContext - 1 == crypto_kdf_CONTEXTBYTES);
 static_assert(sizeof kIndexContext - 1 == crypto_kdf_CONTEXTBYTES);
 static_assert(sizeof kPseudonymContext - 1 == crypto_kdf_CONTEXTBYTES);
 static_assert(sizeof kSealingContext - 1 == crypto_kdf_CONTEXTBYTES);
@@ -179,6 +181,7 @@ KeyMaterial* KeyAccess::Allocate() {
 void KeyAccess::Finish(KeyMaterial* m) {
   crypto_kdf_derive_from_key(m->index_key, kSubkeyBytes, 1, kIndexContext, m->index_master);
   crypto_kdf_derive_from_key(m->pseudonym_key, kSubkeyBytes, 1, kPseudonymContext, m->index_master);
+  crypto_kdf_derive_from_key(m->audit_seed, kSubkeyBytes, 1, kAuditContext, m->index_master);
   crypto_kdf_derive_from_key(m->sealing_key, kSubkeyBytes, m->key_id, kSealingContext,
                              m->sealing_master);
   if (m->previous_key_id != 0) {

@@ -732,6 +732,99 @@ def test_expiry_with_the_clock_moved_by_faketime(s):
     check(not os.path.exists(wal) or os.path.getsize(wal) == 0, "a WAL is left after purging")
 
 
+def audit_lines(d):
+    with open(os.path.join(d, "roster-audit.jsonl"), encoding="utf-8") as f:
+        return [json.loads(l) for l in f]
+
+
+def test_audit_log_records_every_change_and_catches_tampering(s):
+    """[audit]: a sync, a purge and a rotation append their entries and a signed
+    checkpoint; a plan appends nothing; `audit verify` passes, then names the
+    line of a changed byte, a deleted line, and fails on another public key and
+    on a head (as syslog has it) cut off; a log cut mid-line stops the next
+    sync before it writes anything. No entry holds personal data."""
+    d = os.path.join(s.workdir, "audit")
+    cfg = copy_workdir(s.base, d, s.radicale.url)
+    log = os.path.join(d, "roster-audit.jsonl")
+    before = len(audit_lines(d))
+    r = roster(cfg, "sync")
+    check(r.code == 0, f"sync: {r}")
+    lines = audit_lines(d)
+    events = [l["event"] for l in lines[before:]]
+    check(events == ["run", "run-end", "checkpoint"], f"a quiet sync appended {events}")
+    r = roster(cfg, "plan")
+    check(r.code == 0 and len(audit_lines(d)) == len(lines), f"a plan appended to the log: {r}")
+    # One person changes: one write entry per book, by pseudonym.
+    with open(os.path.join(d, "staff.csv"), encoding="utf-8") as f:
+        text = f.read()
+    with open(os.path.join(d, "staff.csv"), "w", encoding="utf-8") as f:
+        f.write(text.replace("Engineer", "Architect", 1))
+    r = roster(cfg, "sync")
+    check(r.code == 0, f"sync: {r}")
+    writes = [l for l in audit_lines(d)[len(lines):] if l["event"] == "write"]
+    check(len(writes) == len(USERS) and all(w["data"]["updated"] == 1 for w in writes),
+          f"write entries {writes}")
+    refs = sorted(w["data"]["user"] for w in writes)
+    check(all(ref.startswith("p:") for ref in refs), f"users in clear: {refs}")
+    r, users = status_users(cfg)
+    check(sorted(u["user_ref"] for u in r.json) == refs, f"status refs {r.json}")
+    r = roster(cfg, "purge", "--expired")
+    check(r.code == 0 and audit_lines(d)[-2]["event"] == "purge", f"purge: {r}")
+    r = roster(cfg, "keys", "rotate")
+    check(r.code == 0 and audit_lines(d)[-2]["event"] == "keys-rotate", f"rotate: {r}")
+    scan(d, s.needles)
+
+    r = roster(cfg, "audit", "public-key")
+    check(r.code == 0 and len(r.json["public_key"]) == 64, f"public-key: {r}")
+    public_key = r.json["public_key"]
+    r = roster(cfg, "audit", "verify", "--public-key", public_key)
+    check(r.code == 0 and r.json["ok"] and r.json["checkpoints"] >= 4, f"verify: {r}")
+    head = r.json["head_hash"]
+    r = roster(cfg, "audit", "verify", "--public-key", "ab" * 32)
+    check(r.code == 1 and "another key" in r.json["problem"], f"another key: {r}")
+    text = roster(cfg, "audit", "verify", as_json=False)
+    check(text.code == 0 and "whole" in text.stdout, f"verify text: {text}")
+
+    with open(log, "rb") as f:
+        good = f.read()
+    raw = good.split(b"\n")
+
+    def tampered(data, expect_line, what):
+        with open(log, "wb") as f:
+            f.write(data)
+        r = roster(cfg, "audit", "verify", as_json=False)
+        check(r.code == 1 and r.lines() and r.lines()[0].startswith("roster: audit log ")
+              and f"line {expect_line} " in r.lines()[0], f"{what}: {r}")
+
+    changed = bytearray(good)
+    changed[len(raw[0]) + 1 + 20] ^= 1  # a byte inside line 2
+    tampered(bytes(changed), 2, "a changed byte")
+    tampered(b"\n".join(raw[:2] + raw[3:]), 3, "a deleted line")
+    tampered(b"\n".join(raw[:1] + [raw[2], raw[1]] + raw[3:]), 2, "two lines swapped")
+    # Cut back to an earlier checkpoint: whole, but the head syslog saw is gone.
+    cut = [i for i, l in enumerate(raw) if b'"event":"checkpoint"' in l][-2]
+    with open(log, "wb") as f:
+        f.write(b"\n".join(raw[:cut + 1]) + b"\n")
+    r = roster(cfg, "audit", "verify")
+    check(r.code == 0, f"a log cut at a checkpoint looks whole without the head: {r}")
+    r = roster(cfg, "audit", "verify", "--head", head)
+    check(r.code == 1 and "is not in the log" in r.json["problem"], f"--head: {r}")
+    # A log cut mid-line: the next sync refuses before it changes anything.
+    with open(log, "wb") as f:
+        f.write(good[:-10])
+    r = roster(cfg, "sync")
+    check(r.code == 2 and "last line is not whole" in r.stderr and "nothing was synced" in r.stderr,
+          f"sync on a cut log: {r}")
+    with open(log, "rb") as f:
+        check(f.read() == good[:-10], "a refused sync appended to the cut log")
+    r = roster(cfg, "audit", "verify", as_json=False)
+    check(r.code == 1 and "is not whole" in r.stderr, f"verify a cut log: {r}")
+    with open(log, "wb") as f:
+        f.write(good)
+    r = roster(cfg, "audit", "verify", "--head", head)
+    check(r.code == 0, f"restored: {r}")
+
+
 def main():
     t0 = time.time()
     s = harness.Suite("privacy")
@@ -749,7 +842,8 @@ def main():
                       test_sealed_user_moved_to_another_row_is_refused,
                       test_rotation_killed_at_each_failpoint_then_rerun,
                       test_key_env_two_step_rotation,
-                      test_expiry_with_the_clock_moved_by_faketime])
+                      test_expiry_with_the_clock_moved_by_faketime,
+                      test_audit_log_records_every_change_and_catches_tampering])
     finally:
         s.close(s.radicale)
     print(f"privacy: {time.time() - t0:.1f}s in all")
