@@ -104,6 +104,28 @@ purge_after_sync = true
   EXPECT_EQ(c->state_key_file, "");
 }
 
+TEST(Config, AuditLoadsAsWrittenAndDefaultsBesideTheState) {
+  auto c = ParseConfig(Replace(kExample, "path = \"roster.db\"", "path = \"var/roster.db\""),
+                       "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->audit_path, "/etc/roster/var/roster-audit.jsonl");
+  EXPECT_EQ(c->audit_retention_days, 400);
+  c = ParseConfig(
+      std::string(kExample) + "\n[audit]\npath = \"log/audit.jsonl\"\nretention_days = 30\n",
+      "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->audit_path, "/etc/roster/log/audit.jsonl");
+  EXPECT_EQ(c->audit_retention_days, 30);
+  auto with = [](const std::string& lines) {
+    return ErrorOf(std::string(kExample) + "\n[audit]\n" + lines + "\n");
+  };
+  EXPECT_NE(with("path = \"\"").find("path in [audit] must name a file"), std::string::npos);
+  EXPECT_NE(
+      with("retention_days = 0").find("retention_days in [audit] must be between 1 and 36500"),
+      std::string::npos);
+  EXPECT_NE(with("keep = 3").find("keep"), std::string::npos);
+}
+
 TEST(Config, StateKeyMistakesAreNamed) {
   auto with = [](const std::string& lines) {
     return ErrorOf(Replace(kExample, "path = \"roster.db\"", "path = \"roster.db\"\n" + lines));
