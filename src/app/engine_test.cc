@@ -239,6 +239,29 @@ TEST_F(EngineTest, MassChangeGuardStopsAnExportWhoseMobilesWentBlank) {
   ExpectConverged(50);
 }
 
+// An incremental pass counts a book's managed items only as far as the
+// guards need: the threshold and the message stay exact.
+TEST_F(EngineTest, TheMassChangeGuardOfAnIncrementalPassTripsAtItsExactShare) {
+  customize_ = [](EngineConfig&, RuleSpec& rule) { rule.max_update_percent = 10; };
+  version_ = "v1";
+  ASSERT_EQ(Run().ExitCode(), 0);
+  for (int i = 0; i < 5; ++i) people_[i].contact.title = "Renamed";  // 5 of 50: 10%, allowed
+  version_ = "v2";
+  RunReport allowed = Run();
+  EXPECT_EQ(allowed.ExitCode(), 0);
+  EXPECT_EQ(allowed.Totals().updated, 15);
+  for (int i = 5; i < 11; ++i) people_[i].contact.title = "Renamed";  // 6 of 50: 12%
+  version_ = "v3";
+  server_->ResetCounters();
+  RunReport tripped = Run();
+  EXPECT_EQ(tripped.ExitCode(), 3);
+  EXPECT_EQ(server_->counters().writes(), 0);
+  ASSERT_FALSE(tripped.collections.empty());
+  ASSERT_FALSE(tripped.collections[0].errors.empty());
+  EXPECT_NE(tripped.collections[0].errors[0].find("6 of 50 managed items"), std::string::npos)
+      << tripped.collections[0].errors[0];
+}
+
 TEST_F(EngineTest, CollectionGuardStopsAfterLostStateToo) {
   ASSERT_EQ(Run().ExitCode(), 0);
   store_ = std::move(OpenSqliteStateStore(":memory:")).value();

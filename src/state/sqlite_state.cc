@@ -470,11 +470,13 @@ class SqliteStateStore final : public StateStore {
     return items;
   }
 
-  Result<int64_t> CountManaged(int64_t collection) override {
+  Result<int64_t> CountManaged(int64_t collection, int64_t at_most = INT64_MAX) override {
     std::lock_guard lock(mu_);
-    Stmt s(db_, "SELECT COUNT(*) FROM items WHERE collection_id = ? AND key_ix IS NOT NULL");
+    Stmt s(db_,
+           "SELECT COUNT(*) FROM (SELECT 1 FROM items INDEXED BY items_by_key_ix WHERE "
+           "collection_id = ? AND key_ix IS NOT NULL LIMIT ?)");
     if (!s.ok()) return SqlError(db_, "preparing count");
-    s.Bind(1, collection);
+    s.Bind(1, collection).Bind(2, at_most);
     if (s.Step() != SQLITE_ROW) return SqlError(db_, "counting items");
     return s.Int(0);
   }

@@ -814,6 +814,8 @@ void ExpectFilled(StateStore& store) {
   std::sort(found.begin(), found.end());
   EXPECT_EQ(found, (std::vector<std::string>{Str(AliceItems()[1]), Str(AliceItems()[2])}));
   EXPECT_EQ(*store.CountManaged(1), 2);
+  EXPECT_EQ(*store.CountManaged(1, 1), 1) << "counted only as far as asked";
+  EXPECT_EQ(*store.CountManaged(1, 5), 2);
   auto unmanaged = store.LoadUnmanaged(1);
   ASSERT_TRUE(unmanaged.ok()) << unmanaged.error().message;
   EXPECT_EQ(Strs(*unmanaged), (std::vector<std::string>{Str(AliceItems()[0])}));

@@ -130,7 +130,9 @@ class StateStore {
   // The items managed for these keys (any order), for incremental planning.
   virtual Result<std::vector<ItemState>> LoadItemsByKeys(int64_t collection,
                                                          const std::vector<std::string>& keys) = 0;
-  virtual Result<int64_t> CountManaged(int64_t collection) = 0;
+  // Counts at most `at_most` (a guard that only needs to know the count is
+  // large enough need not walk a book of 40,000 items).
+  virtual Result<int64_t> CountManaged(int64_t collection, int64_t at_most = INT64_MAX) = 0;
   // The items roster does not manage that have e-mail hashes (`match`).
   virtual Result<std::vector<ItemState>> LoadUnmanaged(int64_t collection) = 0;
   // Records what a listing and the reads after it taught, in one transaction:

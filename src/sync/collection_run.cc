@@ -1,6 +1,7 @@
 #include "sync/collection_run.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "core/failpoint.h"
 #include "core/personal.h"
@@ -144,7 +145,14 @@ Status CollectionRun::RunInner(const std::string& user) {
 // that changed in the source need a decision.
 Status CollectionRun::PlanIncremental(const CollectionState& state) {
   ROSTER_ASSIGN_OR_RETURN(auto items, store_.LoadItemsByKeys(state.id, in_.changed_keys));
-  ROSTER_ASSIGN_OR_RETURN(int64_t managed, store_.CountManaged(state.id));
+  // The guards compare at most one update or deletion per changed key (and
+  // per managed copy found for it) with the book's managed items: they need
+  // the exact count only when it is small enough for that to trip them.
+  const auto most = static_cast<int64_t>(std::max(in_.changed_keys.size(), items.size()));
+  const int percent = std::min(rule_.max_delete_percent, rule_.max_update_percent);
+  // (A guard of 0% trips on any change: its message then needs the count.)
+  const int64_t enough = percent <= 0 ? INT64_MAX : (most * 100 + percent - 1) / percent + 1;
+  ROSTER_ASSIGN_OR_RETURN(int64_t managed, store_.CountManaged(state.id, enough));
   std::vector<DesiredItem> subset;
   for (const std::string& k : in_.changed_keys) {
     if (k == self_key_) continue;
