@@ -100,18 +100,17 @@ Entry ParseLine(const std::string& line) {
 // Whether a checkpoint's signature holds, by `public_key` when given.
 std::string CheckSignature(const Entry& e, const std::string& public_key) {
   const json& data = e.j["data"];
-  std::string signer, sig;
-  if (!data.contains("signer") || !data["signer"].is_string() || !e.j.contains("sig") ||
-      !e.j["sig"].is_string() || !text::Unhex(data["signer"].get<std::string>()) ||
-      !text::Unhex(e.j["sig"].get<std::string>())) {
-    return "is a checkpoint without a signer and a signature";
+  std::optional<std::string> signer, sig;
+  if (data.contains("signer") && data["signer"].is_string()) {
+    signer = text::Unhex(data["signer"].get<std::string>());
   }
-  signer = *text::Unhex(data["signer"].get<std::string>());
-  sig = *text::Unhex(e.j["sig"].get<std::string>());
-  if (!public_key.empty() && signer != public_key) {
+  if (e.j.contains("sig") && e.j["sig"].is_string())
+    sig = text::Unhex(e.j["sig"].get<std::string>());
+  if (!signer || !sig) return "is a checkpoint without a signer and a signature";
+  if (!public_key.empty() && *signer != public_key) {
     return "is a checkpoint signed by another key than the one given";
   }
-  if (!crypto::VerifySignature(signer, kSignDomain + e.hash, sig)) {
+  if (!crypto::VerifySignature(*signer, kSignDomain + e.hash, *sig)) {
     return "is a checkpoint whose signature does not hold (the chain was rewritten)";
   }
   return "";
@@ -141,6 +140,18 @@ std::vector<std::string> SplitLines(const std::string& all, bool* whole) {
   }
   *whole = true;
   return lines;
+}
+
+// Writes all of `data` to `fd` and fsyncs it.
+Status WriteAll(int fd, std::string_view data, const std::string& what) {
+  for (size_t done = 0; done < data.size();) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return MakeError(ErrorKind::kInvalidArgument, Errno(what));
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) return MakeError(ErrorKind::kInvalidArgument, Errno(what));
+  return {};
 }
 
 Status SyncDirectory(const std::string& path) {
@@ -229,13 +240,7 @@ Status Log::Write(const std::string& event, const Details& details, bool sign) {
     return MakeError(ErrorKind::kInvalidArgument,
                      "audit log " + path_ + ": an entry for " + event + " is not valid UTF-8");
   }
-  for (size_t done = 0; done < line.size();) {
-    ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return MakeError(ErrorKind::kInvalidArgument, Errno("audit log " + path_));
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd_) != 0) return MakeError(ErrorKind::kInvalidArgument, Errno("audit log " + path_));
+  ROSTER_RETURN_IF_ERROR(WriteAll(fd_, line, "audit log " + path_));
   ++head_seq_;
   head_hash_ = hash;
   return {};
@@ -247,11 +252,11 @@ Status Log::Append(const std::string& event, const Details& details) {
 
 Status Log::Checkpoint() { return Write("checkpoint", {}, true); }
 
-Result<Verification> Verify(const std::string& path, const VerifyOptions& options) {
-  ROSTER_ASSIGN_OR_RETURN(std::string all, ReadAll(path));
+namespace {
+
+Verification VerifyLines(const std::vector<std::string>& lines, bool whole,
+                         const VerifyOptions& options) {
   Verification v;
-  bool whole = true;
-  std::vector<std::string> lines = SplitLines(all, &whole);
   auto fail = [&](size_t index, const std::string& why) {
     v.ok = false;
     v.bad_line = static_cast<int64_t>(index) + 1;
@@ -326,18 +331,22 @@ Result<Verification> Verify(const std::string& path, const VerifyOptions& option
   return v;
 }
 
-Result<int64_t> Prune(std::unique_ptr<Log>& log, const crypto::Key& key,
-                      std::chrono::seconds retention, WallClock now) {
-  const std::string path = log->path();
-  ROSTER_ASSIGN_OR_RETURN(Verification v,
-                          Verify(path, {.public_key = crypto::AuditPublicKey(key)}));
-  if (!v.ok) {
-    return MakeError(ErrorKind::kInvalidData,
-                     "audit log " + path + " does not verify (" + v.problem + "); not pruned");
-  }
+}  // namespace
+
+Result<Verification> Verify(const std::string& path, const VerifyOptions& options) {
   ROSTER_ASSIGN_OR_RETURN(std::string all, ReadAll(path));
   bool whole = true;
   std::vector<std::string> lines = SplitLines(all, &whole);
+  return VerifyLines(lines, whole, options);
+}
+
+Result<int64_t> Prune(std::unique_ptr<Log>& log, const crypto::Key& key,
+                      std::chrono::seconds retention, WallClock now) {
+  const std::string path = log->path();
+  ROSTER_ASSIGN_OR_RETURN(std::string all, ReadAll(path));
+  bool whole = true;
+  std::vector<std::string> lines = SplitLines(all, &whole);
+  // The newest checkpoint older than the retention, past the first line.
   const auto cutoff = Now(now) - retention;
   size_t start = 0;
   for (size_t i = 1; i < lines.size(); ++i) {
@@ -346,7 +355,14 @@ Result<int64_t> Prune(std::unique_ptr<Log>& log, const crypto::Key& key,
     if (!t || *t > cutoff) break;
     if (e.event == "checkpoint") start = i;
   }
+  // Nothing old enough (every command but about one a day): the log is not
+  // read again in full, let alone rewritten.
   if (start == 0) return int64_t{0};
+  Verification v = VerifyLines(lines, whole, {.public_key = crypto::AuditPublicKey(key)});
+  if (!v.ok) {
+    return MakeError(ErrorKind::kInvalidData,
+                     "audit log " + path + " does not verify (" + v.problem + "); not pruned");
+  }
   const std::string fresh = path + ".new";
   std::filesystem::remove(fresh);
   {
@@ -354,16 +370,9 @@ Result<int64_t> Prune(std::unique_ptr<Log>& log, const crypto::Key& key,
     if (fd < 0) return MakeError(ErrorKind::kInvalidArgument, Errno("audit log " + fresh));
     std::string rest;
     for (size_t i = start; i < lines.size(); ++i) rest += lines[i] + "\n";
-    bool ok = true;
-    for (size_t done = 0; ok && done < rest.size();) {
-      ssize_t n = ::write(fd, rest.data() + done, rest.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      ok = n > 0;
-      if (ok) done += static_cast<size_t>(n);
-    }
-    ok = ok && ::fsync(fd) == 0;
+    Status written = WriteAll(fd, rest, "audit log " + fresh);
     ::close(fd);
-    if (!ok) return MakeError(ErrorKind::kInvalidArgument, Errno("audit log " + fresh));
+    ROSTER_RETURN_IF_ERROR(written);
   }
   if (::rename(fresh.c_str(), path.c_str()) != 0) {
     return MakeError(ErrorKind::kInvalidArgument, Errno("audit log " + path));

@@ -393,13 +393,17 @@ struct Audit {
   }
 };
 
-Result<std::unique_ptr<Audit>> OpenAudit(const Config& config) {
+Result<std::unique_ptr<Audit>> OpenAudit(const Config& config, crypto::Key key) {
   auto a = std::make_unique<Audit>();
-  ROSTER_ASSIGN_OR_RETURN(crypto::Key key,
-                          crypto::LoadStateKey(config.state_key_file, config.state_key_env));
   a->key = std::make_unique<crypto::Key>(std::move(key));
   ROSTER_ASSIGN_OR_RETURN(a->log, audit::Log::Open(config.audit_path, *a->key));
   return a;
+}
+
+Result<std::unique_ptr<Audit>> OpenAudit(const Config& config) {
+  ROSTER_ASSIGN_OR_RETURN(crypto::Key key,
+                          crypto::LoadStateKey(config.state_key_file, config.state_key_env));
+  return OpenAudit(config, std::move(key));
 }
 
 // The configuration file's hash, so that the log shows when it changed.
@@ -457,14 +461,12 @@ int KeysRotate(const Config& config, bool as_json) {
   crypto::Key key = std::move(loaded).value();
   // The audit key comes from the index master, which a rotation keeps: the
   // log opened now records the end of the rotation.
-  auto audit = std::make_unique<Audit>();
-  audit->key = std::make_unique<crypto::Key>(key);
-  if (auto log = audit::Log::Open(config.audit_path, *audit->key); log.ok()) {
-    audit->log = std::move(log).value();
-  } else {
-    std::cerr << "roster: " << Safe(log.error().message) << "; nothing was rotated\n";
+  auto opened = OpenAudit(config, key);
+  if (!opened.ok()) {
+    std::cerr << "roster: " << Safe(opened.error().message) << "; nothing was rotated\n";
     return 2;
   }
+  std::unique_ptr<Audit> audit = std::move(opened).value();
   const bool begun = !key.rotating();
   if (begun) {
     auto next = crypto::BeginRotation(key);

@@ -244,37 +244,30 @@ Result<RuleSelection> SelectChanges(const RuleSpec& rule, const SourcePeople& so
                                     const Snapshot& previous, const Target* target) {
   ROSTER_ASSIGN_OR_RETURN(RuleSelection in, SelectPeople(rule, {source}, target));
   // Everyone: the last snapshot's people the changes did not touch, and
-  // the touched ones as selected now (gone or left out: not at all).
+  // the touched ones as selected now (gone or left out: not at all). Both
+  // lists are sorted by key; a selected person before the next snapshot
+  // entry is new.
   in.entries.reserve(previous.entries.size() + in.desired.size());
-  std::vector<std::string> touched(dirty.begin(), dirty.end());
-  std::sort(touched.begin(), touched.end());
   auto now = in.desired.begin();
-  auto add_now_before = [&](const std::string* key) {
+  auto add_new_before = [&](const std::string* key) {
     for (; now != in.desired.end() && (!key || now->key < *key); ++now) {
+      in.changed_keys.push_back(now->key);
       in.entries.push_back({now->key, now->hash});
     }
   };
   for (const SnapshotEntry& e : previous.entries) {
-    add_now_before(&e.key);
+    add_new_before(&e.key);
     if (now != in.desired.end() && now->key == e.key) {
       if (now->hash != e.hash) in.changed_keys.push_back(e.key);
       in.entries.push_back({now->key, now->hash});
       ++now;
-    } else if (std::binary_search(touched.begin(), touched.end(), e.key)) {
+    } else if (dirty.count(e.key)) {
       in.changed_keys.push_back(e.key);  // gone, or no longer selected
     } else {
       in.entries.push_back(e);
     }
   }
-  add_now_before(nullptr);
-  // New people: touched, selected, and not in the last snapshot.
-  for (const DesiredItem& d : in.desired) {
-    auto it =
-        std::lower_bound(previous.entries.begin(), previous.entries.end(), d.key,
-                         [](const SnapshotEntry& e, const std::string& k) { return e.key < k; });
-    if (it == previous.entries.end() || it->key != d.key) in.changed_keys.push_back(d.key);
-  }
-  std::sort(in.changed_keys.begin(), in.changed_keys.end());
+  add_new_before(nullptr);  // changed_keys came in key order too
   in.fingerprint = FingerprintOf(in.entries);
   in.partial = true;
   return in;
