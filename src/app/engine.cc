@@ -41,7 +41,7 @@ class Engine::RunState {
         store_(engine.store_),
         options_(options),
         reader_(config_.sources, config_.rules, notes_,
-                CacheUse(engine.config_, engine.store_, options)) {}
+                CacheUse(engine.config_, engine.store_, options), engine.config_.erasure) {}
 
   RunReport Run() {
     report_.warnings = config_.warnings;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/connector.h"
+#include "core/erasure.h"
 #include "state/state.h"
 #include "sync/collection_run.h"
 #include "sync/rule.h"
@@ -54,6 +55,9 @@ struct EngineConfig {
   // [state] purge_after_sync: the cache is wiped at the end of every sync
   // (and so is never used for a delta read).
   bool purge_after_sync = false;
+  // Who was erased (`roster gdpr erase`; the register of [gdpr]): never
+  // selected, and redacted where others name them. Not owned; null: nobody.
+  const ErasureList* erasure = nullptr;
   // The run's deadline (run_timeout_seconds from the start); see RunOptions.
   std::optional<std::chrono::steady_clock::time_point> deadline;
 };

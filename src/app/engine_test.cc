@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "app/test_support.h"
 #include "connectors/memory/memory.h"
 #include "core/personal.h"
@@ -120,6 +122,69 @@ TEST_F(EngineTest, FirstSyncCreatesEverythingAndSecondWritesAndReadsNothing) {
   EXPECT_EQ(server_->counters().writes(), 0);
   EXPECT_EQ(server_->counters().fetched, 0);  // not one item read
   for (const auto& u : users_) EXPECT_EQ(server_->SyncToken(u), tokens[u]);
+}
+
+// Erased by e-mail address.
+class FakeErasures final : public ErasureList {
+ public:
+  std::set<std::string> addresses;
+  bool Erased(const SourceRecord& r) const override {
+    for (const TypedValue& e : r.contact.emails) {
+      if (addresses.count(e.value)) return true;
+    }
+    return false;
+  }
+  bool ErasedReference(std::string_view) const override { return false; }
+  std::string Fingerprint() const override {
+    std::string f;
+    for (const std::string& a : addresses) f += a + ";";
+    return f;
+  }
+};
+
+TEST_F(EngineTest, AnErasedPersonLeavesEveryBookAndTheirNameLeavesTheirReports) {
+  version_ = "v1";  // an unchanged source: only the erasure makes the run read it
+  people_[1].contact.manager = people_[0].contact.DisplayName();
+  people_[2].contact.manager = "Someone Else";
+  ASSERT_EQ(Run().Totals().created, 150);
+  FakeErasures erasures;
+  customize_ = [&](EngineConfig& config, RuleSpec&) { config.erasure = &erasures; };
+  server_->ResetCounters();
+  EXPECT_EQ(Run().ExitCode(), 0);
+  EXPECT_EQ(server_->counters().writes(), 0) << "nobody erased: nothing changes";
+
+  erasures.addresses = {"p0@example.com"};
+  RunReport erased = Run();
+  EXPECT_EQ(erased.ExitCode(), 0);
+  EXPECT_EQ(erased.Totals().deleted, 3);
+  EXPECT_EQ(erased.Totals().updated, 3);  // the report's card, in each book
+  for (const std::string& user : users_) {
+    EXPECT_EQ(Keys(user).count(people_[0].key), 0u) << user;
+    for (const auto& [href, item] : server_->Items(user)) {
+      if (!item.tag) continue;
+      EXPECT_NE(item.contact.manager, people_[0].contact.DisplayName()) << user;
+      if (item.tag->key == people_[2].key) {
+        EXPECT_EQ(item.contact.manager, "Someone Else");
+      }
+    }
+  }
+  bool noticed = false;
+  for (const std::string& n : erased.notices) noticed |= n.find("1 erased (left out)") != n.npos;
+  EXPECT_TRUE(noticed);
+
+  // Later runs keep them out, and write nothing.
+  server_->ResetCounters();
+  RunReport after = Run();
+  EXPECT_EQ(after.ExitCode(), 0);
+  EXPECT_EQ(server_->counters().writes(), 0);
+  for (const std::string& user : users_) EXPECT_EQ(Keys(user).count(people_[0].key), 0u);
+
+  // Unerased: back in every book, and named again on their report's card.
+  erasures.addresses.clear();
+  RunReport back = Run();
+  EXPECT_EQ(back.Totals().created, 3);
+  EXPECT_EQ(back.Totals().updated, 3);
+  ExpectConverged(50);
 }
 
 TEST_F(EngineTest, KChangedItemsCostKWritesPerTarget) {

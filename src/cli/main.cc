@@ -10,23 +10,31 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "app/doctor.h"
 #include "app/engine.h"
+#include "app/reach.h"
 #include "app/state_open.h"
 #include "app/wiring.h"
 #include "audit/audit.h"
 #include "config/config.h"
 #include "core/hash.h"
 #include "core/personal.h"
+#include "core/record_codec.h"
 #include "core/text.h"
 #include "crypto/keys.h"
+#include "crypto/seal.h"
 #include "crypto/sign.h"
+#include "formats/vcard.h"
+#include "gdpr/register.h"
+#include "kinds/kind.h"
 #include "state/state.h"
 
 namespace roster {
@@ -666,6 +674,678 @@ int AuditPublicKeyCommand(const Config& config, bool as_json) {
   return 0;
 }
 
+// --- GDPR: the erasure register, export, erasure, decommissioning ------------
+
+// What the state remembers of the register roster last wrote or used:
+// "<entries> <fingerprint>", so that a register lost or swapped for an older
+// copy is noticed instead of quietly letting erased people back.
+std::string DescribeErasures(const gdpr::ErasureRegister& reg) {
+  return std::to_string(reg.size()) + " " + reg.Fingerprint();
+}
+
+Result<gdpr::ErasureRegister> LoadErasures(const Config& config, const crypto::Key& key,
+                                           StateStore& store) {
+  ROSTER_ASSIGN_OR_RETURN(gdpr::ErasureRegister reg,
+                          gdpr::ErasureRegister::Load(config.erasure_register, key));
+  ROSTER_ASSIGN_OR_RETURN(std::string expected, store.LoadSetting("erasure_register"));
+  if (expected.empty()) return reg;
+  const bool someone = !expected.starts_with("0 ");
+  if (!reg.exists() && someone) {
+    return MakeError(ErrorKind::kInvalidData,
+                     "erasure register " + config.erasure_register +
+                         " is missing, but this state says people were erased; without it they "
+                         "would come back. Restore it from the backup kept with the "
+                         "configuration and the key ([gdpr] register)");
+  }
+  if (reg.exists() && DescribeErasures(reg) != expected) {
+    return MakeError(ErrorKind::kInvalidData,
+                     "erasure register " + config.erasure_register +
+                         " is not the one roster last wrote (an older backup?); people erased "
+                         "since would come back. Restore the newest copy, or erase them again "
+                         "with `roster gdpr erase` (the audit log's gdpr-erase entries say when)");
+  }
+  return reg;
+}
+
+roster::Status RememberErasures(StateStore& store, const gdpr::ErasureRegister& reg) {
+  if (!reg.exists()) return {};
+  ROSTER_ASSIGN_OR_RETURN(std::string stored, store.LoadSetting("erasure_register"));
+  const std::string now = DescribeErasures(reg);
+  if (stored == now) return {};
+  return store.SaveSetting("erasure_register", now);
+}
+
+// A cached record's addresses, normalised.
+std::vector<std::string> AddressesOf(const SourceRecord& r) {
+  std::vector<std::string> out;
+  for (const TypedValue& e : r.contact.emails) {
+    std::string a = gdpr::NormalizeAddress(e.value);
+    if (!a.empty()) out.push_back(std::move(a));
+  }
+  return out;
+}
+
+bool About(const SourceRecord& r, const std::string& subject) {
+  for (const std::string& a : AddressesOf(r)) {
+    if (a == subject) return true;
+  }
+  return false;
+}
+
+// The cached records about `subject`, with the source each came from.
+struct CachedPerson {
+  std::string source;
+  SourceRecord record;
+  int64_t read_at = 0;
+};
+
+Result<std::vector<CachedPerson>> FindCached(const Config& config, StateStore& store,
+                                             const std::string& subject) {
+  ROSTER_ASSIGN_OR_RETURN(std::vector<CachedEntry> all,
+                          store.LoadAllCached(std::chrono::hours(24) * config.retention_days));
+  std::vector<CachedPerson> out;
+  for (CachedEntry& e : all) {
+    std::optional<SourceRecord> r = DecodeRecord(e.record.record);
+    if (!r) {
+      return MakeError(ErrorKind::kInvalidData,
+                       "a cached record of source " + e.source + " could not be decoded");
+    }
+    if (About(*r, subject)) out.push_back(CachedPerson{e.source, std::move(*r), e.read_at});
+  }
+  return out;
+}
+
+// `gdpr erase`, before its sync: the person into the register (with every
+// address, key and directory name the cache knows for them), out of the
+// cache, and the erasure recorded.
+roster::Status EraseSubject(const Config& config, const std::string& address, StateStore& store,
+                            gdpr::ErasureRegister& reg, Audit& audit) {
+  const std::string subject = gdpr::NormalizeAddress(address);
+  ROSTER_ASSIGN_OR_RETURN(std::vector<CachedPerson> cached, FindCached(config, store, subject));
+  std::vector<std::string> ids;
+  std::map<std::string, std::vector<std::string>> by_source;
+  for (const CachedPerson& p : cached) {
+    ids.push_back(p.record.key);
+    for (const std::string& a : AddressesOf(p.record)) ids.push_back(a);
+    auto dn = p.record.attributes.find("dn");
+    if (dn != p.record.attributes.end() && !dn->second.empty()) {
+      ids.push_back(NormalizeReference(dn->second.front()));
+    }
+    by_source[p.source].push_back(p.record.key);
+  }
+  const bool fresh = reg.Add(subject, ids, std::chrono::system_clock::now());
+  ROSTER_RETURN_IF_ERROR(reg.Save());
+  ROSTER_RETURN_IF_ERROR(RememberErasures(store, reg));
+  int64_t forgotten = 0;
+  for (const auto& [source, keys] : by_source) {
+    ROSTER_ASSIGN_OR_RETURN(int64_t n, store.ForgetCached(source, keys));
+    forgotten += n;
+  }
+  return audit.Append("gdpr-erase", {{"subject", store.Pseudonym(subject)},
+                                     {"again", int64_t{fresh ? 0 : 1}},
+                                     {"cached", forgotten}});
+}
+
+int GdprUnerase(const Config& config, const std::string& address, bool as_json) {
+  if (!gdpr::IsAddress(address)) {
+    std::cerr << "roster: --subject must be the person's e-mail address, not \"" << Safe(address)
+              << "\"\n";
+    return 2;
+  }
+  if (!LockState(config.state_path)) return 2;
+  std::vector<std::string> notes;
+  auto store = OpenState(config, StateUse::kSync, &notes);
+  for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
+  if (!store.ok()) return Fail(store.error());
+  auto key = StateKey(config, StateUse::kSync, nullptr);
+  if (!key.ok()) return Fail(key.error());
+  auto audit = OpenAudit(config, *key);
+  if (!audit.ok()) {
+    std::cerr << "roster: " << Safe(audit.error().message) << "; nothing was changed\n";
+    return 2;
+  }
+  auto reg = LoadErasures(config, *key, **store);
+  if (!reg.ok()) return Fail(reg.error());
+  const std::string subject = gdpr::NormalizeAddress(address);
+  if (!reg->exists()) {
+    std::cerr << "roster: nobody was erased: there is no erasure register "
+              << Safe(config.erasure_register) << "\n";
+    return 1;
+  }
+  if (!reg->Remove(subject)) {
+    std::cerr << "roster: " << Safe(address) << " is not in the erasure register "
+              << Safe(config.erasure_register) << "; nothing was changed\n";
+    return 1;
+  }
+  roster::Status st = reg->Save();
+  if (st.ok()) st = RememberErasures(**store, *reg);
+  if (!st.ok()) return Fail(st.error());
+  st = (*audit)->Append("gdpr-unerase", {{"subject", (*store)->Pseudonym(subject)}});
+  if (st.ok()) st = CloseAudit(**audit, config);
+  if (!st.ok()) {
+    std::cerr << "roster: the person was unerased but that was not recorded: "
+              << Safe(st.error().message) << "\n";
+    return 1;
+  }
+  if (as_json) {
+    std::cout << Dump(json{{"mode", "gdpr unerase"},
+                           {"subject", Safe(address)},
+                           {"register", Safe(config.erasure_register)},
+                           {"exit_code", 0}})
+              << "\n";
+  } else {
+    std::cout << Safe(address) << " is no longer in the erasure register; the next sync brings "
+              << "them back where the rules select them.\n";
+  }
+  return 0;
+}
+
+json ContactJson(const Contact& c) {
+  json out = json::object();
+  auto put = [&](const char* name, const std::string& v) {
+    if (!v.empty()) out[name] = Safe(v);
+  };
+  put("formatted_name", c.formatted_name);
+  put("family_name", c.family_name);
+  put("given_name", c.given_name);
+  put("additional_names", c.additional_names);
+  put("honorific_prefix", c.honorific_prefix);
+  put("honorific_suffix", c.honorific_suffix);
+  put("nickname", c.nickname);
+  put("organization", c.organization);
+  put("department", c.department);
+  put("title", c.title);
+  put("role", c.role);
+  put("manager", c.manager);
+  auto typed = [&](const char* name, const std::vector<TypedValue>& values) {
+    if (values.empty()) return;
+    json list = json::array();
+    for (const TypedValue& v : values)
+      list.push_back({{"value", Safe(v.value)}, {"types", SafeList(v.types)}});
+    out[name] = std::move(list);
+  };
+  typed("emails", c.emails);
+  typed("phones", c.phones);
+  typed("urls", c.urls);
+  if (!c.addresses.empty()) {
+    json list = json::array();
+    for (const PostalAddress& a : c.addresses) {
+      list.push_back({{"types", SafeList(a.types)},
+                      {"po_box", Safe(a.po_box)},
+                      {"extended", Safe(a.extended)},
+                      {"street", Safe(a.street)},
+                      {"locality", Safe(a.locality)},
+                      {"region", Safe(a.region)},
+                      {"postal_code", Safe(a.postal_code)},
+                      {"country", Safe(a.country)}});
+    }
+    out["addresses"] = std::move(list);
+  }
+  put("note", c.note);
+  put("birthday", c.birthday);
+  if (!c.categories.empty()) out["categories"] = SafeList(c.categories);
+  if (c.photo) {
+    out["photo"] = {{"media_type", Safe(c.photo->media_type)},
+                    {"bytes", static_cast<int64_t>(c.photo->data.size())}};
+  }
+  return out;
+}
+
+// The audit log's entries about `pseudonyms`: any detail equal to one.
+Result<json> AuditAbout(const Config& config, const std::set<std::string>& pseudonyms) {
+  json out = json::array();
+  std::ifstream in(config.audit_path, std::ios::binary);
+  if (!in) return out;  // no log yet
+  std::string line;
+  while (std::getline(in, line)) {
+    json v = json::parse(line, nullptr, false);
+    if (!v.is_object() || !v.contains("data") || !v["data"].is_object()) continue;
+    bool about = false;
+    for (const auto& [name, value] : v["data"].items()) {
+      if (value.is_string() && pseudonyms.count(value.get<std::string>())) about = true;
+    }
+    if (!about) continue;
+    out.push_back({{"seq", v.value("seq", json())},
+                   {"time", v.value("time", json())},
+                   {"event", v.value("event", json())},
+                   {"data", v["data"]}});
+  }
+  return out;
+}
+
+int GdprExport(const Config& config, const std::string& address, const std::string& vcard_path,
+               bool as_json) {
+  (void)as_json;  // the export is JSON either way: it is meant to be handed over
+  if (!gdpr::IsAddress(address)) {
+    std::cerr << "roster: --subject must be the person's e-mail address, not \"" << Safe(address)
+              << "\"\n";
+    return 2;
+  }
+  const std::string subject = gdpr::NormalizeAddress(address);
+  if (!LockState(config.state_path)) return 2;
+  auto engine_config = BuildEngineConfig(config);
+  if (!engine_config.ok()) return Fail(engine_config.error());
+  std::vector<std::string> notes;
+  auto store = OpenState(config, StateUse::kSync, &notes);
+  for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
+  if (!store.ok()) return Fail(store.error());
+  auto key = StateKey(config, StateUse::kSync, nullptr);
+  if (!key.ok()) return Fail(key.error());
+  auto audit = OpenAudit(config, *key);
+  if (!audit.ok()) {
+    std::cerr << "roster: " << Safe(audit.error().message) << "; nothing was exported\n";
+    return 2;
+  }
+  auto reg = LoadErasures(config, *key, **store);
+  if (!reg.ok()) return Fail(reg.error());
+  auto cached = FindCached(config, **store, subject);
+  if (!cached.ok()) return Fail(cached.error());
+
+  json cached_json = json::object(), cached_from = json::array();
+  for (const CachedPerson& p : *cached) {
+    json fields = ContactJson(p.record.contact);
+    for (auto& [name, value] : fields.items()) {
+      if (!cached_json.contains(name)) cached_json[name] = value;
+    }
+    json attributes = json::object();
+    for (const auto& [name, values] : p.record.attributes)
+      attributes[Safe(name)] = SafeList(values);
+    cached_from.push_back({{"source", Safe(p.source)},
+                           {"key", Safe(p.record.key)},
+                           {"read_at", p.read_at},
+                           {"fields", std::move(fields)},
+                           {"attributes", std::move(attributes)}});
+  }
+
+  // The copies, read back from every target: none is guessed from the state.
+  std::vector<std::string> place_notes;
+  auto places = FindPlaces(*engine_config, store->get(), place_notes);
+  if (!places.ok()) return Fail(places.error());
+  json copies = json::array(), unreadable = json::array();
+  std::optional<Contact> copy_body;
+  std::set<std::string> pseudonyms = {(*store)->Pseudonym(subject)};
+  for (const Place& place : *places) {
+    PlaceContents contents = ReadPlace(*engine_config, place);
+    if (!contents.error.empty()) {
+      unreadable.push_back({{"rule", Safe(place.rule)},
+                            {"target", Safe(place.target)},
+                            {"user", Safe(place.user)},
+                            {"error", Safe(contents.error)}});
+      continue;
+    }
+    if (gdpr::NormalizeAddress(place.user) == subject) {
+      pseudonyms.insert((*store)->Pseudonym(place.user));
+    }
+    for (const FoundItem& item : contents.managed) {
+      std::vector<std::string> keys = KindOf(item.body).MatchKeys(item.body);
+      if (std::find(keys.begin(), keys.end(), subject) == keys.end()) continue;
+      copies.push_back({{"rule", Safe(place.rule)},
+                        {"target", Safe(place.target)},
+                        {"user", Safe(place.user)},
+                        {"collection", Safe(contents.collection)},
+                        {"href", Safe(item.href)}});
+      if (!copy_body) copy_body = std::get<Contact>(item.body);
+    }
+  }
+  auto entries = AuditAbout(config, pseudonyms);
+  if (!entries.ok()) return Fail(entries.error());
+  if (!vcard_path.empty()) {
+    std::optional<Contact> person =
+        !cached->empty() ? std::optional<Contact>(cached->front().record.contact) : copy_body;
+    if (!person) {
+      std::cerr << "roster: roster holds nothing about " << Safe(address)
+                << " to write as a vCard; " << Safe(vcard_path) << " was not written\n";
+    } else {
+      int fd =
+          open(vcard_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+      const std::string card = WriteVCard(*person, VCardVersion::k40, "");
+      if (fd < 0 || write(fd, card.data(), card.size()) != static_cast<ssize_t>(card.size())) {
+        if (fd >= 0) close(fd);
+        std::cerr << "roster: cannot write " << Safe(vcard_path) << ": " << std::strerror(errno)
+                  << "\n";
+        return 2;
+      }
+      close(fd);
+    }
+  }
+  roster::Status st =
+      (*audit)->Append("gdpr-export", {{"subject", (*store)->Pseudonym(subject)},
+                                       {"cached", static_cast<int64_t>(cached->size())},
+                                       {"copies", static_cast<int64_t>(copies.size())}});
+  if (st.ok()) st = CloseAudit(**audit, config);
+  json out{{"subject", Safe(address)},         {"erased", reg->Contains(subject)},
+           {"cached", std::move(cached_json)}, {"cached_from", std::move(cached_from)},
+           {"copies", std::move(copies)},      {"audit", std::move(*entries)}};
+  if (!unreadable.empty()) out["unreadable"] = std::move(unreadable);
+  if (!place_notes.empty()) out["warnings"] = SafeList(place_notes);
+  out["exit_code"] = out.contains("unreadable") || !st.ok() ? 1 : 0;
+  std::cout << Dump(out) << "\n";
+  if (!st.ok()) {
+    std::cerr << "roster: the export was not recorded in the audit log: "
+              << Safe(st.error().message) << "\n";
+    return 1;
+  }
+  if (out.contains("unreadable")) {
+    std::cerr << "roster: some address books could not be read (\"unreadable\"): the copies "
+                 "listed may be incomplete\n";
+    return 1;
+  }
+  return 0;
+}
+
+// Removes the state file and what SQLite keeps beside it, after wiping what
+// it held (purge --all rebuilds the file, so no page of it lingers).
+roster::Status WipeState(const Config& config) {
+  {
+    std::vector<std::string> notes;
+    ROSTER_ASSIGN_OR_RETURN(auto store, OpenState(config, StateUse::kSync, &notes));
+    ROSTER_RETURN_IF_ERROR(store->PurgeAll());
+  }
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    const std::string path = config.state_path + suffix;
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       "cannot remove " + path + ": " + std::strerror(errno));
+    }
+  }
+  return {};
+}
+
+int Decommission(const Config& config, bool dry_run, bool as_json) {
+  if (!LockState(config.state_path)) return 2;
+  auto engine_config = BuildEngineConfig(config);
+  if (!engine_config.ok()) return Fail(engine_config.error());
+  auto kind = InspectStateFile(config.state_path);
+  if (!kind.ok()) return Fail(kind.error());
+  std::unique_ptr<StateStore> store;
+  if (*kind != StateFileKind::kMissing) {
+    std::vector<std::string> notes;
+    auto opened = OpenState(config, dry_run ? StateUse::kReading : StateUse::kSync, &notes);
+    for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
+    if (!opened.ok()) return Fail(opened.error());
+    store = std::move(opened).value();
+  }
+  std::unique_ptr<Audit> audit;
+  if (!dry_run) {
+    auto a = OpenAudit(config);
+    if (!a.ok()) {
+      std::cerr << "roster: " << Safe(a.error().message) << "; nothing was removed\n";
+      return 2;
+    }
+    audit = std::move(a).value();
+    roster::Status st = audit->Append("decommission-start", {{"config", ConfigHash(config)}});
+    if (!st.ok()) return Fail(st.error());
+  }
+  std::vector<std::string> warnings;
+  auto places = FindPlaces(*engine_config, store.get(), warnings);
+  if (!places.ok()) return Fail(places.error());
+  json items = json::array(), collections = json::array(), errors = json::array();
+  int64_t removed_items = 0, removed_collections = 0;
+  for (const Place& place : *places) {
+    std::unique_ptr<Collection> collection;
+    PlaceContents contents = ReadPlace(*engine_config, place, &collection);
+    auto where = [&](json j) {
+      j["rule"] = Safe(place.rule);
+      j["target"] = Safe(place.target);
+      j["user"] = Safe(place.user);
+      return j;
+    };
+    if (!contents.error.empty()) {
+      errors.push_back(where({{"error", Safe(contents.error)}}));
+      continue;
+    }
+    if (!contents.found) continue;
+    bool all_gone = true;
+    for (const FoundItem& item : contents.managed) {
+      json j = where({{"href", Safe(item.href)}, {"key", Safe(item.tag.key)}});
+      if (!dry_run) {
+        roster::Status st = collection->Delete(item.href, item.etag);
+        if (!st.ok()) {
+          all_gone = false;
+          errors.push_back(where({{"href", Safe(item.href)}, {"error", Safe(st.error().message)}}));
+          continue;
+        }
+        ++removed_items;
+      }
+      items.push_back(std::move(j));
+    }
+    if (contents.owned && contents.others == 0 && all_gone) {
+      if (!dry_run) {
+        roster::Status st = collection->RemoveCollection();
+        if (!st.ok()) {
+          errors.push_back(where(
+              {{"collection", Safe(contents.collection)}, {"error", Safe(st.error().message)}}));
+          continue;
+        }
+        ++removed_collections;
+      }
+      collections.push_back(where({{"collection", Safe(contents.collection)}}));
+    } else if (contents.owned && contents.others > 0) {
+      warnings.push_back("the address book " + contents.collection + " of " + place.user +
+                         " holds " + std::to_string(contents.others) +
+                         " items roster did not write; it is left in place");
+    }
+    if (audit && !contents.managed.empty()) {
+      roster::Status st = audit->Append(
+          "decommission", {{"rule", place.rule},
+                           {"target", place.target},
+                           {"user", crypto::Pseudonym(*audit->key, place.user)},
+                           {"deleted", static_cast<int64_t>(contents.managed.size())}});
+      if (!st.ok()) errors.push_back(where({{"error", Safe(st.error().message)}}));
+    }
+  }
+  const bool complete = errors.empty();
+  // No state left behind: wiped now, or there was none (a lost state).
+  bool wiped = !dry_run && complete && *kind == StateFileKind::kMissing;
+  if (!dry_run && complete && *kind != StateFileKind::kMissing) {
+    store.reset();
+    roster::Status st = WipeState(config);
+    if (!st.ok()) {
+      errors.push_back({{"error", Safe(st.error().message)}});
+    } else {
+      wiped = true;
+    }
+  }
+  if (audit) {
+    roster::Status st =
+        audit->Append("decommission-end", {{"items", removed_items},
+                                           {"collections", removed_collections},
+                                           {"state_wiped", int64_t{wiped ? 1 : 0}},
+                                           {"errors", static_cast<int64_t>(errors.size())}});
+    if (st.ok()) st = CloseAudit(*audit, config);
+    if (!st.ok()) errors.push_back({{"error", Safe(st.error().message)}});
+  }
+  const int code = errors.empty() ? 0 : 1;
+  if (as_json) {
+    std::cout << Dump(json{{"mode", dry_run ? "decommission --dry-run" : "decommission"},
+                           {"items", std::move(items)},
+                           {"collections", std::move(collections)},
+                           {"errors", std::move(errors)},
+                           {"warnings", SafeList(warnings)},
+                           {"state_wiped", wiped},
+                           {"exit_code", code}})
+              << "\n";
+    return code;
+  }
+  std::cout << (dry_run ? "Decommission (dry run: nothing was removed)\n" : "Decommission\n");
+  for (const json& i : items) {
+    std::cout << "  " << (dry_run ? "would delete " : "deleted ") << i["href"].get<std::string>()
+              << " (" << i["rule"].get<std::string>() << " -> " << i["target"].get<std::string>()
+              << "/" << i["user"].get<std::string>() << ")\n";
+  }
+  for (const json& c : collections) {
+    std::cout << "  " << (dry_run ? "would remove address book " : "removed address book ")
+              << c["collection"].get<std::string>() << "\n";
+  }
+  for (const std::string& w : warnings) std::cout << "  warning: " << Safe(w) << "\n";
+  for (const json& e : errors) std::cout << "  error: " << e["error"].get<std::string>() << "\n";
+  std::cout << "Total: " << items.size() << " items, " << collections.size() << " address books"
+            << (dry_run ? " to remove" : " removed");
+  if (!dry_run) {
+    std::cout << (!wiped                             ? "; the state was kept"
+                  : *kind == StateFileKind::kMissing ? "; there was no state to wipe"
+                                                     : "; the state and its cache were wiped");
+  }
+  std::cout << ". The audit log, the erasure register and the key file stay: delete the key "
+               "file last to make any leftover copy of the state unreadable.\n";
+  return code;
+}
+
+// What `sync`, `plan` and `gdpr erase` ask for.
+struct SyncRequest {
+  bool plan = false, force = false, debug = false, verbose = false, as_json = false;
+  std::string erase_subject;  // gdpr erase: the address to erase first
+};
+
+// plan, sync, and gdpr erase (the subject into the register, then a sync
+// that removes them everywhere).
+int SyncCommand(const Config& config, const SyncRequest& request) {
+  auto engine_config = BuildEngineConfig(config);
+  if (!engine_config.ok()) {
+    std::cerr << "roster: " << Safe(engine_config.error().message) << "\n";
+    return 2;
+  }
+  const bool plan = request.plan, force = request.force, debug = request.debug,
+             verbose = request.verbose, as_json = request.as_json;
+  const bool erasing = !request.erase_subject.empty();
+  if (erasing && !gdpr::IsAddress(request.erase_subject)) {
+    std::cerr << "roster: --subject must be the person's e-mail address, not \""
+              << Safe(request.erase_subject) << "\"\n";
+    return 2;
+  }
+  // Two syncs of one configuration at once would race each other's writes.
+  if (!plan && !LockState(config.state_path)) return 2;
+  // A plan creates, migrates and writes nothing, not even the state file.
+  std::vector<std::string> notes;
+  auto store = OpenState(config, plan ? StateUse::kReading : StateUse::kSync, &notes);
+  for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
+  if (!store.ok()) {
+    std::cerr << "roster: " << Safe(store.error().message) << "\n";
+    return 2;
+  }
+  // Who was erased: read before anything else, and never without it.
+  auto key = StateKey(config, plan ? StateUse::kReading : StateUse::kSync, nullptr);
+  if (!key.ok()) return Fail(key.error());
+  auto erasures = LoadErasures(config, *key, **store);
+  if (!erasures.ok()) {
+    std::cerr << "roster: " << Safe(erasures.error().message)
+              << (plan ? "" : "; nothing was synced") << "\n";
+    return 2;
+  }
+  // A sync's output goes to logs: people and target users by pseudonym,
+  // unless --debug asks for them by name, which it says first.
+  if (!plan && !debug) HidePeople(**store);
+  if (!plan && debug) {
+    std::cerr << "roster: --debug: this output names people and target users (personal data); "
+                 "keep it out of shared logs\n";
+  }
+  RunOptions options;
+  options.dry_run = plan;
+  options.force = force;
+  if (!verbose && !as_json) options.max_planned = 10;
+  // A verbose plan reads what each update would change, to show the fields.
+  options.explain = plan && verbose;
+  // A sync is recorded in the audit log: a plan appends nothing.
+  std::unique_ptr<Audit> audit;
+  std::string audit_error;
+  if (!plan) {
+    auto opened = OpenAudit(config);
+    if (!opened.ok()) {
+      std::cerr << "roster: " << Safe(opened.error().message) << "; nothing was synced\n";
+      return 2;
+    }
+    audit = std::move(opened).value();
+    if (erasing) {
+      roster::Status st = EraseSubject(config, request.erase_subject, **store, *erasures, *audit);
+      if (!st.ok()) {
+        std::cerr << "roster: " << Safe(st.error().message) << "\n";
+        return 2;
+      }
+    } else {
+      // A register found with a state that did not know it (a new or lost
+      // state): remembered from now on, so that losing it is noticed.
+      roster::Status st = RememberErasures(**store, *erasures);
+      if (!st.ok()) return Fail(st.error());
+    }
+    roster::Status st =
+        audit->Append("run", {{"command", std::string(erasing ? "gdpr erase" : "sync")},
+                              {"config", ConfigHash(config)},
+                              {"force", int64_t{force ? 1 : 0}}});
+    if (!st.ok()) {
+      std::cerr << "roster: " << Safe(st.error().message) << "; nothing was synced\n";
+      return 2;
+    }
+  }
+  const bool progress = isatty(STDERR_FILENO);
+  StateStore& state = **store;
+  options.on_collection = [&](const CollectionReport& c, size_t done, size_t total) {
+    if (progress) Progress(c, done, total);
+    if (!audit) return;
+    const Counts& n = c.counts;
+    if (n.created + n.updated + n.deleted + n.adopted + n.errors == 0 && c.errors.empty()) return;
+    // Counts and a pseudonym: the log holds no personal data in clear.
+    roster::Status st =
+        audit->Append("write", {{"rule", c.key.rule},
+                                {"target", c.key.target},
+                                {"user", state.Pseudonym(c.key.user)},
+                                {"created", n.created},
+                                {"updated", n.updated},
+                                {"deleted", n.deleted},
+                                {"adopted", n.adopted},
+                                {"errors", n.errors + static_cast<int64_t>(c.errors.size())}});
+    if (!st.ok()) {
+      std::lock_guard lock(audit->mu);
+      if (audit_error.empty()) audit_error = st.error().message;
+    }
+  };
+  engine_config->erasure = &*erasures;
+  Engine engine(std::move(engine_config).value(), **store);
+  RunReport report = engine.Run(options);
+  if (audit) {
+    const Counts t = report.Totals();
+    roster::Status st = audit->Append("run-end", {{"exit_code", int64_t{report.ExitCode()}},
+                                                  {"created", t.created},
+                                                  {"updated", t.updated},
+                                                  {"deleted", t.deleted},
+                                                  {"errors", t.errors}});
+    if (st.ok()) st = CloseAudit(*audit, config);
+    if (!st.ok() && audit_error.empty()) audit_error = st.error().message;
+  }
+  if (as_json) {
+    PrintJson(report, plan);
+  } else {
+    PrintText(report, plan, verbose);
+  }
+  // The reasons go to stderr too, one line each, for logs and cron mail.
+  for (const std::string& e : report.errors) std::cerr << "roster: " << Safe(e) << "\n";
+  for (const CollectionReport& c : report.collections) {
+    for (const std::string& e : c.errors) {
+      std::cerr << "roster: " << Safe(c.key.target) << "/" << User(c.key) << ": " << Safe(e)
+                << "\n";
+    }
+    // A run that ends with conflicts only exits 1: say why where cron looks.
+    for (const std::string& e : c.conflicts) {
+      std::cerr << "roster: " << Safe(c.key.target) << "/" << User(c.key)
+                << ": conflict: " << Safe(e) << "\n";
+    }
+  }
+  if (erasing && report.ExitCode() != 0) {
+    std::cerr << "roster: the erasure is recorded in " << Safe(config.erasure_register)
+              << ", but not every address book could be brought up to date (see above): the "
+                 "person stays out of every later sync, and `roster sync` finishes removing "
+                 "them"
+              << (report.guard_tripped ? " (a deletion guard held some back: check, then "
+                                         "`roster sync --force`)"
+                                       : "")
+              << "\n";
+  }
+  if (!audit_error.empty()) {
+    std::cerr << "roster: " << Safe(audit_error) << "; the run is not fully recorded\n";
+    return std::max(report.ExitCode(), 1);
+  }
+  return report.ExitCode();
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"roster: keeps an organisation's people in every user's address book"};
   std::string config_path = "roster.toml";
@@ -737,6 +1417,34 @@ int Main(int argc, char** argv) {
                                "the log must still contain it");
   auto* audit_key_cmd = audit_cmd->add_subcommand(
       "public-key", "print the public half of the key that signs the log's checkpoints");
+  std::string subject, vcard_path;
+  auto* gdpr_cmd = app.add_subcommand(
+      "gdpr", "a data subject's rights: export (access, portability), erase, unerase");
+  gdpr_cmd->require_subcommand(1);
+  auto* gdpr_export_cmd = gdpr_cmd->add_subcommand(
+      "export",
+      "print as JSON everything roster holds or wrote about a person: the cached fields, every "
+      "address book or mailbox holding a copy (read back from the targets), and the audit "
+      "entries about them. Personal data: hand it to the person, not to a log");
+  gdpr_export_cmd->add_option("--subject", subject, "the person's e-mail address")->required();
+  gdpr_export_cmd->add_option("--vcard", vcard_path, "also write the person as a vCard 4.0 file");
+  auto* gdpr_erase_cmd = gdpr_cmd->add_subcommand(
+      "erase",
+      "remove a person from the cache and from every target in one sync, redact them where "
+      "other cards name them (a manager), and keep them out of later syncs (the erasure "
+      "register, [gdpr] register) until gdpr unerase");
+  gdpr_erase_cmd->add_option("--subject", subject, "the person's e-mail address")->required();
+  gdpr_erase_cmd->add_flag("--force", force, "let the deletion guard pass");
+  auto* gdpr_unerase_cmd = gdpr_cmd->add_subcommand(
+      "unerase", "take a person out of the erasure register: the next sync brings them back");
+  gdpr_unerase_cmd->add_option("--subject", subject, "the person's e-mail address")->required();
+  bool dry_run = false;
+  auto* decommission_cmd = app.add_subcommand(
+      "decommission",
+      "remove everything roster wrote for this configuration (every managed item, then every "
+      "address book of roster's that is left empty), found by roster's markers even without "
+      "the state, then wipe the state and its cache: the end of a contract");
+  decommission_cmd->add_flag("--dry-run", dry_run, "list what would be removed; change nothing");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -757,110 +1465,18 @@ int Main(int argc, char** argv) {
   if (audit_verify_cmd->parsed()) return AuditVerify(*config, public_key, expected_head, as_json);
   if (audit_key_cmd->parsed()) return AuditPublicKeyCommand(*config, as_json);
 
-  auto engine_config = BuildEngineConfig(*config);
-  if (!engine_config.ok()) {
-    std::cerr << "roster: " << Safe(engine_config.error().message) << "\n";
-    return 2;
-  }
-  bool plan = plan_cmd->parsed();
-  // Two syncs of one configuration at once would race each other's writes.
-  if (!plan && !LockState(config->state_path)) return 2;
-  // A plan creates, migrates and writes nothing, not even the state file.
-  std::vector<std::string> notes;
-  auto store = OpenState(*config, plan ? StateUse::kReading : StateUse::kSync, &notes);
-  for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
-  if (!store.ok()) {
-    std::cerr << "roster: " << Safe(store.error().message) << "\n";
-    return 2;
-  }
-  // A sync's output goes to logs: people and target users by pseudonym,
-  // unless --debug asks for them by name, which it says first.
-  if (!plan && !debug) HidePeople(**store);
-  if (!plan && debug) {
-    std::cerr << "roster: --debug: this output names people and target users (personal data); "
-                 "keep it out of shared logs\n";
-  }
-  RunOptions options;
-  options.dry_run = plan;
-  options.force = force;
-  if (!verbose && !as_json) options.max_planned = 10;
-  // A verbose plan reads what each update would change, to show the fields.
-  options.explain = plan && verbose;
-  // A sync is recorded in the audit log: a plan appends nothing.
-  std::unique_ptr<Audit> audit;
-  std::string audit_error;
-  if (!plan) {
-    auto opened = OpenAudit(*config);
-    if (!opened.ok()) {
-      std::cerr << "roster: " << Safe(opened.error().message) << "; nothing was synced\n";
-      return 2;
-    }
-    audit = std::move(opened).value();
-    roster::Status st = audit->Append("run", {{"command", std::string("sync")},
-                                              {"config", ConfigHash(*config)},
-                                              {"force", int64_t{force ? 1 : 0}}});
-    if (!st.ok()) {
-      std::cerr << "roster: " << Safe(st.error().message) << "; nothing was synced\n";
-      return 2;
-    }
-  }
-  const bool progress = isatty(STDERR_FILENO);
-  StateStore& state = **store;
-  options.on_collection = [&](const CollectionReport& c, size_t done, size_t total) {
-    if (progress) Progress(c, done, total);
-    if (!audit) return;
-    const Counts& n = c.counts;
-    if (n.created + n.updated + n.deleted + n.adopted + n.errors == 0 && c.errors.empty()) return;
-    // Counts and a pseudonym: the log holds no personal data in clear.
-    roster::Status st =
-        audit->Append("write", {{"rule", c.key.rule},
-                                {"target", c.key.target},
-                                {"user", state.Pseudonym(c.key.user)},
-                                {"created", n.created},
-                                {"updated", n.updated},
-                                {"deleted", n.deleted},
-                                {"adopted", n.adopted},
-                                {"errors", n.errors + static_cast<int64_t>(c.errors.size())}});
-    if (!st.ok()) {
-      std::lock_guard lock(audit->mu);
-      if (audit_error.empty()) audit_error = st.error().message;
-    }
-  };
-  Engine engine(std::move(engine_config).value(), **store);
-  RunReport report = engine.Run(options);
-  if (audit) {
-    const Counts t = report.Totals();
-    roster::Status st = audit->Append("run-end", {{"exit_code", int64_t{report.ExitCode()}},
-                                                  {"created", t.created},
-                                                  {"updated", t.updated},
-                                                  {"deleted", t.deleted},
-                                                  {"errors", t.errors}});
-    if (st.ok()) st = CloseAudit(*audit, *config);
-    if (!st.ok() && audit_error.empty()) audit_error = st.error().message;
-  }
-  if (as_json) {
-    PrintJson(report, plan);
-  } else {
-    PrintText(report, plan, verbose);
-  }
-  // The reasons go to stderr too, one line each, for logs and cron mail.
-  for (const std::string& e : report.errors) std::cerr << "roster: " << Safe(e) << "\n";
-  for (const CollectionReport& c : report.collections) {
-    for (const std::string& e : c.errors) {
-      std::cerr << "roster: " << Safe(c.key.target) << "/" << User(c.key) << ": " << Safe(e)
-                << "\n";
-    }
-    // A run that ends with conflicts only exits 1: say why where cron looks.
-    for (const std::string& e : c.conflicts) {
-      std::cerr << "roster: " << Safe(c.key.target) << "/" << User(c.key)
-                << ": conflict: " << Safe(e) << "\n";
-    }
-  }
-  if (!audit_error.empty()) {
-    std::cerr << "roster: " << Safe(audit_error) << "; the run is not fully recorded\n";
-    return std::max(report.ExitCode(), 1);
-  }
-  return report.ExitCode();
+  if (gdpr_export_cmd->parsed()) return GdprExport(*config, subject, vcard_path, as_json);
+  if (gdpr_unerase_cmd->parsed()) return GdprUnerase(*config, subject, as_json);
+  if (decommission_cmd->parsed()) return Decommission(*config, dry_run, as_json);
+
+  SyncRequest request;
+  request.plan = plan_cmd->parsed();
+  request.force = force;
+  request.debug = debug;
+  request.verbose = verbose;
+  request.as_json = as_json;
+  if (gdpr_erase_cmd->parsed()) request.erase_subject = subject;
+  return SyncCommand(*config, request);
 }
 
 }  // namespace

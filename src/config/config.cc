@@ -1100,6 +1100,23 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path) {
     ROSTER_RETURN_IF_ERROR(ar.NoUnknownKeys());
   }
 
+  config.erasure_register = (fs::path(config.state_path).parent_path() / "roster-erasures.jsonl")
+                                .lexically_normal()
+                                .string();
+  ROSTER_ASSIGN_OR_RETURN(const toml::table* gdpr, r.Table("gdpr", false));
+  if (gdpr) {
+    TableReader gr(*gdpr, "[gdpr]", path);
+    ROSTER_ASSIGN_OR_RETURN(std::string p, gr.String("register", false));
+    if (gr.Has("register")) {
+      if (p.empty()) {
+        return MakeError(ErrorKind::kInvalidArgument,
+                         gr.AtKey("register") + ": register in [gdpr] must name a file");
+      }
+      config.erasure_register = Resolve(dir, p);
+    }
+    ROSTER_RETURN_IF_ERROR(gr.NoUnknownKeys());
+  }
+
   ROSTER_ASSIGN_OR_RETURN(const toml::table* tenants, r.Table("tenants", false));
   if (tenants) {
     for (const auto& [k, node] : *tenants) {

@@ -208,6 +208,10 @@ struct Config {
   // entries older than retention_days are pruned at a signed checkpoint.
   std::string audit_path;  // resolved
   int audit_retention_days = 400;
+  // [gdpr] register: who was erased (gdpr/register.h), kept outside the
+  // state so that a lost state does not bring them back;
+  // "roster-erasures.jsonl" beside the state file by default.
+  std::string erasure_register;  // resolved
   // Each run stops cleanly once it has run this long: what is done is
   // recorded, the rest waits for the next run.
   int run_timeout_seconds = 3600;

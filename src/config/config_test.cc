@@ -126,6 +126,22 @@ TEST(Config, AuditLoadsAsWrittenAndDefaultsBesideTheState) {
   EXPECT_NE(with("keep = 3").find("keep"), std::string::npos);
 }
 
+TEST(Config, TheErasureRegisterDefaultsBesideTheState) {
+  auto c = ParseConfig(Replace(kExample, "path = \"roster.db\"", "path = \"var/roster.db\""),
+                       "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->erasure_register, "/etc/roster/var/roster-erasures.jsonl");
+  c = ParseConfig(std::string(kExample) + "\n[gdpr]\nregister = \"keep/erased.jsonl\"\n",
+                  "/etc/roster/roster.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->erasure_register, "/etc/roster/keep/erased.jsonl");
+  auto with = [](const std::string& lines) {
+    return ErrorOf(std::string(kExample) + "\n[gdpr]\n" + lines + "\n");
+  };
+  EXPECT_NE(with("register = \"\"").find("register in [gdpr] must name a file"), std::string::npos);
+  EXPECT_NE(with("path = \"x\"").find("path"), std::string::npos);
+}
+
 TEST(Config, StateKeyMistakesAreNamed) {
   auto with = [](const std::string& lines) {
     return ErrorOf(Replace(kExample, "path = \"roster.db\"", "path = \"roster.db\"\n" + lines));

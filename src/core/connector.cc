@@ -1,5 +1,6 @@
 #include "core/connector.h"
 
+#include "core/erasure.h"
 #include "core/hash.h"
 
 namespace roster {
@@ -30,6 +31,30 @@ std::vector<WriteOutcome> Collection::WriteBatch(const std::vector<WriteOp>& ops
       }
     }
     out.push_back(std::move(o));
+  }
+  return out;
+}
+
+}  // namespace roster
+
+namespace roster {
+
+std::string NormalizeReference(std::string_view dn) {
+  std::string out;
+  out.reserve(dn.size());
+  for (size_t i = 0; i < dn.size(); ++i) {
+    char c = dn[i];
+    if (c == ' ') {
+      // A space next to a separator (or at either end) is not part of a value.
+      size_t j = i;
+      while (j < dn.size() && dn[j] == ' ') ++j;
+      bool before_sep = j == dn.size() || dn[j] == ',' || dn[j] == '=' || dn[j] == '+';
+      bool after_sep = out.empty() || out.back() == ',' || out.back() == '=' || out.back() == '+';
+      if (!before_sep && !after_sep) out.append(j - i, ' ');
+      i = j - 1;
+      continue;
+    }
+    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
   }
   return out;
 }

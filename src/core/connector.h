@@ -245,6 +245,13 @@ class Collection {
                                      const ManagedTag& tag, const ItemBody& body) = 0;
   // Deletes `href` only if its etag is still `if_match`; NotFound counts as done.
   virtual Status Delete(const std::string& href, const std::string& if_match) = 0;
+  // Deletes the collection itself (`roster decommission`, once it holds
+  // nothing of anyone's); a collection already gone counts as done. The
+  // user's main collection (CollectionSpec::use_default) is never removed:
+  // kInvalidArgument. Targets that cannot: kInvalidArgument too.
+  virtual Status RemoveCollection() {
+    return MakeError(ErrorKind::kInvalidArgument, "this target cannot remove a collection");
+  }
   // How creates are made idempotent; see CreateMode.
   virtual CreateMode create_mode() const { return CreateMode::kClientName; }
   // How many writes one request may carry ($batch: 20; CardDAV: 1).

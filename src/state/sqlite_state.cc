@@ -8,6 +8,7 @@
 #include <ctime>
 #include <functional>
 #include <mutex>
+#include <tuple>
 #include <unordered_map>
 
 #include "core/failpoint.h"
@@ -763,6 +764,67 @@ class SqliteStateStore final : public StateStore {
     }));
     ROSTER_RETURN_IF_ERROR(FreeDeletedSpace("purging the source cache"));
     return purged;
+  }
+
+  Result<std::vector<CachedEntry>> LoadAllCached(std::chrono::seconds max_age) override {
+    std::lock_guard lock(mu_);
+    std::vector<CachedEntry> out;
+    Stmt s(db_, "SELECT source, key_ix, read_at, sealed FROM source_cache WHERE read_at >= ?");
+    if (!s.ok()) return SqlError(db_, "preparing source cache query");
+    s.Bind(1, CacheCutoff(max_age));
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      const std::string source = s.Text(0);
+      ROSTER_ASSIGN_OR_RETURN(CachedRecord record, OpenCached(source, s.IxText(1), s.BlobView(3)));
+      out.push_back(CachedEntry{source, std::move(record), s.Int(2)});
+    }
+    if (rc != SQLITE_DONE) return SqlError(db_, "reading the source cache");
+    std::sort(out.begin(), out.end(), [](const CachedEntry& a, const CachedEntry& b) {
+      return std::tie(a.source, a.record.key) < std::tie(b.source, b.record.key);
+    });
+    return out;
+  }
+
+  Result<int64_t> ForgetCached(const std::string& source,
+                               const std::vector<std::string>& keys) override {
+    std::lock_guard lock(mu_);
+    int64_t forgotten = 0;
+    ROSTER_RETURN_IF_ERROR(InTransaction([&]() -> Status {
+      Stmt del(db_, "DELETE FROM source_cache WHERE source = ? AND key_ix = ?");
+      if (!del.ok()) return SqlError(db_, "preparing source cache update");
+      for (const std::string& key : keys) {
+        del.Reset().Bind(1, source).BindIx(2, Ix(kCacheKeyDomain, key));
+        if (del.Step() != SQLITE_DONE) {
+          return SqlError(db_, "removing from the cache of source " + source);
+        }
+        forgotten += sqlite3_changes(db_);
+      }
+      return forgotten > 0 ? CheckSecureDelete() : Status();
+    }));
+    if (forgotten > 0) ROSTER_RETURN_IF_ERROR(FreeDeletedSpace("removing from the source cache"));
+    return forgotten;
+  }
+
+  Result<std::string> LoadSetting(const std::string& name) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_, "SELECT value FROM state_meta WHERE name = ?");
+    if (!s.ok()) return SqlError(db_, "preparing setting query");
+    s.Bind(1, "setting:" + name);
+    int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::string();
+    if (rc != SQLITE_ROW) return SqlError(db_, "reading setting " + name);
+    return std::string(s.BlobView(0));
+  }
+
+  Status SaveSetting(const std::string& name, const std::string& value) override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_, value.empty() ? "DELETE FROM state_meta WHERE name = ?"
+                              : "INSERT OR REPLACE INTO state_meta (name, value) VALUES (?, ?)");
+    if (!s.ok()) return SqlError(db_, "preparing setting");
+    s.Bind(1, "setting:" + name);
+    if (!value.empty()) s.Bind(2, value);
+    if (s.Step() != SQLITE_DONE) return SqlError(db_, "storing setting " + name);
+    return {};
   }
 
   Result<int64_t> BeginRun(const std::string& mode) override {

@@ -100,6 +100,14 @@ struct CachedRecord {
   std::string record;  // EncodeRecord's bytes
 };
 
+// A cached entry as `roster gdpr export` shows it: which source, the
+// record, and when it was read (unix seconds).
+struct CachedEntry {
+  std::string source;
+  CachedRecord record;
+  int64_t read_at = 0;
+};
+
 struct SourceCache {
   // The cache was made under the shape asked for; when false, `records` is
   // empty and the first UpdateSourceCache must replace.
@@ -187,6 +195,19 @@ class StateStore {
   // (purge_after_sync, cache = "none"), freeing their space as above;
   // answers how many entries went. Cheap when there is nothing to remove.
   virtual Result<int64_t> PurgeCache() = 0;
+
+  // Every unexpired entry of every source's cache, whatever its shape
+  // (`roster gdpr export` and `erase` look for a person in it). Changes nothing.
+  virtual Result<std::vector<CachedEntry>> LoadAllCached(std::chrono::seconds max_age) = 0;
+  // Removes `keys` from `source`'s cache whatever its shape, freeing their
+  // space as PurgeCache does; answers how many entries went.
+  virtual Result<int64_t> ForgetCached(const std::string& source,
+                                       const std::vector<std::string>& keys) = 0;
+
+  // Small settings that are not personal and outlive `purge --all` (what
+  // the erasure register held when roster last wrote it). Empty: not set.
+  virtual Result<std::string> LoadSetting(const std::string& name) = 0;
+  virtual Status SaveSetting(const std::string& name, const std::string& value) = 0;
 
   // Run history for `roster status`.
   virtual Result<int64_t> BeginRun(const std::string& mode) = 0;

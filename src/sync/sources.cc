@@ -7,6 +7,7 @@
 
 #include "core/hash.h"
 #include "core/record_codec.h"
+#include "sync/erasure.h"
 
 namespace roster {
 
@@ -30,6 +31,14 @@ SourceReader::Read& SourceReader::Records(const std::string& name, bool changes_
     read.records = cache_.store && entry.source->ReadsChanges()
                        ? ReadThroughCache(name, entry, read)
                        : entry.source->ReadAll();
+    if (read.records.ok() && erasure_ && !erasure_->Fingerprint().empty() &&
+        !(cache_.store && entry.source->ReadsChanges())) {
+      // ReadAll answers records already derived: the erased go, and what
+      // the others derived from them is redacted.
+      std::vector<ErasedName> erased = TakeErased(*erasure_, *read.records);
+      erased_[name] = erased.size();
+      RedactErased(*erasure_, erased, *read.records);
+    }
     for (const std::string& w : entry.source->Warnings()) notes_.Warn(w);
     if (read.records.ok()) {
       // A source that could not tell its version before the read (a delta
@@ -93,6 +102,26 @@ Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::stri
     cached.push_back(std::move(*r));
   }
   ROSTER_ASSIGN_OR_RETURN(SourceChanges changes, source.ReadChanges(stamps));
+  // The erased go as if their source had lost them: out of the cache, and
+  // their reports touched, so that what named them is derived again.
+  std::vector<ErasedName> erased;
+  std::vector<SourceRecord> erased_fresh;
+  if (erasure_ && !erasure_->Fingerprint().empty()) {
+    std::unordered_set<std::string> removed(changes.removed.begin(), changes.removed.end());
+    for (const SourceRecord& r : cached) {
+      if (!erasure_->Erased(r)) continue;
+      erased.push_back(NameOf(r));
+      if (removed.insert(r.key).second) changes.removed.push_back(r.key);
+    }
+    std::erase_if(changes.changed, [&](StampedRecord& c) {
+      if (!erasure_->Erased(c.record)) return false;
+      erased.push_back(NameOf(c.record));
+      if (removed.insert(c.record.key).second) changes.removed.push_back(c.record.key);
+      erased_fresh.push_back(std::move(c.record));
+      return true;
+    });
+    erased_[name] = erased.size();
+  }
 
   // Photos are capped as they are read; the other transforms run on every
   // record each run (they are cheap, and depend on options outside the shape).
@@ -131,6 +160,8 @@ Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::stri
   for (StampedRecord& c : changes.changed) records.push_back(std::move(c.record));
   // A manager's name, say, comes from another record, cached or fresh.
   source.Derive(records);
+  if (erasure_) RedactErased(*erasure_, erased, records);
+  for (SourceRecord& r : erased_fresh) before.push_back(std::move(r));
   if (!replace) {
     // What the changes touched, when the source can tell who derives from
     // them: only those people need preparing and selecting again.
@@ -203,6 +234,7 @@ void SourceReader::Prepare(const std::string& name, SourceEntry& entry,
     if (n > 0) notice += ", " + std::to_string(n) + " " + what;
   };
   add(before - records.size(), "excluded");
+  if (auto e = erased_.find(name); e != erased_.end()) add(e->second, "erased (left out)");
   add(tr.phones_normalised, "phone numbers normalised");
   add(tr.photos_resampled, "photos made smaller");
   add(tr.photos_dropped, "photos left out");
@@ -215,6 +247,10 @@ std::string SourceReader::RuleVersion(const RuleSpec& rule, const Target* target
   // mapped makes every stored hash incomparable (SameConfiguration).
   std::string config = "rule selection 2\n" + rule.filter.text() + "\n" +
                        (rule.fields.empty() ? "" : rule.fields.Fingerprint()) + "\n";
+  // An erasure changes who is selected: never "nothing changed".
+  if (erasure_ && !erasure_->Fingerprint().empty()) {
+    config += "erased " + erasure_->Fingerprint() + "\n";
+  }
   // A target's projection shapes every item's hash (empty for CardDAV).
   if (target && !target->projection_name().empty()) {
     config += "projection " + target->projection_name() + "\n";

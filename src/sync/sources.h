@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/connector.h"
+#include "core/erasure.h"
 #include "filter/filter.h"
 #include "mapping/mapping.h"
 #include "state/state.h"
@@ -66,8 +67,8 @@ bool SameConfiguration(const std::string& a, const std::string& b);
 class SourceReader {
  public:
   SourceReader(std::map<std::string, SourceEntry>& sources, const std::vector<RuleSpec>& rules,
-               RunNotes& notes, SourceCacheUse cache = {})
-      : sources_(sources), rules_(rules), notes_(notes), cache_(cache) {}
+               RunNotes& notes, SourceCacheUse cache = {}, const ErasureList* erasure = nullptr)
+      : sources_(sources), rules_(rules), notes_(notes), cache_(cache), erasure_(erasure) {}
   ~SourceReader();
   SourceReader(const SourceReader&) = delete;
   SourceReader& operator=(const SourceReader&) = delete;
@@ -113,6 +114,10 @@ class SourceReader {
   const std::vector<RuleSpec>& rules_;
   RunNotes& notes_;
   SourceCacheUse cache_;
+  // Who was erased (`roster gdpr erase`): left out of every source, and
+  // redacted where others name them. Null: nobody.
+  const ErasureList* erasure_;
+  std::map<std::string, size_t> erased_;  // source -> how many were left out
   // How each source read through the cache went, for its notice.
   struct CacheRead {
     bool used = false;

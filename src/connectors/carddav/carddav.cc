@@ -299,6 +299,13 @@ class CardDavCollection : public Collection {
   Result<WriteResult> Update(const std::string& href, const std::string& if_match,
                              const ManagedTag& tag, const ItemBody& item) override;
   Status Delete(const std::string& href, const std::string& if_match) override;
+  Status RemoveCollection() override {
+    auto lease = pool_->Borrow();
+    DavClient dav = lease.dav();
+    ROSTER_ASSIGN_OR_RETURN(HttpResponse response, dav.Send("DELETE", url_, {}, ""));
+    if ((response.status >= 200 && response.status <= 299) || response.status == 404) return {};
+    return dav.StatusError(response, "DELETE " + url_);
+  }
 
  private:
   // What a listing learned from one multistatus.

@@ -224,6 +224,7 @@ class GraphCollection final : public Collection {
   Result<WriteResult> Update(const std::string& href, const std::string& if_match,
                              const ManagedTag& tag, const ItemBody& body) override;
   Status Delete(const std::string& href, const std::string& if_match) override;
+  Status RemoveCollection() override;
   std::vector<WriteOutcome> WriteBatch(const std::vector<WriteOp>& ops) override;
   WriteVolume DependentVolume(const std::vector<WriteOp>& ops) const override;
 
@@ -829,6 +830,20 @@ Status GraphCollection::Delete(const std::string& href, const std::string& if_ma
   op.if_match = if_match;
   WriteOutcome out = std::move(WriteBatch({op}).front());
   return out.status;
+}
+
+Status GraphCollection::RemoveCollection() {
+  if (use_default_) {
+    return MakeError(ErrorKind::kInvalidArgument, "the Contacts folder of " + Mailbox() +
+                                                      " is the mailbox's own: never removed");
+  }
+  GraphRequest request;
+  request.method = "DELETE";
+  request.url = FolderPath();
+  ROSTER_ASSIGN_OR_RETURN(GraphResponse r, Named(client_->Send(request),
+                                                 "removing the contact folder of " + Mailbox()));
+  if (r.ok() || r.status == 404) return {};
+  return Failure(r, "removing the contact folder");
 }
 
 // --- the target ------------------------------------------------------------------------

@@ -68,6 +68,11 @@ class MemoryCollection final : public Collection {
       : server_(std::move(server)), user_(std::move(user)) {}
 
   std::string id() const override { return "memory:" + user_; }
+  Status RemoveCollection() override {
+    std::lock_guard lock(server_->mu_);
+    server_->books_.erase(user_);
+    return {};
+  }
   std::string HrefOf(const std::string& name) const override { return "/" + user_ + "/" + name; }
 
   Result<Listing> List(const std::string& sync_token) override {
