@@ -425,8 +425,14 @@ std::string ConfigHash(const Config& config) {
 // A command's last entries: a signed checkpoint, entries past the retention
 // pruned, and the head to syslog (journald), where it outlives the machine's
 // files if the journal is forwarded.
-roster::Status CloseAudit(Audit& a, const Config& config) {
+roster::Status CloseAudit(Audit& a, const Config& config, StateStore* store = nullptr) {
   ROSTER_RETURN_IF_ERROR(a.log->Checkpoint());
+  // The head in the state too, which `audit verify` checks the log against:
+  // a log cut back to an earlier checkpoint no longer holds it.
+  if (store) {
+    ROSTER_RETURN_IF_ERROR(store->SaveSetting(
+        "audit_head", std::to_string(a.log->head_seq()) + " " + a.log->head_hash()));
+  }
   auto pruned = audit::Prune(a.log, *a.key, std::chrono::hours(24) * config.audit_retention_days);
   if (!pruned.ok()) return pruned.take_error();
   openlog("roster", LOG_PID, LOG_USER);
@@ -508,7 +514,9 @@ int KeysRotate(const Config& config, bool as_json) {
   auto record = [&]() -> roster::Status {
     ROSTER_RETURN_IF_ERROR(audit->Append(
         "keys-rotate", {{"key_id", int64_t{finished.key_id()}}, {"resealed", resealed}}));
-    return CloseAudit(*audit, config);
+    // The state, under its new key, records the head like every command.
+    ROSTER_ASSIGN_OR_RETURN(auto reopened, OpenForRotation(config, finished, false));
+    return CloseAudit(*audit, config, reopened.get());
   };
   if (from_env) {
     PrintKeyForEnv("keys rotate", config.state_key_env, finished, resealed, as_json);
@@ -554,6 +562,7 @@ int Purge(const Config& config, bool all, bool as_json) {
   if (!kind.ok()) return Fail(kind.error());
   int64_t runs = 0, cached = 0;
   std::unique_ptr<Audit> audit;
+  std::unique_ptr<StateStore> state;
   if (*kind != StateFileKind::kMissing) {
     auto a = OpenAudit(config);
     if (!a.ok()) {
@@ -565,17 +574,18 @@ int Purge(const Config& config, bool all, bool as_json) {
     auto store = OpenState(config, StateUse::kSync, &notes);
     for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
     if (!store.ok()) return Fail(store.error());
+    state = std::move(store).value();
     if (all) {
-      roster::Status purged = (*store)->PurgeAll();
+      roster::Status purged = state->PurgeAll();
       if (!purged.ok()) return Fail(purged.error());
     } else {
       const std::chrono::seconds max_age = std::chrono::hours(24) * config.retention_days;
-      auto pruned = (*store)->PruneRuns(max_age);
+      auto pruned = state->PruneRuns(max_age);
       if (!pruned.ok()) return Fail(pruned.error());
       runs = *pruned;
       // With cache = "none" nothing of the cache may stay at all.
-      auto expired = config.cache == CacheMode::kNone ? (*store)->PurgeCache()
-                                                      : (*store)->PurgeExpiredCache(max_age);
+      auto expired = config.cache == CacheMode::kNone ? state->PurgeCache()
+                                                      : state->PurgeExpiredCache(max_age);
       if (!expired.ok()) return Fail(expired.error());
       cached = *expired;
     }
@@ -584,7 +594,7 @@ int Purge(const Config& config, bool all, bool as_json) {
   if (audit) {
     roster::Status st = audit->Append(
         "purge", {{"command", std::string(mode)}, {"runs", runs}, {"cached", cached}});
-    if (st.ok()) st = CloseAudit(*audit, config);
+    if (st.ok()) st = CloseAudit(*audit, config, state.get());
     if (!st.ok()) {
       std::cerr << "roster: the purge was done but not recorded: " << Safe(st.error().message)
                 << "\n";
@@ -635,13 +645,35 @@ int AuditVerify(const Config& config, const std::string& public_key, const std::
     auto key = crypto::LoadStateKey(config.state_key_file, config.state_key_env);
     if (key.ok()) o.public_key = crypto::AuditPublicKey(*key);
   }
+  // Without --head, the head the state recorded at the end of the last
+  // command: a log cut back to an earlier checkpoint no longer holds it.
+  bool head_from_state = false;
+  if (o.expected_head.empty()) {
+    auto kind = InspectStateFile(config.state_path);
+    if (kind.ok() && *kind != StateFileKind::kMissing) {
+      auto store = OpenState(config, StateUse::kReading, nullptr);
+      if (store.ok()) {
+        auto head = (*store)->LoadSetting("audit_head");
+        if (head.ok() && head->find(' ') != std::string::npos) {
+          o.expected_head = head->substr(head->find(' ') + 1);
+          head_from_state = true;
+        }
+      }
+    }
+  }
   auto v = audit::Verify(config.audit_path, o);
   if (!v.ok()) return Fail(v.error());
+  if (head_from_state && !v->ok && v->problem.starts_with("the head recorded elsewhere")) {
+    v->problem = "the head the state recorded at the end of the last command (" + o.expected_head +
+                 ") is not in the log: its tail was cut back or the chain rewritten";
+  }
+  const char* head_checked = head_from_state ? "state" : head.empty() ? "none" : "given";
   if (as_json) {
-    json out{
-        {"mode", "audit verify"},  {"path", Safe(config.audit_path)}, {"ok", v->ok},
-        {"entries", v->entries},   {"checkpoints", v->checkpoints},   {"first_seq", v->first_seq},
-        {"head_seq", v->head_seq}, {"head_hash", v->head_hash},       {"exit_code", v->ok ? 0 : 1}};
+    json out{{"head_checked", head_checked},    {"mode", "audit verify"},
+             {"path", Safe(config.audit_path)}, {"ok", v->ok},
+             {"entries", v->entries},           {"checkpoints", v->checkpoints},
+             {"first_seq", v->first_seq},       {"head_seq", v->head_seq},
+             {"head_hash", v->head_hash},       {"exit_code", v->ok ? 0 : 1}};
     if (!v->ok) {
       out["bad_line"] = v->bad_line;
       out["problem"] = v->problem;
@@ -821,7 +853,7 @@ int GdprUnerase(const Config& config, const std::string& address, bool as_json) 
   if (st.ok()) st = RememberErasures(**store, *reg);
   if (!st.ok()) return Fail(st.error());
   st = (*audit)->Append("gdpr-unerase", {{"subject", (*store)->Pseudonym(subject)}});
-  if (st.ok()) st = CloseAudit(**audit, config);
+  if (st.ok()) st = CloseAudit(**audit, config, store->get());
   if (!st.ok()) {
     std::cerr << "roster: the person was unerased but that was not recorded: "
               << Safe(st.error().message) << "\n";
@@ -1012,7 +1044,7 @@ int GdprExport(const Config& config, const std::string& address, const std::stri
       (*audit)->Append("gdpr-export", {{"subject", (*store)->Pseudonym(subject)},
                                        {"cached", static_cast<int64_t>(cached->size())},
                                        {"copies", static_cast<int64_t>(copies.size())}});
-  if (st.ok()) st = CloseAudit(**audit, config);
+  if (st.ok()) st = CloseAudit(**audit, config, store->get());
   json out{{"subject", Safe(address)},         {"erased", reg->Contains(subject)},
            {"cached", std::move(cached_json)}, {"cached_from", std::move(cached_from)},
            {"copies", std::move(copies)},      {"audit", std::move(*entries)}};
@@ -1247,7 +1279,8 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
   options.explain = plan && verbose;
   // A sync is recorded in the audit log: a plan appends nothing.
   std::unique_ptr<Audit> audit;
-  std::string audit_error;
+  std::string audit_error, config_hash;
+  bool config_changed = false;
   if (!plan) {
     auto opened = OpenAudit(config);
     if (!opened.ok()) {
@@ -1267,9 +1300,25 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
       roster::Status st = RememberErasures(**store, *erasures);
       if (!st.ok()) return Fail(st.error());
     }
+    // A changed configuration gets an entry of its own (its hash, never its text).
+    config_hash = ConfigHash(config);
+    auto last_hash = (*store)->LoadSetting("config_hash");
+    if (!last_hash.ok()) return Fail(last_hash.error());
+    if (*last_hash != config_hash) {
+      roster::Status st = audit->Append(
+          "config-change",
+          {{"from", last_hash->empty() ? std::string("none") : *last_hash}, {"to", config_hash}});
+      // Remembered once the run has worked with it (below): a run refused
+      // before it starts changes nothing in the state.
+      config_changed = true;
+      if (!st.ok()) {
+        std::cerr << "roster: " << Safe(st.error().message) << "; nothing was synced\n";
+        return 2;
+      }
+    }
     roster::Status st =
         audit->Append("run", {{"command", std::string(erasing ? "gdpr erase" : "sync")},
-                              {"config", ConfigHash(config)},
+                              {"config", config_hash},
                               {"force", int64_t{force ? 1 : 0}}});
     if (!st.ok()) {
       std::cerr << "roster: " << Safe(st.error().message) << "; nothing was synced\n";
@@ -1301,6 +1350,10 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
   engine_config->erasure = &*erasures;
   Engine engine(std::move(engine_config).value(), **store);
   RunReport report = engine.Run(options);
+  if (config_changed && report.errors.empty()) {
+    roster::Status st = state.SaveSetting("config_hash", config_hash);
+    if (!st.ok()) report.warnings.push_back(st.error().message);
+  }
   if (audit) {
     const Counts t = report.Totals();
     roster::Status st = audit->Append("run-end", {{"exit_code", int64_t{report.ExitCode()}},
@@ -1308,7 +1361,7 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
                                                   {"updated", t.updated},
                                                   {"deleted", t.deleted},
                                                   {"errors", t.errors}});
-    if (st.ok()) st = CloseAudit(*audit, config);
+    if (st.ok()) st = CloseAudit(*audit, config, &state);
     if (!st.ok() && audit_error.empty()) audit_error = st.error().message;
   }
   if (as_json) {

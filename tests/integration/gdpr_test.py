@@ -227,6 +227,34 @@ def test_a_missing_register_stops_a_sync(s):
     ok(s, "sync with the register back", "sync")
 
 
+def test_a_cut_audit_log_stops_erasure_and_export_changing_nothing(s):
+    log = os.path.join(s.dir, "roster-audit.jsonl")
+    register = os.path.join(s.dir, "roster-erasures.jsonl")
+    with open(log, "rb") as f:
+        good = f.read()
+    with open(register, "rb") as f:
+        reg = f.read()
+    try:
+        with open(log, "wb") as f:
+            f.write(good[:-7])
+        before = {u: s.radicale.cards(u, BOOK) for u in USERS}
+        code, out, err = run(s, "gdpr", "erase", "--subject", s.report["mail"])
+        check(code == 2 and "not whole" in err and "nothing was synced" in err,
+              f"erase on a cut log: {code} {err}")
+        code, out, err = run(s, "gdpr", "export", "--subject", s.report["mail"])
+        check(code == 2 and "nothing was exported" in err, f"export on a cut log: {code} {err}")
+        code, out, err = run(s, "gdpr", "unerase", "--subject", s.boss["mail"])
+        check(code == 2 and "nothing was changed" in err, f"unerase on a cut log: {code} {err}")
+        with open(register, "rb") as f:
+            check(f.read() == reg, "the register changed")
+        check({u: s.radicale.cards(u, BOOK) for u in USERS} == before, "a book changed")
+        with open(log, "rb") as f:
+            check(f.read() == good[:-7], "something was appended to the cut log")
+    finally:
+        with open(log, "wb") as f:
+            f.write(good)
+
+
 def test_unerase_lets_them_return(s):
     out = ok(s, "unerase", "gdpr", "unerase", "--subject", s.boss["mail"])
     check(out["mode"] == "gdpr unerase", f"{out}")
@@ -445,6 +473,7 @@ def main():
                       test_erase_removes_a_manager_everywhere_and_their_name_from_reports,
                       test_erased_stay_out_also_after_the_state_is_lost,
                       test_a_missing_register_stops_a_sync,
+                      test_a_cut_audit_log_stops_erasure_and_export_changing_nothing,
                       test_unerase_lets_them_return,
                       test_after_expiry_cached_is_empty_and_copies_remain,
                       test_decommission_after_a_lost_state_removes_exactly_what_the_dry_run_lists,

@@ -472,9 +472,14 @@ def _refused(s, name, prepare, expect, commands=("sync", "plan", "status"), line
 
 
 def dump_tables(d):
-    """The rows roster keeps about books and people (not run history)."""
-    return {t: query(d, f"SELECT * FROM {t} ORDER BY 1, 2") for t in
-            ("collections", "items", "snapshots", "source_cursors", "state_meta")}
+    """The rows roster keeps about books and people (not run history, nor the
+    settings that record a run happened: the audit log's head, the
+    configuration's hash)."""
+    out = {t: query(d, f"SELECT * FROM {t} ORDER BY 1, 2") for t in
+           ("collections", "items", "snapshots", "source_cursors")}
+    out["state_meta"] = query(d, "SELECT * FROM state_meta WHERE name NOT IN "
+                                 "('setting:audit_head', 'setting:config_hash') ORDER BY 1")
+    return out
 
 
 def test_key_file_others_can_read_is_refused(s):
@@ -749,6 +754,14 @@ def test_audit_log_records_every_change_and_catches_tampering(s):
     before = len(audit_lines(d))
     r = roster(cfg, "sync")
     check(r.code == 0, f"sync: {r}")
+    # The copy has a configuration of its own: its hash is recorded once.
+    events = [l["event"] for l in audit_lines(d)[before:]]
+    check(events == ["config-change", "run", "run-end", "checkpoint"], f"first sync: {events}")
+    change = audit_lines(d)[before]["data"]
+    check(change["from"] != change["to"] and len(change["to"]) == 64, f"config-change {change}")
+    before = len(audit_lines(d))
+    r = roster(cfg, "sync")
+    check(r.code == 0, f"sync: {r}")
     lines = audit_lines(d)
     events = [l["event"] for l in lines[before:]]
     check(events == ["run", "run-end", "checkpoint"], f"a quiet sync appended {events}")
@@ -801,14 +814,21 @@ def test_audit_log_records_every_change_and_catches_tampering(s):
     tampered(bytes(changed), 2, "a changed byte")
     tampered(b"\n".join(raw[:2] + raw[3:]), 3, "a deleted line")
     tampered(b"\n".join(raw[:1] + [raw[2], raw[1]] + raw[3:]), 2, "two lines swapped")
-    # Cut back to an earlier checkpoint: whole, but the head syslog saw is gone.
+    # Cut back to an earlier checkpoint: whole on its own, but the head the
+    # state recorded (and the one syslog saw) is gone.
     cut = [i for i, l in enumerate(raw) if b'"event":"checkpoint"' in l][-2]
     with open(log, "wb") as f:
         f.write(b"\n".join(raw[:cut + 1]) + b"\n")
     r = roster(cfg, "audit", "verify")
-    check(r.code == 0, f"a log cut at a checkpoint looks whole without the head: {r}")
+    check(r.code == 1 and r.json["head_checked"] == "state" and
+          "the head the state recorded" in r.json["problem"], f"cut, the state's head: {r}")
     r = roster(cfg, "audit", "verify", "--head", head)
     check(r.code == 1 and "is not in the log" in r.json["problem"], f"--head: {r}")
+    # Without the state, only the head kept elsewhere tells.
+    shutil.move(state_path(d), state_path(d) + ".aside")
+    r = roster(cfg, "audit", "verify")
+    check(r.code == 0 and r.json["head_checked"] == "none", f"cut, no state: {r}")
+    shutil.move(state_path(d) + ".aside", state_path(d))
     # A log cut mid-line: the next sync refuses before it changes anything.
     with open(log, "wb") as f:
         f.write(good[:-10])
