@@ -68,6 +68,7 @@ class Engine::RunState {
       Record(*w, reports);
     }
     TakeNotes();
+    report_.erased = reader_.TakeErasedPeople();
     if (!options_.dry_run) {
       SaveCursors();
       if (config_.purge_after_sync) PurgeCache("purge_after_sync");

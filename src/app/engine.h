@@ -68,6 +68,10 @@ struct RunReport {
   std::vector<std::string> warnings;  // source-level: repaired values, unreadable phones
   std::vector<std::string> notices;   // one line per rule on what the sources gave
   bool guard_tripped = false;
+  // The erased people the sources still hold (their addresses and
+  // ErasureIds): the CLI adds what is new to the register. In memory only;
+  // never printed.
+  std::vector<ErasedPerson> erased;
 
   Counts Totals() const;
   // 0: everything synced; 3: a deletion guard stopped something; 1: other failures.

@@ -12,6 +12,7 @@
 
 #include "app/engine.h"
 #include "connectors/memory/memory.h"
+#include "core/record_codec.h"
 
 namespace roster {
 namespace {
@@ -133,6 +134,7 @@ class EngineCacheTest : public ::testing::Test {
     config.cache = cache_;
     config.cache_max_age = max_age_;
     config.purge_after_sync = purge_after_sync_;
+    config.erasure = erasure_;
     RuleSpec rule;
     rule.name = "company";
     rule.sources = {"dir"};
@@ -175,6 +177,28 @@ class EngineCacheTest : public ::testing::Test {
   std::string shape_ = "shape-1";
   bool tells_dependents_ = true;
   std::string filter_;
+  const ErasureList* erasure_ = nullptr;
+};
+
+// Erased by address or by key.
+class FakeErasures final : public ErasureList {
+ public:
+  std::set<std::string> addresses, keys;
+  bool Erased(std::string_view, const SourceRecord& r) const override {
+    if (keys.count(r.key)) return true;
+    for (const TypedValue& e : r.contact.emails) {
+      if (addresses.count(e.value)) return true;
+    }
+    return false;
+  }
+  bool ErasedReference(std::string_view) const override { return false; }
+  bool ErasedName(std::string_view) const override { return false; }
+  std::string Fingerprint() const override {
+    std::string f;
+    for (const std::string& a : addresses) f += a + ";";
+    for (const std::string& k : keys) f += k + ";";
+    return f;
+  }
 };
 
 TEST_F(EngineCacheTest, OneChangeIsReadAloneAndCostsOneWritePerBook) {
@@ -209,6 +233,76 @@ TEST_F(EngineCacheTest, OneChangeIsReadAloneAndCostsOneWritePerBook) {
   for (const std::string& n : one.notices)
     said = said || n.find("39 of them from the cache") != std::string::npos;
   EXPECT_TRUE(said) << ::testing::PrintToString(one.notices);
+}
+
+TEST_F(EngineCacheTest, AnErasedManagerLeavesATombstoneAndTheirReportsLoseTheirName) {
+  ASSERT_EQ(Run().ExitCode(), 0);
+  FakeErasures erased;
+  erasure_ = &erased;
+  erased.addresses = {"p0@example.com"};
+  RunReport erase = Run();
+  ASSERT_EQ(erase.ExitCode(), 0);
+  EXPECT_EQ(erase.Totals().deleted, 2);
+  EXPECT_EQ(erase.Totals().updated, 78);  // every report's card, in both books
+  for (const std::string& user : users_) {
+    auto book = Book(user);
+    EXPECT_EQ(book.count("p1000"), 0u);
+    EXPECT_EQ(book.at("p1008").manager, "") << "the manager's name is redacted";
+  }
+  // The cache keeps a tombstone in their place (their key, nothing else).
+  auto cache = store_->LoadAllCached(std::chrono::hours(24));
+  ASSERT_TRUE(cache.ok());
+  ASSERT_EQ(cache->size(), 40u);
+  for (const CachedEntry& e : *cache) {
+    std::optional<SourceRecord> r = DecodeRecord(e.record.record);
+    ASSERT_TRUE(r);
+    if (r->key != "p1000") continue;
+    EXPECT_TRUE(r->contact.emails.empty());
+    EXPECT_EQ(r->contact.DisplayName(), "");
+    EXPECT_EQ(r->attributes.count("roster-erased"), 1u);
+  }
+  ASSERT_EQ(erase.erased.size(), 1u);
+  EXPECT_EQ(erase.erased[0].addresses, std::vector<std::string>{"p0@example.com"});
+  EXPECT_EQ(erase.erased[0].ids, ErasureIds("dir", Person(0)));
+  // The register learns their key from the run (gdpr/register.h, Learn):
+  // a tombstone is recognised by it.
+  erased.keys.insert("p1000");
+
+  // Later delta reads do not read them again, and write nothing for them.
+  Change(7, [](SourceRecord& r) { r.contact.title = "Promoted"; });
+  RunReport later = Run();
+  ASSERT_EQ(later.ExitCode(), 0);
+  EXPECT_EQ(last_->entries_read, 1);
+  EXPECT_EQ(later.Totals().updated, 2);
+  EXPECT_EQ(later.Totals().created + later.Totals().deleted, 0);
+  EXPECT_TRUE(later.erased.empty()) << "a tombstone is not a person found";
+
+  // Unerased, with the cache purged (as gdpr unerase does): back, and named again.
+  erased.addresses.clear();
+  erased.keys.clear();
+  ASSERT_TRUE(store_->PurgeCache().ok());
+  RunReport back = Run();
+  ASSERT_EQ(back.ExitCode(), 0);
+  EXPECT_EQ(back.Totals().created, 2);
+  for (const std::string& user : users_) {
+    auto book = Book(user);
+    EXPECT_EQ(book.count("p1000"), 1u);
+    EXPECT_EQ(book.at("p1008").manager, "Given0 Family");
+  }
+}
+
+TEST_F(EngineCacheTest, AnUnerasedTombstoneIsReadAgain) {
+  ASSERT_EQ(Run().ExitCode(), 0);
+  FakeErasures erased;
+  erasure_ = &erased;
+  erased.keys = {"p1005"};
+  ASSERT_EQ(Run().Totals().deleted, 2);
+  erased.keys.clear();
+  RunReport back = Run();
+  ASSERT_EQ(back.ExitCode(), 0);
+  EXPECT_EQ(back.Totals().created, 2);
+  EXPECT_EQ(last_->entries_read, 1) << "the tombstone alone is read again";
+  for (const std::string& user : users_) EXPECT_EQ(Book(user).count("p1005"), 1u);
 }
 
 TEST_F(EngineCacheTest, AManagersNewNameReachesTheirReportsCardsFromTheCache) {

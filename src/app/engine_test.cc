@@ -128,13 +128,14 @@ TEST_F(EngineTest, FirstSyncCreatesEverythingAndSecondWritesAndReadsNothing) {
 class FakeErasures final : public ErasureList {
  public:
   std::set<std::string> addresses;
-  bool Erased(const SourceRecord& r) const override {
+  bool Erased(std::string_view, const SourceRecord& r) const override {
     for (const TypedValue& e : r.contact.emails) {
       if (addresses.count(e.value)) return true;
     }
     return false;
   }
   bool ErasedReference(std::string_view) const override { return false; }
+  bool ErasedName(std::string_view) const override { return false; }
   std::string Fingerprint() const override {
     std::string f;
     for (const std::string& a : addresses) f += a + ";";
@@ -171,6 +172,9 @@ TEST_F(EngineTest, AnErasedPersonLeavesEveryBookAndTheirNameLeavesTheirReports) 
   bool noticed = false;
   for (const std::string& n : erased.notices) noticed |= n.find("1 erased (left out)") != n.npos;
   EXPECT_TRUE(noticed);
+  ASSERT_EQ(erased.erased.size(), 1u);
+  EXPECT_EQ(erased.erased[0].ids, ErasureIds("staff", people_[0]));
+  EXPECT_EQ(erased.erased[0].addresses, std::vector<std::string>{"p0@example.com"});
 
   // Later runs keep them out, and write nothing.
   server_->ResetCounters();

@@ -1,6 +1,7 @@
 #include "app/reach.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <tuple>
 
@@ -11,24 +12,30 @@ namespace roster {
 
 Result<std::vector<Place>> FindPlaces(EngineConfig& config, StateStore* store,
                                       std::vector<std::string>& notes) {
-  std::set<std::tuple<std::string, std::string, std::string>> seen;
+  std::map<std::tuple<std::string, std::string, std::string>, std::string> seen;  // -> url
   RunNotes run_notes;
-  for (const RuleSpec& rule : config.rules) {
-    if (store) {
-      ROSTER_ASSIGN_OR_RETURN(auto known, store->ListCollections(rule.name));
-      for (const auto& [key, state] : known) seen.emplace(key.rule, key.target, key.user);
+  if (store) {
+    ROSTER_ASSIGN_OR_RETURN(std::vector<std::string> rules, store->CollectionRules());
+    for (const std::string& rule : rules) {
+      ROSTER_ASSIGN_OR_RETURN(auto known, store->ListCollections(rule));
+      for (const auto& [key, state] : known) seen[{key.rule, key.target, key.user}] = state.url;
     }
+  }
+  for (const RuleSpec& rule : config.rules) {
     auto target = config.targets.find(rule.target);
     if (target == config.targets.end()) continue;
     ROSTER_ASSIGN_OR_RETURN(
         std::vector<Candidate> candidates,
         FindCandidates(rule, config.directories, target->second.users, run_notes));
-    for (const Candidate& c : candidates) seen.emplace(rule.name, rule.target, c.name);
+    for (const Candidate& c : candidates) seen.try_emplace({rule.name, rule.target, c.name});
   }
   for (std::string& w : run_notes.TakeWarnings()) notes.push_back(std::move(w));
   std::vector<Place> out;
   out.reserve(seen.size());
-  for (const auto& [rule, target, user] : seen) out.push_back(Place{rule, target, user});
+  for (const auto& [where, url] : seen) {
+    const auto& [rule, target, user] = where;
+    out.push_back(Place{rule, target, user, url});
+  }
   return out;
 }
 
@@ -48,10 +55,14 @@ PlaceContents ReadPlace(EngineConfig& config, const Place& place,
                 " is no longer in the configuration; its address books are not looked for";
     return out;
   }
-  CollectionSpec spec{place.user, rule->display_name, rule->name, ""};
+  CollectionSpec spec{place.user, rule->display_name, rule->name, place.known_url};
   spec.use_default = rule->use_default_collection;
   spec.category = rule->category;
   auto opened = target->second.target->Open(spec, /*create=*/false);
+  if (!opened.ok() && opened.error().kind == ErrorKind::kNotFound && !spec.known_url.empty()) {
+    spec.known_url.clear();  // moved or gone: looked for by its name
+    opened = target->second.target->Open(spec, /*create=*/false);
+  }
   if (!opened.ok()) {
     if (opened.error().kind != ErrorKind::kNotFound || opened.error().no_such_user) {
       if (!opened.error().no_such_user) out.error = opened.error().message;
@@ -61,8 +72,22 @@ PlaceContents ReadPlace(EngineConfig& config, const Place& place,
   std::unique_ptr<Collection> collection = std::move(opened).value();
   out.found = true;
   out.collection = collection->id();
-  out.owned = !rule->use_default_collection;
+  out.owned = !rule->use_default_collection && collection->created_by_roster();
   auto listing = collection->List("");
+  if (!listing.ok() && listing.error().kind == ErrorKind::kNotFound && !spec.known_url.empty()) {
+    // Opened from the stored URL without asking: gone there, looked for by name.
+    spec.known_url.clear();
+    auto again = target->second.target->Open(spec, /*create=*/false);
+    if (!again.ok()) {
+      out.found = false;
+      if (again.error().kind != ErrorKind::kNotFound) out.error = again.error().message;
+      return out;
+    }
+    collection = std::move(again).value();
+    out.collection = collection->id();
+    out.owned = !rule->use_default_collection && collection->created_by_roster();
+    listing = collection->List("");
+  }
   if (!listing.ok()) {
     if (listing.error().kind == ErrorKind::kNotFound) {
       out.found = false;

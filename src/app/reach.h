@@ -22,11 +22,13 @@ struct Place {
   std::string rule;
   std::string target;
   std::string user;
+  std::string known_url;  // where the state last found it; empty: not known
 };
 
-// Every place of every rule (sorted, each once): the users the state knows
-// and those the rule's audience names now. A directory that cannot answer
-// is an error (a place left out would be an incomplete answer).
+// Every place of every rule (sorted, each once): every collection the state
+// knows, also of rules no longer configured, and those of everyone the
+// rules' audiences name now. A directory that cannot answer is an error (a
+// place left out would be an incomplete answer).
 Result<std::vector<Place>> FindPlaces(EngineConfig& config, StateStore* store,
                                       std::vector<std::string>& notes);
 
@@ -49,7 +51,8 @@ struct PlaceContents {
   std::string error;               // the place could not be read
 };
 
-// Opens `place` without creating it, lists it in full and reads every item.
+// Opens `place` without creating it (where the state last found it, else
+// by its name in the user's home), lists it in full and reads every item.
 PlaceContents ReadPlace(EngineConfig& config, const Place& place,
                         std::unique_ptr<Collection>* keep = nullptr);
 

@@ -4,10 +4,12 @@
 // usage or configuration; 3 a deletion guard stopped a rule or collection.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -708,33 +710,41 @@ int AuditPublicKeyCommand(const Config& config, bool as_json) {
 
 // --- GDPR: the erasure register, export, erasure, decommissioning ------------
 
-// What the state remembers of the register roster last wrote or used:
-// "<entries> <fingerprint>", so that a register lost or swapped for an older
+// What the state remembers of the register roster last wrote or read:
+// "<generation> <entries>", so that a register lost or swapped for an older
 // copy is noticed instead of quietly letting erased people back.
 std::string DescribeErasures(const gdpr::ErasureRegister& reg) {
-  return std::to_string(reg.size()) + " " + reg.Fingerprint();
+  return std::to_string(reg.generation()) + " " + std::to_string(reg.size());
 }
 
+// The register, checked against what the state remembers of it. With
+// `older_ok` (gdpr erase: adding people is how an older copy is repaired)
+// an older generation is let through.
 Result<gdpr::ErasureRegister> LoadErasures(const Config& config, const crypto::Key& key,
-                                           StateStore& store) {
+                                           StateStore& store, bool older_ok = false) {
   ROSTER_ASSIGN_OR_RETURN(gdpr::ErasureRegister reg,
                           gdpr::ErasureRegister::Load(config.erasure_register, key));
   ROSTER_ASSIGN_OR_RETURN(std::string expected, store.LoadSetting("erasure_register"));
-  if (expected.empty()) return reg;
-  const bool someone = !expected.starts_with("0 ");
-  if (!reg.exists() && someone) {
+  int64_t generation = 0, entries = 0;
+  if (expected.empty() ||
+      std::sscanf(expected.c_str(), "%" SCNd64 " %" SCNd64, &generation, &entries) != 2) {
+    return reg;
+  }
+  if (!reg.exists() && entries > 0) {
     return MakeError(ErrorKind::kInvalidData,
                      "erasure register " + config.erasure_register +
                          " is missing, but this state says people were erased; without it they "
                          "would come back. Restore it from the backup kept with the "
                          "configuration and the key ([gdpr] register)");
   }
-  if (reg.exists() && DescribeErasures(reg) != expected) {
+  if (reg.exists() && reg.generation() < generation && !older_ok) {
     return MakeError(ErrorKind::kInvalidData,
-                     "erasure register " + config.erasure_register +
-                         " is not the one roster last wrote (an older backup?); people erased "
-                         "since would come back. Restore the newest copy, or erase them again "
-                         "with `roster gdpr erase` (the audit log's gdpr-erase entries say when)");
+                     "erasure register " + config.erasure_register + " is an older copy (write " +
+                         std::to_string(reg.generation()) + ", this state last saw write " +
+                         std::to_string(generation) +
+                         "): people erased since would come back. Restore the newest copy, or "
+                         "erase them again with `roster gdpr erase` (the audit log's gdpr-erase "
+                         "entries say when)");
   }
   return reg;
 }
@@ -787,35 +797,34 @@ Result<std::vector<CachedPerson>> FindCached(const Config& config, StateStore& s
   return out;
 }
 
-// `gdpr erase`, before its sync: the person into the register (with every
-// address, key and directory name the cache knows for them), out of the
-// cache, and the erasure recorded.
-roster::Status EraseSubject(const Config& config, const std::string& address, StateStore& store,
-                            gdpr::ErasureRegister& reg, Audit& audit) {
+// `gdpr erase`, before its sync: the erasure recorded, the person into the
+// register (with every key, directory name and display name the cache
+// knows for them), and out of the cache. Answers how many cached entries
+// were about them.
+Result<int64_t> EraseSubject(const Config& config, const std::string& address, StateStore& store,
+                             gdpr::ErasureRegister& reg, Audit& audit) {
   const std::string subject = gdpr::NormalizeAddress(address);
   ROSTER_ASSIGN_OR_RETURN(std::vector<CachedPerson> cached, FindCached(config, store, subject));
   std::vector<std::string> ids;
   std::map<std::string, std::vector<std::string>> by_source;
   for (const CachedPerson& p : cached) {
-    ids.push_back(p.record.key);
-    for (const std::string& a : AddressesOf(p.record)) ids.push_back(a);
-    auto dn = p.record.attributes.find("dn");
-    if (dn != p.record.attributes.end() && !dn->second.empty()) {
-      ids.push_back(NormalizeReference(dn->second.front()));
-    }
+    for (std::string& id : ErasureIds(p.source, p.record)) ids.push_back(std::move(id));
     by_source[p.source].push_back(p.record.key);
   }
-  const bool fresh = reg.Add(subject, ids, std::chrono::system_clock::now());
+  const bool again = reg.Contains(subject);
+  // Recorded first: an erasure is never done without its entry.
+  ROSTER_RETURN_IF_ERROR(
+      audit.Append("gdpr-erase", {{"subject", store.Pseudonym(subject)},
+                                  {"again", int64_t{again ? 1 : 0}},
+                                  {"cached", static_cast<int64_t>(cached.size())}}));
+  reg.Add(subject, ids, std::chrono::system_clock::now());
   ROSTER_RETURN_IF_ERROR(reg.Save());
   ROSTER_RETURN_IF_ERROR(RememberErasures(store, reg));
-  int64_t forgotten = 0;
   for (const auto& [source, keys] : by_source) {
-    ROSTER_ASSIGN_OR_RETURN(int64_t n, store.ForgetCached(source, keys));
-    forgotten += n;
+    auto forgotten = store.ForgetCached(source, keys);
+    if (!forgotten.ok()) return forgotten.take_error();
   }
-  return audit.Append("gdpr-erase", {{"subject", store.Pseudonym(subject)},
-                                     {"again", int64_t{fresh ? 0 : 1}},
-                                     {"cached", forgotten}});
+  return static_cast<int64_t>(cached.size());
 }
 
 int GdprUnerase(const Config& config, const std::string& address, bool as_json) {
@@ -849,13 +858,17 @@ int GdprUnerase(const Config& config, const std::string& address, bool as_json) 
               << Safe(config.erasure_register) << "; nothing was changed\n";
     return 1;
   }
-  roster::Status st = reg->Save();
+  roster::Status st = (*audit)->Append("gdpr-unerase", {{"subject", (*store)->Pseudonym(subject)}});
+  if (st.ok()) st = reg->Save();
   if (st.ok()) st = RememberErasures(**store, *reg);
   if (!st.ok()) return Fail(st.error());
-  st = (*audit)->Append("gdpr-unerase", {{"subject", (*store)->Pseudonym(subject)}});
-  if (st.ok()) st = CloseAudit(**audit, config, store->get());
+  // The cache was scrubbed of them (their reports' records too): the next
+  // sync reads the sources in full, so that what named them comes back.
+  auto purged = (*store)->PurgeCache();
+  if (!purged.ok()) return Fail(purged.error());
+  st = CloseAudit(**audit, config, store->get());
   if (!st.ok()) {
-    std::cerr << "roster: the person was unerased but that was not recorded: "
+    std::cerr << "roster: the person was unerased, but the audit log could not be closed: "
               << Safe(st.error().message) << "\n";
     return 1;
   }
@@ -866,8 +879,8 @@ int GdprUnerase(const Config& config, const std::string& address, bool as_json) 
                            {"exit_code", 0}})
               << "\n";
   } else {
-    std::cout << Safe(address) << " is no longer in the erasure register; the next sync brings "
-              << "them back where the rules select them.\n";
+    std::cout << Safe(address) << " is no longer in the erasure register; the next sync reads "
+              << "the sources in full and brings them back where the rules select them.\n";
   }
   return 0;
 }
@@ -1028,16 +1041,23 @@ int GdprExport(const Config& config, const std::string& address, const std::stri
       std::cerr << "roster: roster holds nothing about " << Safe(address)
                 << " to write as a vCard; " << Safe(vcard_path) << " was not written\n";
     } else {
+      const std::string card = WriteVCard(*person, VCardVersion::k40, "");
       int fd =
           open(vcard_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-      const std::string card = WriteVCard(*person, VCardVersion::k40, "");
-      if (fd < 0 || write(fd, card.data(), card.size()) != static_cast<ssize_t>(card.size())) {
-        if (fd >= 0) close(fd);
-        std::cerr << "roster: cannot write " << Safe(vcard_path) << ": " << std::strerror(errno)
+      bool written = fd >= 0 && fchmod(fd, 0600) == 0;  // an existing file keeps its mode
+      for (size_t done = 0; written && done < card.size();) {
+        ssize_t n = write(fd, card.data() + done, card.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        written = n > 0;
+        if (written) done += static_cast<size_t>(n);
+      }
+      const int saved = errno;
+      if (fd >= 0 && close(fd) != 0) written = false;
+      if (!written) {
+        std::cerr << "roster: cannot write " << Safe(vcard_path) << ": " << std::strerror(saved)
                   << "\n";
         return 2;
       }
-      close(fd);
     }
   }
   roster::Status st =
@@ -1056,6 +1076,10 @@ int GdprExport(const Config& config, const std::string& address, const std::stri
     std::cerr << "roster: the export was not recorded in the audit log: "
               << Safe(st.error().message) << "\n";
     return 1;
+  }
+  if (cached->empty() && out["copies"].empty() && out["audit"].empty()) {
+    std::cerr << "roster: roster holds nothing about " << Safe(address)
+              << ": nothing cached, no copy in any address book, no audit entry\n";
   }
   if (out.contains("unreadable")) {
     std::cerr << "roster: some address books could not be read (\"unreadable\"): the copies "
@@ -1128,6 +1152,7 @@ int Decommission(const Config& config, bool dry_run, bool as_json) {
     }
     if (!contents.found) continue;
     bool all_gone = true;
+    int64_t deleted_here = 0;
     for (const FoundItem& item : contents.managed) {
       json j = where({{"href", Safe(item.href)}, {"key", Safe(item.tag.key)}});
       if (!dry_run) {
@@ -1138,11 +1163,29 @@ int Decommission(const Config& config, bool dry_run, bool as_json) {
           continue;
         }
         ++removed_items;
+        ++deleted_here;
       }
       items.push_back(std::move(j));
     }
+    if (audit && deleted_here > 0) {
+      roster::Status st =
+          audit->Append("decommission", {{"rule", place.rule},
+                                         {"target", place.target},
+                                         {"user", crypto::Pseudonym(*audit->key, place.user)},
+                                         {"deleted", deleted_here}});
+      if (!st.ok()) errors.push_back(where({{"error", Safe(st.error().message)}}));
+    }
     if (contents.owned && contents.others == 0 && all_gone) {
       if (!dry_run) {
+        // Listed again just before: a card a user added meanwhile keeps the book.
+        auto again = collection->List("");
+        if (!again.ok() || !again->changed.empty()) {
+          warnings.push_back("the address book " + contents.collection + " of " + place.user +
+                             (again.ok() ? " is no longer empty; it is left in place"
+                                         : " could not be listed again: " + again.error().message +
+                                               "; it is left in place"));
+          continue;
+        }
         roster::Status st = collection->RemoveCollection();
         if (!st.ok()) {
           errors.push_back(where(
@@ -1152,18 +1195,14 @@ int Decommission(const Config& config, bool dry_run, bool as_json) {
         ++removed_collections;
       }
       collections.push_back(where({{"collection", Safe(contents.collection)}}));
+    } else if (!contents.owned && !contents.managed.empty()) {
+      warnings.push_back("the address book " + contents.collection + " of " + place.user +
+                         " was not created by roster (or is the user's own); it is emptied of "
+                         "roster's items and left in place");
     } else if (contents.owned && contents.others > 0) {
       warnings.push_back("the address book " + contents.collection + " of " + place.user +
                          " holds " + std::to_string(contents.others) +
                          " items roster did not write; it is left in place");
-    }
-    if (audit && !contents.managed.empty()) {
-      roster::Status st = audit->Append(
-          "decommission", {{"rule", place.rule},
-                           {"target", place.target},
-                           {"user", crypto::Pseudonym(*audit->key, place.user)},
-                           {"deleted", static_cast<int64_t>(contents.managed.size())}});
-      if (!st.ok()) errors.push_back(where({{"error", Safe(st.error().message)}}));
     }
   }
   const bool complete = errors.empty();
@@ -1258,12 +1297,13 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
   // Who was erased: read before anything else, and never without it.
   auto key = StateKey(config, plan ? StateUse::kReading : StateUse::kSync, nullptr);
   if (!key.ok()) return Fail(key.error());
-  auto erasures = LoadErasures(config, *key, **store);
+  auto erasures = LoadErasures(config, *key, **store, /*older_ok=*/erasing);
   if (!erasures.ok()) {
     std::cerr << "roster: " << Safe(erasures.error().message)
               << (plan ? "" : "; nothing was synced") << "\n";
     return 2;
   }
+  int64_t erased_cached = 0;
   // A sync's output goes to logs: people and target users by pseudonym,
   // unless --debug asks for them by name, which it says first.
   if (!plan && !debug) HidePeople(**store);
@@ -1289,9 +1329,10 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
     }
     audit = std::move(opened).value();
     if (erasing) {
-      roster::Status st = EraseSubject(config, request.erase_subject, **store, *erasures, *audit);
-      if (!st.ok()) {
-        std::cerr << "roster: " << Safe(st.error().message) << "\n";
+      auto erased = EraseSubject(config, request.erase_subject, **store, *erasures, *audit);
+      if (erased.ok()) erased_cached = *erased;
+      if (!erased.ok()) {
+        std::cerr << "roster: " << Safe(erased.error().message) << "\n";
         return 2;
       }
     } else {
@@ -1350,6 +1391,23 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
   engine_config->erasure = &*erasures;
   Engine engine(std::move(engine_config).value(), **store);
   RunReport report = engine.Run(options);
+  // What the sources still hold of erased people goes into the register,
+  // so that a changed address does not bring them back.
+  if (!plan && erasures->Learn(report.erased)) {
+    roster::Status st = erasures->Save();
+    if (st.ok()) st = RememberErasures(state, *erasures);
+    if (!st.ok()) report.errors.push_back(st.error().message);
+  }
+  bool erased_nobody = false;
+  if (erasing) {
+    const std::string subject = gdpr::NormalizeAddress(request.erase_subject);
+    bool found = erased_cached > 0;
+    for (const ErasedPerson& p : report.erased) {
+      found =
+          found || std::find(p.addresses.begin(), p.addresses.end(), subject) != p.addresses.end();
+    }
+    erased_nobody = !found && report.Totals().deleted == 0;
+  }
   if (config_changed && report.errors.empty()) {
     roster::Status st = state.SaveSetting("config_hash", config_hash);
     if (!st.ok()) report.warnings.push_back(st.error().message);
@@ -1382,6 +1440,12 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
                 << ": conflict: " << Safe(e) << "\n";
     }
   }
+  if (erased_nobody) {
+    std::cerr << "roster: nobody with the address " << Safe(request.erase_subject)
+              << " was found in the cache, the sources or the address books: check the "
+                 "address. It is in the erasure register all the same (they are kept out if "
+                 "they ever appear); `roster gdpr unerase` takes it out\n";
+  }
   if (erasing && report.ExitCode() != 0) {
     std::cerr << "roster: the erasure is recorded in " << Safe(config.erasure_register)
               << ", but not every address book could be brought up to date (see above): the "
@@ -1396,7 +1460,7 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
     std::cerr << "roster: " << Safe(audit_error) << "; the run is not fully recorded\n";
     return std::max(report.ExitCode(), 1);
   }
-  return report.ExitCode();
+  return erased_nobody ? std::max(report.ExitCode(), 1) : report.ExitCode();
 }
 
 int Main(int argc, char** argv) {

@@ -39,6 +39,42 @@ std::vector<WriteOutcome> Collection::WriteBatch(const std::vector<WriteOp>& ops
 
 namespace roster {
 
+std::string ErasureKeyId(std::string_view source, std::string_view key) {
+  std::string id = "key";
+  id.push_back('\0');
+  id += source;
+  id.push_back('\0');
+  id += key;
+  return id;
+}
+
+std::string ErasureDnId(std::string_view dn) {
+  std::string id = "dn";
+  id.push_back('\0');
+  return id + NormalizeReference(dn);
+}
+
+std::string ErasureNameId(std::string_view name) {
+  std::string id = "name";
+  id.push_back('\0');
+  std::string_view t = name;
+  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+  for (char c : t) id.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  return id;
+}
+
+std::vector<std::string> ErasureIds(std::string_view source, const SourceRecord& record) {
+  std::vector<std::string> ids = {ErasureKeyId(source, record.key)};
+  auto dn = record.attributes.find("dn");
+  if (dn != record.attributes.end() && !dn->second.empty() && !dn->second.front().empty()) {
+    ids.push_back(ErasureDnId(dn->second.front()));
+  }
+  const std::string name = record.contact.DisplayName();
+  if (!name.empty()) ids.push_back(ErasureNameId(name));
+  return ids;
+}
+
 std::string NormalizeReference(std::string_view dn) {
   std::string out;
   out.reserve(dn.size());

@@ -252,6 +252,10 @@ class Collection {
   virtual Status RemoveCollection() {
     return MakeError(ErrorKind::kInvalidArgument, "this target cannot remove a collection");
   }
+  // Whether roster made this collection (CardDAV: the book at roster's own
+  // deterministic name, not one found by its display name, which a user or
+  // an admin may have made): only those are ever removed.
+  virtual bool created_by_roster() const { return true; }
   // How creates are made idempotent; see CreateMode.
   virtual CreateMode create_mode() const { return CreateMode::kClientName; }
   // How many writes one request may carry ($batch: 20; CardDAV: 1).

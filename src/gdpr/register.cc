@@ -20,7 +20,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::string_view kHeader = R"({"roster_erasure_register":1})";
+std::string Header(int64_t generation) {
+  return R"({"roster_erasure_register":1,"generation":)" + std::to_string(generation) + "}";
+}
 
 Error Bad(const std::string& path, size_t line, const std::string& what) {
   return MakeError(ErrorKind::kInvalidData,
@@ -70,7 +72,7 @@ std::string ErasureRegister::IdHash(std::string_view id) const {
 }
 
 std::string ErasureRegister::Text() const {
-  std::string out(kHeader);
+  std::string out = Header(generation_);
   out += "\n";
   for (const Entry& e : entries_) {
     json ids = json::array();
@@ -106,7 +108,13 @@ Result<ErasureRegister> ErasureRegister::Load(const std::string& path, const cry
     ++n;
     if (ended) return Bad(path, n, "a line after the closing hash");
     if (n == 1) {
-      if (line != kHeader) return Bad(path, n, "not an erasure register");
+      json head = json::parse(line, nullptr, false);
+      if (!head.is_object() || head.size() != 2 || head.value("roster_erasure_register", 0) != 1 ||
+          !head.contains("generation") || !head["generation"].is_number_unsigned()) {
+        return Bad(path, n, "not an erasure register");
+      }
+      reg.generation_ = head["generation"].get<int64_t>();
+      if (line != Header(reg.generation_)) return Bad(path, n, "not an erasure register");
       text += line + "\n";
       continue;
     }
@@ -173,6 +181,37 @@ bool ErasureRegister::Add(std::string_view address, const std::vector<std::strin
   return fresh;
 }
 
+bool ErasureRegister::AddIds(std::string_view address, const std::vector<std::string>& ids) {
+  const std::string subject = SubjectHash(address);
+  for (Entry& e : entries_) {
+    if (e.subject != subject) continue;
+    std::set<std::string> merged(e.ids.begin(), e.ids.end());
+    const size_t before = merged.size();
+    for (const std::string& id : ids) {
+      if (!id.empty()) merged.insert(IdHash(id));
+    }
+    merged.erase(subject);
+    if (merged.size() == before) return false;
+    e.ids.assign(merged.begin(), merged.end());
+    Index();
+    return true;
+  }
+  return false;
+}
+
+bool ErasureRegister::Learn(const std::vector<ErasedPerson>& found) {
+  bool learnt = false;
+  for (const ErasedPerson& p : found) {
+    for (const std::string& a : p.addresses) {
+      if (Contains(a)) {
+        learnt = AddIds(a, p.ids) || learnt;
+        break;
+      }
+    }
+  }
+  return learnt;
+}
+
 bool ErasureRegister::Remove(std::string_view address) {
   const std::string subject = SubjectHash(address);
   const size_t before = entries_.size();
@@ -190,14 +229,19 @@ bool ErasureRegister::Contains(std::string_view address) const {
 }
 
 Status ErasureRegister::Save() {
+  ++generation_;
   std::string body = Text();
   body += json{{"mac", crypto::BlindIndex(key_, "erasure-register", body)}}.dump() + "\n";
   const std::string temp = path_ + ".new";
   if (unlink(temp.c_str()) != 0 && errno != ENOENT) {
+    --generation_;
     return Io("cannot remove the leftover", temp);
   }
   int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return Io("cannot create erasure register", temp);
+  if (fd < 0) {
+    --generation_;
+    return Io("cannot create erasure register", temp);
+  }
   for (size_t done = 0; done < body.size();) {
     ssize_t w = write(fd, body.data() + done, body.size() - done);
     if (w < 0 && errno == EINTR) continue;
@@ -205,6 +249,7 @@ Status ErasureRegister::Save() {
       Error e = Io("cannot write erasure register", temp);
       close(fd);
       unlink(temp.c_str());
+      --generation_;
       return e;
     }
     done += static_cast<size_t>(w);
@@ -213,6 +258,7 @@ Status ErasureRegister::Save() {
     Error e = Io("cannot write erasure register", temp);
     close(fd);
     unlink(temp.c_str());
+    --generation_;
     return e;
   }
   close(fd);
@@ -220,6 +266,7 @@ Status ErasureRegister::Save() {
   if (rename(temp.c_str(), path_.c_str()) != 0) {
     Error e = Io("cannot replace erasure register", path_);
     unlink(temp.c_str());
+    --generation_;
     return e;
   }
   std::string dir = std::filesystem::path(path_).parent_path().string();
@@ -233,30 +280,31 @@ Status ErasureRegister::Save() {
   return {};
 }
 
-bool ErasureRegister::Erased(const SourceRecord& record) const {
+bool ErasureRegister::Erased(std::string_view source, const SourceRecord& record) const {
   if (hashes_.empty()) return false;
-  if (hashes_.count(IdHash(record.key))) return true;
+  if (hashes_.count(IdHash(ErasureKeyId(source, record.key)))) return true;
   for (const TypedValue& e : record.contact.emails) {
     const std::string address = NormalizeAddress(e.value);
-    if (address.empty()) continue;
-    if (hashes_.count(SubjectHash(address)) || hashes_.count(IdHash(address))) return true;
-  }
-  auto dn = record.attributes.find("dn");
-  if (dn != record.attributes.end() && !dn->second.empty() &&
-      hashes_.count(IdHash(NormalizeReference(dn->second.front())))) {
-    return true;
+    if (!address.empty() && hashes_.count(SubjectHash(address))) return true;
   }
   return false;
 }
 
 bool ErasureRegister::ErasedReference(std::string_view dn) const {
   if (hashes_.empty()) return false;
-  return hashes_.count(IdHash(NormalizeReference(dn))) > 0;
+  return hashes_.count(IdHash(ErasureDnId(dn))) > 0;
+}
+
+bool ErasureRegister::ErasedName(std::string_view name) const {
+  if (hashes_.empty()) return false;
+  return hashes_.count(IdHash(ErasureNameId(name))) > 0;
 }
 
 std::string ErasureRegister::Fingerprint() const {
   if (entries_.empty()) return std::string();
-  return crypto::BlindIndex(key_, "erasure-register", Text());
+  // The entries only: writing the same list again keeps it.
+  const std::string text = Text();
+  return crypto::BlindIndex(key_, "erasure-fingerprint", text.substr(text.find('\n') + 1));
 }
 
 }  // namespace roster::gdpr

@@ -413,6 +413,17 @@ class SqliteStateStore final : public StateStore {
     return out;
   }
 
+  Result<std::vector<std::string>> CollectionRules() override {
+    std::lock_guard lock(mu_);
+    Stmt s(db_, "SELECT DISTINCT rule FROM collections ORDER BY rule");
+    if (!s.ok()) return SqlError(db_, "preparing collection query");
+    std::vector<std::string> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Text(0));
+    if (rc != SQLITE_DONE) return SqlError(db_, "reading collections");
+    return out;
+  }
+
   Status DeleteCollection(int64_t collection) override {
     std::lock_guard lock(mu_);
     return InTransaction([&]() -> Status {

@@ -127,6 +127,8 @@ class StateStore {
   // Every collection the store knows for a rule, sorted by (target, user).
   virtual Result<std::vector<std::pair<CollectionKey, CollectionState>>> ListCollections(
       const std::string& rule) = 0;
+  // The rules the store knows collections of (configured or not any more).
+  virtual Result<std::vector<std::string>> CollectionRules() = 0;
   // Forgets a collection and everything known of its items (offboarding).
   virtual Status DeleteCollection(int64_t collection) = 0;
   virtual Status SetCollectionUrl(int64_t collection, const std::string& url) = 0;

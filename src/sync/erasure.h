@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/connector.h"
@@ -12,22 +13,25 @@
 
 namespace roster {
 
-// What identifies an erased person inside other records.
+// What identifies an erased person inside other records, and in the
+// register (ErasureIds).
 struct ErasedName {
-  std::string dn;    // NormalizeReference of their "dn" attribute; empty: none
-  std::string name;  // their display name; empty: none
+  std::string dn;       // NormalizeReference of their "dn" attribute; empty: none
+  std::string name;     // their display name, trimmed and lower-cased; empty: none
+  ErasedPerson person;  // their addresses and ErasureIds(source, record)
 };
 
-// Moves the records `list` says are erased out of `records`, answering what
-// names them.
-std::vector<ErasedName> TakeErased(const ErasureList& list, std::vector<SourceRecord>& records);
+// Moves the records of `source` that `list` says are erased out of
+// `records`, answering what names them.
+std::vector<ErasedName> TakeErased(const ErasureList& list, std::string_view source,
+                                   std::vector<SourceRecord>& records);
 
 // Clears every reference in `records` to an erased person: a manager given
-// by a DN that is listed or among `erased`, or, without a DN, by one of
-// their names. Answers how many records were changed.
-size_t RedactErased(const ErasureList& list, const std::vector<ErasedName>& erased,
-                    std::vector<SourceRecord>& records);
+// by a DN that is listed or among `erased`, or by a name that is. Answers
+// the indexes of the records it changed.
+std::vector<size_t> RedactErased(const ErasureList& list, const std::vector<ErasedName>& erased,
+                                 std::vector<SourceRecord>& records);
 
-ErasedName NameOf(const SourceRecord& record);
+ErasedName NameOf(std::string_view source, const SourceRecord& record);
 
 }  // namespace roster

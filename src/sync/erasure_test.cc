@@ -10,12 +10,19 @@ namespace {
 // Erased by key, or a listed DN.
 class FakeList : public ErasureList {
  public:
-  std::set<std::string> keys, dns;
-  bool Erased(const SourceRecord& r) const override { return keys.count(r.key) > 0; }
+  std::set<std::string> keys, dns, names;
+  bool Erased(std::string_view, const SourceRecord& r) const override {
+    return keys.count(r.key) > 0;
+  }
   bool ErasedReference(std::string_view dn) const override {
     return dns.count(std::string(dn)) > 0;
   }
-  std::string Fingerprint() const override { return keys.empty() && dns.empty() ? "" : "f"; }
+  bool ErasedName(std::string_view name) const override {
+    return names.count(std::string(name)) > 0;
+  }
+  std::string Fingerprint() const override {
+    return keys.empty() && dns.empty() && names.empty() ? "" : "f";
+  }
 };
 
 SourceRecord Person(const std::string& key, const std::string& name, const std::string& dn,
@@ -41,12 +48,13 @@ TEST(ErasureTest, TheErasedGoAndTheirReportsLoseTheirName) {
       Person("cat", "Cat", "cn=cat,dc=x", "cn=bob,dc=x", "Bob"),
       Person("dan", "Dan", "cn=dan,dc=x", "", "ann lee"),  // named without a DN
   };
-  std::vector<ErasedName> erased = TakeErased(list, records);
+  std::vector<ErasedName> erased = TakeErased(list, "dir", records);
   ASSERT_EQ(erased.size(), 1u);
   EXPECT_EQ(erased[0].dn, "cn=ann lee,dc=x");
+  EXPECT_EQ(erased[0].person.ids, ErasureIds("dir", Person("ann", "Ann Lee", "CN=Ann Lee,DC=x")));
   ASSERT_EQ(records.size(), 3u);
   EXPECT_EQ(records[0].key, "bob");
-  EXPECT_EQ(RedactErased(list, erased, records), 2u);
+  EXPECT_EQ(RedactErased(list, erased, records), (std::vector<size_t>{0, 2}));
   EXPECT_EQ(records[0].contact.manager, "");
   EXPECT_EQ(records[0].attributes.count("manager"), 0u);
   EXPECT_EQ(records[0].attributes.count("manager_dn"), 0u);
@@ -59,16 +67,25 @@ TEST(ErasureTest, AManagerErasedAndGoneFromTheSourceIsRedactedByTheListedDn) {
   list.dns = {"cn=ann lee,dc=x"};
   std::vector<SourceRecord> records = {
       Person("bob", "Bob", "cn=bob,dc=x", "CN=Ann Lee,DC=x", "Ann Lee")};
-  EXPECT_TRUE(TakeErased(list, records).empty());
-  EXPECT_EQ(RedactErased(list, {}, records), 1u);
+  EXPECT_TRUE(TakeErased(list, "dir", records).empty());
+  EXPECT_EQ(RedactErased(list, {}, records).size(), 1u);
+  EXPECT_EQ(records[0].contact.manager, "");
+}
+
+TEST(ErasureTest, AManagerNamedByAnotherSourceIsRedactedByTheListedName) {
+  FakeList list;
+  list.names = {"Ann Lee"};
+  std::vector<SourceRecord> records = {Person("r7", "Bob", "", "", "Ann Lee")};
+  records[0].attributes.erase("dn");
+  EXPECT_EQ(RedactErased(list, {}, records).size(), 1u);
   EXPECT_EQ(records[0].contact.manager, "");
 }
 
 TEST(ErasureTest, NobodyErasedChangesNothing) {
   FakeList list;
   std::vector<SourceRecord> records = {Person("bob", "Bob", "cn=bob", "cn=ann", "Ann")};
-  EXPECT_TRUE(TakeErased(list, records).empty());
-  EXPECT_EQ(RedactErased(list, {{"cn=ann", "ann"}}, records), 0u);
+  EXPECT_TRUE(TakeErased(list, "dir", records).empty());
+  EXPECT_TRUE(RedactErased(list, {{"cn=ann", "ann", {}}}, records).empty());
   EXPECT_EQ(records[0].contact.manager, "Ann");
 }
 

@@ -4,6 +4,7 @@
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "core/hash.h"
 #include "core/record_codec.h"
@@ -22,6 +23,28 @@ bool SameConfiguration(const std::string& a, const std::string& b) {
          a.compare(0, slash, b, 0, slash) == 0;
 }
 
+namespace {
+
+// What an erased person leaves in the cache: their key, nothing else, and
+// an attribute no source writes, so that it is never taken for a person.
+constexpr char kTombstoneAttribute[] = "roster-erased";
+
+CachedRecord Tombstone(const std::string& key, const std::string& stamp) {
+  SourceRecord r;
+  r.key = key;
+  r.attributes[kTombstoneAttribute] = {"1"};
+  return CachedRecord{key, stamp, EncodeRecord(r)};
+}
+
+bool IsTombstone(const SourceRecord& r) { return r.attributes.count(kTombstoneAttribute) > 0; }
+
+}  // namespace
+
+std::vector<ErasedPerson> SourceReader::TakeErasedPeople() {
+  std::lock_guard lock(mu_);
+  return std::exchange(erased_found_, {});
+}
+
 SourceReader::Read& SourceReader::Records(const std::string& name, bool changes_only) {
   std::lock_guard lock(mu_);
   auto [it, fresh] = read_.try_emplace(name);
@@ -35,8 +58,9 @@ SourceReader::Read& SourceReader::Records(const std::string& name, bool changes_
         !(cache_.store && entry.source->ReadsChanges())) {
       // ReadAll answers records already derived: the erased go, and what
       // the others derived from them is redacted.
-      std::vector<ErasedName> erased = TakeErased(*erasure_, *read.records);
+      std::vector<ErasedName> erased = TakeErased(*erasure_, name, *read.records);
       erased_[name] = erased.size();
+      for (const ErasedName& e : erased) erased_found_.push_back(e.person);
       RedactErased(*erasure_, erased, *read.records);
     }
     for (const std::string& w : entry.source->Warnings()) notes_.Warn(w);
@@ -83,8 +107,14 @@ Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::stri
     notes_.Warn("source " + name + ": " + cache.error().message + "; it is read in full");
     cache = SourceCache{};
   }
+  const bool erasing = erasure_ && !erasure_->Fingerprint().empty();
   std::vector<SourceRecord> cached;
   std::unordered_map<std::string, std::string> stamps;
+  // An erased person stays in the cache as a tombstone (their key and
+  // stamp, nothing else), so that a delta read does not read them again
+  // every run; once they are no longer erased, it is read again.
+  std::vector<std::string> unerased;
+  int64_t tombstones = 0;
   cached.reserve(cache->records.size());
   stamps.reserve(cache->records.size());
   for (const CachedRecord& c : cache->records) {
@@ -95,32 +125,54 @@ Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::stri
       notes_.Warn("source " + name + ": a cached record could not be decoded; it is read in full");
       cached.clear();
       stamps.clear();
+      unerased.clear();
+      tombstones = 0;
       cache->shape_matches = false;
       break;
+    }
+    if (IsTombstone(*r)) {
+      if (erasing && erasure_->Erased(name, *r)) {
+        stamps.emplace(c.key, c.stamp);
+        ++tombstones;
+      } else {
+        unerased.push_back(c.key);
+      }
+      continue;
     }
     stamps.emplace(c.key, c.stamp);
     cached.push_back(std::move(*r));
   }
   ROSTER_ASSIGN_OR_RETURN(SourceChanges changes, source.ReadChanges(stamps));
-  // The erased go as if their source had lost them: out of the cache, and
-  // their reports touched, so that what named them is derived again.
+  const bool replace = changes.full || !cache->shape_matches;
+  std::unordered_set<std::string> removed(changes.removed.begin(), changes.removed.end());
+  for (std::string& key : unerased) {
+    // Read again as new (it had no stamp); a key both removed and put stays.
+    if (removed.insert(key).second) changes.removed.push_back(std::move(key));
+  }
+  // The erased go from the records as if their source had lost them, their
+  // cached version is touched (what derives from them is derived again),
+  // and a tombstone takes their place in the cache.
   std::vector<ErasedName> erased;
+  std::unordered_set<std::string> erased_keys;
+  std::vector<CachedRecord> put;
   std::vector<SourceRecord> erased_fresh;
-  if (erasure_ && !erasure_->Fingerprint().empty()) {
-    std::unordered_set<std::string> removed(changes.removed.begin(), changes.removed.end());
+  if (erasing) {
     for (const SourceRecord& r : cached) {
-      if (!erasure_->Erased(r)) continue;
-      erased.push_back(NameOf(r));
-      if (removed.insert(r.key).second) changes.removed.push_back(r.key);
+      if (!erasure_->Erased(name, r)) continue;
+      erased.push_back(NameOf(name, r));
+      erased_keys.insert(r.key);
+      if (!removed.count(r.key)) put.push_back(Tombstone(r.key, stamps[r.key]));
     }
     std::erase_if(changes.changed, [&](StampedRecord& c) {
-      if (!erasure_->Erased(c.record)) return false;
-      erased.push_back(NameOf(c.record));
-      if (removed.insert(c.record.key).second) changes.removed.push_back(c.record.key);
+      if (!erasure_->Erased(name, c.record)) return false;
+      erased.push_back(NameOf(name, c.record));
+      erased_keys.insert(c.record.key);
+      put.push_back(Tombstone(c.record.key, c.stamp));
       erased_fresh.push_back(std::move(c.record));
       return true;
     });
-    erased_[name] = erased.size();
+    erased_[name] = static_cast<size_t>(tombstones) + erased.size();
+    for (const ErasedName& e : erased) erased_found_.push_back(e.person);
   }
 
   // Photos are capped as they are read; the other transforms run on every
@@ -130,26 +182,24 @@ Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::stri
   photos_only.photo_max_pixels = t.photo_max_pixels;
   CacheRead& how = cache_reads_[name];
   how = CacheRead{};
-  {
-    std::vector<SourceRecord> fresh;
-    fresh.reserve(changes.changed.size());
-    for (StampedRecord& c : changes.changed) fresh.push_back(std::move(c.record));
-    TransformRecords(photos_only, fresh, how.capped, name);
-    for (size_t i = 0; i < fresh.size(); ++i) changes.changed[i].record = std::move(fresh[i]);
+  std::vector<std::string> fresh_stamps;
+  std::vector<SourceRecord> fresh;
+  fresh.reserve(changes.changed.size());
+  fresh_stamps.reserve(changes.changed.size());
+  for (StampedRecord& c : changes.changed) {
+    fresh.push_back(std::move(c.record));
+    fresh_stamps.push_back(std::move(c.stamp));
   }
-  std::vector<CachedRecord> put;
-  put.reserve(changes.changed.size());
-  for (const StampedRecord& c : changes.changed) {
-    put.push_back(CachedRecord{c.record.key, c.stamp, EncodeRecord(c.record)});
-  }
-  const bool replace = changes.full || !cache->shape_matches;
+  changes.changed.clear();
+  TransformRecords(photos_only, fresh, how.capped, name);
   std::vector<SourceRecord> records;
   std::unordered_set<std::string> gone;
   std::vector<SourceRecord> before;  // the cached versions of what changed or went
   if (!replace) {
     gone.insert(changes.removed.begin(), changes.removed.end());
-    for (const StampedRecord& c : changes.changed) gone.insert(c.record.key);
-    records.reserve(cached.size() + changes.changed.size());
+    gone.insert(erased_keys.begin(), erased_keys.end());
+    for (const SourceRecord& r : fresh) gone.insert(r.key);
+    records.reserve(cached.size() + fresh.size());
     for (SourceRecord& r : cached) {
       (gone.count(r.key) ? before : records).push_back(std::move(r));
     }
@@ -157,10 +207,25 @@ Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::stri
   }
   cached.clear();
   const size_t first_fresh = records.size();
-  for (StampedRecord& c : changes.changed) records.push_back(std::move(c.record));
+  for (SourceRecord& r : fresh) records.push_back(std::move(r));
+  fresh.clear();
+  if (erasing) {
+    // What names the erased goes before anything derives from it, and from
+    // the cache too: a report's cached record keeps no trace of them.
+    for (size_t i : RedactErased(*erasure_, erased, records)) {
+      if (i >= first_fresh) continue;  // put below, as redacted
+      put.push_back(CachedRecord{records[i].key, stamps[records[i].key], EncodeRecord(records[i])});
+      gone.insert(records[i].key);
+    }
+  }
+  put.reserve(put.size() + records.size() - first_fresh);
+  for (size_t i = first_fresh; i < records.size(); ++i) {
+    put.push_back(
+        CachedRecord{records[i].key, fresh_stamps[i - first_fresh], EncodeRecord(records[i])});
+  }
   // A manager's name, say, comes from another record, cached or fresh.
   source.Derive(records);
-  if (erasure_) RedactErased(*erasure_, erased, records);
+  if (erasing) RedactErased(*erasure_, erased, records);
   for (SourceRecord& r : erased_fresh) before.push_back(std::move(r));
   if (!replace) {
     // What the changes touched, when the source can tell who derives from

@@ -89,6 +89,11 @@ class SourceReader {
   // attribute read) can go. A deferred read needed later reads again.
   void DropRecords();
 
+  // Every erased person the sources still hold, as this run found them:
+  // the register learns their identities, so that a changed address does
+  // not bring them back.
+  std::vector<ErasedPerson> TakeErasedPeople();
+
  private:
   // One source's records as a run read them.
   struct Read {
@@ -118,6 +123,7 @@ class SourceReader {
   // redacted where others name them. Null: nobody.
   const ErasureList* erasure_;
   std::map<std::string, size_t> erased_;  // source -> how many were left out
+  std::vector<ErasedPerson> erased_found_;
   // How each source read through the cache went, for its notice.
   struct CacheRead {
     bool used = false;

@@ -165,6 +165,16 @@ def test_bad_subjects_are_refused(s):
     code, out, err = run(s, "gdpr", "unerase", "--subject", "nobody@nowhere.test")
     check(code == 1 and ("not in the erasure register" in err or "nobody was erased" in err),
           f"unerase of someone never erased: {code} {err}")
+    # A mistyped address: said so, exit 1, nothing removed; listed all the same.
+    before = {u: s.radicale.cards(u, BOOK) for u in USERS}
+    code, out, err = run(s, "gdpr", "erase", "--subject", "no.such.person@nowhere.test")
+    check(code == 1 and "nobody with the address no.such.person@nowhere.test was found" in err,
+          f"erase of nobody: {code} {err}")
+    check({u: s.radicale.cards(u, BOOK) for u in USERS} == before, "a book changed")
+    out = ok(s, "unerase the mistyped address", "gdpr", "unerase", "--subject",
+             "no.such.person@nowhere.test")
+    out = ok(s, "sync after the unerase (the cache is read again in full)", "sync")
+    check(any("(in full)" in n for n in out["sources"]), f"{out['sources']}")
 
 
 def test_erase_removes_a_manager_everywhere_and_their_name_from_reports(s):
@@ -187,7 +197,7 @@ def test_erase_removes_a_manager_everywhere_and_their_name_from_reports(s):
     check(boss["mail"].lower() not in register.lower() and boss["entryUUID"] not in register,
           "the register holds hashes only")
     events = audit_events(s)
-    erase = [e for e in events if e["event"] == "gdpr-erase"]
+    erase = [e for e in events if e["event"] == "gdpr-erase"][-1:]
     check(len(erase) == 1 and erase[0]["data"]["subject"].startswith("p:"), f"{erase}")
     check(erase[0]["data"]["cached"] == 1, f"the cached entry went: {erase}")
     verify_audit(s, "after the erasure")
@@ -225,6 +235,19 @@ def test_a_missing_register_stops_a_sync(s):
     finally:
         os.replace(aside, register)
     ok(s, "sync with the register back", "sync")
+    # An older copy (a backup from before the last write) is refused too.
+    with open(register, "rb") as f:
+        older = f.read()
+    run(s, "gdpr", "erase", "--subject", "later.person@nowhere.test")
+    current = open(register, "rb").read()
+    with open(register, "wb") as f:
+        f.write(older)
+    code, out, err = run(s, "sync")
+    check(code == 2 and "is an older copy" in err, f"older register: {code} {err}")
+    with open(register, "wb") as f:
+        f.write(current)
+    ok(s, "unerase the later person", "gdpr", "unerase", "--subject", "later.person@nowhere.test")
+    ok(s, "sync with the newest register", "sync")
 
 
 def test_a_cut_audit_log_stops_erasure_and_export_changing_nothing(s):

@@ -299,7 +299,23 @@ class CardDavCollection : public Collection {
   Result<WriteResult> Update(const std::string& href, const std::string& if_match,
                              const ManagedTag& tag, const ItemBody& item) override;
   Status Delete(const std::string& href, const std::string& if_match) override;
+  bool created_by_roster() const override {
+    // "roster-" and 16 hex digits, the name Discover creates books at.
+    std::string path = path_;
+    while (!path.empty() && path.back() == '/') path.pop_back();
+    const std::string name = path.substr(path.rfind('/') + 1);
+    if (name.size() != 23 || name.compare(0, 7, "roster-") != 0) return false;
+    for (size_t i = 7; i < name.size(); ++i) {
+      const char c = name[i];
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+  }
   Status RemoveCollection() override {
+    if (!created_by_roster()) {
+      return MakeError(ErrorKind::kInvalidArgument,
+                       "the address book " + url_ + " was not created by roster; it is left");
+    }
     auto lease = pool_->Borrow();
     DavClient dav = lease.dav();
     ROSTER_ASSIGN_OR_RETURN(HttpResponse response, dav.Send("DELETE", url_, {}, ""));
