@@ -7,7 +7,9 @@ then, after this script changed one person's title with ldapmodify, runs
 again with the cache, once more with nothing changed, and, after a second
 change, once with cache = "none" (everything read again, as before).
 
-    python3 bench/directory_delta.py [--people 50000] [--users 100]
+    python3 bench/directory_delta.py [--people 50000] [--users 100] [--rounds 1]
+
+--rounds N times the one-change run N times, each after a change of its own.
 """
 import argparse
 import os
@@ -30,6 +32,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=50000)
     ap.add_argument("--users", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     if "ROSTER_DELTA_BENCH" not in os.environ:
         subprocess.run([os.path.join(ROOT, "scripts", "build")], check=True,
@@ -59,7 +62,7 @@ def run(args, work):
         cmd = ["/usr/bin/time", "-f", "whole process: wall %e s, max RSS %M KB", BIN,
                "--url", ldap.url, "--bind", ldap.bind_dn, "--password", ldap.password,
                "--base", manifest["people_dn"], "--users", str(args.users),
-               "--db", os.path.join(work, "state.db")]
+               "--db", os.path.join(work, "state.db"), "--rounds", str(args.rounds)]
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for line in p.stdout:
             print(line, end="", flush=True)

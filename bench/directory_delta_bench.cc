@@ -6,13 +6,14 @@
 //
 //   bench/directory_delta_bench --url ldap://127.0.0.1:PORT/ --bind DN --password PW
 //                               --base ou=People,dc=example,dc=org [--users 100]
-//                               [--db PATH]
+//                               [--db PATH] [--rounds N]
 //
 // It talks to its driver (bench/directory_delta.py) over stdin and stdout:
 // after each run it prints "ready N" and waits for a line, while the driver
 // changes the directory.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -44,6 +45,7 @@ int Main(int argc, char** argv) {
   LdapOptions o;
   o.name = "dir";
   int users = 100;
+  int rounds = 1;  // one-change runs, each after its own change
   std::string db = "/tmp/roster-delta-bench.db";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--url")) o.url = argv[i + 1];
@@ -52,6 +54,7 @@ int Main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--base")) o.base_dn = argv[i + 1];
     if (!std::strcmp(argv[i], "--users")) users = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--db")) db = argv[i + 1];
+    if (!std::strcmp(argv[i], "--rounds")) rounds = std::max(1, std::atoi(argv[i + 1]));
   }
   o.extra_attributes = {"employeeType", "c", "extensionAttribute1"};
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
@@ -114,10 +117,13 @@ int Main(int argc, char** argv) {
   };
 
   if (!run("initial sync (cache on):", true)) return 1;
-  wait(1);
-  if (!run("one person changed, cache on:", true)) return 1;
+  int step = 1;
+  for (int r = 0; r < rounds; ++r) {
+    wait(step++);
+    if (!run("one person changed, cache on:", true)) return 1;
+  }
   if (!run("nothing changed, cache on:", true)) return 1;
-  wait(2);
+  wait(step);
   if (!run("one person changed, cache = \"none\":", false)) return 1;
   std::printf("state file: %.0f MB\n", std::filesystem::file_size(db) / 1e6);
   std::printf("peak resident memory: %ld MB\n", PeakRssMb());

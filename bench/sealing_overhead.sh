@@ -29,12 +29,19 @@ if [ ! -x "$base/build/bench/planner_bench" ] || ! cmp -s <(sed -e 's|OpenSqlite
   ninja -C "$base/build" planner_bench >/dev/null
 fi
 scripts/build >/dev/null
+# The same allocator for both: today's build links jemalloc (docs/dependencies.md),
+# the baseline predates it and gets it preloaded, so the ratio is sealing alone.
+preload=$(ldd build/bench/planner_bench | awk '/libjemalloc/ {print $3}')
 out=$(mktemp -d)
 for r in $(seq 1 "$rounds"); do
   for which in unsealed sealed; do
     bin=build/bench/planner_bench
     [ "$which" = unsealed ] && bin=$base/build/bench/planner_bench
-    taskset -c 0 "$bin" --db "/tmp/roster-bench-$which.db" >"$out/$which.$r"
+    if [ "$which" = unsealed ] && [ -n "$preload" ]; then
+      LD_PRELOAD=$preload taskset -c 0 "$bin" --db "/tmp/roster-bench-$which.db" >"$out/$which.$r"
+    else
+      taskset -c 0 "$bin" --db "/tmp/roster-bench-$which.db" >"$out/$which.$r"
+    fi
     echo "round $r, $which:"
     sed 's/^/  /' "$out/$which.$r"
   done

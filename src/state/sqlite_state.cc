@@ -666,29 +666,48 @@ class SqliteStateStore final : public StateStore {
   }
 
   Result<SourceCache> LoadSourceCache(const std::string& source, const std::string& shape,
-                                      std::chrono::seconds max_age) override {
-    std::lock_guard lock(mu_);
+                                      std::chrono::seconds max_age,
+                                      const std::atomic<bool>* stop) override {
     SourceCache cache;
-    ROSTER_ASSIGN_OR_RETURN(std::optional<std::string> made_under, CacheShape(source));
-    if (made_under != shape) return cache;
-    cache.shape_matches = true;
-    const int64_t cutoff = CacheCutoff(max_age);
-    // The filter on read_at runs before the sealed value is read, so that
-    // expired entries cost no reading of their (overflow) pages.
-    Stmt fresh(db_, "SELECT key_ix, sealed FROM source_cache WHERE source = ? AND read_at >= ?");
-    Stmt expired(db_, "SELECT COUNT(*) FROM source_cache WHERE source = ? AND read_at < ?");
-    if (!fresh.ok() || !expired.ok()) return SqlError(db_, "preparing source cache query");
-    fresh.Bind(1, source).Bind(2, cutoff);
-    int rc;
-    while ((rc = fresh.Step()) == SQLITE_ROW) {
-      ROSTER_ASSIGN_OR_RETURN(CachedRecord record,
-                              OpenCached(source, fresh.IxText(0), fresh.BlobView(1)));
-      cache.records.push_back(std::move(record));
+    // The rows are copied under the lock and opened after it: a load on
+    // another thread (SourceReader's prefetch) does not hold up the run.
+    std::vector<std::pair<std::string, std::string>> rows;  // key_ix, sealed
+    {
+      std::lock_guard lock(mu_);
+      ROSTER_ASSIGN_OR_RETURN(std::optional<std::string> made_under, CacheShape(source));
+      if (made_under != shape) return cache;
+      cache.shape_matches = true;
+      const int64_t cutoff = CacheCutoff(max_age);
+      // The filter on read_at runs before the sealed value is read, so that
+      // expired entries cost no reading of their (overflow) pages.
+      Stmt fresh(db_, "SELECT key_ix, sealed FROM source_cache WHERE source = ? AND read_at >= ?");
+      Stmt expired(db_, "SELECT COUNT(*) FROM source_cache WHERE source = ? AND read_at < ?");
+      if (!fresh.ok() || !expired.ok()) return SqlError(db_, "preparing source cache query");
+      fresh.Bind(1, source).Bind(2, cutoff);
+      int rc;
+      while ((rc = fresh.Step()) == SQLITE_ROW) {
+        if (stop && stop->load(std::memory_order_relaxed)) {
+          return MakeError(ErrorKind::kAborted,
+                           "reading the cache of source " + source + " stopped");
+        }
+        rows.emplace_back(fresh.IxText(0), std::string(fresh.BlobView(1)));
+      }
+      if (rc != SQLITE_DONE) return SqlError(db_, "reading the cache of source " + source);
+      expired.Bind(1, source).Bind(2, cutoff);
+      if (expired.Step() != SQLITE_ROW) {
+        return SqlError(db_, "reading the cache of source " + source);
+      }
+      cache.expired = expired.Int(0);
     }
-    if (rc != SQLITE_DONE) return SqlError(db_, "reading the cache of source " + source);
-    expired.Bind(1, source).Bind(2, cutoff);
-    if (expired.Step() != SQLITE_ROW) return SqlError(db_, "reading the cache of source " + source);
-    cache.expired = expired.Int(0);
+    cache.records.reserve(rows.size());
+    for (auto& [key_ix, sealed] : rows) {
+      if (stop && stop->load(std::memory_order_relaxed)) {
+        return MakeError(ErrorKind::kAborted, "reading the cache of source " + source + " stopped");
+      }
+      ROSTER_ASSIGN_OR_RETURN(CachedRecord record, OpenCached(source, key_ix, sealed));
+      cache.records.push_back(std::move(record));
+      std::string().swap(sealed);
+    }
     // Stored in the order of the blind indexes, which tells nothing: sorted here.
     std::sort(cache.records.begin(), cache.records.end(),
               [](const CachedRecord& a, const CachedRecord& b) { return a.key < b.key; });

@@ -3,6 +3,7 @@
 // SQL statement of the project lives behind this interface.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -178,8 +179,10 @@ class StateStore {
   // changes nothing on disk (it works on a store opened for reading). An
   // entry that does not open (altered, or moved from another row) is
   // kInvalidData naming the table and the source, never skipped.
+  // `stop`, when given and set while it reads, ends it early with kAborted.
   virtual Result<SourceCache> LoadSourceCache(const std::string& source, const std::string& shape,
-                                              std::chrono::seconds max_age) = 0;
+                                              std::chrono::seconds max_age,
+                                              const std::atomic<bool>* stop = nullptr) = 0;
   // One run's reads, in one transaction: with `replace` the source's cache
   // becomes exactly `put`, under `shape`; otherwise `removed` keys go, and
   // `put` is added or replaces entries of the same key (a key both removed

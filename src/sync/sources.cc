@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <system_error>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -91,6 +92,31 @@ SourceReader::Read& SourceReader::Records(const std::string& name, bool changes_
   return read;
 }
 
+std::string SourceReader::ShapeOf(const SourceEntry& entry) const {
+  const TransformOptions& t = entry.transform;
+  return HashHex("roster-source-cache-1\n" + entry.source->CacheShape() + "\nphotos " +
+                 std::to_string(t.photo_max_bytes) + " " + std::to_string(t.photo_max_pixels));
+}
+
+SourceReader::LoadedCache SourceReader::LoadCache(const std::string& name, const std::string& shape,
+                                                  const std::atomic<bool>* stop) {
+  LoadedCache out;
+  out.cache = cache_.store->LoadSourceCache(name, shape, cache_.max_age, stop);
+  if (out.cache.ok()) {
+    out.decoded.reserve(out.cache->records.size());
+    for (const CachedRecord& c : out.cache->records) {
+      if (stop && stop->load(std::memory_order_relaxed)) {
+        out.cache =
+            MakeError(ErrorKind::kAborted, "reading the cache of source " + name + " stopped");
+        out.decoded.clear();
+        break;
+      }
+      out.decoded.push_back(DecodeRecord(c.record));
+    }
+  }
+  return out;
+}
+
 // The cache holds each record as its source mapped it, with its photo
 // already capped (so that a photo is scaled once per change, not once per
 // run): a shape made of the source's own and of the photo limits.
@@ -98,10 +124,16 @@ Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::stri
                                                                  SourceEntry& entry, Read& read) {
   Source& source = *entry.source;
   const TransformOptions& t = entry.transform;
-  const std::string shape =
-      HashHex("roster-source-cache-1\n" + source.CacheShape() + "\nphotos " +
-              std::to_string(t.photo_max_bytes) + " " + std::to_string(t.photo_max_pixels));
-  auto cache = cache_.store->LoadSourceCache(name, shape, cache_.max_age);
+  const std::string shape = ShapeOf(entry);
+  LoadedCache loaded;
+  bool prefetched = false;
+  if (auto pre = prefetch_.find(name); pre != prefetch_.end()) {
+    loaded = pre->second.get();
+    prefetch_.erase(pre);
+    prefetched = loaded.cache.ok() || loaded.cache.error().kind != ErrorKind::kAborted;
+  }
+  if (!prefetched) loaded = LoadCache(name, shape);
+  Result<SourceCache>& cache = loaded.cache;
   if (!cache.ok()) {
     // A cache that cannot be read costs a full read, never the run.
     notes_.Warn("source " + name + ": " + cache.error().message + "; it is read in full");
@@ -117,8 +149,9 @@ Result<std::vector<SourceRecord>> SourceReader::ReadThroughCache(const std::stri
   int64_t tombstones = 0;
   cached.reserve(cache->records.size());
   stamps.reserve(cache->records.size());
-  for (const CachedRecord& c : cache->records) {
-    std::optional<SourceRecord> r = DecodeRecord(c.record);
+  for (size_t i = 0; i < cache->records.size(); ++i) {
+    const CachedRecord& c = cache->records[i];
+    std::optional<SourceRecord>& r = loaded.decoded[i];
     if (!r || r->key != c.key) {
       // Sealed, so only roster wrote it: a record it cannot decode is
       // another version's or a bug; everything is read again, not guessed.
@@ -328,7 +361,18 @@ std::string SourceReader::RuleVersion(const RuleSpec& rule, const Target* target
       std::lock_guard lock(mu_);
       auto it = versions_.find(name);
       if (it == versions_.end()) {
-        auto v = sources_.at(name).source->Version();
+        SourceEntry& e = sources_.at(name);
+        if (cache_.store && e.source->ReadsChanges() && !prefetch_.count(name) &&
+            !read_.count(name) && !stop_prefetch_) {
+          try {
+            prefetch_[name] = std::async(std::launch::async, [this, name, shape = ShapeOf(e)] {
+              return LoadCache(name, shape, &stop_prefetch_);
+            });
+          } catch (const std::system_error&) {
+            prefetch_.erase(name);  // no thread to spare: loaded when read
+          }
+        }
+        auto v = e.source->Version();
         it = versions_.emplace(name, v.ok() ? *v : std::string()).first;
       }
       version = it->second;
@@ -404,17 +448,28 @@ Status SourceReader::ReadRule(const RuleSpec& rule, const Target* target, RuleSe
 
 void SourceReader::DropRecords() {
   std::map<std::string, Read> dropped;
+  // Caches loaded for a source that was not read after all (unchanged):
+  // waited for and freed on the helper thread. A deferred read loads again.
+  std::map<std::string, std::future<LoadedCache>> unused;
   {
     std::lock_guard lock(mu_);
     dropped.swap(read_);
+    unused.swap(prefetch_);
+    if (!unused.empty()) stop_prefetch_ = true;
   }
   // Tens of thousands of records (photos among them) take a third of a
   // second to free: a helper thread frees them while the collections run.
   if (freeing_.joinable()) freeing_.join();
-  freeing_ = std::thread([dropped = std::move(dropped)]() mutable { dropped.clear(); });
+  freeing_ = std::thread([dropped = std::move(dropped), unused = std::move(unused)]() mutable {
+    dropped.clear();
+    for (auto& [name, loading] : unused) loading.wait();
+    unused.clear();
+  });
 }
 
 SourceReader::~SourceReader() {
+  stop_prefetch_ = true;
+  prefetch_.clear();  // waits for a load still running
   if (freeing_.joinable()) freeing_.join();
 }
 

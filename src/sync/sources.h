@@ -3,7 +3,9 @@
 // cheap version per rule tells whether its people need reading at all.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -95,6 +97,17 @@ class SourceReader {
   std::vector<ErasedPerson> TakeErasedPeople();
 
  private:
+  // A source's cache as loaded and decoded: `decoded` holds one record per
+  // entry of `cache`, nullopt where it could not be decoded.
+  struct LoadedCache {
+    Result<SourceCache> cache{SourceCache{}};
+    std::vector<std::optional<SourceRecord>> decoded;
+  };
+  // With `stop`, ends early (the cache then reads as an error) once it is set.
+  LoadedCache LoadCache(const std::string& name, const std::string& shape,
+                        const std::atomic<bool>* stop = nullptr);
+  std::string ShapeOf(const SourceEntry& entry) const;
+
   // One source's records as a run read them.
   struct Read {
     Result<std::vector<SourceRecord>> records{std::vector<SourceRecord>{}};
@@ -137,6 +150,12 @@ class SourceReader {
   std::map<std::string, Read> read_;
   std::map<std::string, std::string> versions_;
   std::thread freeing_;  // of the records DropRecords let go
+  // A source that reads changes has its cache loaded and decoded on a
+  // thread of its own while its key listing (Version) runs: the listing
+  // waits on the server, the decoding on the other core. Last, so that it
+  // is waited for before anything it uses goes.
+  std::map<std::string, std::future<LoadedCache>> prefetch_;
+  std::atomic<bool> stop_prefetch_{false};  // set once no prefetch can be used
 };
 
 }  // namespace roster

@@ -88,6 +88,32 @@ TEST(LdapDn, NormalizesForComparison) {
   EXPECT_NE(NormalizeDn("cn=a\\,b,dc=x"), NormalizeDn("cn=a,cn=b,dc=x"));
   EXPECT_EQ(NormalizeDn("cn=a+uid=b,dc=x"), NormalizeDn("uid=b+cn=a,dc=x"));
   EXPECT_EQ(NormalizeDn("  not a dn  "), "not a dn");
+  // The shortcut for plain DNs answers what the parser does, for plain and
+  // not so plain ones alike.
+  for (const char* dn : {"uid=ann.lee,ou=People,dc=example,dc=org",
+                         "CN=Ann Lee,OU=People,DC=Example,DC=org",
+                         "cn=Ann Lee, ou=People",
+                         "cn=Ann  Lee,dc=x",
+                         "cn=a\\,b,dc=x",
+                         "cn=a+uid=b,dc=x",
+                         "cn=\"quoted\",dc=x",
+                         "cn=#04024869,dc=x",
+                         "cn= padded,dc=x",
+                         "cn=x,",
+                         ",cn=x",
+                         "cn=,dc=x",
+                         "=x,dc=y",
+                         "cn=a=b,dc=x",
+                         "2.5.4.3=Ann,dc=x",
+                         "cn=O'Brien (Sales),dc=x",
+                         "cn=a;dc=x",
+                         "cn=Ünïcode,dc=x",
+                         "uid=a_b-c@d.e,dc=x",
+                         "cn=x",
+                         "cn=x,,dc=y",
+                         ""}) {
+    EXPECT_EQ(NormalizeDn(dn), NormalizeDnByParser(dn)) << dn;
+  }
   EXPECT_EQ(FirstRdnValue("cn=Lee\\, Ann,ou=people,dc=example,dc=org"), "Lee, Ann");
   EXPECT_EQ(FirstRdnValue("uid=jdoe,dc=x"), "jdoe");
   EXPECT_EQ(FirstRdnValue("garbage"), "garbage");
