@@ -29,9 +29,9 @@ if [ ! -x "$base/build/bench/planner_bench" ] || ! cmp -s <(sed -e 's|OpenSqlite
   ninja -C "$base/build" planner_bench >/dev/null
 fi
 scripts/build >/dev/null
-# The same allocator for both: today's build links jemalloc (docs/dependencies.md),
+# The same allocator for both: today's build links tcmalloc (docs/dependencies.md),
 # the baseline predates it and gets it preloaded, so the ratio is sealing alone.
-preload=$(ldd build/bench/planner_bench | awk '/libjemalloc/ {print $3}')
+preload=$(ldd build/bench/planner_bench | awk '/libtcmalloc/ {print $3}')
 out=$(mktemp -d)
 for r in $(seq 1 "$rounds"); do
   for which in unsealed sealed; do

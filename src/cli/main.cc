@@ -1,4 +1,5 @@
-// roster's command line: plan (dry run), sync, status, doctor, keys, purge, audit.
+// roster's command line: plan (dry run), sync, status, doctor, keys, purge, audit;
+// gdpr and decommission are in gdpr.cc, what the commands share in common.h.
 //
 // Exit codes: 0 everything synced; 1 some item or collection failed; 2 bad
 // usage or configuration; 3 a deletion guard stopped a rule or collection.
@@ -26,6 +27,7 @@
 #include "app/state_open.h"
 #include "app/wiring.h"
 #include "audit/audit.h"
+#include "cli/common.h"
 #include "config/config.h"
 #include "core/hash.h"
 #include "core/personal.h"
@@ -42,41 +44,22 @@
 namespace roster {
 namespace {
 
-using nlohmann::json;
+using cli::Audit;
+using cli::CloseAudit;
+using cli::ConfigHash;
+using cli::Dump;
+using cli::Fail;
+using cli::HidePeople;
+using cli::json;
+using cli::LoadErasures;
+using cli::LockState;
+using cli::OpenAudit;
+using cli::RememberErasures;
+using cli::Safe;
+using cli::SafeList;
 
-// Everything printed that did not come from roster itself (server messages,
-// hrefs, names, etags) passes through here first: a server's control
-// characters or invalid UTF-8 must neither drive the terminal nor make the
-// JSON writer throw.
-//
-// Personal data marked in a message (core/personal.h) is shown by name, or,
-// once HidePeople has been called (a sync without --debug, whose output goes
-// to logs), by its pseudonym.
-PseudonymFn& Hider() {
-  static PseudonymFn hide;
-  return hide;
-}
-void HidePeople(const StateStore& store) {
-  Hider() = [&store](std::string_view ref) { return store.Pseudonym(ref); };
-}
-std::string Safe(const std::string& s) {
-  const PseudonymFn& hide = Hider();
-  return text::SafeForOutput(hide ? HidePersonal(s, hide) : ShowPersonal(s));
-}
 // A target user, as a collection's line names them.
 std::string User(const CollectionKey& key) { return Safe(Personal(key.user, key.user)); }
-
-json SafeList(const std::vector<std::string>& items) {
-  json out = json::array();
-  for (const std::string& item : items) out.push_back(Safe(item));
-  return out;
-}
-
-// A second line of defence: invalid UTF-8 that slipped past Safe is replaced,
-// never thrown about.
-std::string Dump(const json& value) {
-  return value.dump(2, ' ', false, json::error_handler_t::replace);
-}
 
 json CountsJson(const Counts& c) {
   return json{{"created", c.created},     {"updated", c.updated},     {"deleted", c.deleted},
@@ -259,24 +242,6 @@ int Status(const Config& config, bool as_json) {
   return 0;
 }
 
-// Two syncs of one configuration at once would race each other's writes;
-// the second one stops with a clear message instead. The lock goes with the
-// process, even when it is killed (the descriptor is left open on purpose).
-bool LockState(const std::string& state_path) {
-  std::string lock_path = state_path + ".lock";
-  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0) {
-    std::cerr << "roster: cannot create lock file " << lock_path << "\n";
-    return false;
-  }
-  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    std::cerr << "roster: another sync with state " << state_path << " is running (lock "
-              << lock_path << "); try again when it has finished\n";
-    return false;
-  }
-  return true;
-}
-
 int Doctor(const Config& config, bool as_json) {
   DoctorReport report = RunDoctor(config);
   auto level = [](Finding::Level l) {
@@ -382,65 +347,6 @@ void PrintKeyForEnv(const char* mode, const std::string& variable, const crypto:
     std::cout.write(text.view().data(), static_cast<std::streamsize>(text.size())) << "\n";
   }
   std::cout.flush();
-}
-
-int Fail(const Error& e) {
-  std::cerr << "roster: " << Safe(e.message) << "\n";
-  return 2;
-}
-
-// The audit log ([audit] path) of a configuration, opened with its key.
-// Nothing roster changes goes unrecorded: a log that cannot be opened
-// stops the command before it changes anything.
-struct Audit {
-  std::unique_ptr<crypto::Key> key;
-  std::unique_ptr<audit::Log> log;
-  std::mutex mu;  // collections finish on several threads
-
-  roster::Status Append(const std::string& event, const audit::Details& details = {}) {
-    std::lock_guard lock(mu);
-    return log->Append(event, details);
-  }
-};
-
-Result<std::unique_ptr<Audit>> OpenAudit(const Config& config, crypto::Key key) {
-  auto a = std::make_unique<Audit>();
-  a->key = std::make_unique<crypto::Key>(std::move(key));
-  ROSTER_ASSIGN_OR_RETURN(a->log, audit::Log::Open(config.audit_path, *a->key));
-  return a;
-}
-
-Result<std::unique_ptr<Audit>> OpenAudit(const Config& config) {
-  ROSTER_ASSIGN_OR_RETURN(crypto::Key key,
-                          crypto::LoadStateKey(config.state_key_file, config.state_key_env));
-  return OpenAudit(config, std::move(key));
-}
-
-// The configuration file's hash, so that the log shows when it changed.
-std::string ConfigHash(const Config& config) {
-  std::ifstream in(config.path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return HashHex(text.str(), 32);
-}
-
-// A command's last entries: a signed checkpoint, entries past the retention
-// pruned, and the head to syslog (journald), where it outlives the machine's
-// files if the journal is forwarded.
-roster::Status CloseAudit(Audit& a, const Config& config, StateStore* store = nullptr) {
-  ROSTER_RETURN_IF_ERROR(a.log->Checkpoint());
-  // The head in the state too, which `audit verify` checks the log against:
-  // a log cut back to an earlier checkpoint no longer holds it.
-  if (store) {
-    ROSTER_RETURN_IF_ERROR(store->SaveSetting(
-        "audit_head", std::to_string(a.log->head_seq()) + " " + a.log->head_hash()));
-  }
-  auto pruned = audit::Prune(a.log, *a.key, std::chrono::hours(24) * config.audit_retention_days);
-  if (!pruned.ok()) return pruned.take_error();
-  openlog("roster", LOG_PID, LOG_USER);
-  syslog(LOG_INFO, "%s", audit::HeadLine(*a.log).c_str());
-  closelog();
-  return {};
 }
 
 // The state opened with `key` (which may be rotating), or null when there is
@@ -708,560 +614,6 @@ int AuditPublicKeyCommand(const Config& config, bool as_json) {
   return 0;
 }
 
-// --- GDPR: the erasure register, export, erasure, decommissioning ------------
-
-// What the state remembers of the register roster last wrote or read:
-// "<generation> <entries>", so that a register lost or swapped for an older
-// copy is noticed instead of quietly letting erased people back.
-std::string DescribeErasures(const gdpr::ErasureRegister& reg) {
-  return std::to_string(reg.generation()) + " " + std::to_string(reg.size());
-}
-
-// The register, checked against what the state remembers of it. With
-// `older_ok` (gdpr erase: adding people is how an older copy is repaired)
-// an older generation is let through.
-Result<gdpr::ErasureRegister> LoadErasures(const Config& config, const crypto::Key& key,
-                                           StateStore& store, bool older_ok = false) {
-  ROSTER_ASSIGN_OR_RETURN(gdpr::ErasureRegister reg,
-                          gdpr::ErasureRegister::Load(config.erasure_register, key));
-  ROSTER_ASSIGN_OR_RETURN(std::string expected, store.LoadSetting("erasure_register"));
-  int64_t generation = 0, entries = 0;
-  if (expected.empty() ||
-      std::sscanf(expected.c_str(), "%" SCNd64 " %" SCNd64, &generation, &entries) != 2) {
-    return reg;
-  }
-  if (!reg.exists() && entries > 0) {
-    return MakeError(ErrorKind::kInvalidData,
-                     "erasure register " + config.erasure_register +
-                         " is missing, but this state says people were erased; without it they "
-                         "would come back. Restore it from the backup kept with the "
-                         "configuration and the key ([gdpr] register)");
-  }
-  if (reg.exists() && reg.generation() < generation && !older_ok) {
-    return MakeError(ErrorKind::kInvalidData,
-                     "erasure register " + config.erasure_register + " is an older copy (write " +
-                         std::to_string(reg.generation()) + ", this state last saw write " +
-                         std::to_string(generation) +
-                         "): people erased since would come back. Restore the newest copy, or "
-                         "erase them again with `roster gdpr erase` (the audit log's gdpr-erase "
-                         "entries say when)");
-  }
-  return reg;
-}
-
-roster::Status RememberErasures(StateStore& store, const gdpr::ErasureRegister& reg) {
-  if (!reg.exists()) return {};
-  ROSTER_ASSIGN_OR_RETURN(std::string stored, store.LoadSetting("erasure_register"));
-  const std::string now = DescribeErasures(reg);
-  if (stored == now) return {};
-  return store.SaveSetting("erasure_register", now);
-}
-
-// A cached record's addresses, normalised.
-std::vector<std::string> AddressesOf(const SourceRecord& r) {
-  std::vector<std::string> out;
-  for (const TypedValue& e : r.contact.emails) {
-    std::string a = gdpr::NormalizeAddress(e.value);
-    if (!a.empty()) out.push_back(std::move(a));
-  }
-  return out;
-}
-
-bool About(const SourceRecord& r, const std::string& subject) {
-  for (const std::string& a : AddressesOf(r)) {
-    if (a == subject) return true;
-  }
-  return false;
-}
-
-// The cached records about `subject`, with the source each came from.
-struct CachedPerson {
-  std::string source;
-  SourceRecord record;
-  int64_t read_at = 0;
-};
-
-Result<std::vector<CachedPerson>> FindCached(const Config& config, StateStore& store,
-                                             const std::string& subject) {
-  ROSTER_ASSIGN_OR_RETURN(std::vector<CachedEntry> all,
-                          store.LoadAllCached(std::chrono::hours(24) * config.retention_days));
-  std::vector<CachedPerson> out;
-  for (CachedEntry& e : all) {
-    std::optional<SourceRecord> r = DecodeRecord(e.record.record);
-    if (!r) {
-      return MakeError(ErrorKind::kInvalidData,
-                       "a cached record of source " + e.source + " could not be decoded");
-    }
-    if (About(*r, subject)) out.push_back(CachedPerson{e.source, std::move(*r), e.read_at});
-  }
-  return out;
-}
-
-// `gdpr erase`, before its sync: the erasure recorded, the person into the
-// register (with every key, directory name and display name the cache
-// knows for them), and out of the cache. Answers how many cached entries
-// were about them.
-Result<int64_t> EraseSubject(const Config& config, const std::string& address, StateStore& store,
-                             gdpr::ErasureRegister& reg, Audit& audit) {
-  const std::string subject = gdpr::NormalizeAddress(address);
-  ROSTER_ASSIGN_OR_RETURN(std::vector<CachedPerson> cached, FindCached(config, store, subject));
-  std::vector<std::string> ids;
-  std::map<std::string, std::vector<std::string>> by_source;
-  for (const CachedPerson& p : cached) {
-    for (std::string& id : ErasureIds(p.source, p.record)) ids.push_back(std::move(id));
-    by_source[p.source].push_back(p.record.key);
-  }
-  const bool again = reg.Contains(subject);
-  // Recorded first: an erasure is never done without its entry.
-  ROSTER_RETURN_IF_ERROR(
-      audit.Append("gdpr-erase", {{"subject", store.Pseudonym(subject)},
-                                  {"again", int64_t{again ? 1 : 0}},
-                                  {"cached", static_cast<int64_t>(cached.size())}}));
-  reg.Add(subject, ids, std::chrono::system_clock::now());
-  ROSTER_RETURN_IF_ERROR(reg.Save());
-  ROSTER_RETURN_IF_ERROR(RememberErasures(store, reg));
-  for (const auto& [source, keys] : by_source) {
-    auto forgotten = store.ForgetCached(source, keys);
-    if (!forgotten.ok()) return forgotten.take_error();
-  }
-  return static_cast<int64_t>(cached.size());
-}
-
-int GdprUnerase(const Config& config, const std::string& address, bool as_json) {
-  if (!gdpr::IsAddress(address)) {
-    std::cerr << "roster: --subject must be the person's e-mail address, not \"" << Safe(address)
-              << "\"\n";
-    return 2;
-  }
-  if (!LockState(config.state_path)) return 2;
-  std::vector<std::string> notes;
-  auto store = OpenState(config, StateUse::kSync, &notes);
-  for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
-  if (!store.ok()) return Fail(store.error());
-  auto key = StateKey(config, StateUse::kSync, nullptr);
-  if (!key.ok()) return Fail(key.error());
-  auto audit = OpenAudit(config, *key);
-  if (!audit.ok()) {
-    std::cerr << "roster: " << Safe(audit.error().message) << "; nothing was changed\n";
-    return 2;
-  }
-  auto reg = LoadErasures(config, *key, **store);
-  if (!reg.ok()) return Fail(reg.error());
-  const std::string subject = gdpr::NormalizeAddress(address);
-  if (!reg->exists()) {
-    std::cerr << "roster: nobody was erased: there is no erasure register "
-              << Safe(config.erasure_register) << "\n";
-    return 1;
-  }
-  if (!reg->Remove(subject)) {
-    std::cerr << "roster: " << Safe(address) << " is not in the erasure register "
-              << Safe(config.erasure_register) << "; nothing was changed\n";
-    return 1;
-  }
-  roster::Status st = (*audit)->Append("gdpr-unerase", {{"subject", (*store)->Pseudonym(subject)}});
-  if (st.ok()) st = reg->Save();
-  if (st.ok()) st = RememberErasures(**store, *reg);
-  if (!st.ok()) return Fail(st.error());
-  // The cache was scrubbed of them (their reports' records too): the next
-  // sync reads the sources in full, so that what named them comes back.
-  auto purged = (*store)->PurgeCache();
-  if (!purged.ok()) return Fail(purged.error());
-  st = CloseAudit(**audit, config, store->get());
-  if (!st.ok()) {
-    std::cerr << "roster: the person was unerased, but the audit log could not be closed: "
-              << Safe(st.error().message) << "\n";
-    return 1;
-  }
-  if (as_json) {
-    std::cout << Dump(json{{"mode", "gdpr unerase"},
-                           {"subject", Safe(address)},
-                           {"register", Safe(config.erasure_register)},
-                           {"exit_code", 0}})
-              << "\n";
-  } else {
-    std::cout << Safe(address) << " is no longer in the erasure register; the next sync reads "
-              << "the sources in full and brings them back where the rules select them.\n";
-  }
-  return 0;
-}
-
-json ContactJson(const Contact& c) {
-  json out = json::object();
-  auto put = [&](const char* name, const std::string& v) {
-    if (!v.empty()) out[name] = Safe(v);
-  };
-  put("formatted_name", c.formatted_name);
-  put("family_name", c.family_name);
-  put("given_name", c.given_name);
-  put("additional_names", c.additional_names);
-  put("honorific_prefix", c.honorific_prefix);
-  put("honorific_suffix", c.honorific_suffix);
-  put("nickname", c.nickname);
-  put("organization", c.organization);
-  put("department", c.department);
-  put("title", c.title);
-  put("role", c.role);
-  put("manager", c.manager);
-  auto typed = [&](const char* name, const std::vector<TypedValue>& values) {
-    if (values.empty()) return;
-    json list = json::array();
-    for (const TypedValue& v : values)
-      list.push_back({{"value", Safe(v.value)}, {"types", SafeList(v.types)}});
-    out[name] = std::move(list);
-  };
-  typed("emails", c.emails);
-  typed("phones", c.phones);
-  typed("urls", c.urls);
-  if (!c.addresses.empty()) {
-    json list = json::array();
-    for (const PostalAddress& a : c.addresses) {
-      list.push_back({{"types", SafeList(a.types)},
-                      {"po_box", Safe(a.po_box)},
-                      {"extended", Safe(a.extended)},
-                      {"street", Safe(a.street)},
-                      {"locality", Safe(a.locality)},
-                      {"region", Safe(a.region)},
-                      {"postal_code", Safe(a.postal_code)},
-                      {"country", Safe(a.country)}});
-    }
-    out["addresses"] = std::move(list);
-  }
-  put("note", c.note);
-  put("birthday", c.birthday);
-  if (!c.categories.empty()) out["categories"] = SafeList(c.categories);
-  if (c.photo) {
-    out["photo"] = {{"media_type", Safe(c.photo->media_type)},
-                    {"bytes", static_cast<int64_t>(c.photo->data.size())}};
-  }
-  return out;
-}
-
-// The audit log's entries about `pseudonyms`: any detail equal to one.
-Result<json> AuditAbout(const Config& config, const std::set<std::string>& pseudonyms) {
-  json out = json::array();
-  std::ifstream in(config.audit_path, std::ios::binary);
-  if (!in) return out;  // no log yet
-  std::string line;
-  while (std::getline(in, line)) {
-    json v = json::parse(line, nullptr, false);
-    if (!v.is_object() || !v.contains("data") || !v["data"].is_object()) continue;
-    bool about = false;
-    for (const auto& [name, value] : v["data"].items()) {
-      if (value.is_string() && pseudonyms.count(value.get<std::string>())) about = true;
-    }
-    if (!about) continue;
-    out.push_back({{"seq", v.value("seq", json())},
-                   {"time", v.value("time", json())},
-                   {"event", v.value("event", json())},
-                   {"data", v["data"]}});
-  }
-  return out;
-}
-
-int GdprExport(const Config& config, const std::string& address, const std::string& vcard_path,
-               bool as_json) {
-  (void)as_json;  // the export is JSON either way: it is meant to be handed over
-  if (!gdpr::IsAddress(address)) {
-    std::cerr << "roster: --subject must be the person's e-mail address, not \"" << Safe(address)
-              << "\"\n";
-    return 2;
-  }
-  const std::string subject = gdpr::NormalizeAddress(address);
-  if (!LockState(config.state_path)) return 2;
-  auto engine_config = BuildEngineConfig(config);
-  if (!engine_config.ok()) return Fail(engine_config.error());
-  std::vector<std::string> notes;
-  auto store = OpenState(config, StateUse::kSync, &notes);
-  for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
-  if (!store.ok()) return Fail(store.error());
-  auto key = StateKey(config, StateUse::kSync, nullptr);
-  if (!key.ok()) return Fail(key.error());
-  auto audit = OpenAudit(config, *key);
-  if (!audit.ok()) {
-    std::cerr << "roster: " << Safe(audit.error().message) << "; nothing was exported\n";
-    return 2;
-  }
-  auto reg = LoadErasures(config, *key, **store);
-  if (!reg.ok()) return Fail(reg.error());
-  auto cached = FindCached(config, **store, subject);
-  if (!cached.ok()) return Fail(cached.error());
-
-  json cached_json = json::object(), cached_from = json::array();
-  for (const CachedPerson& p : *cached) {
-    json fields = ContactJson(p.record.contact);
-    for (auto& [name, value] : fields.items()) {
-      if (!cached_json.contains(name)) cached_json[name] = value;
-    }
-    json attributes = json::object();
-    for (const auto& [name, values] : p.record.attributes)
-      attributes[Safe(name)] = SafeList(values);
-    cached_from.push_back({{"source", Safe(p.source)},
-                           {"key", Safe(p.record.key)},
-                           {"read_at", p.read_at},
-                           {"fields", std::move(fields)},
-                           {"attributes", std::move(attributes)}});
-  }
-
-  // The copies, read back from every target: none is guessed from the state.
-  std::vector<std::string> place_notes;
-  auto places = FindPlaces(*engine_config, store->get(), place_notes);
-  if (!places.ok()) return Fail(places.error());
-  json copies = json::array(), unreadable = json::array();
-  std::optional<Contact> copy_body;
-  std::set<std::string> pseudonyms = {(*store)->Pseudonym(subject)};
-  for (const Place& place : *places) {
-    PlaceContents contents = ReadPlace(*engine_config, place);
-    if (!contents.error.empty()) {
-      unreadable.push_back({{"rule", Safe(place.rule)},
-                            {"target", Safe(place.target)},
-                            {"user", Safe(place.user)},
-                            {"error", Safe(contents.error)}});
-      continue;
-    }
-    if (gdpr::NormalizeAddress(place.user) == subject) {
-      pseudonyms.insert((*store)->Pseudonym(place.user));
-    }
-    for (const FoundItem& item : contents.managed) {
-      std::vector<std::string> keys = KindOf(item.body).MatchKeys(item.body);
-      if (std::find(keys.begin(), keys.end(), subject) == keys.end()) continue;
-      copies.push_back({{"rule", Safe(place.rule)},
-                        {"target", Safe(place.target)},
-                        {"user", Safe(place.user)},
-                        {"collection", Safe(contents.collection)},
-                        {"href", Safe(item.href)}});
-      if (!copy_body) copy_body = std::get<Contact>(item.body);
-    }
-  }
-  auto entries = AuditAbout(config, pseudonyms);
-  if (!entries.ok()) return Fail(entries.error());
-  if (!vcard_path.empty()) {
-    std::optional<Contact> person =
-        !cached->empty() ? std::optional<Contact>(cached->front().record.contact) : copy_body;
-    if (!person) {
-      std::cerr << "roster: roster holds nothing about " << Safe(address)
-                << " to write as a vCard; " << Safe(vcard_path) << " was not written\n";
-    } else {
-      const std::string card = WriteVCard(*person, VCardVersion::k40, "");
-      int fd =
-          open(vcard_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-      bool written = fd >= 0 && fchmod(fd, 0600) == 0;  // an existing file keeps its mode
-      for (size_t done = 0; written && done < card.size();) {
-        ssize_t n = write(fd, card.data() + done, card.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        written = n > 0;
-        if (written) done += static_cast<size_t>(n);
-      }
-      const int saved = errno;
-      if (fd >= 0 && close(fd) != 0) written = false;
-      if (!written) {
-        std::cerr << "roster: cannot write " << Safe(vcard_path) << ": " << std::strerror(saved)
-                  << "\n";
-        return 2;
-      }
-    }
-  }
-  roster::Status st =
-      (*audit)->Append("gdpr-export", {{"subject", (*store)->Pseudonym(subject)},
-                                       {"cached", static_cast<int64_t>(cached->size())},
-                                       {"copies", static_cast<int64_t>(copies.size())}});
-  if (st.ok()) st = CloseAudit(**audit, config, store->get());
-  json out{{"subject", Safe(address)},         {"erased", reg->Contains(subject)},
-           {"cached", std::move(cached_json)}, {"cached_from", std::move(cached_from)},
-           {"copies", std::move(copies)},      {"audit", std::move(*entries)}};
-  if (!unreadable.empty()) out["unreadable"] = std::move(unreadable);
-  if (!place_notes.empty()) out["warnings"] = SafeList(place_notes);
-  out["exit_code"] = out.contains("unreadable") || !st.ok() ? 1 : 0;
-  std::cout << Dump(out) << "\n";
-  if (!st.ok()) {
-    std::cerr << "roster: the export was not recorded in the audit log: "
-              << Safe(st.error().message) << "\n";
-    return 1;
-  }
-  if (cached->empty() && out["copies"].empty() && out["audit"].empty()) {
-    std::cerr << "roster: roster holds nothing about " << Safe(address)
-              << ": nothing cached, no copy in any address book, no audit entry\n";
-  }
-  if (out.contains("unreadable")) {
-    std::cerr << "roster: some address books could not be read (\"unreadable\"): the copies "
-                 "listed may be incomplete\n";
-    return 1;
-  }
-  return 0;
-}
-
-// Removes the state file and what SQLite keeps beside it, after wiping what
-// it held (purge --all rebuilds the file, so no page of it lingers).
-roster::Status WipeState(const Config& config) {
-  {
-    std::vector<std::string> notes;
-    ROSTER_ASSIGN_OR_RETURN(auto store, OpenState(config, StateUse::kSync, &notes));
-    ROSTER_RETURN_IF_ERROR(store->PurgeAll());
-  }
-  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
-    const std::string path = config.state_path + suffix;
-    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return MakeError(ErrorKind::kInvalidArgument,
-                       "cannot remove " + path + ": " + std::strerror(errno));
-    }
-  }
-  return {};
-}
-
-int Decommission(const Config& config, bool dry_run, bool as_json) {
-  if (!LockState(config.state_path)) return 2;
-  auto engine_config = BuildEngineConfig(config);
-  if (!engine_config.ok()) return Fail(engine_config.error());
-  auto kind = InspectStateFile(config.state_path);
-  if (!kind.ok()) return Fail(kind.error());
-  std::unique_ptr<StateStore> store;
-  if (*kind != StateFileKind::kMissing) {
-    std::vector<std::string> notes;
-    auto opened = OpenState(config, dry_run ? StateUse::kReading : StateUse::kSync, &notes);
-    for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
-    if (!opened.ok()) return Fail(opened.error());
-    store = std::move(opened).value();
-  }
-  std::unique_ptr<Audit> audit;
-  if (!dry_run) {
-    auto a = OpenAudit(config);
-    if (!a.ok()) {
-      std::cerr << "roster: " << Safe(a.error().message) << "; nothing was removed\n";
-      return 2;
-    }
-    audit = std::move(a).value();
-    roster::Status st = audit->Append("decommission-start", {{"config", ConfigHash(config)}});
-    if (!st.ok()) return Fail(st.error());
-  }
-  std::vector<std::string> warnings;
-  auto places = FindPlaces(*engine_config, store.get(), warnings);
-  if (!places.ok()) return Fail(places.error());
-  json items = json::array(), collections = json::array(), errors = json::array();
-  int64_t removed_items = 0, removed_collections = 0;
-  for (const Place& place : *places) {
-    std::unique_ptr<Collection> collection;
-    PlaceContents contents = ReadPlace(*engine_config, place, &collection);
-    auto where = [&](json j) {
-      j["rule"] = Safe(place.rule);
-      j["target"] = Safe(place.target);
-      j["user"] = Safe(place.user);
-      return j;
-    };
-    if (!contents.error.empty()) {
-      errors.push_back(where({{"error", Safe(contents.error)}}));
-      continue;
-    }
-    if (!contents.found) continue;
-    bool all_gone = true;
-    int64_t deleted_here = 0;
-    for (const FoundItem& item : contents.managed) {
-      json j = where({{"href", Safe(item.href)}, {"key", Safe(item.tag.key)}});
-      if (!dry_run) {
-        roster::Status st = collection->Delete(item.href, item.etag);
-        if (!st.ok()) {
-          all_gone = false;
-          errors.push_back(where({{"href", Safe(item.href)}, {"error", Safe(st.error().message)}}));
-          continue;
-        }
-        ++removed_items;
-        ++deleted_here;
-      }
-      items.push_back(std::move(j));
-    }
-    if (audit && deleted_here > 0) {
-      roster::Status st =
-          audit->Append("decommission", {{"rule", place.rule},
-                                         {"target", place.target},
-                                         {"user", crypto::Pseudonym(*audit->key, place.user)},
-                                         {"deleted", deleted_here}});
-      if (!st.ok()) errors.push_back(where({{"error", Safe(st.error().message)}}));
-    }
-    if (contents.owned && contents.others == 0 && all_gone) {
-      if (!dry_run) {
-        // Listed again just before: a card a user added meanwhile keeps the book.
-        auto again = collection->List("");
-        if (!again.ok() || !again->changed.empty()) {
-          warnings.push_back("the address book " + contents.collection + " of " + place.user +
-                             (again.ok() ? " is no longer empty; it is left in place"
-                                         : " could not be listed again: " + again.error().message +
-                                               "; it is left in place"));
-          continue;
-        }
-        roster::Status st = collection->RemoveCollection();
-        if (!st.ok()) {
-          errors.push_back(where(
-              {{"collection", Safe(contents.collection)}, {"error", Safe(st.error().message)}}));
-          continue;
-        }
-        ++removed_collections;
-      }
-      collections.push_back(where({{"collection", Safe(contents.collection)}}));
-    } else if (!contents.owned && !contents.managed.empty()) {
-      warnings.push_back("the address book " + contents.collection + " of " + place.user +
-                         " was not created by roster (or is the user's own); it is emptied of "
-                         "roster's items and left in place");
-    } else if (contents.owned && contents.others > 0) {
-      warnings.push_back("the address book " + contents.collection + " of " + place.user +
-                         " holds " + std::to_string(contents.others) +
-                         " items roster did not write; it is left in place");
-    }
-  }
-  const bool complete = errors.empty();
-  // No state left behind: wiped now, or there was none (a lost state).
-  bool wiped = !dry_run && complete && *kind == StateFileKind::kMissing;
-  if (!dry_run && complete && *kind != StateFileKind::kMissing) {
-    store.reset();
-    roster::Status st = WipeState(config);
-    if (!st.ok()) {
-      errors.push_back({{"error", Safe(st.error().message)}});
-    } else {
-      wiped = true;
-    }
-  }
-  if (audit) {
-    roster::Status st =
-        audit->Append("decommission-end", {{"items", removed_items},
-                                           {"collections", removed_collections},
-                                           {"state_wiped", int64_t{wiped ? 1 : 0}},
-                                           {"errors", static_cast<int64_t>(errors.size())}});
-    if (st.ok()) st = CloseAudit(*audit, config);
-    if (!st.ok()) errors.push_back({{"error", Safe(st.error().message)}});
-  }
-  const int code = errors.empty() ? 0 : 1;
-  if (as_json) {
-    std::cout << Dump(json{{"mode", dry_run ? "decommission --dry-run" : "decommission"},
-                           {"items", std::move(items)},
-                           {"collections", std::move(collections)},
-                           {"errors", std::move(errors)},
-                           {"warnings", SafeList(warnings)},
-                           {"state_wiped", wiped},
-                           {"exit_code", code}})
-              << "\n";
-    return code;
-  }
-  std::cout << (dry_run ? "Decommission (dry run: nothing was removed)\n" : "Decommission\n");
-  for (const json& i : items) {
-    std::cout << "  " << (dry_run ? "would delete " : "deleted ") << i["href"].get<std::string>()
-              << " (" << i["rule"].get<std::string>() << " -> " << i["target"].get<std::string>()
-              << "/" << i["user"].get<std::string>() << ")\n";
-  }
-  for (const json& c : collections) {
-    std::cout << "  " << (dry_run ? "would remove address book " : "removed address book ")
-              << c["collection"].get<std::string>() << "\n";
-  }
-  for (const std::string& w : warnings) std::cout << "  warning: " << Safe(w) << "\n";
-  for (const json& e : errors) std::cout << "  error: " << e["error"].get<std::string>() << "\n";
-  std::cout << "Total: " << items.size() << " items, " << collections.size() << " address books"
-            << (dry_run ? " to remove" : " removed");
-  if (!dry_run) {
-    std::cout << (!wiped                             ? "; the state was kept"
-                  : *kind == StateFileKind::kMissing ? "; there was no state to wipe"
-                                                     : "; the state and its cache were wiped");
-  }
-  std::cout << ". The audit log, the erasure register and the key file stay: delete the key "
-               "file last to make any leftover copy of the state unreadable.\n";
-  return code;
-}
-
 // What `sync`, `plan` and `gdpr erase` ask for.
 struct SyncRequest {
   bool plan = false, force = false, debug = false, verbose = false, as_json = false;
@@ -1329,7 +681,7 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
     }
     audit = std::move(opened).value();
     if (erasing) {
-      auto erased = EraseSubject(config, request.erase_subject, **store, *erasures, *audit);
+      auto erased = cli::EraseSubject(config, request.erase_subject, **store, *erasures, *audit);
       if (erased.ok()) erased_cached = *erased;
       if (!erased.ok()) {
         std::cerr << "roster: " << Safe(erased.error().message) << "\n";
@@ -1582,9 +934,9 @@ int Main(int argc, char** argv) {
   if (audit_verify_cmd->parsed()) return AuditVerify(*config, public_key, expected_head, as_json);
   if (audit_key_cmd->parsed()) return AuditPublicKeyCommand(*config, as_json);
 
-  if (gdpr_export_cmd->parsed()) return GdprExport(*config, subject, vcard_path, as_json);
-  if (gdpr_unerase_cmd->parsed()) return GdprUnerase(*config, subject, as_json);
-  if (decommission_cmd->parsed()) return Decommission(*config, dry_run, as_json);
+  if (gdpr_export_cmd->parsed()) return cli::GdprExport(*config, subject, vcard_path, as_json);
+  if (gdpr_unerase_cmd->parsed()) return cli::GdprUnerase(*config, subject, as_json);
+  if (decommission_cmd->parsed()) return cli::Decommission(*config, dry_run, as_json);
 
   SyncRequest request;
   request.plan = plan_cmd->parsed();
