@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "app/engine.h"
+#include "app/test_support.h"
 #include "connectors/memory/memory.h"
 #include "core/record_codec.h"
 
@@ -178,27 +179,6 @@ class EngineCacheTest : public ::testing::Test {
   bool tells_dependents_ = true;
   std::string filter_;
   const ErasureList* erasure_ = nullptr;
-};
-
-// Erased by address or by key.
-class FakeErasures final : public ErasureList {
- public:
-  std::set<std::string> addresses, keys;
-  bool Erased(std::string_view, const SourceRecord& r) const override {
-    if (keys.count(r.key)) return true;
-    for (const TypedValue& e : r.contact.emails) {
-      if (addresses.count(e.value)) return true;
-    }
-    return false;
-  }
-  bool ErasedReference(std::string_view) const override { return false; }
-  bool ErasedName(std::string_view) const override { return false; }
-  std::string Fingerprint() const override {
-    std::string f;
-    for (const std::string& a : addresses) f += a + ";";
-    for (const std::string& k : keys) f += k + ";";
-    return f;
-  }
 };
 
 TEST_F(EngineCacheTest, OneChangeIsReadAloneAndCostsOneWritePerBook) {

@@ -124,25 +124,6 @@ TEST_F(EngineTest, FirstSyncCreatesEverythingAndSecondWritesAndReadsNothing) {
   for (const auto& u : users_) EXPECT_EQ(server_->SyncToken(u), tokens[u]);
 }
 
-// Erased by e-mail address.
-class FakeErasures final : public ErasureList {
- public:
-  std::set<std::string> addresses;
-  bool Erased(std::string_view, const SourceRecord& r) const override {
-    for (const TypedValue& e : r.contact.emails) {
-      if (addresses.count(e.value)) return true;
-    }
-    return false;
-  }
-  bool ErasedReference(std::string_view) const override { return false; }
-  bool ErasedName(std::string_view) const override { return false; }
-  std::string Fingerprint() const override {
-    std::string f;
-    for (const std::string& a : addresses) f += a + ";";
-    return f;
-  }
-};
-
 TEST_F(EngineTest, AnErasedPersonLeavesEveryBookAndTheirNameLeavesTheirReports) {
   version_ = "v1";  // an unchanged source: only the erasure makes the run read it
   people_[1].contact.manager = people_[0].contact.DisplayName();

@@ -60,6 +60,13 @@ std::string Dump(const json& value) {
   return value.dump(2, ' ', false, json::error_handler_t::replace);
 }
 
+bool SubjectOk(const std::string& address) {
+  if (gdpr::IsAddress(address)) return true;
+  std::cerr << "roster: --subject must be the person's e-mail address, not \"" << Safe(address)
+            << "\"\n";
+  return false;
+}
+
 int Fail(const Error& e) {
   std::cerr << "roster: " << Safe(e.message) << "\n";
   return 2;

@@ -34,6 +34,10 @@ std::string Dump(const json& value);
 // Prints "roster: <message>" on stderr and answers 2.
 int Fail(const Error& e);
 
+// False, having said why on stderr, unless `address` (--subject) can be an
+// e-mail address.
+bool SubjectOk(const std::string& address);
+
 // Takes the lock of `state_path` (state_path + ".lock") for the life of the
 // process, or says on stderr that another command holds it.
 bool LockState(const std::string& state_path);

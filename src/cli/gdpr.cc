@@ -157,6 +157,36 @@ roster::Status WipeState(const Config& config) {
   return {};
 }
 
+// What gdpr export and unerase work on: the state, its audit log and the
+// erasure register checked against it. `nothing` ends the message of an
+// audit log that cannot be opened ("nothing was changed").
+struct GdprState {
+  std::unique_ptr<StateStore> store;
+  std::unique_ptr<Audit> audit;
+  std::optional<gdpr::ErasureRegister> reg;
+};
+
+Result<GdprState> OpenForGdpr(const Config& config, const std::string& nothing) {
+  GdprState out;
+  std::vector<std::string> notes;
+  auto store = OpenState(config, StateUse::kSync, &notes);
+  for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
+  if (!store.ok()) return store.take_error();
+  out.store = std::move(store).value();
+  ROSTER_ASSIGN_OR_RETURN(crypto::Key key, StateKey(config, StateUse::kSync, nullptr));
+  auto audit = OpenAudit(config, std::move(key));
+  if (!audit.ok()) {
+    Error e = audit.take_error();
+    e.message += "; " + nothing;
+    return e;
+  }
+  out.audit = std::move(audit).value();
+  ROSTER_ASSIGN_OR_RETURN(gdpr::ErasureRegister reg,
+                          LoadErasures(config, *out.audit->key, *out.store));
+  out.reg = std::move(reg);
+  return out;
+}
+
 }  // namespace
 
 // `gdpr erase`, before its sync: the erasure recorded, the person into the
@@ -190,25 +220,14 @@ Result<int64_t> EraseSubject(const Config& config, const std::string& address, S
 }
 
 int GdprUnerase(const Config& config, const std::string& address, bool as_json) {
-  if (!gdpr::IsAddress(address)) {
-    std::cerr << "roster: --subject must be the person's e-mail address, not \"" << Safe(address)
-              << "\"\n";
-    return 2;
-  }
+  if (!SubjectOk(address)) return 2;
   if (!LockState(config.state_path)) return 2;
-  std::vector<std::string> notes;
-  auto store = OpenState(config, StateUse::kSync, &notes);
-  for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
-  if (!store.ok()) return Fail(store.error());
-  auto key = StateKey(config, StateUse::kSync, nullptr);
-  if (!key.ok()) return Fail(key.error());
-  auto audit = OpenAudit(config, *key);
-  if (!audit.ok()) {
-    std::cerr << "roster: " << Safe(audit.error().message) << "; nothing was changed\n";
-    return 2;
-  }
-  auto reg = LoadErasures(config, *key, **store);
-  if (!reg.ok()) return Fail(reg.error());
+  auto opened = OpenForGdpr(config, "nothing was changed");
+  if (!opened.ok()) return Fail(opened.error());
+  GdprState& g = *opened;
+  auto& store = g.store;
+  auto& audit = g.audit;
+  auto& reg = g.reg;
   const std::string subject = gdpr::NormalizeAddress(address);
   if (!reg->exists()) {
     std::cerr << "roster: nobody was erased: there is no erasure register "
@@ -220,15 +239,15 @@ int GdprUnerase(const Config& config, const std::string& address, bool as_json) 
               << Safe(config.erasure_register) << "; nothing was changed\n";
     return 1;
   }
-  roster::Status st = (*audit)->Append("gdpr-unerase", {{"subject", (*store)->Pseudonym(subject)}});
+  roster::Status st = audit->Append("gdpr-unerase", {{"subject", store->Pseudonym(subject)}});
   if (st.ok()) st = reg->Save();
-  if (st.ok()) st = RememberErasures(**store, *reg);
+  if (st.ok()) st = RememberErasures(*store, *reg);
   if (!st.ok()) return Fail(st.error());
   // The cache was scrubbed of them (their reports' records too): the next
   // sync reads the sources in full, so that what named them comes back.
-  auto purged = (*store)->PurgeCache();
+  auto purged = store->PurgeCache();
   if (!purged.ok()) return Fail(purged.error());
-  st = CloseAudit(**audit, config, store->get());
+  st = CloseAudit(*audit, config, store.get());
   if (!st.ok()) {
     std::cerr << "roster: the person was unerased, but the audit log could not be closed: "
               << Safe(st.error().message) << "\n";
@@ -250,29 +269,18 @@ int GdprUnerase(const Config& config, const std::string& address, bool as_json) 
 int GdprExport(const Config& config, const std::string& address, const std::string& vcard_path,
                bool as_json) {
   (void)as_json;  // the export is JSON either way: it is meant to be handed over
-  if (!gdpr::IsAddress(address)) {
-    std::cerr << "roster: --subject must be the person's e-mail address, not \"" << Safe(address)
-              << "\"\n";
-    return 2;
-  }
+  if (!SubjectOk(address)) return 2;
   const std::string subject = gdpr::NormalizeAddress(address);
   if (!LockState(config.state_path)) return 2;
   auto engine_config = BuildEngineConfig(config);
   if (!engine_config.ok()) return Fail(engine_config.error());
-  std::vector<std::string> notes;
-  auto store = OpenState(config, StateUse::kSync, &notes);
-  for (const std::string& note : notes) std::cerr << "roster: " << Safe(note) << "\n";
-  if (!store.ok()) return Fail(store.error());
-  auto key = StateKey(config, StateUse::kSync, nullptr);
-  if (!key.ok()) return Fail(key.error());
-  auto audit = OpenAudit(config, *key);
-  if (!audit.ok()) {
-    std::cerr << "roster: " << Safe(audit.error().message) << "; nothing was exported\n";
-    return 2;
-  }
-  auto reg = LoadErasures(config, *key, **store);
-  if (!reg.ok()) return Fail(reg.error());
-  auto cached = FindCached(config, **store, subject);
+  auto opened = OpenForGdpr(config, "nothing was exported");
+  if (!opened.ok()) return Fail(opened.error());
+  GdprState& g = *opened;
+  auto& store = g.store;
+  auto& audit = g.audit;
+  auto& reg = g.reg;
+  auto cached = FindCached(config, *store, subject);
   if (!cached.ok()) return Fail(cached.error());
 
   json cached_json = json::object(), cached_from = json::array();
@@ -293,11 +301,11 @@ int GdprExport(const Config& config, const std::string& address, const std::stri
 
   // The copies, read back from every target: none is guessed from the state.
   std::vector<std::string> place_notes;
-  auto places = FindPlaces(*engine_config, store->get(), place_notes);
+  auto places = FindPlaces(*engine_config, store.get(), place_notes);
   if (!places.ok()) return Fail(places.error());
   json copies = json::array(), unreadable = json::array();
   std::optional<Contact> copy_body;
-  std::set<std::string> pseudonyms = {(*store)->Pseudonym(subject)};
+  std::set<std::string> pseudonyms = {store->Pseudonym(subject)};
   for (const Place& place : *places) {
     PlaceContents contents = ReadPlace(*engine_config, place);
     if (!contents.error.empty()) {
@@ -308,7 +316,7 @@ int GdprExport(const Config& config, const std::string& address, const std::stri
       continue;
     }
     if (gdpr::NormalizeAddress(place.user) == subject) {
-      pseudonyms.insert((*store)->Pseudonym(place.user));
+      pseudonyms.insert(store->Pseudonym(place.user));
     }
     for (const FoundItem& item : contents.managed) {
       std::vector<std::string> keys = KindOf(item.body).MatchKeys(item.body);
@@ -350,10 +358,10 @@ int GdprExport(const Config& config, const std::string& address, const std::stri
     }
   }
   roster::Status st =
-      (*audit)->Append("gdpr-export", {{"subject", (*store)->Pseudonym(subject)},
-                                       {"cached", static_cast<int64_t>(cached->size())},
-                                       {"copies", static_cast<int64_t>(copies.size())}});
-  if (st.ok()) st = CloseAudit(**audit, config, store->get());
+      audit->Append("gdpr-export", {{"subject", store->Pseudonym(subject)},
+                                    {"cached", static_cast<int64_t>(cached->size())},
+                                    {"copies", static_cast<int64_t>(copies.size())}});
+  if (st.ok()) st = CloseAudit(*audit, config, store.get());
   json out{{"subject", Safe(address)},         {"erased", reg->Contains(subject)},
            {"cached", std::move(cached_json)}, {"cached_from", std::move(cached_from)},
            {"copies", std::move(copies)},      {"audit", std::move(*entries)}};

@@ -631,11 +631,7 @@ int SyncCommand(const Config& config, const SyncRequest& request) {
   const bool plan = request.plan, force = request.force, debug = request.debug,
              verbose = request.verbose, as_json = request.as_json;
   const bool erasing = !request.erase_subject.empty();
-  if (erasing && !gdpr::IsAddress(request.erase_subject)) {
-    std::cerr << "roster: --subject must be the person's e-mail address, not \""
-              << Safe(request.erase_subject) << "\"\n";
-    return 2;
-  }
+  if (erasing && !cli::SubjectOk(request.erase_subject)) return 2;
   // Two syncs of one configuration at once would race each other's writes.
   if (!plan && !LockState(config.state_path)) return 2;
   // A plan creates, migrates and writes nothing, not even the state file.
